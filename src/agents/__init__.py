@@ -1,0 +1,1 @@
+"""Firebreak agents layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Firebreak detectors layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Firebreak experiments layer (see DESIGN.md)."""

@@ -1,0 +1,1 @@
+"""Firebreak command line: the only place that wires every layer together."""

@@ -1,0 +1,1 @@
+"""The simulated system: topology, workload, faults, engine and telemetry (DESIGN.md)."""

@@ -1,0 +1,450 @@
+"""The flow fidelity's tick: one compiled pass over the services of a topology.
+
+Queueing model per service (see ../shared/reference/flow-model.md): a worker pool of
+c = replicas × workers servers held for a request's whole residence (own work plus its
+synchronous calls). Stable load waits as M/M/c (Erlang C); overload builds a fluid backlog
+capped by the queue limit, beyond which requests are shed. Timeouts fail the caller while
+the callee still does the work; retries multiply the callee's load; breakers stop calls.
+Nothing about cascades is scripted: they follow from these couplings.
+
+Order of a tick: arrivals flow top-down (callers first, back edges of cycles use the last
+tick's rates), then latencies and failure probabilities flow bottom-up (callees first).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from .fields import (
+    C_ARRIVED,
+    C_COMPLETED,
+    C_FAILED,
+    C_SHED,
+    E_BACKOFF,
+    E_BACKOFF_MULT,
+    E_BR_CALLS,
+    E_BR_COOLDOWN,
+    E_BR_FAILS,
+    E_BR_HALFSHARE,
+    E_BR_MINCALLS,
+    E_BR_ON,
+    E_BR_SINCE,
+    E_BR_STATE,
+    E_BR_THRESH,
+    E_BR_WINDOW,
+    E_FAULT_FAIL,
+    E_FAULT_LAT,
+    E_FORCED,
+    E_K,
+    E_P_ATTEMPT,
+    E_PARTITION,
+    E_REQUIRED,
+    E_RETRIES,
+    E_SYNC,
+    E_TIMEOUT,
+    F_CPU_FACTOR,
+    F_CPU_HOG,
+    F_ERR,
+    F_LAT_ADD,
+    F_LAT_FACTOR,
+    F_LEAK_ORIGIN,
+    F_LEAK_RATE,
+    F_OUTAGE,
+    P_CPU_LIMIT,
+    P_CPU_PER_REQ,
+    P_CPU_REQUEST,
+    P_ERR_BASE,
+    P_MEM_BASE,
+    P_MEM_LIMIT,
+    P_MEM_PER_REQ,
+    P_PARALLEL,
+    P_QLIMIT,
+    P_READY,
+    P_SVC_CV,
+    P_SVC_MEAN,
+    P_WORKERS,
+    X_CPU_AVG,
+    X_DESIRED,
+    X_ERRP,
+    X_HOLD,
+    X_LOST,
+    X_MU,
+    X_NSERV,
+    X_QUEUE,
+    X_SERVED,
+    X_SHEDFRAC,
+    X_SHIFT,
+    X_SIGMA,
+    X_THROTTLE,
+)
+
+Z95 = 1.6448536269514722
+Z99 = 2.3263478740408408
+SQRT2 = math.sqrt(2.0)
+CONNECT_REFUSED_S = 0.001  # a refused connection costs the caller about a millisecond
+MAX_RHO = 0.995  # the Erlang-C term is capped here; beyond it the fluid backlog takes over
+EVENT_BREAKER = 0.0
+EVENT_OOM = 1.0
+METRICS_WINDOW_S = 15.0  # metrics-server's resolution, the HPA's view of CPU
+
+
+@njit(cache=True, fastmath=False)
+def erlang_c(c: float, a: float) -> float:
+    """Probability of waiting in M/M/c with offered load a (Erlang B recursion, then C)."""
+    n = int(c)
+    if n <= 0:
+        return 1.0
+    if a <= 0.0:
+        return 0.0
+    b = 1.0
+    for k in range(1, n + 1):
+        b = a * b / (k + a * b)
+        if b < 1e-300:
+            return 0.0
+        if k > a and b < 1e-14:
+            return 0.0
+    rho = a / n
+    return b / (1.0 - rho * (1.0 - b))
+
+
+@njit(cache=True)
+def _norm_sf(x: float) -> float:
+    return 0.5 * math.erfc(x / SQRT2)
+
+
+@njit(cache=True)
+def tail_prob(mu: float, sigma: float, shift: float, t: float) -> float:
+    """P(residence > t) for shift + lognormal(mu, sigma)."""
+    x = t - shift
+    if x <= 0.0:
+        return 1.0
+    if sigma <= 1e-12:
+        return 1.0 if math.exp(mu) > x else 0.0
+    return _norm_sf((math.log(x) - mu) / sigma)
+
+
+@njit(cache=True)
+def truncated_mean(mu: float, sigma: float, shift: float, t: float) -> float:
+    """E[min(residence, t)]: what a call costs a caller that gives up at its timeout t."""
+    x = t - shift
+    if x <= 0.0:
+        return t
+    if sigma <= 1e-12:
+        return shift + min(math.exp(mu), x)
+    lx = math.log(x)
+    body = math.exp(mu + 0.5 * sigma * sigma) * (1.0 - _norm_sf((lx - mu - sigma * sigma) / sigma))
+    return shift + body + x * _norm_sf((lx - mu) / sigma)
+
+
+@njit(cache=True)
+def _breaker_block(e: int, E: np.ndarray) -> float:
+    """Share of calls the breaker refuses."""
+    forced = E[E_FORCED, e]
+    if forced == 1.0:
+        return 1.0
+    if forced == 0.0 or E[E_BR_ON, e] == 0.0:
+        return 0.0
+    state = E[E_BR_STATE, e]
+    if state == 1.0:
+        return 1.0
+    if state == 2.0:
+        return 1.0 - E[E_BR_HALFSHARE, e]
+    return 0.0
+
+
+@njit(cache=True)
+def _attempts(p: float, n: float) -> float:
+    """Expected attempts with per-attempt failure p and n retries: Σ_{i=0..n} p^i."""
+    total = 1.0
+    term = 1.0
+    for _ in range(int(n)):
+        term *= p
+        total += term
+    return total
+
+
+@njit(cache=True)
+def flow_tick(
+    t: float,
+    dt: float,
+    S: np.ndarray,
+    E: np.ndarray,
+    order: np.ndarray,
+    src: np.ndarray,
+    dst: np.ndarray,
+    in_ptr: np.ndarray,
+    in_idx: np.ndarray,
+    out_ptr: np.ndarray,
+    out_idx: np.ndarray,
+    ext: np.ndarray,
+    out: np.ndarray,
+    eout: np.ndarray,
+    dist: np.ndarray,
+    events: np.ndarray,
+    counters: np.ndarray,
+) -> int:
+    """Advance one tick [t, t+dt). Writes telemetry rows; returns the number of events.
+
+    `events` rows are (time, kind, index, value): kind 0 a breaker transition of edge
+    `index` to state `value`, kind 1 a replica of service `index` above its memory limit.
+    `counters` is scratch space (services × 5) so the tick allocates nothing.
+    """
+    n = S.shape[1]
+    n_events = 0
+
+    # ---- 1. arrivals, top-down -------------------------------------------------------
+    for oi in range(n):
+        s = order[oi]
+        lam = ext[s] / dt
+        for j in range(in_ptr[s], in_ptr[s + 1]):
+            e = in_idx[j]
+            u = src[e]
+            block = _breaker_block(e, E)
+            if block >= 1.0:
+                continue
+            att = _attempts(E[E_P_ATTEMPT, e], E[E_RETRIES, e])
+            lam += S[X_SERVED, u] * E[E_K, e] * att * (1.0 - block)
+        arrivals = lam * dt
+        ready = S[P_READY, s]
+        prev_inflight = S[X_QUEUE, s] + S[X_NSERV, s]
+        counters[s, 2] = lam
+        counters[s, 3] = prev_inflight
+        if ready <= 0.0 or S[F_OUTAGE, s] > 0.0:
+            # no endpoint accepts connections: everything is refused, in-flight work is lost
+            S[X_LOST, s] += prev_inflight
+            S[X_QUEUE, s] = 0.0
+            S[X_NSERV, s] = 0.0
+            S[X_SERVED, s] = 0.0
+            counters[s, 0] = arrivals
+            counters[s, 1] = arrivals
+            counters[s, 4] = 0.0
+            continue
+        c = ready * S[P_WORKERS, s]
+        mu_cap = c / max(S[X_HOLD, s], 1e-9)
+        backlog = S[X_QUEUE, s] + arrivals
+        served = min(backlog / dt, mu_cap)
+        q = backlog - served * dt
+        qmax = ready * S[P_QLIMIT, s]
+        shed = 0.0
+        if q > qmax:
+            shed = q - qmax
+            q = qmax
+        S[X_QUEUE, s] = q
+        S[X_SERVED, s] = served
+        counters[s, 0] = arrivals
+        counters[s, 1] = shed
+        counters[s, 4] = mu_cap
+
+    # ---- 2. latencies and failures, bottom-up ----------------------------------------
+    for oi in range(n - 1, -1, -1):
+        s = order[oi]
+        ready = S[P_READY, s]
+        down = ready <= 0.0 or S[F_OUTAGE, s] > 0.0
+        own = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s] * S[X_THROTTLE, s] + S[F_LAT_ADD, s]
+        own_sd = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s] * S[X_THROTTLE, s] * S[P_SVC_CV, s]
+        var = own_sd * own_sd
+        sum_cost = 0.0
+        max_cost = 0.0
+        p_ok = 1.0
+        served = S[X_SERVED, s]
+        for j in range(out_ptr[s], out_ptr[s + 1]):
+            e = out_idx[j]
+            d = dst[e]
+            timeout = E[E_TIMEOUT, e]
+            if E[E_PARTITION, e] > 0.0:
+                p_att = 1.0
+                c_att = timeout
+            elif S[P_READY, d] <= 0.0 or S[F_OUTAGE, d] > 0.0:
+                p_att = 1.0
+                c_att = CONNECT_REFUSED_S
+            else:
+                mu_d = S[X_MU, d]
+                sg_d = S[X_SIGMA, d]
+                sh_d = S[X_SHIFT, d]
+                loss = E[E_FAULT_FAIL, e]
+                t_eff = timeout - E[E_FAULT_LAT, e]
+                p_to = tail_prob(mu_d, sg_d, sh_d, t_eff)
+                shed_d = S[X_SHEDFRAC, d]
+                p_att = 1.0 - (1.0 - shed_d) * (1.0 - p_to) * (1.0 - S[X_ERRP, d]) * (1.0 - loss)
+                wait = truncated_mean(mu_d, sg_d, sh_d, t_eff) + E[E_FAULT_LAT, e]
+                c_att = shed_d * CONNECT_REFUSED_S + (1.0 - shed_d) * wait
+            retries = E[E_RETRIES, e]
+            att = _attempts(p_att, retries)
+            backoff = 0.0
+            if retries > 0.0 and E[E_BACKOFF, e] > 0.0:
+                term = 1.0
+                delay = E[E_BACKOFF, e]
+                for _ in range(int(retries)):
+                    term *= p_att
+                    backoff += term * delay
+                    delay *= E[E_BACKOFF_MULT, e]
+            block = _breaker_block(e, E)
+            cost = (1.0 - block) * (att * c_att + backoff)
+            fail = block + (1.0 - block) * p_att ** (retries + 1.0)
+            k = E[E_K, e]
+            if E[E_SYNC, e] > 0.0:
+                sum_cost += k * cost
+                if k * cost > max_cost:
+                    max_cost = k * cost
+                v_call = min(c_att * c_att, timeout * timeout) * 0.5
+                var += k * att * (1.0 - block) * v_call
+                if E[E_REQUIRED, e] > 0.0:
+                    p_ok *= (1.0 - fail) ** k
+            # breaker bookkeeping and edge telemetry
+            calls = served * k * att * (1.0 - block) * dt
+            fails = calls * p_att
+            E[E_P_ATTEMPT, e] = p_att
+            n_events = _breaker_step(t, dt, e, E, calls, fails, events, n_events)
+            eout[e, 0] = calls / dt
+            eout[e, 1] = served * k * fail
+            eout[e, 2] = c_att * 1000.0
+            eout[e, 3] = E[E_BR_STATE, e] if E[E_FORCED, e] < 0.0 else 3.0 + E[E_FORCED, e]
+
+        hold = own + (max_cost if S[P_PARALLEL, s] > 0.0 else sum_cost)
+        err_own = 1.0 - (1.0 - S[P_ERR_BASE, s]) * (1.0 - S[F_ERR, s])
+        S[X_ERRP, s] = 1.0 - (1.0 - err_own) * p_ok
+        S[X_HOLD, s] = hold
+
+        # waiting: Erlang C while stable, fluid backlog beyond
+        c = ready * S[P_WORKERS, s]
+        wait_mean = 0.0
+        wait_var = 0.0
+        shift = 0.0
+        if not down and c > 0.0:
+            mu_cap = c / hold
+            lam_in = min(served, MAX_RHO * mu_cap)
+            a = lam_in * hold
+            pc = erlang_c(c, a)
+            theta = mu_cap - lam_in
+            wait_mean = pc / theta
+            wait_var = (2.0 * pc - pc * pc) / (theta * theta)
+            shift = S[X_QUEUE, s] / mu_cap
+        mean = hold + wait_mean
+        total_var = var + wait_var
+        sigma2 = math.log(1.0 + total_var / (mean * mean))
+        mu = math.log(mean) - 0.5 * sigma2
+        sigma = math.sqrt(sigma2)
+        S[X_MU, s] = mu
+        S[X_SIGMA, s] = sigma
+        S[X_SHIFT, s] = shift
+        dist[s, 0] = mu
+        dist[s, 1] = sigma
+        dist[s, 2] = shift
+
+        # ---- 3. conservation: arrivals = completed + failed + shed + Δ in-flight -----
+        arrivals = counters[s, 0]
+        shed = counters[s, 1]
+        prev_inflight = counters[s, 3]
+        lost = S[X_LOST, s]
+        S[X_LOST, s] = 0.0
+        if down:
+            n_target = 0.0
+        else:
+            n_target = min(served * hold, c)
+        q = S[X_QUEUE, s]
+        departures = arrivals - shed + prev_inflight - lost - (q + n_target)
+        if departures < 0.0:
+            departures = 0.0
+            n_target = max(prev_inflight - lost + arrivals - shed - q, 0.0)
+        S[X_NSERV, s] = n_target
+        failed = departures * S[X_ERRP, s] + lost
+        completed = departures * (1.0 - S[X_ERRP, s])
+        S[C_ARRIVED, s] += arrivals
+        S[C_COMPLETED, s] += completed
+        S[C_FAILED, s] += failed
+        S[C_SHED, s] += shed
+        S[X_SHEDFRAC, s] = shed / arrivals if arrivals > 0.0 else (1.0 if down else 0.0)
+
+        # ---- 4. resources ------------------------------------------------------------
+        inflight = q + n_target
+        cpu_demand = served * S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s] + S[F_CPU_HOG, s] * ready
+        cpu_cap = ready * S[P_CPU_LIMIT, s]
+        cpu_used = min(cpu_demand, cpu_cap)
+        S[X_THROTTLE, s] = max(1.0, cpu_demand / cpu_cap) if cpu_cap > 0.0 else 1.0
+        leak = 0.0
+        if S[F_LEAK_RATE, s] > 0.0:
+            leak = S[F_LEAK_RATE, s] * max(t - S[F_LEAK_ORIGIN, s], 0.0)
+        mem = S[P_MEM_BASE, s] + leak
+        if ready > 0.0:
+            mem += S[P_MEM_PER_REQ, s] * inflight / ready
+        if ready > 0.0 and mem > S[P_MEM_LIMIT, s] and n_events < events.shape[0]:
+            events[n_events, 0] = t + dt
+            events[n_events, 1] = EVENT_OOM
+            events[n_events, 2] = s
+            events[n_events, 3] = mem
+            n_events += 1
+
+        # ---- 5. telemetry row ----------------------------------------------------------
+        finished = departures + shed
+        out[s, 0] = arrivals / dt
+        out[s, 1] = completed / dt
+        out[s, 2] = failed / dt
+        out[s, 3] = shed / dt
+        out[s, 4] = (failed + shed) / finished if finished > 0.0 else 0.0
+        if down:
+            for m in range(5, 9):
+                out[s, m] = 0.0
+        else:
+            out[s, 5] = (shift + mean) * 1000.0
+            out[s, 6] = (shift + math.exp(mu)) * 1000.0
+            out[s, 7] = (shift + math.exp(mu + Z95 * sigma)) * 1000.0
+            out[s, 8] = (shift + math.exp(mu + Z99 * sigma)) * 1000.0
+        out[s, 9] = cpu_used
+        util = cpu_used / (ready * S[P_CPU_REQUEST, s]) if ready > 0.0 else 0.0
+        alpha = min(dt / METRICS_WINDOW_S, 1.0)
+        S[X_CPU_AVG, s] += alpha * (util - S[X_CPU_AVG, s])
+        out[s, 10] = util
+        out[s, 11] = mem if ready > 0.0 else 0.0
+        out[s, 12] = q
+        out[s, 13] = inflight
+        out[s, 14] = n_target / c if c > 0.0 else 0.0
+        out[s, 15] = ready
+        out[s, 16] = S[X_DESIRED, s]
+    return n_events
+
+
+@njit(cache=True)
+def _breaker_step(
+    t: float, dt: float, e: int, E: np.ndarray, calls: float, fails: float,
+    events: np.ndarray, n_events: int,
+) -> int:  # fmt: skip
+    """Advance one edge's breaker; record a transition as (time, edge, new state)."""
+    if E[E_BR_ON, e] == 0.0 or E[E_FORCED, e] >= 0.0:
+        return n_events
+    state = E[E_BR_STATE, e]
+    new_state = state
+    if state == 0.0:
+        alpha = min(dt / E[E_BR_WINDOW, e], 1.0)
+        E[E_BR_CALLS, e] = (1.0 - alpha) * E[E_BR_CALLS, e] + calls
+        E[E_BR_FAILS, e] = (1.0 - alpha) * E[E_BR_FAILS, e] + fails
+        w_calls = E[E_BR_CALLS, e]
+        if w_calls >= E[E_BR_MINCALLS, e] and w_calls > 0.0:
+            if E[E_BR_FAILS, e] / w_calls >= E[E_BR_THRESH, e]:
+                new_state = 1.0
+    elif state == 1.0:
+        if t + dt - E[E_BR_SINCE, e] >= E[E_BR_COOLDOWN, e]:
+            new_state = 2.0
+    else:
+        E[E_BR_CALLS, e] += calls
+        E[E_BR_FAILS, e] += fails
+        trial = max(min(E[E_BR_MINCALLS, e], 10.0), 1.0)
+        if E[E_BR_CALLS, e] >= trial:
+            if E[E_BR_FAILS, e] / E[E_BR_CALLS, e] >= E[E_BR_THRESH, e]:
+                new_state = 1.0
+            else:
+                new_state = 0.0
+    if new_state != state:
+        E[E_BR_STATE, e] = new_state
+        E[E_BR_SINCE, e] = t + dt
+        E[E_BR_CALLS, e] = 0.0
+        E[E_BR_FAILS, e] = 0.0
+        if n_events < events.shape[0]:
+            events[n_events, 0] = t + dt
+            events[n_events, 1] = EVENT_BREAKER
+            events[n_events, 2] = e
+            events[n_events, 3] = new_state
+            n_events += 1
+    return n_events
