@@ -156,6 +156,22 @@ def _breaker_block(e: int, E: np.ndarray) -> float:
 
 
 @njit(cache=True)
+def _cpu_available(s: int, S: np.ndarray) -> float:
+    """Cores left to the service's requests once a CPU hog has taken its share."""
+    cap = S[P_READY, s] * S[P_CPU_LIMIT, s]
+    return max(cap - S[F_CPU_HOG, s] * S[P_READY, s], 0.02 * cap)
+
+
+@njit(cache=True)
+def _cpu_capacity(s: int, S: np.ndarray) -> float:
+    """Requests/s the CPU limit allows: a CPU-bound service saturates here, not at its pool."""
+    per_req = S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s]
+    if per_req <= 0.0:
+        return 1e18
+    return _cpu_available(s, S) / per_req
+
+
+@njit(cache=True)
 def _attempts(p: float, n: float) -> float:
     """Expected attempts with per-attempt failure p and n retries: Σ_{i=0..n} p^i."""
     total = 1.0
@@ -223,7 +239,7 @@ def flow_tick(
             counters[s, 4] = 0.0
             continue
         c = ready * S[P_WORKERS, s]
-        mu_cap = c / max(S[X_HOLD, s], 1e-9)
+        mu_cap = min(c / max(S[X_HOLD, s], 1e-9), _cpu_capacity(s, S))
         backlog = S[X_QUEUE, s] + arrivals
         served = min(backlog / dt, mu_cap)
         q = backlog - served * dt
@@ -314,10 +330,12 @@ def flow_tick(
         wait_var = 0.0
         shift = 0.0
         if not down and c > 0.0:
-            mu_cap = c / hold
+            mu_cpu = _cpu_capacity(s, S)
+            c_eff = max(min(c, math.floor(mu_cpu * hold)), 1.0)
+            mu_cap = c_eff / hold
             lam_in = min(served, MAX_RHO * mu_cap)
             a = lam_in * hold
-            pc = erlang_c(c, a)
+            pc = erlang_c(c_eff, a)
             theta = mu_cap - lam_in
             wait_mean = pc / theta
             wait_var = (2.0 * pc - pc * pc) / (theta * theta)
@@ -363,7 +381,13 @@ def flow_tick(
         cpu_demand = served * S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s] + S[F_CPU_HOG, s] * ready
         cpu_cap = ready * S[P_CPU_LIMIT, s]
         cpu_used = min(cpu_demand, cpu_cap)
-        S[X_THROTTLE, s] = max(1.0, cpu_demand / cpu_cap) if cpu_cap > 0.0 else 1.0
+        if cpu_cap > 0.0:
+            # a hog's share of the quota stretches the CPU part of every request's own time
+            own_base = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s]
+            cpu_share = min(S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s] / own_base, 1.0)
+            S[X_THROTTLE, s] = 1.0 + cpu_share * (cpu_cap / _cpu_available(s, S) - 1.0)
+        else:
+            S[X_THROTTLE, s] = 1.0
         leak = 0.0
         if S[F_LEAK_RATE, s] > 0.0:
             leak = S[F_LEAK_RATE, s] * max(t - S[F_LEAK_ORIGIN, s], 0.0)
@@ -378,7 +402,7 @@ def flow_tick(
             n_events += 1
 
         # ---- 5. telemetry row ----------------------------------------------------------
-        finished = departures + shed
+        finished = departures + shed + lost
         out[s, 0] = arrivals / dt
         out[s, 1] = completed / dt
         out[s, 2] = failed / dt

@@ -72,6 +72,56 @@ def _resolve_topology(ref: str, base: Path, source: str) -> tuple[Path, Any]:
     raise ScenarioError(f"{source}: topology: file not found: {ref!r} (looked in {base})")
 
 
+def _merge(base: Any, patch: Any) -> Any:
+    """Mappings merge key by key (None deletes nothing: it sets null); anything else replaces."""
+    if isinstance(base, Mapping) and isinstance(patch, Mapping):
+        out = dict(base)
+        for key, value in patch.items():
+            out[key] = _merge(base.get(key), value) if key in base else value
+        return out
+    return patch
+
+
+def apply_topology_patch(topology: Mapping, patch: Any, source: str) -> dict:
+    """Overlay a scenario's `topology_patch` (services by name, calls by from/to) on a topology.
+
+    This is how a scenario varies one setting of a shared topology without copying it.
+    """
+    where = f"{source}: topology_patch"
+    if not isinstance(patch, Mapping):
+        raise ScenarioError(f"{where}: expected a mapping with 'services' and/or 'calls'")
+    unknown = set(patch) - {"services", "calls", "defaults"}
+    if unknown:
+        raise ScenarioError(
+            f"{where}: unknown key {sorted(unknown)[0]!r} (services, calls, defaults)"
+        )
+    out = dict(topology)
+    if "defaults" in patch:
+        out["defaults"] = _merge(topology.get("defaults") or {}, patch["defaults"])
+    services = dict(topology.get("services") or {})
+    for name, fields in (patch.get("services") or {}).items():
+        if name not in services:
+            raise ScenarioError(f"{where}.services.{name}: unknown service {name!r}")
+        if not isinstance(fields, Mapping):
+            raise ScenarioError(f"{where}.services.{name}: expected a mapping of fields")
+        services[name] = _merge(services[name], fields)
+    out["services"] = services
+    calls = [dict(c) for c in topology.get("calls") or []]
+    for i, change in enumerate(patch.get("calls") or []):
+        if not isinstance(change, Mapping) or "from" not in change or "to" not in change:
+            raise ScenarioError(f"{where}.calls[{i}]: needs 'from' and 'to' naming an edge")
+        match = [
+            c for c in calls if c.get("from") == change["from"] and c.get("to") == change["to"]
+        ]
+        if not match:
+            raise ScenarioError(
+                f"{where}.calls[{i}]: no call {change['from']!r} -> {change['to']!r} to patch"
+            )
+        match[0].update(_merge(match[0], dict(change)))
+    out["calls"] = calls
+    return out
+
+
 def load_topology(path: str | Path) -> Topology:
     """A topology file on its own (used by generators and importers)."""
     path = Path(path)
@@ -103,6 +153,11 @@ def load_scenario(
         topo_path, raw["topology"] = _resolve_topology(topo_ref, path.parent, source)
         if not isinstance(raw["topology"], Mapping):
             raise ScenarioError(f"{topo_path}: expected a mapping at the top level")
+    patch = raw.pop("topology_patch", None)
+    if patch is not None:
+        if not isinstance(raw.get("topology"), Mapping):
+            raise ScenarioError(f"{source}: topology_patch: needs a topology to patch")
+        raw["topology"] = apply_topology_patch(raw["topology"], patch, source)
     workload = raw.get("workload")
     if isinstance(workload, Mapping) and isinstance(workload.get("replay"), Mapping):
         replay = dict(workload["replay"])

@@ -78,7 +78,9 @@ class Service(Frozen):
     cpu_request: float = Field(default=0.1, gt=0, description="cores requested per replica")
     cpu_limit: float = Field(default=0.2, gt=0, description="cores allowed per replica")
     memory_base_mb: float = Field(default=50.0, ge=0)
-    memory_per_request_mb: float = Field(default=0.5, ge=0, description="per in-flight request")
+    memory_per_request_mb: float = Field(
+        default=0.1, ge=0, description="per in-flight request (buffers, a goroutine or thread)"
+    )
     memory_limit_mb: float = Field(default=256.0, gt=0)
     queue_limit: int = Field(default=100, ge=0, description="queued requests per replica")
     startup_s: Seconds = 10.0
