@@ -103,6 +103,7 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
         S[f.X_DESIRED, i] = svc.replicas
     reset_fault_rows(S)
     S[f.X_HOLD] = S[f.P_SVC_MEAN]
+    S[f.X_HOLD_EFF] = S[f.P_SVC_MEAN]
     S[f.X_THROTTLE] = 1.0
     S[f.X_MU] = np.log(np.maximum(S[f.P_SVC_MEAN], 1e-9))
 

@@ -50,7 +50,9 @@ C_ARRIVED = 34
 C_COMPLETED = 35
 C_FAILED = 36
 C_SHED = 37
-N_SERVICE_FIELDS = 38
+X_HOLD_EFF = 38  # holding time as the worker pool feels it: lags the instant one by ~H
+X_WAIT = 39  # mean queueing wait, relaxing towards its steady-state value
+N_SERVICE_FIELDS = 40
 
 # --- per-edge rows ----------------------------------------------------------------------
 E_K = 0  # expected calls per caller request (per_request × probability)

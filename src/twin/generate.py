@@ -10,6 +10,7 @@ moderate utilisation instead of idle or on fire.
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 from typing import Any
@@ -19,13 +20,16 @@ import yaml
 
 from .errors import FirebreakError
 
-# runtime: (share of services, workers per replica, startup_s, cv, memory_base_mb)
-RUNTIMES: dict[str, tuple[float, int, float, float, float]] = {
-    "java": (0.4, 32, 40.0, 1.5, 300.0),
-    "go": (0.3, 32, 5.0, 1.0, 30.0),
-    "node": (0.15, 16, 10.0, 1.2, 60.0),
-    "python": (0.15, 16, 10.0, 1.2, 80.0),
+# kind of deployment: (kind, workers per replica, cv, memory_base_mb, startup_s, queue_limit)
+KINDS: dict[str, tuple[str, int, float, float, float, int]] = {
+    "java": ("service", 32, 1.5, 300.0, 40.0, 100),
+    "go": ("service", 32, 1.0, 30.0, 5.0, 100),
+    "node": ("service", 16, 1.2, 60.0, 10.0, 100),
+    "python": ("service", 16, 1.2, 80.0, 10.0, 100),
+    "gateway": ("service", 64, 1.0, 30.0, 5.0, 500),
+    "store": ("store", 64, 0.8, 200.0, 15.0, 500),
 }
+RUNTIME_SHARES = {"java": 0.4, "go": 0.3, "node": 0.15, "python": 0.15}
 CPU_LIMITS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 TARGET_CPU = 0.4  # share of the CPU limit used at the suggested load
 TARGET_CPU_HPA = 0.3  # = 0.6 of the request (half the limit): below the HPA's 0.7 target
@@ -35,7 +39,7 @@ MAX_DEPTH = 9  # service layers below the gateways; stores add one more hop
 
 
 def n_gateways(n_services: int) -> int:
-    """A few gateways: one per ~64² services (4 for 1,000), between 1 and 8."""
+    """A few entry gateways: sqrt(n)/8 of them (4 for 1,000 services), between 1 and 8."""
     return max(1, min(8, round(math.sqrt(n_services) / 8)))
 
 
@@ -74,16 +78,14 @@ def generate_topology(n_services: int, seed: int) -> dict[str, Any]:
     parent = _wire_layers(gateways, layers, calls, rng)
     _wire_stores(layers, stores, calls, rng)
     _add_cycles(layers, parent, calls, rng, count=max(n_services >= 50, n_services // 250))
-    services = {g: _gateway() for g in gateways}
+    services = {g: _spec("gateway", "edge gateway (nginx-like)", 1.0, 0.5) for g in gateways}
     services.update({s: _service(rng) for layer in layers for s in layer})
     services.update({s: _store(rng) for s in stores})
     topo = {
         "name": f"generated-{n_services}-seed{seed}",
-        "description": (
-            f"Synthetic topology: {n_gw} gateways, {m} services in {len(layers)} layers, "
-            f"{n_st} stores (twin.generate, seed {seed}). Sized for "
-            f"{RPS_PER_GATEWAY_PER_SERVICE * n_services:g} rps per gateway."
-        ),
+        "description": f"Synthetic (twin.generate, seed {seed}): {n_gw} gateways, {m} services "
+        f"in {len(layers)} layers, {n_st} stores; sized for suggest_classes at "
+        f"{RPS_PER_GATEWAY_PER_SERVICE * n_services * n_gw:g} rps in total.",
         "defaults": {"timeout_ms": 2000.0, "retries": {"max": 1, "backoff_ms": 50.0}},
         "services": services,
         "calls": list(calls.values()),
@@ -116,11 +118,8 @@ def write_topology(path: str | Path, n_services: int, seed: int) -> Path:
 
 def _entries(topology: dict[str, Any]) -> list[str]:
     called = {c["to"] for c in topology["calls"]}
-    return [
-        name
-        for name, svc in topology["services"].items()
-        if name not in called and svc.get("kind", "service") != "store"
-    ]
+    services = topology["services"].items()
+    return [n for n, s in services if n not in called and s.get("kind") != "store"]
 
 
 def _layers(names: list[str], rng: np.random.Generator) -> list[list[str]]:
@@ -131,7 +130,11 @@ def _layers(names: list[str], rng: np.random.Generator) -> list[list[str]]:
     sizes[0] += len(names) - sizes.sum()
     order = rng.permutation(len(names))
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    return [sorted(names[j] for j in order[a:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [sorted(names[j] for j in order[a:b]) for a, b in itertools.pairwise(bounds)]
+
+
+def _layer(layers: list[list[str]], i: int) -> list[str]:
+    return layers[i] if i < len(layers) else []
 
 
 def _popularity(k: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
@@ -152,11 +155,9 @@ def _wire_layers(
 
     Returns each service's first caller (its parent), which the cycles are built on.
     """
-    pop = {
-        s: w
-        for layer in layers
-        for s, w in zip(layer, _popularity(len(layer), rng, 0.8), strict=True)
-    }
+    pop: dict[str, float] = {}
+    for layer in layers:
+        pop.update(zip(layer, _popularity(len(layer), rng, 0.8), strict=True))
     parent: dict[str, str] = {}
     out: dict[str, list[str]] = {s: [] for s in gateways}
     callers, caller_weight = gateways, np.full(len(gateways), 1.0 / len(gateways))
@@ -169,12 +170,8 @@ def _wire_layers(
         # out-degree beyond the backbone: floor(Lomax(1.3)), mostly 0-1, a long tail
         cap = 8 + sum(map(len, layers)) // 10
         degree = np.minimum(np.floor(rng.pareto(1.3, size=len(layer))), cap).astype(int)
-        below = [
-            (x, 0.3**h)
-            for h in range(3)
-            if depth + 1 + h < len(layers)
-            for x in layers[depth + 1 + h]
-        ]
+        # callees: mostly the next layer, sometimes two or three down (0.3, 0.09)
+        below = [(x, 0.3**h) for h in range(3) for x in _layer(layers, depth + 1 + h)]
         for s, k in zip(layer, degree, strict=True):
             out.setdefault(s, [])
             if below and k > 0:
@@ -238,50 +235,38 @@ def _add_cycles(layers, parent: dict[str, str], calls: dict, rng, count: int) ->
 # --------------------------------------------------------------------- service sizing
 
 
-def _gateway() -> dict[str, Any]:
+def _spec(kind: str, description: str, mean_ms: float, cpu_ms: float) -> dict[str, Any]:
+    """A service before sizing (_size fills replicas, CPU and memory in, in this key order)."""
+    kind_, workers, cv, memory, startup, queue = KINDS[kind]
     return {
-        "description": "edge gateway (nginx-like)",
-        "workers": 64,
-        "service_time": {"mean_ms": 1.0, "cv": 1.0},
-        "cpu_per_request_ms": 0.5,
-        "memory_base_mb": 30.0,
-        "startup_s": 5.0,
-        "queue_limit": 500,
-    }
+        "kind": kind_, "description": description, "replicas": 0, "workers": workers,
+        "service_time": {"mean_ms": round(mean_ms, 2), "cv": cv},
+        "cpu_per_request_ms": round(cpu_ms, 2), "cpu_request": 0.0, "cpu_limit": 0.0,
+        "memory_base_mb": memory, "memory_limit_mb": 0.0, "queue_limit": queue,
+        "startup_s": startup,
+    }  # fmt: skip
 
 
 def _service(rng: np.random.Generator) -> dict[str, Any]:
-    names = list(RUNTIMES)
-    runtime = names[int(rng.choice(len(names), p=[RUNTIMES[r][0] for r in names]))]
-    _, workers, startup, cv, mem = RUNTIMES[runtime]
+    """A runtime drawn by share; own time lognormal around 3 ms, 40-80% of it on CPU."""
+    runtime = str(rng.choice(list(RUNTIME_SHARES), p=list(RUNTIME_SHARES.values())))
     mean = float(np.clip(rng.lognormal(math.log(3.0), 0.6), 0.5, 20.0))
-    return {
-        "description": f"{runtime} service",
-        "workers": workers,
-        "service_time": {"mean_ms": round(mean, 2), "cv": cv},
-        "cpu_per_request_ms": round(mean * rng.uniform(0.4, 0.8), 2),
-        "memory_base_mb": mem,
-        "startup_s": startup,
-        "queue_limit": 100,
-    }
+    return _spec(runtime, f"{runtime} service", mean, mean * rng.uniform(0.4, 0.8))
 
 
 def _store(rng: np.random.Generator) -> dict[str, Any]:
     mean = float(np.clip(rng.lognormal(0.0, 0.5), 0.3, 3.0))
-    return {
-        "kind": "store",
-        "description": "shared data store",
-        "workers": 64,
-        "service_time": {"mean_ms": round(mean, 2), "cv": 0.8},
-        "cpu_per_request_ms": round(0.5 * mean, 2),
-        "memory_base_mb": 200.0,
-        "startup_s": 15.0,
-        "queue_limit": 500,
-    }
+    return _spec("store", "shared data store", mean, 0.5 * mean)
 
 
-def expected_load(topology: dict[str, Any], classes: list[dict[str, Any]]):
-    """Expected arrival rate (rps) and holding time (ms) per service, cycles included."""
+def expected_load(
+    topology: dict[str, Any], classes: list[dict[str, Any]]
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Expected arrival rate (rps) and worker holding time (ms) per service, cycles included.
+
+    Holding time is own time plus the sync calls' holding times (no queueing): a worker is
+    held while its calls run, which is what the worker pools are sized against.
+    """
     names = list(topology["services"])
     idx = {n: i for i, n in enumerate(names)}
     calls = topology["calls"]

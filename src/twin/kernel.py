@@ -67,6 +67,8 @@ from .fields import (
     P_SVC_MEAN,
     P_WORKERS,
     X_CPU_AVG,
+    X_HOLD_EFF,
+    X_WAIT,
     X_DESIRED,
     X_ERRP,
     X_HOLD,
@@ -238,10 +240,16 @@ def flow_tick(
             counters[s, 1] = arrivals
             counters[s, 4] = 0.0
             continue
+        # workers: dN/dt = admitted - N/H solved over the tick, so N never exceeds c
         c = ready * S[P_WORKERS, s]
-        mu_cap = min(c / max(S[X_HOLD, s], 1e-9), _cpu_capacity(s, S))
+        hold = max(S[X_HOLD_EFF, s], 1e-9)
+        decay = math.exp(-dt / hold)
+        n_prev = min(S[X_NSERV, s], c)
+        worker_room = (c - n_prev * decay) / (hold * (1.0 - decay))
+        mu_cap = min(worker_room, _cpu_capacity(s, S))
         backlog = S[X_QUEUE, s] + arrivals
         served = min(backlog / dt, mu_cap)
+        S[X_NSERV, s] = n_prev * decay + served * hold * (1.0 - decay)
         q = backlog - served * dt
         qmax = ready * S[P_QLIMIT, s]
         shed = 0.0
@@ -320,6 +328,8 @@ def flow_tick(
             eout[e, 3] = E[E_BR_STATE, e] if E[E_FORCED, e] < 0.0 else 3.0 + E[E_FORCED, e]
 
         hold = own + (max_cost if S[P_PARALLEL, s] > 0.0 else sum_cost)
+        # the pool feels a new holding time only as requests started under it finish
+        S[X_HOLD_EFF, s] += (1.0 - math.exp(-dt / hold)) * (hold - S[X_HOLD_EFF, s])
         err_own = 1.0 - (1.0 - S[P_ERR_BASE, s]) * (1.0 - S[F_ERR, s])
         S[X_ERRP, s] = 1.0 - (1.0 - err_own) * p_ok
         S[X_HOLD, s] = hold
@@ -339,6 +349,21 @@ def flow_tick(
             theta = mu_cap - lam_in
             wait_mean = pc / theta
             wait_var = (2.0 * pc - pc * pc) / (theta * theta)
+            # a finite queue (M/M/c/K) bounds the wait near saturation; the fluid backlog
+            # below carries what is really queued
+            bound = ready * S[P_QLIMIT, s] / mu_cap
+            if wait_mean > bound:
+                wait_var *= (bound / wait_mean) ** 2
+                wait_mean = bound
+            # a queue reaches its steady state only over its relaxation time
+            # (≈ (1+√ρ)² / (μ(1-√ρ)²), Odoni and Roth), so the wait moves towards it
+            root = math.sqrt(lam_in / mu_cap)
+            relax = (1.0 + root) ** 2 / (mu_cap * (1.0 - root) ** 2)
+            target = wait_mean
+            S[X_WAIT, s] += (1.0 - math.exp(-dt / max(relax, 1e-9))) * (target - S[X_WAIT, s])
+            wait_mean = S[X_WAIT, s]
+            if target > 0.0:
+                wait_var *= (wait_mean / target) ** 2
             shift = S[X_QUEUE, s] / mu_cap
         mean = hold + wait_mean
         total_var = var + wait_var
@@ -358,10 +383,7 @@ def flow_tick(
         prev_inflight = counters[s, 3]
         lost = S[X_LOST, s]
         S[X_LOST, s] = 0.0
-        if down:
-            n_target = 0.0
-        else:
-            n_target = min(served * hold, c)
+        n_target = 0.0 if down else S[X_NSERV, s]
         q = S[X_QUEUE, s]
         departures = arrivals - shed + prev_inflight - lost - (q + n_target)
         if departures < 0.0:

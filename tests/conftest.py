@@ -1,0 +1,101 @@
+"""Shared helpers: small inline scenarios and running them into memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from twin.engine import Simulation
+from twin.fields import M
+from twin.loader import apply_topology_patch, check_scenario
+from twin.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = ROOT / "scenarios"
+TOPOLOGIES = SCENARIOS / "topologies"
+
+
+class Recorded:
+    """A finished in-memory run: times, values (T × services × metrics), events, the sim."""
+
+    def __init__(self, sim: Simulation, chunks: list) -> None:
+        self.sim = sim
+        self.times = np.concatenate([c.times for c in chunks])
+        self.values = np.concatenate([c.values for c in chunks])
+        self.edge_values = np.concatenate([c.edge_values for c in chunks])
+        self.events = [e for c in chunks for e in c.events]
+        self.names = sim.topo.names
+
+    def series(self, service: str, metric: str) -> np.ndarray:
+        return self.values[:, self.names.index(service), M[metric]]
+
+    def window(self, service: str, metric: str, start: float, end: float) -> np.ndarray:
+        mask = (self.times >= start) & (self.times < end)
+        return self.series(service, metric)[mask]
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.chunks: list = []
+
+    def on_chunk(self, chunk) -> None:
+        self.chunks.append(chunk)
+
+    def close(self) -> None:
+        pass
+
+
+def simulate(scenario: Scenario, **kwargs: Any) -> Recorded:
+    keep = _Keep()
+    sim = Simulation(scenario, sinks=[keep], **kwargs)
+    sim.run()
+    return Recorded(sim, keep.chunks)
+
+
+def topology_dict(name: str) -> dict:
+    return yaml.safe_load((TOPOLOGIES / f"{name}.yaml").read_text())
+
+
+def make_scenario(topology: dict, *, patch: dict | None = None, **fields: Any) -> Scenario:
+    """A validated scenario from plain data (defaults: 1 h, one class at the first service)."""
+    if patch:
+        topology = apply_topology_patch(topology, patch, "test")
+    first = next(iter(topology["services"]))
+    raw = {
+        "name": "test",
+        "topology": topology,
+        "duration": 3600,
+        "seed": 1,
+        "workload": {"classes": [{"name": "all", "entry": first, "rate": 50}], "noise": 0.05},
+    }
+    raw.update(fields)
+    scenario = Scenario.model_validate(raw)
+    check_scenario(scenario, "test")
+    return scenario
+
+
+def chain_topology(breaker: bool = False, workers: int = 8, mid_to_leaf_required: bool = True):
+    """entry → mid → leaf, entry → other, and an unconnected island."""
+    svc = {"replicas": 2, "workers": workers, "service_time": {"mean_ms": 5, "cv": 1.0},
+           "cpu_per_request_ms": 1.0, "cpu_limit": 1.0, "cpu_request": 0.5, "queue_limit": 50}  # fmt: skip
+    call = {"from": "mid", "to": "leaf", "timeout_ms": 1000}
+    if not mid_to_leaf_required:
+        call["required"] = False
+    if breaker:
+        call["breaker"] = {"failure_threshold": 0.5, "window_s": 10, "cooldown_s": 30,
+                           "min_calls": 20}  # fmt: skip
+    return {
+        "name": "chain",
+        "defaults": {"timeout_ms": 2000, "retries": {"max": 0}},
+        "services": {name: dict(svc) for name in ("entry", "mid", "leaf", "other", "island")},
+        "calls": [{"from": "entry", "to": "mid"}, {"from": "entry", "to": "other"}, call],
+    }
+
+
+@pytest.fixture(scope="session")
+def online_boutique() -> dict:
+    return topology_dict("online-boutique")
