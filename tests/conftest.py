@@ -80,14 +80,25 @@ def make_scenario(topology: dict, *, patch: dict | None = None, **fields: Any) -
 
 def chain_topology(breaker: bool = False, workers: int = 8, mid_to_leaf_required: bool = True):
     """entry → mid → leaf, entry → other, and an unconnected island."""
-    svc = {"replicas": 2, "workers": workers, "service_time": {"mean_ms": 5, "cv": 1.0},
-           "cpu_per_request_ms": 1.0, "cpu_limit": 1.0, "cpu_request": 0.5, "queue_limit": 50}  # fmt: skip
+    svc = {
+        "replicas": 2,
+        "workers": workers,
+        "service_time": {"mean_ms": 5, "cv": 1.0},
+        "cpu_per_request_ms": 1.0,
+        "cpu_limit": 1.0,
+        "cpu_request": 0.5,
+        "queue_limit": 50,
+    }
     call = {"from": "mid", "to": "leaf", "timeout_ms": 1000}
     if not mid_to_leaf_required:
         call["required"] = False
     if breaker:
-        call["breaker"] = {"failure_threshold": 0.5, "window_s": 10, "cooldown_s": 30,
-                           "min_calls": 20}  # fmt: skip
+        call["breaker"] = {
+            "failure_threshold": 0.5,
+            "window_s": 10,
+            "cooldown_s": 30,
+            "min_calls": 20,
+        }
     return {
         "name": "chain",
         "defaults": {"timeout_ms": 2000, "retries": {"max": 0}},

@@ -9,18 +9,35 @@ from conftest import SCENARIOS, chain_topology, make_scenario, simulate
 from twin.loader import load_scenario
 
 TWO_CLASSES = {
-    "classes": [{"name": "main", "entry": "entry", "rate": 200},
-                {"name": "island", "entry": "island", "rate": 50}],
+    "classes": [
+        {"name": "main", "entry": "entry", "rate": 200},
+        {"name": "island", "entry": "island", "rate": 50},
+    ],
     "noise": 0.05,
-}  # fmt: skip
+}
 FAULT_START, FAULT_END = 1200.0, 2400.0
 
 
 def _chain_run(breaker: bool, required: bool = True, fault: bool = True):
-    faults = [{"kind": "latency", "target": "leaf", "start": FAULT_START,
-               "duration": FAULT_END - FAULT_START, "factor": 200}] if fault else []  # fmt: skip
-    sc = make_scenario(chain_topology(breaker=breaker, mid_to_leaf_required=required),
-                       workload=TWO_CLASSES, faults=faults, duration=3600)  # fmt: skip
+    faults = (
+        [
+            {
+                "kind": "latency",
+                "target": "leaf",
+                "start": FAULT_START,
+                "duration": FAULT_END - FAULT_START,
+                "factor": 200,
+            }
+        ]
+        if fault
+        else []
+    )
+    sc = make_scenario(
+        chain_topology(breaker=breaker, mid_to_leaf_required=required),
+        workload=TWO_CLASSES,
+        faults=faults,
+        duration=3600,
+    )
     return simulate(sc)
 
 
@@ -29,8 +46,10 @@ def test_slow_leaf_climbs_to_the_entry_and_spares_unrelated_services():
     during = (FAULT_START + 120, FAULT_END)
 
     def ratio(service: str, metric: str) -> float:
-        return float(np.mean(run.window(service, metric, *during))
-                     / max(np.mean(base.window(service, metric, *during)), 1e-9))  # fmt: skip
+        return float(
+            np.mean(run.window(service, metric, *during))
+            / max(np.mean(base.window(service, metric, *during)), 1e-9)
+        )
 
     # the leaf slows, mid's workers are all held waiting for it, and the entry follows
     assert ratio("leaf", "latency_p99_ms") > 20
@@ -47,7 +66,8 @@ def test_slow_leaf_climbs_to_the_entry_and_spares_unrelated_services():
     # and everything returns once the fault ends
     after = (FAULT_END + 300, 3600)
     assert np.mean(run.window("entry", "latency_p99_ms", *after)) < 1.2 * np.mean(
-        base.window("entry", "latency_p99_ms", *after))  # fmt: skip
+        base.window("entry", "latency_p99_ms", *after)
+    )
 
 
 def test_circuit_breaker_bounds_the_cascade():
@@ -63,7 +83,7 @@ def test_circuit_breaker_bounds_the_cascade():
     assert states[0] == "open"
     assert "half_open" in states  # it probes after its cool-down
     assert states[-1] == "closed"  # and closes once the leaf is healthy again
-    opened = [e["time"] for e in with_breaker.events if e["kind"] == "breaker"][0]
+    opened = next(e["time"] for e in with_breaker.events if e["kind"] == "breaker")
     assert FAULT_START <= opened < FAULT_START + 60
 
 
@@ -91,10 +111,12 @@ def test_retry_storm_outlives_its_trigger_and_recovers_without_retries(tmp_path)
     stormy, calm = results[3], results[0]
     assert np.mean(stormy.window("frontend", "error_ratio", *late)) > 0.5
     assert np.mean(stormy.window("productcatalogservice", "arrival_rate", *late)) > 2 * np.mean(
-        stormy.window("productcatalogservice", "arrival_rate", *before))  # fmt: skip
+        stormy.window("productcatalogservice", "arrival_rate", *before)
+    )
     assert np.mean(calm.window("frontend", "error_ratio", *late)) < 0.001
     assert np.mean(calm.window("frontend", "latency_p99_ms", *late)) < 1.2 * np.mean(
-        calm.window("frontend", "latency_p99_ms", *before))  # fmt: skip
+        calm.window("frontend", "latency_p99_ms", *before)
+    )
     # the trigger did hurt the calm system too: it is a fault, not a no-op
     during = (trigger.start + 30, trigger_end)
     assert np.mean(calm.window("frontend", "error_ratio", *during)) > 0.01
@@ -107,10 +129,17 @@ def test_latency_fault_on_online_boutique_labels_the_causal_path():
     sc = make_scenario(
         __import__("conftest").topology_dict("online-boutique"),
         workload={"classes": [{"name": "web", "entry": "frontend", "rate": 100}]},
-        faults=[{"kind": "latency", "target": "paymentservice", "start": 600, "duration": 900,
-                 "add_ms": 2500}],
+        faults=[
+            {
+                "kind": "latency",
+                "target": "paymentservice",
+                "start": 600,
+                "duration": 900,
+                "add_ms": 2500,
+            }
+        ],
         duration=1800,
-    )  # fmt: skip
+    )
     signals = record_signals(sc)
     truth = ground_truth(sc, signals, tuple(sc.topology.services), sc.duration)
     affected = {a["service"]: a for a in truth["faults"][0]["affected"]}

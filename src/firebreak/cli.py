@@ -37,8 +37,9 @@ def _progress_bar(enabled: bool):
         if bar is None:
             unit = "sim-s" if phase == "simulate" else "fault"
             desc = "simulating" if phase == "simulate" else "labelling (fault-free replays)"
-            bar = bars[phase] = tqdm(total=total, desc=desc, unit=unit, leave=False,
-                                     file=sys.stderr, dynamic_ncols=True)  # fmt: skip
+            bar = bars[phase] = tqdm(
+                total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True
+            )
         bar.update(done - bar.n)
 
     def close() -> None:
@@ -61,14 +62,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         close()
     s = result.summary
     if result.interrupted:
-        print(f"interrupted at t={s['sim_seconds']:g}s: kept {s['sim_seconds']:g} simulated "
-              f"seconds in {result.out}", file=sys.stderr)  # fmt: skip
+        print(
+            f"interrupted at t={s['sim_seconds']:g}s: kept {s['sim_seconds']:g} simulated "
+            f"seconds in {result.out}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     adherence = s["slo_adherence"]
     shown = f"{adherence:.2%}" if adherence is not None else "n/a"
-    print(f"{s['scenario']} seed {s['seed']}: {s['sim_seconds']:g} s simulated in "
-          f"{s['simulate_wall_seconds']:.2f} s ({s['speed_x_realtime']:,.0f}x real time); "
-          f"SLO adherence {shown}; run directory {result.out}")  # fmt: skip
+    print(
+        f"{s['scenario']} seed {s['seed']}: {s['sim_seconds']:g} s simulated in "
+        f"{s['simulate_wall_seconds']:.2f} s ({s['speed_x_realtime']:,.0f}x real time); "
+        f"SLO adherence {shown}; run directory {result.out}"
+    )
     return 0
 
 
@@ -83,8 +89,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failures += 1
             print(f"FAIL {exc}", file=sys.stderr)
         else:
-            print(f"ok   {path}: {sc.name} ({len(sc.topology.services)} services, "
-                  f"{len(sc.faults)} faults, {sc.duration:g} s)")  # fmt: skip
+            print(
+                f"ok   {path}: {sc.name} ({len(sc.topology.services)} services, "
+                f"{len(sc.faults)} faults, {sc.duration:g} s)"
+            )
     return EXIT_USAGE if failures else 0
 
 
@@ -107,8 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", required=True, help="run directory to write")
     run.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     run.add_argument("--duration", type=_duration_arg, default=None, help="e.g. 24h, 90m")
-    run.add_argument("--no-labels", action="store_true",
-                     help="skip the fault-free replays that compute ground truth")  # fmt: skip
+    run.add_argument(
+        "--no-labels",
+        action="store_true",
+        help="skip the fault-free replays that compute ground truth",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)
 

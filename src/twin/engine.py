@@ -106,8 +106,25 @@ class Simulation:
                 row = 0
             t = i * dt
             times[row] = t
-            n_ev = flow_tick(t, dt, S, E, order, src, dst, in_ptr, in_idx, out_ptr, out_idx,
-                             ext[row], out[row], eout[row], dist[row], kev, scratch)  # fmt: skip
+            n_ev = flow_tick(
+                t,
+                dt,
+                S,
+                E,
+                order,
+                src,
+                dst,
+                in_ptr,
+                in_idx,
+                out_ptr,
+                out_idx,
+                ext[row],
+                out[row],
+                eout[row],
+                dist[row],
+                kev,
+                scratch,
+            )
             if n_ev:
                 self._handle_kernel_events(n_ev)
             self.tick_index = i + 1

@@ -239,12 +239,19 @@ def _spec(kind: str, description: str, mean_ms: float, cpu_ms: float) -> dict[st
     """A service before sizing (_size fills replicas, CPU and memory in, in this key order)."""
     kind_, workers, cv, memory, startup, queue = KINDS[kind]
     return {
-        "kind": kind_, "description": description, "replicas": 0, "workers": workers,
+        "kind": kind_,
+        "description": description,
+        "replicas": 0,
+        "workers": workers,
         "service_time": {"mean_ms": round(mean_ms, 2), "cv": cv},
-        "cpu_per_request_ms": round(cpu_ms, 2), "cpu_request": 0.0, "cpu_limit": 0.0,
-        "memory_base_mb": memory, "memory_limit_mb": 0.0, "queue_limit": queue,
+        "cpu_per_request_ms": round(cpu_ms, 2),
+        "cpu_request": 0.0,
+        "cpu_limit": 0.0,
+        "memory_base_mb": memory,
+        "memory_limit_mb": 0.0,
+        "queue_limit": queue,
         "startup_s": startup,
-    }  # fmt: skip
+    }
 
 
 def _service(rng: np.random.Generator) -> dict[str, Any]:

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
     from .engine import Simulation
 
 
-def hpa_recommendation(ready: int, utilization: float, target: float, tolerance: float,
-                       current_spec: int) -> int:  # fmt: skip
+def hpa_recommendation(
+    ready: int, utilization: float, target: float, tolerance: float, current_spec: int
+) -> int:
     """The HPA formula alone: ceil(replicas × metric / target), or no change in tolerance."""
     if ready <= 0:
         return current_spec
@@ -56,6 +57,13 @@ def hpa_process(sim: Simulation, index: int, spec: Hpa):
             desired = min(desired, max(2 * current, current + 4))
         desired = min(max(desired, spec.min_replicas), spec.max_replicas)
         if desired != current:
-            sim.events.emit(now, "hpa", service=name, utilization=round(util, 4),
-                            target=spec.target_cpu, ready=ready, desired=desired)  # fmt: skip
+            sim.events.emit(
+                now,
+                "hpa",
+                service=name,
+                utilization=round(util, 4),
+                target=spec.target_cpu,
+                ready=ready,
+                desired=desired,
+            )
             pods.scale_to(index, desired, reason="hpa")

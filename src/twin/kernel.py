@@ -67,11 +67,10 @@ from .fields import (
     P_SVC_MEAN,
     P_WORKERS,
     X_CPU_AVG,
-    X_HOLD_EFF,
-    X_WAIT,
     X_DESIRED,
     X_ERRP,
     X_HOLD,
+    X_HOLD_EFF,
     X_LOST,
     X_MU,
     X_NSERV,
@@ -81,6 +80,7 @@ from .fields import (
     X_SHIFT,
     X_SIGMA,
     X_THROTTLE,
+    X_WAIT,
 )
 
 Z95 = 1.6448536269514722
@@ -454,9 +454,15 @@ def flow_tick(
 
 @njit(cache=True)
 def _breaker_step(
-    t: float, dt: float, e: int, E: np.ndarray, calls: float, fails: float,
-    events: np.ndarray, n_events: int,
-) -> int:  # fmt: skip
+    t: float,
+    dt: float,
+    e: int,
+    E: np.ndarray,
+    calls: float,
+    fails: float,
+    events: np.ndarray,
+    n_events: int,
+) -> int:
     """Advance one edge's breaker; record a transition as (time, edge, new state)."""
     if E[E_BR_ON, e] == 0.0 or E[E_FORCED, e] >= 0.0:
         return n_events

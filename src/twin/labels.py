@@ -80,12 +80,14 @@ def affected_services(
         onset = hits[0]
         last = np.flatnonzero(any_dev[:, s])[-1]
         signals = [SIGNALS[k] for k in range(len(SIGNALS)) if dev[onset : last + 1, s, k].any()]
-        out.append({
-            "service": name,
-            "onset": round((first + onset) * dt, 6),
-            "until": round((first + last + 1) * dt, 6),
-            "signals": signals,
-        })  # fmt: skip
+        out.append(
+            {
+                "service": name,
+                "onset": round((first + onset) * dt, 6),
+                "until": round((first + last + 1) * dt, 6),
+                "signals": signals,
+            }
+        )
     out.sort(key=lambda a: (a["onset"], a["service"]))
     return out
 
@@ -102,20 +104,24 @@ def ground_truth(
     total = len(scenario.faults)
     for i, fault in enumerate(scenario.faults):
         baseline = record_signals(scenario, exclude=(i,))[: len(faulted)]
-        params = fault.model_dump(exclude={"kind", "target", "start", "duration", "name"},
-                                  by_alias=True)  # fmt: skip
+        params = fault.model_dump(
+            exclude={"kind", "target", "start", "duration", "name"}, by_alias=True
+        )
         end = fault.start + fault.duration if fault.duration is not None else scenario.duration
-        faults.append({
-            "id": fault_label(i, fault),
-            "kind": fault.kind,
-            "target": fault.target,
-            "start": fault.start,
-            "end": min(end, end_time),
-            "open_ended": fault.duration is None,
-            "params": params,
-            "affected": affected_services(faulted, baseline, names, fault.start, scenario.tick)
-            if fault.start < end_time else [],
-        })  # fmt: skip
+        faults.append(
+            {
+                "id": fault_label(i, fault),
+                "kind": fault.kind,
+                "target": fault.target,
+                "start": fault.start,
+                "end": min(end, end_time),
+                "open_ended": fault.duration is None,
+                "params": params,
+                "affected": affected_services(faulted, baseline, names, fault.start, scenario.tick)
+                if fault.start < end_time
+                else [],
+            }
+        )
         if progress is not None:
             progress(i + 1, total)
     return {

@@ -21,8 +21,14 @@ PANELS = (
 MAX_LINES = 12
 
 
-def overview_plot(path: Path, title: str, times: np.ndarray, means: np.ndarray,
-                  services: tuple[str, ...], faults: list[dict]) -> None:  # fmt: skip
+def overview_plot(
+    path: Path,
+    title: str,
+    times: np.ndarray,
+    means: np.ndarray,
+    services: tuple[str, ...],
+    faults: list[dict],
+) -> None:
     """One column of four panels sharing a time axis in hours."""
     traffic = means[:, :, M["arrival_rate"]].mean(axis=0)
     shown = list(np.argsort(-traffic, kind="stable")[:MAX_LINES])
@@ -41,9 +47,16 @@ def overview_plot(path: Path, title: str, times: np.ndarray, means: np.ndarray,
         for fault in faults:
             ax.axvspan(fault["start"] / 3600.0, fault["end"] / 3600.0, color="red", alpha=0.12)
     for fault in faults:
-        axes[0].annotate(f"{fault['kind']} @ {fault['target']}", (fault["start"] / 3600.0, 1.0),
-                         xycoords=("data", "axes fraction"), fontsize=7, rotation=90,
-                         va="top", ha="right", color="darkred")  # fmt: skip
+        axes[0].annotate(
+            f"{fault['kind']} @ {fault['target']}",
+            (fault["start"] / 3600.0, 1.0),
+            xycoords=("data", "axes fraction"),
+            fontsize=7,
+            rotation=90,
+            va="top",
+            ha="right",
+            color="darkred",
+        )
     axes[-1].set_xlabel("time (h)")
     axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     more = len(services) - len(shown)

@@ -109,9 +109,14 @@ class PodController:
         pod.generation += 1
         gen = pod.generation
         self.sim.events.emit(
-            env.now, "pod_crash", service=dep.name, pod=pod.pod_id, reason=reason,
-            restarts=pod.restarts, backoff_s=delay,
-        )  # fmt: skip
+            env.now,
+            "pod_crash",
+            service=dep.name,
+            pod=pod.pod_id,
+            reason=reason,
+            restarts=pod.restarts,
+            backoff_s=delay,
+        )
         self._sync(dep)
 
         def restart(_event: object) -> None:
@@ -146,9 +151,13 @@ class PodController:
         dep.pods = [p for p in dep.pods if p.phase != "terminated"]
         if replicas != before:
             self.sim.events.emit(
-                self.sim.env.now, "scale", service=dep.name, replicas_from=before,
-                replicas_to=replicas, reason=reason,
-            )  # fmt: skip
+                self.sim.env.now,
+                "scale",
+                service=dep.name,
+                replicas_from=before,
+                replicas_to=replicas,
+                reason=reason,
+            )
         self._sync(dep)
 
     def restart_pods(self, index: int, pods: list[Pod], reason: str) -> None:
@@ -157,8 +166,9 @@ class PodController:
         for pod in pods:
             if pod.phase == "ready":
                 self._drop_inflight(index)
-            self.sim.events.emit(self.sim.env.now, "pod_restart", service=dep.name,
-                                 pod=pod.pod_id, reason=reason)  # fmt: skip
+            self.sim.events.emit(
+                self.sim.env.now, "pod_restart", service=dep.name, pod=pod.pod_id, reason=reason
+            )
             self._start(dep, pod)
         self._sync(dep)
 

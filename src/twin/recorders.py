@@ -32,8 +32,9 @@ class SignalRecorder:
 class WindowedMeans:
     """Means of every metric over fixed windows: enough points for a plot, bounded memory."""
 
-    def __init__(self, duration: float, tick: float, n_services: int, n_metrics: int,
-                 max_points: int = 1500) -> None:  # fmt: skip
+    def __init__(
+        self, duration: float, tick: float, n_services: int, n_metrics: int, max_points: int = 1500
+    ) -> None:
         ticks = max(1, math.ceil(duration / tick))
         self.per_window = max(1, math.ceil(ticks / max_points))
         n_windows = math.ceil(ticks / self.per_window)

@@ -67,16 +67,25 @@ def run_scenario(
         )
     else:
         truth = {
-            "scenario": scenario.name, "seed": scenario.seed, "faults": [],
+            "scenario": scenario.name,
+            "seed": scenario.seed,
+            "faults": [],
             "method": "none: "
             + ("run interrupted" if sim.interrupted else "no faults or disabled"),
-        }  # fmt: skip
+        }
         if sim.interrupted:
             truth["faults"] = [
-                {"id": f.name or f"{f.kind}-{i}", "kind": f.kind, "target": f.target,
-                 "start": f.start, "end": None, "affected": None}
-                for i, f in enumerate(scenario.faults) if f.start < sim_seconds
-            ]  # fmt: skip
+                {
+                    "id": f.name or f"{f.kind}-{i}",
+                    "kind": f.kind,
+                    "target": f.target,
+                    "start": f.start,
+                    "end": None,
+                    "affected": None,
+                }
+                for i, f in enumerate(scenario.faults)
+                if f.start < sim_seconds
+            ]
     write_json(out / "labels.json", truth)
 
     cons = sim.conservation()
@@ -118,10 +127,20 @@ def run_scenario(
     if scenario.telemetry.plot:
         times, series = means.series()
         fault_spans = [
-            {"kind": f["kind"], "target": f["target"], "start": f["start"],
-             "end": f["end"] if f.get("end") is not None else sim_seconds}
+            {
+                "kind": f["kind"],
+                "target": f["target"],
+                "start": f["start"],
+                "end": f["end"] if f.get("end") is not None else sim_seconds,
+            }
             for f in truth["faults"]
-        ]  # fmt: skip
-        overview_plot(out / "overview.png", f"{scenario.name} (seed {scenario.seed})", times,
-                      series, names, fault_spans)  # fmt: skip
+        ]
+        overview_plot(
+            out / "overview.png",
+            f"{scenario.name} (seed {scenario.seed})",
+            times,
+            series,
+            names,
+            fault_spans,
+        )
     return RunResult(out=out, summary=summary, interrupted=sim.interrupted)

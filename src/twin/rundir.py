@@ -36,12 +36,14 @@ class LongParquetWriter:
         self.entities = entities
         self.metrics = list(metrics)
         self.entity_column = entity_column
-        schema = pa.schema([
-            ("time", pa.float64()),
-            (entity_column, pa.dictionary(pa.int32(), pa.string())),
-            ("metric", pa.dictionary(pa.int32(), pa.string())),
-            ("value", pa.float64()),
-        ])  # fmt: skip
+        schema = pa.schema(
+            [
+                ("time", pa.float64()),
+                (entity_column, pa.dictionary(pa.int32(), pa.string())),
+                ("metric", pa.dictionary(pa.int32(), pa.string())),
+                ("value", pa.float64()),
+            ]
+        )
         self.writer = pq.ParquetWriter(path, schema, compression="zstd")
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.error: BaseException | None = None
@@ -65,13 +67,18 @@ class LongParquetWriter:
             try:
                 times, block = item
                 rows = len(times)
-                table = pa.table({
-                    "time": np.repeat(times, n_ent * n_met),
-                    self.entity_column: _dictionary(
-                        np.tile(np.repeat(np.arange(n_ent), n_met), rows), self.entities),
-                    "metric": _dictionary(np.tile(np.arange(n_met), rows * n_ent), self.metrics),
-                    "value": block.reshape(-1),
-                })  # fmt: skip
+                table = pa.table(
+                    {
+                        "time": np.repeat(times, n_ent * n_met),
+                        self.entity_column: _dictionary(
+                            np.tile(np.repeat(np.arange(n_ent), n_met), rows), self.entities
+                        ),
+                        "metric": _dictionary(
+                            np.tile(np.arange(n_met), rows * n_ent), self.metrics
+                        ),
+                        "value": block.reshape(-1),
+                    }
+                )
                 self.writer.write_table(table)
             except BaseException as exc:  # surfaced on the next put() or at close()
                 self.error = exc
@@ -90,8 +97,9 @@ class RunDirectoryWriter:
     def __init__(self, out: Path, services: tuple[str, ...], edges: tuple[tuple[str, str], ...]):
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
-        self.metrics = LongParquetWriter(out / "metrics.parquet", "service", list(services),
-                                         SERVICE_METRICS)  # fmt: skip
+        self.metrics = LongParquetWriter(
+            out / "metrics.parquet", "service", list(services), SERVICE_METRICS
+        )
         self.edge_metrics = LongParquetWriter(
             out / "edge_metrics.parquet", "edge", [f"{a}->{b}" for a, b in edges], EDGE_METRICS
         )

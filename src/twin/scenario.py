@@ -155,9 +155,18 @@ Fault = Annotated[
 ]
 
 FAULT_KINDS = (
-    "crash", "latency", "errors", "cpu_hog", "memory_leak", "bad_deploy",
-    "dependency_outage", "network_partition", "packet_loss", "misconfiguration", "retry_storm",
-)  # fmt: skip
+    "crash",
+    "latency",
+    "errors",
+    "cpu_hog",
+    "memory_leak",
+    "bad_deploy",
+    "dependency_outage",
+    "network_partition",
+    "packet_loss",
+    "misconfiguration",
+    "retry_storm",
+)
 
 
 class Slo(Frozen):

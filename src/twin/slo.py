@@ -53,8 +53,9 @@ class SloTracker:
     def on_chunk(self, chunk: Chunk) -> None:
         dt = self.scenario.tick
         for k, slo in enumerate(self.slos):
-            window = np.minimum((chunk.times // slo.window_s).astype(np.int64),
-                                len(self.total[k]) - 1)  # fmt: skip
+            window = np.minimum(
+                (chunk.times // slo.window_s).astype(np.int64), len(self.total[k]) - 1
+            )
             for s in self.entries[k]:
                 vals = chunk.values[:, s]
                 ok = vals[:, M["throughput"]] * dt
@@ -82,17 +83,21 @@ class SloTracker:
             avail = np.where(has, 1.0 - failed / np.where(has, total, 1.0), 1.0)
             fast = np.where(served > 0, 1.0 - slow / np.where(served > 0, served, 1.0), 1.0)
             good = (avail >= slo.availability) & (fast >= slo.percentile / 100.0)
-            per_slo.append({
-                "name": slo.name or slo.request_class or "all",
-                "class": slo.request_class,
-                "availability_target": slo.availability,
-                "latency_ms": slo.latency_ms,
-                "percentile": slo.percentile,
-                "windows": done,
-                "good_windows": int(good.sum()),
-                "adherence": float(good.mean()) if done else None,
-                "availability": float(1.0 - failed.sum() / total.sum()) if total.sum() else None,
-                "violating_minutes": float((~good).sum() * slo.window_s / 60.0),
-            })  # fmt: skip
+            per_slo.append(
+                {
+                    "name": slo.name or slo.request_class or "all",
+                    "class": slo.request_class,
+                    "availability_target": slo.availability,
+                    "latency_ms": slo.latency_ms,
+                    "percentile": slo.percentile,
+                    "windows": done,
+                    "good_windows": int(good.sum()),
+                    "adherence": float(good.mean()) if done else None,
+                    "availability": float(1.0 - failed.sum() / total.sum())
+                    if total.sum()
+                    else None,
+                    "violating_minutes": float((~good).sum() * slo.window_s / 60.0),
+                }
+            )
         values = [p["adherence"] for p in per_slo if p["adherence"] is not None]
         return {"slo_adherence": float(np.mean(values)) if values else None, "slos": per_slo}
