@@ -51,7 +51,7 @@ C_COMPLETED = 35
 C_FAILED = 36
 C_SHED = 37
 X_HOLD_EFF = 38  # holding time as the worker pool feels it: lags the instant one by ~H
-X_WAIT = 39  # mean queueing wait, relaxing towards its steady-state value
+X_WAIT = 39  # arrival rate the queue has settled to (relaxes over the queue's relaxation time)
 N_SERVICE_FIELDS = 40
 
 # --- per-edge rows ----------------------------------------------------------------------

@@ -108,7 +108,8 @@ def write_topology(path: str | Path, n_services: int, seed: int) -> Path:
         *(f"#   {c['name']}: entry {c['entry']}, {c['rate']:g} rps" for c in classes),
     ]
     path = Path(path)
-    body = yaml.safe_dump(topo, sort_keys=False, width=100)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: 10x faster
+    body = yaml.dump(topo, Dumper=dumper, sort_keys=False, width=100)
     path.write_text("\n".join(header) + "\n" + body, encoding="utf-8")
     return path
 

@@ -90,6 +90,7 @@ CONNECT_REFUSED_S = 0.001  # a refused connection costs the caller about a milli
 MAX_RHO = 0.995  # the Erlang-C term is capped here; beyond it the fluid backlog takes over
 EVENT_BREAKER = 0.0
 EVENT_OOM = 1.0
+SETTLE_S = 30.0
 METRICS_WINDOW_S = 15.0  # metrics-server's resolution, the HPA's view of CPU
 
 
@@ -233,6 +234,7 @@ def flow_tick(
         if ready <= 0.0 or S[F_OUTAGE, s] > 0.0:
             # no endpoint accepts connections: everything is refused, in-flight work is lost
             S[X_LOST, s] += prev_inflight
+            counters[s, 3] = 0.0
             S[X_QUEUE, s] = 0.0
             S[X_NSERV, s] = 0.0
             S[X_SERVED, s] = 0.0
@@ -248,8 +250,13 @@ def flow_tick(
         worker_room = (c - n_prev * decay) / (hold * (1.0 - decay))
         mu_cap = min(worker_room, _cpu_capacity(s, S))
         backlog = S[X_QUEUE, s] + arrivals
-        served = min(backlog / dt, mu_cap)
-        S[X_NSERV, s] = n_prev * decay + served * hold * (1.0 - decay)
+        limit = mu_cap
+        if S[X_QUEUE, s] <= 0.0 and S[X_WAIT, s] < MAX_RHO * mu_cap:
+            # below capacity, a tick's Poisson excess waits in the stochastic queue that
+            # Erlang C already accounts for; only a sustained overload builds a backlog
+            limit = mu_cap + 3.0 * math.sqrt(mu_cap / dt)
+        served = min(backlog / dt, limit)
+        S[X_NSERV, s] = min(n_prev * decay + served * hold * (1.0 - decay), c)
         q = backlog - served * dt
         qmax = ready * S[P_QLIMIT, s]
         shed = 0.0
@@ -343,7 +350,12 @@ def flow_tick(
             mu_cpu = _cpu_capacity(s, S)
             c_eff = max(min(c, math.floor(mu_cpu * hold)), 1.0)
             mu_cap = c_eff / hold
-            lam_in = min(served, MAX_RHO * mu_cap)
+            # Erlang C already holds Poisson's tick-to-tick noise, so it sees the rate the queue
+            # has settled to: an unbiased moving average over SETTLE_S, about the relaxation
+            # time of a queue near saturation ((1+√ρ)²/(μ(1-√ρ)²), Odoni and Roth); a
+            # sustained overload still builds the fluid backlog at once
+            S[X_WAIT, s] += (1.0 - math.exp(-dt / SETTLE_S)) * (served - S[X_WAIT, s])
+            lam_in = min(S[X_WAIT, s], MAX_RHO * mu_cap)
             a = lam_in * hold
             pc = erlang_c(c_eff, a)
             theta = mu_cap - lam_in
@@ -355,15 +367,6 @@ def flow_tick(
             if wait_mean > bound:
                 wait_var *= (bound / wait_mean) ** 2
                 wait_mean = bound
-            # a queue reaches its steady state only over its relaxation time
-            # (≈ (1+√ρ)² / (μ(1-√ρ)²), Odoni and Roth), so the wait moves towards it
-            root = math.sqrt(lam_in / mu_cap)
-            relax = (1.0 + root) ** 2 / (mu_cap * (1.0 - root) ** 2)
-            target = wait_mean
-            S[X_WAIT, s] += (1.0 - math.exp(-dt / max(relax, 1e-9))) * (target - S[X_WAIT, s])
-            wait_mean = S[X_WAIT, s]
-            if target > 0.0:
-                wait_var *= (wait_mean / target) ** 2
             shift = S[X_QUEUE, s] / mu_cap
         mean = hold + wait_mean
         total_var = var + wait_var
@@ -385,10 +388,10 @@ def flow_tick(
         S[X_LOST, s] = 0.0
         n_target = 0.0 if down else S[X_NSERV, s]
         q = S[X_QUEUE, s]
-        departures = arrivals - shed + prev_inflight - lost - (q + n_target)
+        departures = arrivals - shed + prev_inflight - (q + n_target)
         if departures < 0.0:
             departures = 0.0
-            n_target = max(prev_inflight - lost + arrivals - shed - q, 0.0)
+            n_target = max(prev_inflight + arrivals - shed - q, 0.0)
         S[X_NSERV, s] = n_target
         failed = departures * S[X_ERRP, s] + lost
         completed = departures * (1.0 - S[X_ERRP, s])
