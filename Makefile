@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/firebreak run scenarios/black-friday.yaml --out runs/black-friday
+	@echo "report: runs/black-friday/overview.png (summary.json, labels.json beside it)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -323,7 +323,8 @@ def flow_tick(
                 v_call = min(c_att * c_att, timeout * timeout) * 0.5
                 var += k * att * (1.0 - block) * v_call
                 if E[E_REQUIRED, e] > 0.0:
-                    p_ok *= (1.0 - fail) ** k
+                    # k < 1 is a call made by a share k of requests, k ≥ 1 is k calls each
+                    p_ok *= (1.0 - k * fail) if k < 1.0 else (1.0 - fail) ** k
             # breaker bookkeeping and edge telemetry
             calls = served * k * att * (1.0 - block) * dt
             fails = calls * p_att
