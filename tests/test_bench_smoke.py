@@ -1,0 +1,26 @@
+"""A small smoke run of `make bench`'s pieces (the full benchmark is a command of its own)."""
+
+from __future__ import annotations
+
+import numpy as np
+from conftest import SCENARIOS, simulate
+
+from benchmarks.bench_engine import bare_simpy, engine_wall, generated_scenario
+from twin.loader import load_scenario
+
+
+def test_bench_pieces_run_on_small_cases(tmp_path):
+    wall, ticks = engine_wall(load_scenario(SCENARIOS / "steady-state.yaml", duration=600))
+    assert ticks == 600 and wall > 0
+    assert bare_simpy(ticks, 1.0) > 0
+
+
+def test_generated_fleet_runs_and_conserves_requests(tmp_path):
+    scenario = generated_scenario(200, 3, 600, tmp_path)
+    run = simulate(scenario)
+    cons = run.sim.conservation()
+    balance = cons["arrived"] - cons["completed"] - cons["failed"] - cons["shed"] - cons["in_flight"]
+    assert np.all(np.abs(balance) <= 1e-6 * np.maximum(cons["arrived"], 1.0))
+    assert np.all(np.isfinite(run.values))
+    # at its suggested load the fleet is healthy
+    assert run.values[:, :, 4].max() < 0.01
