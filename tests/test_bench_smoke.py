@@ -19,7 +19,9 @@ def test_generated_fleet_runs_and_conserves_requests(tmp_path):
     scenario = generated_scenario(200, 3, 600, tmp_path)
     run = simulate(scenario)
     cons = run.sim.conservation()
-    balance = cons["arrived"] - cons["completed"] - cons["failed"] - cons["shed"] - cons["in_flight"]
+    balance = (
+        cons["arrived"] - cons["completed"] - cons["failed"] - cons["shed"] - cons["in_flight"]
+    )
     assert np.all(np.abs(balance) <= 1e-6 * np.maximum(cons["arrived"], 1.0))
     assert np.all(np.isfinite(run.values))
     # at its suggested load the fleet is healthy

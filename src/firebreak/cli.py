@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +38,9 @@ def _progress_bar(enabled: bool):
         if bar is None:
             unit = "sim-s" if phase == "simulate" else "fault"
             desc = "simulating" if phase == "simulate" else "labelling (fault-free replays)"
+            width = shutil.get_terminal_size((100, 24)).columns or 100
             bar = bars[phase] = tqdm(
-                total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, dynamic_ncols=True
+                total=total, desc=desc, unit=unit, leave=False, file=sys.stderr, ncols=width
             )
         bar.update(done - bar.n)
 

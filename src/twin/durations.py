@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -16,6 +17,8 @@ def parse_duration(value: object) -> float:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite duration: {value!r}")
         return float(value)
     if not isinstance(value, str):
         raise ValueError(f"not a duration: {value!r}")
@@ -23,9 +26,13 @@ def parse_duration(value: object) -> float:
     if not text:
         raise ValueError("empty duration")
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(number):
+            raise ValueError(f"not a finite duration: {value!r}")
+        return number
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if match.start() != pos:

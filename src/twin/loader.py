@@ -99,7 +99,10 @@ def apply_topology_patch(topology: Mapping, patch: Any, source: str) -> dict:
     if "defaults" in patch:
         out["defaults"] = _merge(topology.get("defaults") or {}, patch["defaults"])
     services = dict(topology.get("services") or {})
-    for name, fields in (patch.get("services") or {}).items():
+    changes = patch.get("services") or {}
+    if not isinstance(changes, Mapping):
+        raise ScenarioError(f"{where}.services: expected a mapping of service name to fields")
+    for name, fields in changes.items():
         if name not in services:
             raise ScenarioError(f"{where}.services.{name}: unknown service {name!r}")
         if not isinstance(fields, Mapping):
@@ -107,7 +110,10 @@ def apply_topology_patch(topology: Mapping, patch: Any, source: str) -> dict:
         services[name] = _merge(services[name], fields)
     out["services"] = services
     calls = [dict(c) for c in topology.get("calls") or []]
-    for i, change in enumerate(patch.get("calls") or []):
+    call_changes = patch.get("calls") or []
+    if not isinstance(call_changes, list):
+        raise ScenarioError(f"{where}.calls: expected a list of {{from, to, ...}} entries")
+    for i, change in enumerate(call_changes):
         if not isinstance(change, Mapping) or "from" not in change or "to" not in change:
             raise ScenarioError(f"{where}.calls[{i}]: needs 'from' and 'to' naming an edge")
         match = [
@@ -211,8 +217,13 @@ def check_scenario(scenario: Scenario, source: str) -> None:
             raise ScenarioError(
                 f"{source}: workload.classes[{i}].entry: unknown service {cls.entry!r}"
             )
-    if len(classes) != len(scenario.workload.classes):
-        raise ScenarioError(f"{source}: workload.classes: request class names must be unique")
+    seen_classes: set[str] = set()
+    for i, cls in enumerate(scenario.workload.classes):
+        if cls.name in seen_classes:
+            raise ScenarioError(
+                f"{source}: workload.classes[{i}].name: duplicate request class {cls.name!r} (names must be unique)"
+            )
+        seen_classes.add(cls.name)
     for field in ("flash_crowds", "calendar"):
         for i, item in enumerate(getattr(scenario.workload, field)):
             for name in item.classes or ():

@@ -18,7 +18,9 @@ Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 class Frozen(BaseModel):
     """Base for every scenario object: immutable, strict about unknown keys."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False
+    )
 
 
 class ServiceTime(Frozen):
