@@ -221,7 +221,8 @@ def check_scenario(scenario: Scenario, source: str) -> None:
     for i, cls in enumerate(scenario.workload.classes):
         if cls.name in seen_classes:
             raise ScenarioError(
-                f"{source}: workload.classes[{i}].name: duplicate request class {cls.name!r} (names must be unique)"
+                f"{source}: workload.classes[{i}].name: duplicate request class "
+                f"{cls.name!r} (names must be unique)"
             )
         seen_classes.add(cls.name)
     for field in ("flash_crowds", "calendar"):
