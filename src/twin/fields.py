@@ -51,7 +51,7 @@ C_COMPLETED = 35
 C_FAILED = 36
 C_SHED = 37
 X_HOLD_EFF = 38  # holding time as the worker pool feels it: lags the instant one by ~H
-X_WAIT = 39  # arrival rate the queue has settled to (relaxes over the queue's relaxation time)
+X_LAM_SETTLED = 39  # arrival rate the queue has settled to (a moving average over SETTLE_S)
 N_SERVICE_FIELDS = 40
 
 # --- per-edge rows ----------------------------------------------------------------------

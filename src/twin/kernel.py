@@ -71,6 +71,7 @@ from .fields import (
     X_ERRP,
     X_HOLD,
     X_HOLD_EFF,
+    X_LAM_SETTLED,
     X_LOST,
     X_MU,
     X_NSERV,
@@ -80,7 +81,6 @@ from .fields import (
     X_SHIFT,
     X_SIGMA,
     X_THROTTLE,
-    X_WAIT,
 )
 
 Z95 = 1.6448536269514722
@@ -251,7 +251,7 @@ def flow_tick(
         mu_cap = min(worker_room, _cpu_capacity(s, S))
         backlog = S[X_QUEUE, s] + arrivals
         limit = mu_cap
-        if S[X_QUEUE, s] <= 0.0 and S[X_WAIT, s] < MAX_RHO * mu_cap:
+        if S[X_QUEUE, s] <= 0.0 and S[X_LAM_SETTLED, s] < MAX_RHO * mu_cap:
             # below capacity, a tick's Poisson excess waits in the stochastic queue that
             # Erlang C already accounts for; only a sustained overload builds a backlog
             limit = mu_cap + 3.0 * math.sqrt(mu_cap / dt)
@@ -355,8 +355,8 @@ def flow_tick(
             # has settled to: an unbiased moving average over SETTLE_S, about the relaxation
             # time of a queue near saturation ((1+√ρ)²/(μ(1-√ρ)²), Odoni and Roth); a
             # sustained overload still builds the fluid backlog at once
-            S[X_WAIT, s] += (1.0 - math.exp(-dt / SETTLE_S)) * (served - S[X_WAIT, s])
-            lam_in = min(S[X_WAIT, s], MAX_RHO * mu_cap)
+            S[X_LAM_SETTLED, s] += (1.0 - math.exp(-dt / SETTLE_S)) * (served - S[X_LAM_SETTLED, s])
+            lam_in = min(S[X_LAM_SETTLED, s], MAX_RHO * mu_cap)
             a = lam_in * hold
             pc = erlang_c(c_eff, a)
             theta = mu_cap - lam_in

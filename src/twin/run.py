@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .engine import Simulation
-from .fields import N_SERVICE_METRICS
+from .fields import N_SERVICE_METRICS, M
 from .labels import ground_truth
 from .plots import overview_plot
 from .recorders import SignalRecorder, WindowedMeans
@@ -29,9 +29,8 @@ class RunResult:
 
 
 def _replica_hours(means: WindowedMeans) -> float:
+    """Ready replicas integrated over the run: what the run cost in pods."""
     _, series = means.series()
-    from .fields import M
-
     return float(series[:, :, M["ready_replicas"]].sum() * means.window_s / 3600.0)
 
 
@@ -91,6 +90,7 @@ def run_scenario(
     cons = sim.conservation()
     entries = sorted({sim.topo.service_index(c.entry) for c in scenario.workload.classes})
     slo_report = slo.report()
+    replica_hours = round(_replica_hours(means), 3)
     summary = {
         "scenario": scenario.name,
         "seed": scenario.seed,
@@ -109,7 +109,7 @@ def run_scenario(
             key: float(np.sum(cons[key][entries]))
             for key in ("arrived", "completed", "failed", "shed", "in_flight")
         },
-        "replica_hours": round(_replica_hours(means), 3),
+        "replica_hours": replica_hours,
         "events": dict(sorted(sim.events.counts.items())),
         "faults": len(scenario.faults),
         "stacks": {
@@ -119,7 +119,7 @@ def run_scenario(
                 "mttd_s": None,
                 "mtti_s": None,
                 "mttr_s": None,
-                "replica_hours": round(_replica_hours(means), 3),
+                "replica_hours": replica_hours,
             },
         },
     }
