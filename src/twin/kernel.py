@@ -209,7 +209,7 @@ def flow_tick(
 
     `events` rows are (time, kind, index, value): kind 0 a breaker transition of edge
     `index` to state `value`, kind 1 a replica of service `index` above its memory limit.
-    `counters` is scratch space (services × 5) so the tick allocates nothing.
+    `counters` is scratch space (services × 5; columns 0, 1, 3 used) so the tick allocates nothing.
     """
     n = S.shape[1]
     n_events = 0
@@ -229,7 +229,6 @@ def flow_tick(
         arrivals = lam * dt
         ready = S[P_READY, s]
         prev_inflight = S[X_QUEUE, s] + S[X_NSERV, s]
-        counters[s, 2] = lam
         counters[s, 3] = prev_inflight
         if ready <= 0.0 or S[F_OUTAGE, s] > 0.0:
             # no endpoint accepts connections: everything is refused, in-flight work is lost
@@ -240,7 +239,6 @@ def flow_tick(
             S[X_SERVED, s] = 0.0
             counters[s, 0] = arrivals
             counters[s, 1] = arrivals
-            counters[s, 4] = 0.0
             continue
         # workers: dN/dt = admitted - N/H solved over the tick, so N never exceeds c
         c = ready * S[P_WORKERS, s]
@@ -267,7 +265,6 @@ def flow_tick(
         S[X_SERVED, s] = served
         counters[s, 0] = arrivals
         counters[s, 1] = shed
-        counters[s, 4] = mu_cap
 
     # ---- 2. latencies and failures, bottom-up ----------------------------------------
     for oi in range(n - 1, -1, -1):
