@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import yaml
-from conftest import SCENARIOS, chain_topology, make_scenario, simulate
+from conftest import SCENARIOS, chain_topology, make_scenario, simulate, topology_dict
 
 from twin.loader import load_scenario
 
@@ -127,7 +127,7 @@ def test_latency_fault_on_online_boutique_labels_the_causal_path():
     from twin.labels import ground_truth, record_signals
 
     sc = make_scenario(
-        __import__("conftest").topology_dict("online-boutique"),
+        topology_dict("online-boutique"),
         workload={"classes": [{"name": "web", "entry": "frontend", "rate": 100}]},
         faults=[
             {

@@ -325,13 +325,14 @@ def _read_terminal(fd: int, proc: subprocess.Popen[bytes], timeout_s: float) -> 
     return data
 
 
-def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+def _run_on_terminal(tmp_path: Path, *args: object) -> tuple[int, str, bytes]:
+    """Run the CLI with stderr on a 24x120 pseudo-terminal: (exit code, screen, stdout)."""
     master, slave = pty.openpty()
-    # a real terminal has a size; tqdm draws nothing on a 0x0 pty (see dynamic_ncols)
+    # a real terminal has a size; tqdm draws nothing on a 0x0 pty
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
     try:
         proc = subprocess.Popen(
-            command("run", STEADY, "--duration", "2h", "--no-labels", "--out", tmp_path / "r"),
+            command(*args),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=slave,
@@ -345,34 +346,25 @@ def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
         os.close(master)
         if slave >= 0:
             os.close(slave)
-    text = screen.decode("utf-8", "replace")
-    assert proc.returncode == 0, text
+    return proc.returncode, screen.decode("utf-8", "replace"), stdout
+
+
+def test_progress_bar_on_a_terminal(tmp_path: Path) -> None:
+    code, text, stdout = _run_on_terminal(
+        tmp_path, "run", STEADY, "--duration", "2h", "--no-labels", "--out", tmp_path / "r"
+    )
+    assert code == 0, text
     assert "%|" in text and "sim-s" in text, text
     assert "simulating" in text
     assert b"steady-state seed 1" in stdout
 
 
 def test_quiet_hides_the_bar_on_a_terminal(tmp_path: Path) -> None:
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-    try:
-        proc = subprocess.Popen(
-            command("run", STEADY, "--duration", "1h", "--quiet", "--out", tmp_path / "r"),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=slave,
-            cwd=tmp_path,
-        )
-        os.close(slave)
-        slave = -1
-        screen = _read_terminal(master, proc, TIMEOUT_S)
-        proc.communicate(timeout=TIMEOUT_S)
-    finally:
-        os.close(master)
-        if slave >= 0:
-            os.close(slave)
-    assert proc.returncode == 0
-    assert b"%|" not in screen and b"sim-s" not in screen
+    code, text, _ = _run_on_terminal(
+        tmp_path, "run", STEADY, "--duration", "1h", "--quiet", "--out", tmp_path / "r"
+    )
+    assert code == 0
+    assert "%|" not in text and "sim-s" not in text
 
 
 # ------------------------------------------------------------------ generate-topology
