@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import sys
 from collections.abc import Sequence
@@ -13,6 +14,9 @@ from twin.errors import FirebreakError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+# Commands that live in modules of their own: each module has `register(subparsers)`.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _duration_arg(text: str) -> float:
@@ -134,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("-o", "--output", required=True)
     gen.set_defaults(func=cmd_generate_topology)
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(sub)
     return parser
 
 
