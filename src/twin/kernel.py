@@ -91,6 +91,7 @@ MAX_RHO = 0.995  # the Erlang-C term is capped here; beyond it the fluid backlog
 EVENT_BREAKER = 0.0
 EVENT_OOM = 1.0
 SETTLE_S = 30.0
+MAX_CPU_RHO = 0.95  # processor-sharing slowdown capped at 20x; the cap on throughput does the rest
 METRICS_WINDOW_S = 15.0  # metrics-server's resolution, the HPA's view of CPU
 
 
@@ -163,6 +164,15 @@ def _cpu_available(s: int, S: np.ndarray) -> float:
     """Cores left to the service's requests once a CPU hog has taken its share."""
     cap = S[P_READY, s] * S[P_CPU_LIMIT, s]
     return max(cap - S[F_CPU_HOG, s] * S[P_READY, s], 0.02 * cap)
+
+
+@njit(cache=True)
+def cpu_slowdown(cpu_share: float, quota_ratio: float, rho: float) -> float:
+    """Factor on a request's own time from its CPU: the CPU share of that time runs
+    quota_ratio slower when a hog holds part of the quota (cap / cores left), and waits
+    as in a processor-sharing server at CPU utilisation rho (1 / (1 - rho), capped)."""
+    share = min(cpu_share, 1.0)
+    return 1.0 + share * (quota_ratio / (1.0 - min(rho, MAX_CPU_RHO)) - 1.0)
 
 
 @njit(cache=True)
@@ -345,9 +355,10 @@ def flow_tick(
         wait_var = 0.0
         shift = 0.0
         if not down and c > 0.0:
-            mu_cpu = _cpu_capacity(s, S)
-            c_eff = max(min(c, math.floor(mu_cpu * hold)), 1.0)
-            mu_cap = c_eff / hold
+            # the CPU limit caps throughput; below it, CPU contention is in the own time
+            # (processor sharing, see cpu_slowdown), not in fewer servers
+            mu_pool = c / hold
+            mu_cap = min(mu_pool, _cpu_capacity(s, S))
             # Erlang C already holds Poisson's tick-to-tick noise, so it sees the rate the queue
             # has settled to: an unbiased moving average over SETTLE_S, about the relaxation
             # time of a queue near saturation ((1+√ρ)²/(μ(1-√ρ)²), Odoni and Roth); a
@@ -355,8 +366,8 @@ def flow_tick(
             S[X_LAM_SETTLED, s] += (1.0 - math.exp(-dt / SETTLE_S)) * (served - S[X_LAM_SETTLED, s])
             lam_in = min(S[X_LAM_SETTLED, s], MAX_RHO * mu_cap)
             a = lam_in * hold
-            pc = erlang_c(c_eff, a)
-            theta = mu_cap - lam_in
+            pc = erlang_c(c, a)
+            theta = mu_pool - lam_in
             wait_mean = pc / theta
             wait_var = (2.0 * pc - pc * pc) / (theta * theta)
             # a finite queue (M/M/c/K) bounds the wait near saturation; the fluid backlog
@@ -405,10 +416,11 @@ def flow_tick(
         cpu_cap = ready * S[P_CPU_LIMIT, s]
         cpu_used = min(cpu_demand, cpu_cap)
         if cpu_cap > 0.0:
-            # a hog's share of the quota stretches the CPU part of every request's own time
+            available = _cpu_available(s, S)
+            per_req = S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s]
+            rho_cpu = S[X_LAM_SETTLED, s] * per_req / available
             own_base = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s]
-            cpu_share = min(S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s] / own_base, 1.0)
-            S[X_THROTTLE, s] = 1.0 + cpu_share * (cpu_cap / _cpu_available(s, S) - 1.0)
+            S[X_THROTTLE, s] = cpu_slowdown(per_req / own_base, cpu_cap / available, rho_cpu)
         else:
             S[X_THROTTLE, s] = 1.0
         leak = 0.0
