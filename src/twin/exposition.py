@@ -42,7 +42,9 @@ Why these choices: `code` follows client_golang's promhttp; the duration histogr
 OpenTelemetry name and its default bucket boundaries, in seconds; container and deployment
 metrics keep cAdvisor's and kube-state-metrics' names and labels so existing queries work.
 The histogram counts the *served* requests (codes 200 and 500): shed requests are refused
-before any residence time, so `_count` equals the 200 and 500 counters together. Memory is
+before any residence time, so `_count` equals the 200 and 500 counters together. Request
+counts (server and client counters, buckets, the summary's count) are whole requests: the
+floor of the flow model's fractional cumulative count (OpenMetrics wants integers). Memory is
 summed over the ready pods, as `sum by (namespace, container)` over cAdvisor's per-pod
 series would be; the twin's MB are the manifests' Mi, hence × 2**20. A breaker forced
 closed by an operator is resilience4j's `disabled`, forced open its `forced_open`. Every
@@ -292,6 +294,12 @@ class MetricsState:
 
 
 # --- metric families ---------------------------------------------------------------------
+def whole(counts: np.ndarray) -> np.ndarray:
+    """Whole requests finished so far: the flow model's counts are fractional, OpenMetrics
+    wants integer histogram counts, and a floor of a growing count still only grows."""
+    return np.floor(counts + 1e-9).astype(np.int64)
+
+
 def _service_families(s: Snapshot) -> Iterator[Metric]:
     requests = CounterMetricFamily(
         "http_server_requests_total",
@@ -305,11 +313,12 @@ def _service_families(s: Snapshot) -> Iterator[Metric]:
         unit="seconds",
     )
     bounds = [floatToGoString(b) for b in s.buckets] + ["+Inf"]
+    requests_whole, buckets_whole = whole(s.requests), whole(s.bucket_counts)
     for i, name in enumerate(s.services):
         for j, code in enumerate(("200", "500", "503")):
-            requests.add_metric([name, code], float(s.requests[i, j]))
-        served = float(s.requests[i, 0] + s.requests[i, 1])
-        cum = [min(float(c), served) for c in s.bucket_counts[i]] + [served]
+            requests.add_metric([name, code], int(requests_whole[i, j]))
+        served = int(requests_whole[i, 0] + requests_whole[i, 1])
+        cum = [min(int(c), served) for c in buckets_whole[i]] + [served]
         duration.add_metric([name], list(zip(bounds, cum, strict=True)), float(s.duration_sum[i]))
     yield requests
     yield duration
@@ -390,11 +399,12 @@ def _edge_families(s: Snapshot) -> Iterator[Metric]:
         "Circuit breaker state of the calls from service to peer_service (1: current).",
         labels=["name", "service", "peer_service", "state"],
     )
+    n_attempts, n_failures = whole(s.edge_attempts), whole(s.edge_failures)
     for k, (src, dst) in enumerate(s.edges):
         pair = [src, dst]
-        attempts.add_metric(pair, float(s.edge_attempts[k]))
-        failures.add_metric(pair, float(s.edge_failures[k]))
-        latency.add_metric(pair, float(s.edge_attempts[k]), float(s.edge_latency_sum[k]))
+        attempts.add_metric(pair, int(n_attempts[k]))
+        failures.add_metric(pair, int(n_failures[k]))
+        latency.add_metric(pair, int(n_attempts[k]), float(s.edge_latency_sum[k]))
         current = int(round(s.edge_state[k]))
         for j, state_name in enumerate(BREAKER_STATE_NAMES):
             state.add_metric([f"{src}->{dst}", src, dst, state_name], float(j == current))
