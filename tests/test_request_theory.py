@@ -10,9 +10,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import make_scenario, topology_dict
 from scipy import stats
 
-from conftest import make_scenario, topology_dict
 from twin.request_engine import RequestSimulation
 
 WARMUP_S = 20.0
