@@ -48,7 +48,7 @@ from twin.fields import EDGE_METRICS, SERVICE_METRICS, M
 from twin.run import run_scenario
 from twin.serve import serve_scenario
 from twin.spans import EPOCH_UNIX_S
-from twin.widecsv import RCAEVAL_METRICS, Z90, long_to_cube, wide_from_long
+from twin.widecsv import RCAEVAL_METRICS, Z90, long_to_cube, read_cube, wide_from_long
 
 ROOT = Path(__file__).resolve().parents[1]
 STEADY = ROOT / "scenarios" / "steady-state.yaml"
@@ -314,6 +314,17 @@ def test_wide_csv_columns_time_and_values(long_table):
         assert np.allclose(wide[f"{svc}_latency-50"], long(svc, "latency_p50_ms") / 1000)
         errors = long(svc, "error_rate") + long(svc, "shed_rate")
         assert np.allclose(wide[f"{svc}_error"], errors)
+
+
+def test_streamed_parquet_reader_equals_the_table_reader(run_dir, long_table):
+    # small batches split ticks across batches and carry their own dictionaries
+    streamed_cube = read_cube(run_dir, batch_rows=997)
+    table_cube = long_to_cube(long_table)
+    assert streamed_cube[1:3] == table_cube[1:3]
+    assert np.array_equal(streamed_cube[0], table_cube[0])
+    assert np.array_equal(streamed_cube[3], table_cube[3], equal_nan=True)
+    with pytest.raises(FirebreakError, match="no such metrics file"):
+        read_cube(run_dir / "missing")
 
 
 def test_wide_csv_p90_is_the_ticks_distribution_percentile(long_table):

@@ -27,9 +27,9 @@ def _step(text: str) -> float:
 def _service_cube(run_dir: Path) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
     """(times, services, T × services × SERVICE_METRICS) read back from metrics.parquet."""
     from twin.fields import SERVICE_METRICS
-    from twin.widecsv import long_to_cube, read_long_metrics
+    from twin.widecsv import read_cube
 
-    times, services, metrics, cube = long_to_cube(read_long_metrics(run_dir))
+    times, services, metrics, cube = read_cube(run_dir)
     absent = [m for m in SERVICE_METRICS if m not in metrics]
     if absent:
         raise FirebreakError(f"{run_dir}: metrics.parquet lacks metric(s) {absent}")
@@ -39,18 +39,13 @@ def _service_cube(run_dir: Path) -> tuple[np.ndarray, tuple[str, ...], np.ndarra
 
 def _edge_cube(run_dir: Path, times: np.ndarray) -> tuple[list[tuple[str, str]], np.ndarray]:
     """Edges and their T × edges × EDGE_METRICS block, aligned on the services' ticks."""
-    import pandas as pd
-
     from twin.fields import EDGE_METRICS
-    from twin.widecsv import long_to_cube
+    from twin.widecsv import read_cube
 
     path = run_dir / "edge_metrics.parquet"
     if not path.is_file():
         return [], np.zeros((len(times), 0, len(EDGE_METRICS)))
-    df = pd.read_parquet(path)
-    if df.empty:
-        return [], np.zeros((len(times), 0, len(EDGE_METRICS)))
-    e_times, names, metrics, cube = long_to_cube(df, entity="edge")
+    e_times, names, metrics, cube = read_cube(path, entity="edge")
     block = np.zeros((len(times), len(names), len(EDGE_METRICS)))
     rows = np.searchsorted(times, e_times)
     ok = (rows < len(times)) & (times[np.minimum(rows, len(times) - 1)] == e_times)
@@ -79,9 +74,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not run_dir.is_dir():
         raise FirebreakError(f"{run_dir}: not a run directory")
     if args.format == "rcaeval":
-        from twin.widecsv import read_long_metrics, wide_from_long
+        from twin.widecsv import read_cube, wide_from_cube
 
-        wide = wide_from_long(read_long_metrics(run_dir), step=args.step, full=args.full)
+        wide = wide_from_cube(*read_cube(run_dir), step=args.step, full=args.full)
         data = wide.to_csv(index=False, float_format="%.10g").encode()
         what = f"{len(wide)} rows × {wide.shape[1]} columns"
     else:

@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .errors import FirebreakError
 from .exposition import MIB, dist_from_quantiles
@@ -94,6 +96,56 @@ def long_to_cube(
     return times, tuple(map(str, entities)), tuple(map(str, metrics)), cube
 
 
+def read_cube(
+    path: Path, entity: str = "service", batch_rows: int = 1 << 20
+) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...], np.ndarray]:
+    """`long_to_cube` of a Parquet file, batch by batch, so a day-long run never sits in
+    memory as a table (only its cube: ticks × entities × metrics floats)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.parquet"
+    if not path.is_file():
+        raise FirebreakError(f"{path}: no such metrics file (is this a run directory?)")
+    columns = ["time", entity, "metric", "value"]
+    try:
+        pf = pq.ParquetFile(path)
+        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        if missing:
+            raise FirebreakError(f"{path}: long metrics table lacks column(s) {missing}")
+        # pass 1: the ticks and the names, in order of first appearance
+        entities: dict[str, int] = {}
+        metrics: dict[str, int] = {}
+        seen_times = [np.zeros(0)]
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns[:3]):
+            seen_times.append(np.unique(batch.column(0).to_numpy()))
+            _global_codes(batch.column(1), entities)
+            _global_codes(batch.column(2), metrics)
+        times = np.unique(np.concatenate(seen_times))
+        # pass 2: the values into their cells
+        cube = np.full((len(times), len(entities), len(metrics)), np.nan)
+        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+            t_idx = np.searchsorted(times, batch.column(0).to_numpy())
+            e_idx = _global_codes(batch.column(1), entities)
+            m_idx = _global_codes(batch.column(2), metrics)
+            cube[t_idx, e_idx, m_idx] = batch.column(3).to_numpy(zero_copy_only=False)
+    except (OSError, pa.ArrowException) as exc:
+        raise FirebreakError(f"{path}: cannot read as Parquet: {exc}") from None
+    return times, tuple(entities), tuple(metrics), cube
+
+
+def _global_codes(column: pa.Array, seen: dict[str, int]) -> np.ndarray:
+    """Codes into `seen` (names in order of first appearance) for a string column."""
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    local = column.indices.to_numpy(zero_copy_only=False)
+    names = column.dictionary.to_pylist()
+    _, first = np.unique(local, return_index=True)
+    for code in local[np.sort(first)]:
+        seen.setdefault(names[code], len(seen))
+    mapping = np.array([seen.get(n, -1) for n in names], dtype=np.int64)
+    return mapping[local]
+
+
 def _service_columns(names: Sequence[str]) -> list[str]:
     out = [rcaeval_service_name(n) for n in names]
     seen: dict[str, str] = {}
@@ -126,7 +178,20 @@ def wide_from_long(
     df: pd.DataFrame, *, step: float | None = None, full: bool = False
 ) -> pd.DataFrame:
     """The RCAEval wide table of a long metrics table, optionally averaged over `step` s."""
-    times, services, metrics, cube = long_to_cube(df)
+    return wide_from_cube(*long_to_cube(df), step=step, full=full)
+
+
+def wide_from_cube(
+    times: np.ndarray,
+    services: Sequence[str],
+    metrics: Sequence[str],
+    cube: np.ndarray,
+    *,
+    step: float | None = None,
+    full: bool = False,
+) -> pd.DataFrame:
+    """The RCAEval wide table of a T × services × metrics cube (see `long_to_cube`)."""
+    metrics = list(metrics)
     absent = [m for m in _NEEDED if m not in metrics]
     if absent:
         raise FirebreakError(f"long metrics table lacks metric(s) {absent}")
@@ -168,7 +233,7 @@ def write_wide_csv(
     run_dir: Path, out: Path, *, step: float | None = None, full: bool = False
 ) -> pd.DataFrame:
     """Write a run's RCAEval CSV to `out`; returns the table written."""
-    wide = wide_from_long(read_long_metrics(run_dir), step=step, full=full)
+    wide = wide_from_cube(*read_cube(run_dir), step=step, full=full)
     out = Path(out)
     try:
         wide.to_csv(out, index=False, float_format="%.10g")
