@@ -76,13 +76,13 @@ def what_if(
 ) -> Telemetry:
     """Fork `sim` at `at` (default: now), apply `actions` there, simulate `horizon` seconds
     (default: to the end) and return the fork's telemetry from `at` on. `sim` is untouched."""
+    if horizon is not None and not horizon >= 0:
+        raise ValueError(f"horizon must be >= 0 seconds, got {horizon!r}")
     recorder = Recorder(sim.topo.names, sim.topo.edges)
     child = sim.fork(at, sinks=[recorder])
     for action in actions:
         child.act(action)
     if horizon is not None:
-        if not horizon >= 0:
-            raise ValueError(f"horizon must be >= 0 seconds, got {horizon!r}")
         child.advance(min(child.now + horizon, child.end))
         child.finish()
     else:
