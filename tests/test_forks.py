@@ -156,6 +156,21 @@ def test_a_fork_without_change_reproduces_the_run_bit_for_bit(original, at):
     assert fork.action_log == sim.action_log == []
 
 
+@pytest.mark.parametrize(
+    ("name", "duration", "at"),
+    [("retry-storm", 3 * 3600, 3700.0), ("black-friday", 22 * 3600, 19 * 3600 + 300.0)],
+)
+def test_forks_of_scenario_files_reproduce_them(name, duration, at):
+    # the metastable retry storm amplifies any difference; Black Friday overlaps four faults
+    sim, keep = _record(Simulation(load_scenario(SCENARIOS / f"{name}.yaml", duration=duration)))
+    sim.run()
+    fork_keep = _Keep()
+    fork = sim.fork(at, sinks=[fork_keep])
+    fork.run()
+    assert _telemetry(fork_keep) == _from(Recorded(sim, keep.chunks), keep, at)
+    assert _same_counters(fork, sim)
+
+
 def test_a_fork_at_the_end_has_nothing_left_and_the_same_counters(original):
     sim = original[0]
     fork_keep = _Keep()
