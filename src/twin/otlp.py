@@ -67,6 +67,10 @@ def _json_string(text: str) -> str:
 def _value_json(value: Any) -> str:
     if isinstance(value, str):
         return '{"stringValue":' + _json_string(value) + "}"
+    if value is True or value is False:
+        return '{"boolValue":true}' if value else '{"boolValue":false}'
+    if isinstance(value, int):
+        return '{"intValue":"' + str(value) + '"}'
     return _ENCODER.encode(any_value(value))
 
 

@@ -67,7 +67,7 @@ class _Edge:
     half_open_share: float
 
 
-class _Draws:
+class RandomPool:
     """Buffered draws from one generator: scalar numpy calls cost microseconds each."""
 
     SIZE = 4096
@@ -76,8 +76,8 @@ class _Draws:
         self.rng = rng
         self._normal: list[float] = []
         self._uniform: list[float] = []
-        self._ids: list[int] = []
-        self._ni = self._ui = self._ii = 0
+        self._hex = ""
+        self._ni = self._ui = self._hi = 0
 
     def normal(self) -> float:
         if self._ni >= len(self._normal):
@@ -91,18 +91,19 @@ class _Draws:
         self._ui += 1
         return self._uniform[self._ui - 1]
 
-    def id64(self) -> int:
-        if self._ii >= len(self._ids):
-            self._ids = self.rng.integers(1, 2**64, size=self.SIZE, dtype=np.uint64).tolist()
-            self._ii = 0
-        self._ii += 1
-        return self._ids[self._ii - 1]
+    def hex(self, digits: int) -> str:
+        """Random lowercase hex digits (ids), sliced from one large draw of random bytes."""
+        end = self._hi + digits
+        if end > len(self._hex):
+            self._hex, self._hi, end = self.rng.bytes(self.SIZE * 8).hex(), 0, digits
+        self._hi = end
+        return self._hex[end - digits : end]
 
     def span_id(self) -> str:
-        return f"{self.id64():016x}"
+        return self.hex(16)
 
     def trace_id(self) -> str:
-        return f"{self.id64():016x}{self.id64():016x}"
+        return self.hex(32)
 
 
 @dataclass
@@ -180,6 +181,17 @@ class EdgeArrays:
         )
 
 
+def select_rows(chunk: Chunk, rows: np.ndarray) -> Chunk:
+    """The chunk restricted to some ticks (events dropped), for sparse per-tick work."""
+    return Chunk(
+        times=chunk.times[rows],
+        values=chunk.values[rows],
+        edge_values=chunk.edge_values[rows],
+        dist=chunk.dist[rows],
+        events=[],
+    )
+
+
 def failure_state(chunk: Chunk, model: EdgeArrays) -> dict[str, np.ndarray]:
     """How requests fail in each tick, read from telemetry alone (ticks × services or edges).
 
@@ -254,7 +266,7 @@ class TraceSampler:
         self.names = tuple(names)
         self.writer = writer
         self.listeners = list(listeners)
-        self.draws = _Draws(stream(seed, "traces"))
+        self.draws = RandomPool(stream(seed, "traces"))
         self.edges = edge_settings(scenario, self.names, edges)
         n = len(self.names)
         self.out_edges: list[list[_Edge]] = [[] for _ in range(n)]
@@ -295,13 +307,15 @@ class TraceSampler:
         ticks, classes = np.nonzero(counts)
         if len(ticks) == 0:
             return
-        state = self._chunk_state(chunk)
+        rows = np.unique(ticks)  # the state is computed for the ticks that have traces only
+        state = self._chunk_state(select_rows(chunk, rows))
+        position = {t: i for i, t in enumerate(rows.tolist())}
         spans: list[Span] = []
         views: dict[int, _TickView] = {}
         for t, c in zip(ticks.tolist(), classes.tolist(), strict=True):
             view = views.get(t)
             if view is None:
-                view = views[t] = self._view(state, t)
+                view = views[t] = self._view(state, position[t])
             base = float(chunk.times[t])
             for _ in range(int(counts[t, c])):
                 start = base + self.draws.uniform() * self.dt
