@@ -144,6 +144,24 @@ def truncated_mean(mu: float, sigma: float, shift: float, t: float) -> float:
 
 
 @njit(cache=True)
+def truncated_var(mu: float, sigma: float, shift: float, t: float) -> float:
+    """Var[min(residence, t)] for shift + lognormal(mu, sigma): a call's spread as its
+    caller feels it (the shift moves it, the timeout caps it)."""
+    x = t - shift
+    if x <= 0.0 or sigma <= 1e-12:
+        return 0.0
+    lx = math.log(x)
+    m1 = math.exp(mu + 0.5 * sigma * sigma) * (1.0 - _norm_sf((lx - mu - sigma * sigma) / sigma))
+    m2 = math.exp(2.0 * mu + 2.0 * sigma * sigma) * (
+        1.0 - _norm_sf((lx - mu - 2.0 * sigma * sigma) / sigma)
+    )
+    tail = _norm_sf((lx - mu) / sigma)
+    first = m1 + x * tail
+    second = m2 + x * x * tail
+    return max(second - first * first, 0.0)
+
+
+@njit(cache=True)
 def _breaker_block(e: int, E: np.ndarray) -> float:
     """Share of calls the breaker refuses."""
     forced = E[E_FORCED, e]
@@ -295,9 +313,11 @@ def flow_tick(
             if E[E_PARTITION, e] > 0.0:
                 p_att = 1.0
                 c_att = timeout
+                v_att = 0.0
             elif S[P_READY, d] <= 0.0 or S[F_OUTAGE, d] > 0.0:
                 p_att = 1.0
                 c_att = CONNECT_REFUSED_S
+                v_att = 0.0
             else:
                 mu_d = S[X_MU, d]
                 sg_d = S[X_SIGMA, d]
@@ -309,6 +329,7 @@ def flow_tick(
                 p_att = 1.0 - (1.0 - shed_d) * (1.0 - p_to) * (1.0 - S[X_ERRP, d]) * (1.0 - loss)
                 wait = truncated_mean(mu_d, sg_d, sh_d, t_eff) + E[E_FAULT_LAT, e]
                 c_att = shed_d * CONNECT_REFUSED_S + (1.0 - shed_d) * wait
+                v_att = (1.0 - shed_d) * truncated_var(mu_d, sg_d, sh_d, t_eff)
             retries = E[E_RETRIES, e]
             att = _attempts(p_att, retries)
             backoff = 0.0
@@ -327,8 +348,9 @@ def flow_tick(
                 sum_cost += k * cost
                 if k * cost > max_cost:
                     max_cost = k * cost
-                v_call = min(c_att * c_att, timeout * timeout) * 0.5
-                var += k * att * (1.0 - block) * v_call
+                # Var of a random sum: E[N]·Var(call) + Var(N)·E[call]², N the calls made
+                frac = k - math.floor(k)
+                var += k * att * (1.0 - block) * v_att + frac * (1.0 - frac) * cost * cost
                 if E[E_REQUIRED, e] > 0.0:
                     # k < 1 is a call made by a share k of requests, k ≥ 1 is k calls each
                     p_ok *= (1.0 - k * fail) if k < 1.0 else (1.0 - fail) ** k

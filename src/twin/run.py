@@ -10,13 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from .engine import Simulation
+from .errors import ScenarioError
 from .fields import N_SERVICE_METRICS, M
-from .labels import ground_truth
+from .labels import ground_truth, record_signals
 from .plots import overview_plot
 from .recorders import SignalRecorder, WindowedMeans
+from .request_engine import RequestSimulation
 from .rundir import RunDirectoryWriter, write_json
 from .scenario import Scenario
 from .slo import SloTracker
+
+FIDELITIES = ("flow", "request")
 
 
 @dataclass
@@ -40,26 +44,37 @@ def run_scenario(
     *,
     progress: Callable[[str, float, float], None] | None = None,
     labels: bool = True,
+    fidelity: str = "flow",
 ) -> RunResult:
-    """Simulate, write the run directory as the run goes, then label faults and summarise."""
+    """Simulate, write the run directory as the run goes, then label faults and summarise.
+
+    In request fidelity the labels still come from the flow fidelity's but-for replays:
+    per-request noise differs between a run and its replay once paths diverge, and the
+    flow replays compare like with like (`firebreak fidelity` checks the two agree).
+    """
+    if fidelity not in FIDELITIES:
+        raise ScenarioError(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
     out = Path(out)
     wall0 = time.perf_counter()
-    sim = Simulation(scenario)
+    sim = Simulation(scenario) if fidelity == "flow" else RequestSimulation(scenario)
     names, edges = sim.topo.names, sim.topo.edges
     writer = RunDirectoryWriter(out, names, edges)
     slo = SloTracker(scenario, names)
     means = WindowedMeans(scenario.duration, sim.dt, len(names), N_SERVICE_METRICS)
-    signals = SignalRecorder(sim.n_ticks, len(names)) if labels and scenario.faults else None
+    signals = None
+    if labels and scenario.faults and fidelity == "flow":
+        signals = SignalRecorder(sim.n_ticks, len(names))
     sim.sinks.extend([writer, slo, means] + ([signals] if signals else []))
     end = sim.n_ticks * sim.dt
     sim.run(progress=(lambda t: progress("simulate", t, end)) if progress else None)
     sim_seconds = sim.tick_index * sim.dt
     sim_wall = time.perf_counter() - wall0
 
-    if signals is not None and not sim.interrupted:
+    if labels and scenario.faults and not sim.interrupted:
+        faulted = signals.data if signals is not None else record_signals(scenario)
         truth = ground_truth(
             scenario,
-            signals.data,
+            faulted[: sim.tick_index],
             names,
             sim_seconds,
             progress=(lambda i, n: progress("label", i, n)) if progress else None,
@@ -94,7 +109,7 @@ def run_scenario(
     summary = {
         "scenario": scenario.name,
         "seed": scenario.seed,
-        "fidelity": "flow",
+        "fidelity": fidelity,
         "tick_s": sim.dt,
         "sim_seconds": sim_seconds,
         "wall_seconds": round(time.perf_counter() - wall0, 3),
