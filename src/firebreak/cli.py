@@ -16,7 +16,11 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 # Commands that live in modules of their own: each module has `register(subparsers)`.
-COMMAND_MODULES: tuple[str, ...] = ("firebreak.cmd_serve", "firebreak.cmd_export")
+COMMAND_MODULES: tuple[str, ...] = (
+    "firebreak.cmd_serve",
+    "firebreak.cmd_export",
+    "firebreak.cmd_traces",
+)
 
 
 def _duration_arg(text: str) -> float:
