@@ -261,7 +261,6 @@ def _otlp_span(span: Any, service: str, where: str) -> RawSpan:
 # -- building ----------------------------------------------------------------------------------
 @dataclass
 class _Call:
-    caller_request: str  # span id of the caller's request
     target: str
     start: float
     end: float
@@ -272,7 +271,7 @@ class _Call:
 @dataclass
 class _Analysis:
     requests: dict[str, list[RawSpan]]  # service → its requests
-    calls: dict[str, list[_Call]]  # request span id → its calls
+    calls: dict[tuple[str, str], list[_Call]]  # (trace, request span id) → its calls
     roots: dict[str, int]  # entry service → traces that start there
     peer_only: dict[str, list[RawSpan]]  # callee known only from client spans
     stores: set[str]
@@ -295,7 +294,7 @@ def _analyse(spans: list[RawSpan]) -> _Analysis:
         return s
 
     requests: dict[str, list[RawSpan]] = defaultdict(list)
-    calls: dict[str, list[_Call]] = defaultdict(list)
+    calls: dict[tuple[str, str], list[_Call]] = defaultdict(list)
     roots: dict[str, int] = defaultdict(int)
     peer_only: dict[str, list[RawSpan]] = defaultdict(list)
     stores: set[str] = set()
@@ -311,8 +310,8 @@ def _analyse(spans: list[RawSpan]) -> _Analysis:
             # a call without a client span: the callee's span hangs under the caller's
             sync = not (s.follows_from or s.kind == "consumer")
             owner = request_of(parent)
-            call = _Call(owner.span_id, s.service, s.start, s.end, s.error, sync)
-            calls[owner.span_id].append(call)
+            call = _Call(s.service, s.start, s.end, s.error, sync)
+            calls[(owner.trace, owner.span_id)].append(call)
     return _Analysis(requests, calls, roots, peer_only, stores, len({s.trace for s in spans}))
 
 
@@ -340,7 +339,7 @@ def _client_call(s, children, request_of, calls, peer_only, stores) -> None:
         or outlives
     )
     owner = request_of(s)
-    calls[owner.span_id].append(_Call(owner.span_id, str(target), s.start, s.end, s.error, sync))
+    calls[(owner.trace, owner.span_id)].append(_Call(str(target), s.start, s.end, s.error, sync))
 
 
 def _union_length(intervals: list[tuple[float, float]]) -> float:
@@ -369,13 +368,15 @@ def _mean_cv(values: list[float]) -> tuple[float, float]:
     return mean, (math.sqrt(var) / mean if mean > 0 else 0.0)
 
 
-def _service_entry(requests: list[RawSpan], calls: Mapping[str, list[_Call]]) -> dict[str, Any]:
+def _service_entry(
+    requests: list[RawSpan], calls: Mapping[tuple[str, str], list[_Call]]
+) -> dict[str, Any]:
     """service_time, parallel_calls and error_rate of one service from its requests."""
     own: list[float] = []
     own_ok: list[float] = []
     own_errors = fanned = overlapping = 0
     for req in requests:
-        made = calls.get(req.span_id, [])
+        made = calls.get((req.trace, req.span_id), [])
         sync = [(max(c.start, req.start), min(c.end, req.end)) for c in made if c.sync]
         sync = [(a, b) for a, b in sync if b > a]
         value = max(req.end - req.start - _union_length(sync), 0.0) / 1000.0  # ms
@@ -428,14 +429,17 @@ def build_topology(spans: list[RawSpan], name: str) -> tuple[dict[str, Any], dic
         per_target: dict[str, list[int]] = defaultdict(list)
         for req in reqs:
             counts: dict[str, int] = defaultdict(int)
-            for call in a.calls.get(req.span_id, []):
+            for call in a.calls.get((req.trace, req.span_id), []):
                 counts[call.target] += 1
             for target, count in counts.items():
                 per_target[target].append(count)
         for target in sorted(per_target):
             made = per_target[target]
             sync_votes = [
-                c.sync for r in reqs for c in a.calls.get(r.span_id, []) if c.target == target
+                c.sync
+                for r in reqs
+                for c in a.calls.get((r.trace, r.span_id), [])
+                if c.target == target
             ]
             edge: dict[str, Any] = {
                 "from": caller,

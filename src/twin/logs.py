@@ -362,8 +362,9 @@ class LogSink:
     ) -> None:
         """One JSON line, built by hand: lines are many and their layout is fixed."""
         trace_id, span_id = ids if ids else (self.draws.trace_id(), None)
+        t = round(t, 6)
         text = (
-            f'{{"time":"{iso_time(t)}","t":{round(t, 6)!r},"service":{_quoted(self.names[s])},'
+            f'{{"time":"{iso_time(t)}","t":{t!r},"service":{_quoted(self.names[s])},'
             f'"level":"{level}","template_id":"{template_id}","message":{_quoted(message)},'
             f'"trace_id":"{trace_id}"'
         )
