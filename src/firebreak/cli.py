@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_serve",
     "firebreak.cmd_export",
     "firebreak.cmd_traces",
+    "firebreak.cmd_fidelity",
 )
 
 
@@ -67,7 +68,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     show = sys.stderr.isatty() and not args.quiet
     update, close = _progress_bar(show)
     try:
-        result = run_scenario(scenario, Path(args.out), progress=update, labels=not args.no_labels)
+        result = run_scenario(
+            scenario,
+            Path(args.out),
+            progress=update,
+            labels=not args.no_labels,
+            fidelity=args.fidelity,
+        )
     finally:
         close()
     s = result.summary
@@ -129,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-labels",
         action="store_true",
         help="skip the fault-free replays that compute ground truth",
+    )
+    run.add_argument(
+        "--fidelity",
+        choices=("flow", "request"),
+        default="flow",
+        help="flow: per-tick queueing model (fast, default); request: every request simulated",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)

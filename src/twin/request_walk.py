@@ -295,12 +295,12 @@ class Walker:
                 if left <= 0.0:
                     env.process(_detached(event, walk))
                     return TIMED_OUT
-                timer = env.timeout(left)
-                outcome = yield event | timer
-                if event not in outcome:
+                # (not `event in outcome`: SimPy flattens nested conditions into their leaves)
+                yield event | env.timeout(left)
+                if not event.triggered:
                     env.process(_detached(event, walk))
                     return TIMED_OUT
-                value = outcome[event]
+                value = event._value if event.processed else (yield event)
 
 
 def lognormal_shape(cv: float) -> tuple[float, float]:
