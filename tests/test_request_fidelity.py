@@ -57,9 +57,9 @@ def series(sim, keep, service, metric):
 def test_same_seed_same_telemetry_and_spans_other_seed_differs():
     sc = chain(duration=60)
     spans = [[], [], []]
-    a, ka = run(sc, trace_rate=0.2, span_sinks=[spans[0].extend])
-    b, kb = run(sc, trace_rate=0.2, span_sinks=[spans[1].extend])
-    c, kc = run(sc.model_copy(update={"seed": 99}), trace_rate=0.2, span_sinks=[spans[2].extend])
+    _, ka = run(sc, trace_rate=0.2, span_sinks=[spans[0].extend])
+    _, kb = run(sc, trace_rate=0.2, span_sinks=[spans[1].extend])
+    _, kc = run(sc.model_copy(update={"seed": 99}), trace_rate=0.2, span_sinks=[spans[2].extend])
     assert np.array_equal(ka.values(), kb.values())
     assert spans[0] == spans[1] and spans[0]
     assert not np.array_equal(ka.values(), kc.values())
