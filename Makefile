@@ -23,6 +23,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_engine
+	$(BIN)/python -m benchmarks.bench_request
+	$(BIN)/python -m benchmarks.bench_fork
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

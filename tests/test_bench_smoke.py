@@ -26,3 +26,14 @@ def test_generated_fleet_runs_and_conserves_requests(tmp_path):
     assert np.all(np.isfinite(run.values))
     # at its suggested load the fleet is healthy
     assert run.values[:, :, 4].max() < 0.01
+
+
+def test_request_bench_pieces_run_and_compare_like_with_like():
+    from benchmarks.bench_request import bare_chain, request_fidelity
+
+    scenario = load_scenario(SCENARIOS / "steady-state.yaml", duration=20)
+    full = request_fidelity(scenario)
+    bare = bare_chain(scenario, requests=full["requests"], rate=100.0)
+    assert full["requests"] > 1000 and bare["requests"] == full["requests"]
+    assert full["requests_per_cpu_s"] > 0 and bare["requests_per_cpu_s"] > 0
+
