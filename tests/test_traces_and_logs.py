@@ -236,6 +236,53 @@ def test_writer_accepts_spans_from_any_source(tmp_path: Path) -> None:
     }
 
 
+def test_writer_samples_whole_traces_and_caps_its_size(tmp_path: Path) -> None:
+    spans = [
+        Span(f"{i:016x}{7:016x}", f"{j + 1:016x}", None if j == 0 else "0" * 15 + "1", "a", "op",
+             "server", 0.0, 1.0)
+        for i in range(0, 2**64, 2**58) for j in range(3)
+    ]  # fmt: skip
+    half = OtlpTraceWriter(tmp_path / "half.json", ["a"], trace_ratio=0.5)
+    half.add(spans)
+    half.close()
+    kept = _otlp_spans(json.loads((tmp_path / "half.json").read_text()))
+    assert len(kept) + half.dropped == len(spans) and 0 < len(kept) < len(spans)
+    assert all(int(s["traceId"][:16], 16) < 2**63 for s in kept)
+    assert Counter(s["traceId"] for s in kept).keys() == {s["traceId"] for s in kept}
+    assert set(Counter(s["traceId"] for s in kept).values()) == {3}, "whole traces"
+    capped = OtlpTraceWriter(tmp_path / "capped.json", ["a"], max_spans=10)
+    capped.add(spans[:6])
+    capped.add(spans[6:])
+    capped.close()
+    assert capped.count == 9 and capped.dropped == len(spans) - 9
+
+
+def test_request_fidelity_spans_feed_the_writer_logs_and_importer(tmp_path: Path) -> None:
+    """No sampler: the request fidelity hands its own spans to the writer and the log sink."""
+    from twin.request_engine import RequestSimulation
+
+    topology = chain_topology()
+    topology["calls"].append({"from": "mid", "to": "other", "sync": False, "required": False})
+    workload = {"classes": [{"name": "all", "entry": "entry", "rate": 20}], "noise": 0.05}
+    scenario = make_scenario(topology, duration=300, workload=workload)
+    sim = RequestSimulation(scenario, trace_rate=0.5)
+    writer = OtlpTraceWriter(tmp_path / "traces.json", sim.names)
+    logs = LogSink(tmp_path / "logs.jsonl", scenario, sim.names, sim.topo.edges, seed=1,
+                   info_rate=0.01)  # fmt: skip
+    sim.span_sinks.extend([writer.add, logs.on_spans])
+    sim.sinks.append(logs)
+    sim.run()
+    writer.close()
+    imported, _ = import_traces(tmp_path / "traces.json")
+    calls = {(c["from"], c["to"]): c for c in imported["calls"]}
+    assert set(calls) == {(c["from"], c["to"]) for c in topology["calls"]}
+    assert all(c["per_request"] == 1.0 and c["probability"] == 1.0 for c in calls.values())
+    assert calls[("mid", "other")]["sync"] is False
+    records = [json.loads(line) for line in (tmp_path / "logs.jsonl").read_text().splitlines()]
+    assert records and all(HEX32.match(r["trace_id"]) for r in records)
+    assert sum("span_id" in r for r in records) > len(records) / 2
+
+
 # -- determinism ----------------------------------------------------------------------
 def test_same_seed_same_bytes_different_seed_differs(tmp_path: Path) -> None:
     scenario = load_scenario(SCENARIOS / "dependency-outage.yaml", duration=3600)

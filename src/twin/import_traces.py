@@ -7,12 +7,13 @@ so in the file's header: capacity (replicas, workers, CPU, memory), timeouts and
   `peer.service` (uninstrumented stores; `db.system` marks them as stores);
 - calls: a span whose parent belongs to another service is a call from that service; a
   CLIENT span and the SERVER span under it are one call, and retry attempts
-  (`rpc.attempt` > 1) are not calls;
+  (`rpc.attempt` > 1, or the request fidelity's `retry` > 0) are not calls;
 - calls per request: per caller request (a span of the caller whose parent is elsewhere),
   the share that calls the callee at all (`probability`) and the mean count among those
   (`per_request`);
 - async: a call the caller does not wait for (FOLLOWS_FROM, a PRODUCER span, `rpc.async`,
-  or a callee that outlives the client span that called it);
+  or a callee that outlives the client span, or without one the span, that called it),
+  decided per edge by majority;
 - own service time: a request's duration less the union of its synchronous calls, as a
   lognormal with the observed mean and coefficient of variation; `parallel_calls` when most
   requests overlap their calls; `error_rate` from requests that failed with no failed call.
@@ -307,8 +308,9 @@ def _analyse(spans: list[RawSpan]) -> _Analysis:
         if s.kind in CLIENT_KINDS:
             _client_call(s, children, request_of, calls, peer_only, stores)
         elif parent is not None and parent.service != s.service and parent.kind not in CLIENT_KINDS:
-            # a call without a client span: the callee's span hangs under the caller's
-            sync = not (s.follows_from or s.kind == "consumer")
+            # a call without a client span: the callee's span hangs under the caller's, and
+            # one that outlives its caller's span was not waited for
+            sync = not (s.follows_from or s.kind == "consumer" or s.end > parent.end)
             owner = request_of(parent)
             call = _Call(s.service, s.start, s.end, s.error, sync)
             calls[(owner.trace, owner.span_id)].append(call)
@@ -322,6 +324,8 @@ def _client_call(s, children, request_of, calls, peer_only, stores) -> None:
     if not target or target == s.service:
         return
     attempt = s.attrs.get("rpc.attempt")
+    if attempt is None and s.attrs.get("retry") is not None:  # the request fidelity: 0-based
+        attempt = _number(s.attrs["retry"], "retry") + 1
     if not remote:
         peer_only[str(target)].append(s)
         if s.attrs.get("db.system"):

@@ -415,16 +415,20 @@ class LogSink:
             return
         thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0)
         counts = self.draws.rng.poisson(thr * (self.info_rate * self.dt))
-        dist, times, d = chunk.dist, chunk.times, self.draws
-        for row, s in zip(*np.nonzero(counts), strict=True):
-            mu, sigma, shift = dist[row, s].tolist()
+        rows, services = np.nonzero(counts)
+        times, d, dt = chunk.times.tolist(), self.draws, self.dt
+        params = chunk.dist[rows, services].tolist()  # Python scalars: the loop is per line
+        many = counts[rows, services].tolist()
+        for row, s, n, (mu, sigma, shift) in zip(
+            rows.tolist(), services.tolist(), many, params, strict=True
+        ):
             templates = self.templates[s]
-            for _ in range(int(counts[row, s])):
+            for _ in range(n):
                 tid, text, fields = templates[int(d.uniform() * len(templates))]
-                t = float(times[row]) + d.uniform() * self.dt
-                message = text.format(**self._fill(fields, mu, sigma, shift, int(s)))
-                ids = self._span_ids(first + int(row), int(s), False)
-                self._record(records, t, int(s), tid, "INFO", message, ids)
+                t = times[row] + d.uniform() * dt
+                message = text.format(**self._fill(fields, mu, sigma, shift, s))
+                ids = self._span_ids(first + row, s, False)
+                self._record(records, t, s, tid, "INFO", message, ids)
 
     def _failures(self, chunk: Chunk, first: int, records: list) -> None:
         """ERROR lines for failed calls and own failures, WARN lines for slow requests.

@@ -102,12 +102,32 @@ class OtlpTraceWriter:
 
     `service_names` fixes the order of the resource groups (services seen in spans but not
     named there are appended in order of first appearance), so equal inputs give equal bytes.
+
+    For sources that hand over every span (the request fidelity), `trace_ratio` keeps whole
+    traces whose id falls below that share of the id space (as OpenTelemetry's
+    TraceIdRatioBased sampler does, so the choice is the same wherever it is made), and
+    `max_spans` stops accepting traces once the file holds that many spans; `dropped`
+    counts the spans left out either way.
     """
 
-    def __init__(self, path: Path, service_names: Iterable[str]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        service_names: Iterable[str],
+        *,
+        trace_ratio: float = 1.0,
+        max_spans: int | None = None,
+    ) -> None:
+        if not 0.0 <= trace_ratio <= 1.0:
+            raise ValueError(f"trace_ratio must be in [0, 1], got {trace_ratio!r}")
+        if max_spans is not None and max_spans < 0:
+            raise ValueError(f"max_spans must be non-negative, got {max_spans!r}")
         self.path = Path(path)
         self.order: list[str] = list(service_names)
+        self.trace_ratio = trace_ratio
+        self.max_spans = max_spans
         self.count = 0
+        self.dropped = 0
         self._index = {name: i for i, name in enumerate(self.order)}
         self._written: dict[str, int] = {}
         self._tmp: Path | None = None
@@ -129,6 +149,7 @@ class OtlpTraceWriter:
         """Encode a batch and append it to its services' files."""
         if self._closed:
             raise RuntimeError("OtlpTraceWriter.add after close")
+        spans = self._admit(spans)
         if not spans:
             return
         groups: dict[str, list[str]] = {}
@@ -141,6 +162,27 @@ class OtlpTraceWriter:
                 fh.write(sep + text)
             self._written[service] = self._written.get(service, 0) + len(encoded)
         self.count += len(spans)
+
+    def _admit(self, spans: Sequence[Span]) -> Sequence[Span]:
+        """The spans kept under `trace_ratio` and `max_spans`, whole traces only."""
+        if self.trace_ratio >= 1.0 and self.max_spans is None:
+            return spans
+        bound = int(self.trace_ratio * 2**64)
+        by_trace: dict[str, list[Span]] = {}
+        for span in spans:
+            if self.trace_ratio >= 1.0 or int(span.trace_id[:16], 16) < bound:
+                by_trace.setdefault(span.trace_id, []).append(span)
+        kept: list[Span] = []
+        room = None if self.max_spans is None else self.max_spans - self.count
+        for members in by_trace.values():
+            if room is not None:
+                if len(members) > room:
+                    room = 0  # the file is full: later traces are dropped too
+                    continue
+                room -= len(members)
+            kept.extend(members)
+        self.dropped += len(spans) - len(kept)
+        return kept
 
     def close(self) -> None:
         """Assemble traces.json (an empty `resourceSpans` list when no span came)."""

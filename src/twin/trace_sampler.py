@@ -11,6 +11,12 @@ Errors come from the same state: a callee that is down refuses the connection, a
 rejects, a breaker fails fast, a residence beyond the edge timeout times the client out, and
 a service fails on its own with the share of its failures its calls do not explain.
 
+Failed spans carry `error.type`: on client spans timeout, connection_refused (callee
+down), unavailable (callee's queue full), circuit_open (no attempt made, no retry) or
+server_error (the callee answered with an error); on server spans internal (own failure) or
+dependency_failed (a required call failed). Client spans carry `peer.service` and
+`rpc.attempt` (1 for the first attempt), and `rpc.async` on calls nobody waits for.
+
 What telemetry does not show is taken from the topology as declared: timeouts, retry
 policies and call counts (a misconfiguration or retry-storm fault that changes them is
 reflected only through the latencies and error rates it causes), and packet loss shows only
