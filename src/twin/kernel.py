@@ -214,6 +214,30 @@ def _attempts(p: float, n: float) -> float:
 
 
 @njit(cache=True)
+def _retry_moments(
+    p: float, retries: float, backoff: float, multiplier: float, attempt_cost: float
+) -> tuple[float, float]:
+    """Mean back-off, and the variance of what retries add to a call: retry i happens with
+    probability p^i (every earlier attempt failed) and costs its back-off plus an attempt.
+    The events are nested, so E[X²] = Σ a_i² p^i + 2 Σ_{j<i} a_j a_i p^i exactly."""
+    mean_backoff = 0.0
+    ex = 0.0
+    ex2 = 0.0
+    cum = 0.0
+    p_i = 1.0
+    delay = backoff
+    for _ in range(int(retries)):
+        p_i *= p
+        mean_backoff += p_i * delay
+        a_i = delay + attempt_cost
+        ex += a_i * p_i
+        ex2 += a_i * a_i * p_i + 2.0 * a_i * p_i * cum
+        cum += a_i
+        delay *= multiplier
+    return mean_backoff, max(ex2 - ex * ex, 0.0)
+
+
+@njit(cache=True)
 def flow_tick(
     t: float,
     dt: float,
@@ -332,14 +356,9 @@ def flow_tick(
                 v_att = (1.0 - shed_d) * truncated_var(mu_d, sg_d, sh_d, t_eff)
             retries = E[E_RETRIES, e]
             att = _attempts(p_att, retries)
-            backoff = 0.0
-            if retries > 0.0 and E[E_BACKOFF, e] > 0.0:
-                term = 1.0
-                delay = E[E_BACKOFF, e]
-                for _ in range(int(retries)):
-                    term *= p_att
-                    backoff += term * delay
-                    delay *= E[E_BACKOFF_MULT, e]
+            backoff, retry_var = _retry_moments(
+                p_att, retries, E[E_BACKOFF, e], E[E_BACKOFF_MULT, e], c_att
+            )
             block = _breaker_block(e, E)
             cost = (1.0 - block) * (att * c_att + backoff)
             fail = block + (1.0 - block) * p_att ** (retries + 1.0)
@@ -350,7 +369,8 @@ def flow_tick(
                     max_cost = k * cost
                 # Var of a random sum: E[N]·Var(call) + Var(N)·E[call]², N the calls made
                 frac = k - math.floor(k)
-                var += k * att * (1.0 - block) * v_att + frac * (1.0 - frac) * cost * cost
+                var += k * (1.0 - block) * (att * v_att + retry_var)
+                var += frac * (1.0 - frac) * cost * cost
                 if E[E_REQUIRED, e] > 0.0:
                     # k < 1 is a call made by a share k of requests, k ≥ 1 is k calls each
                     p_ok *= (1.0 - k * fail) if k < 1.0 else (1.0 - fail) ** k
