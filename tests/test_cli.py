@@ -32,8 +32,22 @@ SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
 TOPOLOGY = ROOT / "scenarios" / "topologies" / "online-boutique.yaml"
 OUTAGE = ROOT / "scenarios" / "dependency-outage.yaml"
 STEADY = ROOT / "scenarios" / "steady-state.yaml"
-RUN_FILES = ("metrics.parquet", "labels.json", "events.jsonl", "summary.json", "overview.png")
-DETERMINISTIC_FILES = ("metrics.parquet", "labels.json", "events.jsonl")
+RUN_FILES = (
+    "metrics.parquet",
+    "labels.json",
+    "events.jsonl",
+    "summary.json",
+    "overview.png",
+    "traces.json",
+    "logs.jsonl",
+)
+DETERMINISTIC_FILES = (
+    "metrics.parquet",
+    "labels.json",
+    "events.jsonl",
+    "traces.json",
+    "logs.jsonl",
+)
 TIMEOUT_S = 120
 
 

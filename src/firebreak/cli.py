@@ -34,6 +34,16 @@ def _duration_arg(text: str) -> float:
     return value
 
 
+def _share_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text!r}")
+    return value
+
+
 def _progress_bar(enabled: bool):
     """A tqdm bar per phase when attached to a terminal; silent otherwise."""
     if not enabled:
@@ -65,6 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from twin.run import run_scenario
 
     scenario = load_scenario(args.scenario, seed=args.seed, duration=args.duration)
+    if args.trace_rate is not None:
+        telemetry = scenario.telemetry.model_copy(update={"trace_rate": args.trace_rate})
+        scenario = scenario.model_copy(update={"telemetry": telemetry})
     show = sys.stderr.isatty() and not args.quiet
     update, close = _progress_bar(show)
     try:
@@ -142,6 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("flow", "request"),
         default="flow",
         help="flow: per-tick queueing model (fast, default); request: every request simulated",
+    )
+    run.add_argument(
+        "--trace-rate",
+        type=_share_arg,
+        default=None,
+        help="share of external requests traced (default 1e-4 flow, 1e-3 request)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
     run.set_defaults(func=cmd_run)

@@ -67,6 +67,8 @@ from .fields import (
     P_SVC_MEAN,
     P_WORKERS,
     X_CPU_AVG,
+    X_CPU_WAIT,
+    X_CPU_WAIT_VAR,
     X_DESIRED,
     X_ERRP,
     X_HOLD,
@@ -91,7 +93,11 @@ MAX_RHO = 0.995  # the Erlang-C term is capped here; beyond it the fluid backlog
 EVENT_BREAKER = 0.0
 EVENT_OOM = 1.0
 SETTLE_S = 30.0
-MAX_CPU_RHO = 0.95  # processor-sharing slowdown capped at 20x; the cap on throughput does the rest
+MAX_CPU_RHO = 0.98  # the CPU wait formula stops here; the cap on throughput does the rest
+CFS_PERIOD_S = 0.1  # the kernel's default cpu.cfs_period_us
+_GH = np.polynomial.hermite_e.hermegauss(24)
+GH_NODES = _GH[0]
+GH_WEIGHTS = _GH[1] / _GH[1].sum()  # expectations over a standard normal
 METRICS_WINDOW_S = 15.0  # metrics-server's resolution, the HPA's view of CPU
 
 
@@ -185,12 +191,33 @@ def _cpu_available(s: int, S: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def cpu_slowdown(cpu_share: float, quota_ratio: float, rho: float) -> float:
-    """Factor on a request's own time from its CPU: the CPU share of that time runs
-    quota_ratio slower when a hog holds part of the quota (cap / cores left), and waits
-    as in a processor-sharing server at CPU utilisation rho (1 / (1 - rho), capped)."""
-    share = min(cpu_share, 1.0)
-    return 1.0 + share * (quota_ratio / (1.0 - min(rho, MAX_CPU_RHO)) - 1.0)
+def cpu_wait_moments(work_s: float, cv: float, rho: float) -> tuple[float, float]:
+    """Mean and variance of a request's wait for CPU quota (the CFS bucket of the request
+    fidelity): its work S (seconds at the cores left) must fit in the backlog V plus S
+    minus one period's quota, so D = max(0, V + S - period). V is the M/G/1 workload an
+    arrival sees: 0 with probability 1 - rho, else exponential with mean
+    E[S²] / (2 E[S] (1 - rho)); S is lognormal, integrated by Gauss-Hermite quadrature."""
+    if work_s <= 0.0:
+        return 0.0, 0.0
+    rho = min(max(rho, 0.0), MAX_CPU_RHO)
+    sigma2 = math.log(1.0 + cv * cv)
+    sigma = math.sqrt(sigma2)
+    m = work_s * (1.0 + cv * cv) / (2.0 * (1.0 - rho))
+    d1 = 0.0
+    d2 = 0.0
+    for i in range(GH_NODES.shape[0]):
+        s = work_s * math.exp(sigma * GH_NODES[i] - 0.5 * sigma2)
+        a = s - CFS_PERIOD_S
+        if a >= 0.0:
+            e1 = (1.0 - rho) * a + rho * (a + m)
+            e2 = (1.0 - rho) * a * a + rho * (2.0 * m * m + 2.0 * a * m + a * a)
+        else:
+            tail = math.exp(a / m)
+            e1 = rho * m * tail
+            e2 = rho * 2.0 * m * m * tail
+        d1 += GH_WEIGHTS[i] * e1
+        d2 += GH_WEIGHTS[i] * e2
+    return d1, max(d2 - d1 * d1, 0.0)
 
 
 @njit(cache=True)
@@ -325,7 +352,8 @@ def flow_tick(
         down = ready <= 0.0 or S[F_OUTAGE, s] > 0.0
         own = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s] * S[X_THROTTLE, s] + S[F_LAT_ADD, s]
         own_sd = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s] * S[X_THROTTLE, s] * S[P_SVC_CV, s]
-        var = own_sd * own_sd
+        own += S[X_CPU_WAIT, s]
+        var = own_sd * own_sd + S[X_CPU_WAIT_VAR, s]
         sum_cost = 0.0
         max_cost = 0.0
         p_ok = 1.0
@@ -398,7 +426,7 @@ def flow_tick(
         shift = 0.0
         if not down and c > 0.0:
             # the CPU limit caps throughput; below it, CPU contention is in the own time
-            # (processor sharing, see cpu_slowdown), not in fewer servers
+            # (the quota bucket, see cpu_wait_moments), not in fewer servers
             mu_pool = c / hold
             mu_cap = min(mu_pool, _cpu_capacity(s, S))
             # Erlang C already holds Poisson's tick-to-tick noise, so it sees the rate the queue
@@ -460,11 +488,17 @@ def flow_tick(
         if cpu_cap > 0.0:
             available = _cpu_available(s, S)
             per_req = S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s]
-            rho_cpu = S[X_LAM_SETTLED, s] * per_req / available
             own_base = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s]
-            S[X_THROTTLE, s] = cpu_slowdown(per_req / own_base, cpu_cap / available, rho_cpu)
+            share = min(per_req / own_base, 1.0)
+            S[X_THROTTLE, s] = 1.0 + share * (cpu_cap / available - 1.0)
+            rho_cpu = S[X_LAM_SETTLED, s] * per_req / available
+            w_mean, w_var = cpu_wait_moments(own_base * share / available, S[P_SVC_CV, s], rho_cpu)
+            S[X_CPU_WAIT, s] = w_mean
+            S[X_CPU_WAIT_VAR, s] = w_var
         else:
             S[X_THROTTLE, s] = 1.0
+            S[X_CPU_WAIT, s] = 0.0
+            S[X_CPU_WAIT_VAR, s] = 0.0
         leak = 0.0
         if S[F_LEAK_RATE, s] > 0.0:
             leak = S[F_LEAK_RATE, s] * max(t - S[F_LEAK_ORIGIN, s], 0.0)

@@ -23,12 +23,11 @@ from .events import EventLog
 from .faults import FaultInjector
 from .hpa import hpa_process
 from .kernel import (
+    CFS_PERIOD_S,
     METRICS_WINDOW_S,
-    SETTLE_S,
     _breaker_block,
     _breaker_step,
     _cpu_available,
-    cpu_slowdown,
 )
 from .pods import PodController
 from .request_walk import EdgeSpec, Pool, RandomBuffer, TraceContext, Walker, lognormal_shape
@@ -165,6 +164,10 @@ class RequestSimulation:
         self.down = [False] * n
         self.qmax = [0] * n
         self.own_mean = [0.0] * n
+        self.cpu_share = [0.0] * n  # share of a draw of the own time that is CPU work
+        self.cpu_rate = [0.0] * n  # cores left to requests
+        self.cpu_backlog = [0.0] * n  # CPU work (core-seconds) not yet done
+        self.cpu_since = [0.0] * n
         self.own_add = [0.0] * n
         self.err_own = [0.0] * n
         for name in ("timeout", "backoff", "backoff_mult", "loss", "fault_latency"):
@@ -197,7 +200,17 @@ class RequestSimulation:
         self.qmax[s] = int(ready * S[f.P_QLIMIT, s])
         if self.pools is not None:
             self.pools[s].resize(max(self._capacity(s), 0))
-        self.own_mean[s] = float(S[f.P_SVC_MEAN, s] * S[f.F_LAT_FACTOR, s] * S[f.X_THROTTLE, s])
+        base = S[f.P_SVC_MEAN, s] * S[f.F_LAT_FACTOR, s]
+        work = S[f.P_CPU_PER_REQ, s] * S[f.F_CPU_FACTOR, s]
+        share = min(work / base, 1.0) if base > 0.0 else 0.0
+        cap = ready * S[f.P_CPU_LIMIT, s]
+        rate = _cpu_available(s, S) if cap > 0.0 else 0.0
+        # a hog's share of the quota stretches the CPU part of the own time (as in the flow
+        # kernel); contention between requests is the CFS bucket in own_time
+        stretch = 1.0 + share * (cap / rate - 1.0) if rate > 0.0 else 1.0
+        self.own_mean[s] = float(base * stretch)
+        self.cpu_share[s] = float(share / stretch)
+        self.cpu_rate[s] = float(rate)
         self.own_add[s] = float(S[f.F_LAT_ADD, s])
         self.err_own[s] = float(1.0 - (1.0 - S[f.P_ERR_BASE, s]) * (1.0 - S[f.F_ERR, s]))
 
@@ -225,7 +238,22 @@ class RequestSimulation:
             value = -mean * math.log(1.0 - self.rand.uniform())
         else:
             value = mean
-        return value + self.own_add[s]
+        return value + self.own_add[s] + self._cpu_wait(s, value * self.cpu_share[s])
+
+    def _cpu_wait(self, s: int, work: float) -> float:
+        """CFS quota as a bucket shared by the service's pods: CPU work runs at full speed
+        while the period's quota lasts, then waits for the quota to refill. Throughput can
+        never exceed cores left / CPU per request; beyond it, work piles up in the bucket."""
+        rate = self.cpu_rate[s]
+        if work <= 0.0 or rate <= 0.0:
+            return 0.0
+        now = self.env._now
+        backlog = self.cpu_backlog[s] - rate * (now - self.cpu_since[s])
+        backlog = (backlog if backlog > 0.0 else 0.0) + work
+        self.cpu_backlog[s] = backlog
+        self.cpu_since[s] = now
+        excess = backlog - rate * CFS_PERIOD_S
+        return excess / rate if excess > 0.0 else 0.0
 
     def enter(self, s: int, now: float) -> None:
         self.area[s] += self.in_flight[s] * (now - self.area_since[s])
@@ -331,7 +359,6 @@ class RequestSimulation:
             util = cpu_used / (ready * S[f.P_CPU_REQUEST, s]) if ready > 0 else 0.0
             out[s, 10] = util
             S[f.X_CPU_AVG, s] += min(dt / METRICS_WINDOW_S, 1.0) * (util - S[f.X_CPU_AVG, s])
-            self._update_cpu(s, served / dt, cpu_cap)
             mem = self._memory(s, t + dt)
             out[s, 11] = mem if ready > 0 else 0.0
             if ready > 0 and mem > S[f.P_MEM_LIMIT, s]:
@@ -353,21 +380,6 @@ class RequestSimulation:
         for s in range(n):
             self.refresh_service(s)
         self.breaker_block = [_breaker_block(e, E) for e in range(self.topo.n_edges)]
-
-    def _update_cpu(self, s: int, served_rate: float, cpu_cap: float) -> None:
-        """The CPU share of the own time slows as in the flow kernel (cpu_slowdown): a hog
-        takes part of the quota, and the settled request rate loads a processor-sharing CPU."""
-        S = self.S
-        alpha = 1.0 - math.exp(-self.dt / SETTLE_S)
-        S[f.X_LAM_SETTLED, s] += alpha * (served_rate - S[f.X_LAM_SETTLED, s])
-        if cpu_cap <= 0.0:
-            S[f.X_THROTTLE, s] = 1.0
-            return
-        available = _cpu_available(s, S)
-        per_req = S[f.P_CPU_PER_REQ, s] * S[f.F_CPU_FACTOR, s]
-        own_base = S[f.P_SVC_MEAN, s] * S[f.F_LAT_FACTOR, s]
-        rho = S[f.X_LAM_SETTLED, s] * per_req / available
-        S[f.X_THROTTLE, s] = cpu_slowdown(per_req / own_base, cpu_cap / available, rho)
 
     def _memory(self, s: int, t: float) -> float:
         S = self.S

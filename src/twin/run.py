@@ -13,14 +13,73 @@ from .engine import Simulation
 from .errors import ScenarioError
 from .fields import N_SERVICE_METRICS, M
 from .labels import ground_truth, record_signals
+from .logs import LogSink
+from .otlp import OtlpTraceWriter
 from .plots import overview_plot
 from .recorders import SignalRecorder, WindowedMeans
 from .request_engine import RequestSimulation
 from .rundir import RunDirectoryWriter, write_json
 from .scenario import Scenario
 from .slo import SloTracker
+from .trace_sampler import TraceSampler
 
 FIDELITIES = ("flow", "request")
+DEFAULT_TRACE_RATE = {"flow": 1e-4, "request": 1e-3}
+
+
+@dataclass
+class _Streams:
+    """The run's trace and log writers, however the fidelity feeds them spans."""
+
+    sinks: list
+    writer: OtlpTraceWriter | None
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def spans(self) -> int:
+        return self.writer.count if self.writer is not None else 0
+
+
+def _trace_and_log_sinks(scenario: Scenario, sim, out: Path, rate: float) -> _Streams:
+    """traces.json (OTLP JSON) and logs.jsonl: sampled span trees in flow fidelity, the real
+    spans in request fidelity; logs follow the telemetry, the events and those spans."""
+    tel = scenario.telemetry
+    names, edges = sim.topo.names, sim.topo.edges
+    log_sink = None
+    if tel.logs:
+        log_sink = LogSink(
+            out / "logs.jsonl",
+            scenario,
+            names,
+            edges,
+            seed=scenario.seed,
+            info_rate=tel.log_info_rate,
+        )
+    writer = OtlpTraceWriter(out / "traces.json", names) if tel.traces else None
+    sinks: list = []
+    if isinstance(sim, RequestSimulation):
+        if writer is not None:
+            sim.span_sinks.append(writer.add)
+        if log_sink is not None:
+            sim.span_sinks.append(log_sink.on_spans)
+    elif writer is not None:
+        listeners = [log_sink] if log_sink is not None else []
+        sinks.append(
+            TraceSampler(
+                scenario,
+                names,
+                edges,
+                rate=rate,
+                seed=scenario.seed,
+                writer=writer,
+                listeners=listeners,
+            )
+        )
+    if log_sink is not None:
+        sinks.append(log_sink)
+    return _Streams(sinks=sinks, writer=writer)
 
 
 @dataclass
@@ -56,17 +115,24 @@ def run_scenario(
         raise ScenarioError(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
     out = Path(out)
     wall0 = time.perf_counter()
-    sim = Simulation(scenario) if fidelity == "flow" else RequestSimulation(scenario)
+    tel = scenario.telemetry
+    rate = tel.trace_rate if tel.trace_rate is not None else DEFAULT_TRACE_RATE[fidelity]
+    if fidelity == "flow":
+        sim = Simulation(scenario)
+    else:
+        sim = RequestSimulation(scenario, trace_rate=rate if tel.traces else 0.0)
     names, edges = sim.topo.names, sim.topo.edges
     writer = RunDirectoryWriter(out, names, edges)
+    streams = _trace_and_log_sinks(scenario, sim, out, rate)
     slo = SloTracker(scenario, names)
     means = WindowedMeans(scenario.duration, sim.dt, len(names), N_SERVICE_METRICS)
     signals = None
     if labels and scenario.faults and fidelity == "flow":
         signals = SignalRecorder(sim.n_ticks, len(names))
-    sim.sinks.extend([writer, slo, means] + ([signals] if signals else []))
+    sim.sinks.extend([writer, slo, means, *streams.sinks] + ([signals] if signals else []))
     end = sim.n_ticks * sim.dt
     sim.run(progress=(lambda t: progress("simulate", t, end)) if progress else None)
+    streams.close()
     sim_seconds = sim.tick_index * sim.dt
     sim_wall = time.perf_counter() - wall0
 
@@ -126,6 +192,7 @@ def run_scenario(
         },
         "replica_hours": replica_hours,
         "events": dict(sorted(sim.events.counts.items())),
+        "traces": {"rate": rate if tel.traces else 0.0, "spans": streams.spans()},
         "faults": len(scenario.faults),
         "stacks": {
             "none": {

@@ -184,6 +184,17 @@ class Telemetry(Frozen):
     """What the run writes besides the metrics."""
 
     plot: bool = True
+    traces: bool = True
+    trace_rate: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="share of external requests traced; None: 1e-4 in flow, 1e-3 in request",
+    )
+    logs: bool = True
+    log_info_rate: float = Field(
+        default=2e-4, ge=0, le=1, description="share of served requests that log an INFO line"
+    )
 
 
 class Scenario(Frozen):
