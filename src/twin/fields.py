@@ -52,9 +52,7 @@ C_FAILED = 36
 C_SHED = 37
 X_HOLD_EFF = 38  # holding time as the worker pool feels it: lags the instant one by ~H
 X_LAM_SETTLED = 39  # arrival rate the queue has settled to (a moving average over SETTLE_S)
-X_CPU_WAIT = 40  # mean wait for CPU quota per request (the CFS bucket), seconds
-X_CPU_WAIT_VAR = 41
-N_SERVICE_FIELDS = 42
+N_SERVICE_FIELDS = 40
 
 # --- per-edge rows ----------------------------------------------------------------------
 E_K = 0  # expected calls per caller request (per_request × probability)

@@ -67,8 +67,6 @@ from .fields import (
     P_SVC_MEAN,
     P_WORKERS,
     X_CPU_AVG,
-    X_CPU_WAIT,
-    X_CPU_WAIT_VAR,
     X_DESIRED,
     X_ERRP,
     X_HOLD,
@@ -191,33 +189,83 @@ def _cpu_available(s: int, S: np.ndarray) -> float:
 
 
 @njit(cache=True)
-def cpu_wait_moments(work_s: float, cv: float, rho: float) -> tuple[float, float]:
-    """Mean and variance of a request's wait for CPU quota (the CFS bucket of the request
-    fidelity): its work S (seconds at the cores left) must fit in the backlog V plus S
-    minus one period's quota, so D = max(0, V + S - period). V is the M/G/1 workload an
-    arrival sees: 0 with probability 1 - rho, else exponential with mean
-    E[S²] / (2 E[S] (1 - rho)); S is lognormal, integrated by Gauss-Hermite quadrature."""
-    if work_s <= 0.0:
-        return 0.0, 0.0
-    rho = min(max(rho, 0.0), MAX_CPU_RHO)
+def own_time_moments(
+    x_mean: float, cv: float, work_per_own: float, rho: float
+) -> tuple[float, float, float]:
+    """Mean, variance and third cumulant of a request's own time X plus its wait for CPU
+    quota (the CFS bucket of the request fidelity). X is lognormal; its CPU work takes
+    S = work_per_own · X at the cores left, and must fit in the backlog V an arrival finds
+    plus one period's quota: D = max(0, V + S - period). V is the M/G/1 workload: 0 with
+    probability 1 - rho, else exponential with mean E[S²] / (2 E[S] (1 - rho)). Given X,
+    X + D is b, or b plus that exponential with probability pi; X is integrated by
+    Gauss-Hermite quadrature, so the correlation of X and D is kept."""
     sigma2 = math.log(1.0 + cv * cv)
     sigma = math.sqrt(sigma2)
-    m = work_s * (1.0 + cv * cv) / (2.0 * (1.0 - rho))
-    d1 = 0.0
-    d2 = 0.0
+    rho = min(max(rho, 0.0), MAX_CPU_RHO)
+    if work_per_own <= 0.0 or (rho <= 0.0 and work_per_own * x_mean * 20.0 < CFS_PERIOD_S):
+        var = (cv * x_mean) ** 2
+        return x_mean, var, lognormal_k3(x_mean, var)
+    s_mean = work_per_own * x_mean
+    m = s_mean * (1.0 + cv * cv) / (2.0 * (1.0 - rho)) if rho > 0.0 else 1.0
+    e1 = 0.0
+    e2 = 0.0
+    e3 = 0.0
     for i in range(GH_NODES.shape[0]):
-        s = work_s * math.exp(sigma * GH_NODES[i] - 0.5 * sigma2)
-        a = s - CFS_PERIOD_S
-        if a >= 0.0:
-            e1 = (1.0 - rho) * a + rho * (a + m)
-            e2 = (1.0 - rho) * a * a + rho * (2.0 * m * m + 2.0 * a * m + a * a)
-        else:
-            tail = math.exp(a / m)
-            e1 = rho * m * tail
-            e2 = rho * 2.0 * m * m * tail
-        d1 += GH_WEIGHTS[i] * e1
-        d2 += GH_WEIGHTS[i] * e2
-    return d1, max(d2 - d1 * d1, 0.0)
+        x = x_mean * math.exp(sigma * GH_NODES[i] - 0.5 * sigma2)
+        a = work_per_own * x - CFS_PERIOD_S
+        b = x + max(a, 0.0)
+        pi = rho if a >= 0.0 else rho * math.exp(a / m)
+        w = GH_WEIGHTS[i]
+        e1 += w * (b + pi * m)
+        e2 += w * (b * b + pi * (2.0 * b * m + 2.0 * m * m))
+        e3 += w * (b**3 + pi * (3.0 * b * b * m + 6.0 * b * m * m + 6.0 * m**3))
+    var = max(e2 - e1 * e1, 0.0)
+    k3 = e3 - 3.0 * e1 * e2 + 2.0 * e1**3
+    return e1, var, k3
+
+
+@njit(cache=True)
+def lognormal_k3(mean: float, var: float) -> float:
+    """Third cumulant of a lognormal with this mean and variance (skewness × sd³)."""
+    if mean <= 0.0 or var <= 0.0:
+        return 0.0
+    w = 1.0 + var / (mean * mean)
+    return (w + 2.0) * math.sqrt(w - 1.0) * var**1.5
+
+
+@njit(cache=True)
+def fit_shifted_lognormal(mean: float, var: float, k3: float) -> tuple[float, float, float]:
+    """(mu, sigma, shift) of shift + lognormal with this mean, variance and skewness: sums of
+    a few skewed parts (a quota wait, a retry) have heavier tails than a two-parameter fit
+    gives. The skewness equation (w+2)²(w-1) = γ² has a closed-form root."""
+    if var <= 1e-24 * mean * mean:
+        return math.log(max(mean, 1e-12)), 0.0, 0.0
+    gamma = k3 / var**1.5
+    if gamma <= 1e-6:
+        sigma2 = math.log(1.0 + var / (mean * mean))
+        return math.log(mean) - 0.5 * sigma2, math.sqrt(sigma2), 0.0
+    u = (1.0 + 0.5 * gamma * gamma + gamma * math.sqrt(1.0 + 0.25 * gamma * gamma)) ** (1.0 / 3.0)
+    w = max(u + 1.0 / u - 1.0, 1.0 + 1e-12)
+    scale = math.sqrt(var / (w * (w - 1.0)))  # e^mu
+    shift = mean - scale * math.sqrt(w)
+    return math.log(scale), math.sqrt(math.log(w)), shift
+
+
+@njit(cache=True)
+def _own_moments(s: int, S: np.ndarray) -> tuple[float, float, float]:
+    """Own time plus CPU-quota wait of service s under its current slowdowns and load."""
+    base = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s]
+    x_mean = base * S[X_THROTTLE, s]
+    per_req = S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s]
+    cap = S[P_READY, s] * S[P_CPU_LIMIT, s]
+    work_per_own = 0.0
+    rho = 0.0
+    if cap > 0.0 and per_req > 0.0 and x_mean > 0.0:
+        available = _cpu_available(s, S)
+        share = min(per_req / base, 1.0)
+        work_per_own = base * share / available / x_mean
+        rho = S[X_LAM_SETTLED, s] * per_req / available
+    return own_time_moments(x_mean, S[P_SVC_CV, s], work_per_own, rho)
 
 
 @njit(cache=True)
@@ -350,10 +398,8 @@ def flow_tick(
         s = order[oi]
         ready = S[P_READY, s]
         down = ready <= 0.0 or S[F_OUTAGE, s] > 0.0
-        own = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s] * S[X_THROTTLE, s] + S[F_LAT_ADD, s]
-        own_sd = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s] * S[X_THROTTLE, s] * S[P_SVC_CV, s]
-        own += S[X_CPU_WAIT, s]
-        var = own_sd * own_sd + S[X_CPU_WAIT_VAR, s]
+        own, var, k3 = _own_moments(s, S)
+        own += S[F_LAT_ADD, s]
         sum_cost = 0.0
         max_cost = 0.0
         p_ok = 1.0
@@ -397,8 +443,10 @@ def flow_tick(
                     max_cost = k * cost
                 # Var of a random sum: E[N]·Var(call) + Var(N)·E[call]², N the calls made
                 frac = k - math.floor(k)
-                var += k * (1.0 - block) * (att * v_att + retry_var)
-                var += frac * (1.0 - frac) * cost * cost
+                e_var = k * (1.0 - block) * (att * v_att + retry_var)
+                e_var += frac * (1.0 - frac) * cost * cost
+                var += e_var
+                k3 += lognormal_k3(k * cost, e_var)
                 if E[E_REQUIRED, e] > 0.0:
                     # k < 1 is a call made by a share k of requests, k ≥ 1 is k calls each
                     p_ok *= (1.0 - k * fail) if k < 1.0 else (1.0 - fail) ** k
@@ -438,20 +486,23 @@ def flow_tick(
             a = lam_in * hold
             pc = erlang_c(c, a)
             theta = mu_pool - lam_in
+            # the wait is 0 with probability 1 - pc, else exponential with rate theta
             wait_mean = pc / theta
             wait_var = (2.0 * pc - pc * pc) / (theta * theta)
+            wait_k3 = (6.0 * pc - 6.0 * pc * pc + 2.0 * pc**3) / theta**3
             # a finite queue (M/M/c/K) bounds the wait near saturation; the fluid backlog
             # below carries what is really queued
             bound = ready * S[P_QLIMIT, s] / mu_cap
             if wait_mean > bound:
                 wait_var *= (bound / wait_mean) ** 2
+                wait_k3 *= (bound / wait_mean) ** 3
                 wait_mean = bound
+            k3 += wait_k3
             shift = S[X_QUEUE, s] / mu_cap
         mean = hold + wait_mean
-        total_var = var + wait_var
-        sigma2 = math.log(1.0 + total_var / (mean * mean))
-        mu = math.log(mean) - 0.5 * sigma2
-        sigma = math.sqrt(sigma2)
+        mu, sigma, fit_shift = fit_shifted_lognormal(mean, var + wait_var, k3)
+        shift += fit_shift
+        mean += shift - fit_shift  # the backlog's wait on top of the residence
         S[X_MU, s] = mu
         S[X_SIGMA, s] = sigma
         S[X_SHIFT, s] = shift
@@ -486,19 +537,12 @@ def flow_tick(
         cpu_cap = ready * S[P_CPU_LIMIT, s]
         cpu_used = min(cpu_demand, cpu_cap)
         if cpu_cap > 0.0:
-            available = _cpu_available(s, S)
-            per_req = S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s]
+            # a hog's share of the quota stretches the CPU part of every request's own time
             own_base = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s]
-            share = min(per_req / own_base, 1.0)
-            S[X_THROTTLE, s] = 1.0 + share * (cpu_cap / available - 1.0)
-            rho_cpu = S[X_LAM_SETTLED, s] * per_req / available
-            w_mean, w_var = cpu_wait_moments(own_base * share / available, S[P_SVC_CV, s], rho_cpu)
-            S[X_CPU_WAIT, s] = w_mean
-            S[X_CPU_WAIT_VAR, s] = w_var
+            share = min(S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s] / own_base, 1.0)
+            S[X_THROTTLE, s] = 1.0 + share * (cpu_cap / _cpu_available(s, S) - 1.0)
         else:
             S[X_THROTTLE, s] = 1.0
-            S[X_CPU_WAIT, s] = 0.0
-            S[X_CPU_WAIT_VAR, s] = 0.0
         leak = 0.0
         if S[F_LEAK_RATE, s] > 0.0:
             leak = S[F_LEAK_RATE, s] * max(t - S[F_LEAK_ORIGIN, s], 0.0)
@@ -523,7 +567,7 @@ def flow_tick(
             for m in range(5, 9):
                 out[s, m] = 0.0
         else:
-            out[s, 5] = (shift + mean) * 1000.0
+            out[s, 5] = mean * 1000.0
             out[s, 6] = (shift + math.exp(mu)) * 1000.0
             out[s, 7] = (shift + math.exp(mu + Z95 * sigma)) * 1000.0
             out[s, 8] = (shift + math.exp(mu + Z99 * sigma)) * 1000.0

@@ -354,7 +354,15 @@ class TraceSampler:
                 expected_calls[:, s] = cost[:, sync].max(axis=1)
         mu, sigma, shift = chunk.dist[:, :, 0], chunk.dist[:, :, 1], chunk.dist[:, :, 2]
         body = np.exp(mu + 0.5 * sigma * sigma)
-        own = np.maximum(body - expected_calls, OWN_FLOOR * body)
+        # the shift is the fit's (a skewed residence is shift + lognormal); the backlog's wait,
+        # which every request pays before its work, is the queue over the rate served
+        queue = chunk.values[:, :, M["queue"]]
+        served = chunk.values[:, :, M["throughput"]] + chunk.values[:, :, M["error_rate"]]
+        wait = np.where(queue > 0.0, queue / np.maximum(served, 1e-9), 0.0)
+        wait = np.minimum(wait, np.maximum(body + shift, 0.0))
+        residence = body + shift - wait
+        own = np.maximum(residence - expected_calls, OWN_FLOOR * residence)
+        shift = wait
         return {
             "down": base["down"],
             "p_shed": base["p_shed"],
