@@ -36,4 +36,3 @@ def test_request_bench_pieces_run_and_compare_like_with_like():
     bare = bare_chain(scenario, requests=full["requests"], rate=100.0)
     assert full["requests"] > 1000 and bare["requests"] == full["requests"]
     assert full["requests_per_cpu_s"] > 0 and bare["requests_per_cpu_s"] > 0
-
