@@ -30,7 +30,10 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     print(report.table())
     verdict = report.within_targets()
     for metric, ok in verdict.items():
-        print(f"{'ok  ' if ok else 'MISS'} {metric}: every service within {TARGETS[metric]:.0%}")
+        print(
+            f"{'ok  ' if ok else 'MISS'} {metric}: every service within "
+            f"{TARGETS[metric]:.0%} or the request run's own uncertainty"
+        )
     agree = True
     faults = []
     for index in latency_fault_indices(scenario):
