@@ -232,6 +232,11 @@ def fit_shifted_lognormal(mean: float, var: float, k3: float) -> tuple[float, fl
     w = max(u + 1.0 / u - 1.0, 1.0 + 1e-12)
     scale = math.sqrt(var / (w * (w - 1.0)))  # e^mu
     shift = mean - scale * math.sqrt(w)
+    if shift < -0.9 * scale:
+        # very skewed sums (cv above ~3) would put the median near or below zero: keep the
+        # mean and the skewness, give up some variance, hold the median at a tenth of e^mu
+        scale = mean / (math.sqrt(w) - 0.9)
+        shift = -0.9 * scale
     return math.log(scale), math.sqrt(math.log(w)), shift
 
 
