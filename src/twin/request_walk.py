@@ -146,7 +146,7 @@ class Walker:
             for edge in self.out_edges[s]:
                 for _ in range(self._count(edge)):
                     if not edge.sync:
-                        env.process(self.visit(edge.target, trace, span_id))
+                        self._send_async(s, edge, trace, span_id)
                         continue
                     result = yield from self.call(s, edge, trace, span_id)
                     if not result and edge.required:
@@ -186,7 +186,7 @@ class Walker:
         for edge in self.out_edges[s]:
             for _ in range(self._count(edge)):
                 if not edge.sync:
-                    env.process(self.visit(edge.target, trace, span_id))
+                    self._send_async(s, edge, trace, span_id)
                     continue
                 procs.append(env.process(self.call(s, edge, trace, span_id)))
                 required.append(edge.required)
@@ -194,6 +194,23 @@ class Walker:
             return True
         results = yield AllOf(env, procs)
         return all(results[p] or not req for p, req in zip(procs, required, strict=True))
+
+    def _send_async(
+        self, s: int, edge: EdgeSpec, trace: TraceContext | None, parent_id: str | None
+    ) -> None:
+        """A call nobody waits for: the callee's visit runs as a process of its own."""
+        sim = self.sim
+        client_id = None
+        if trace is not None:
+            client_id = f"{self.rand.bits64():016x}"
+            now = self.env._now
+            attrs = {"peer.service": sim.names[edge.target], "rpc.attempt": 1, "rpc.async": True}
+            name = f"call {sim.names[edge.target]}"
+            trace.spans.append(
+                Span(trace.trace_id, client_id, parent_id, sim.names[s], name, "client", now, now,
+                     False, attrs)
+            )  # fmt: skip
+        self.env.process(self.visit(edge.target, trace, client_id))
 
     def _count(self, edge: EdgeSpec) -> int:
         """Calls this request makes on an edge: per_request (fractions drawn), each probable."""
@@ -232,7 +249,7 @@ class Walker:
             if result != OK:
                 sim.edge_attempt_fail[e] += 1
             if trace is not None:
-                attrs = {"peer.service": sim.names[edge.target], "retry": attempt}
+                attrs = {"peer.service": sim.names[edge.target], "rpc.attempt": attempt + 1}
                 if result == TIMED_OUT:
                     attrs["error.type"] = "timeout"
                 elif result == REFUSED:
