@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_export",
     "firebreak.cmd_traces",
     "firebreak.cmd_fidelity",
+    "firebreak.cmd_nab",
 )
 
 
