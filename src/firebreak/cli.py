@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_export",
     "firebreak.cmd_traces",
     "firebreak.cmd_fidelity",
+    "firebreak.cmd_detect",
+    "firebreak.cmd_detect_suite",
     "firebreak.cmd_nab",
 )
 
