@@ -18,29 +18,35 @@ MAD_TO_SD = 1.4826
 
 
 class RobustZ:
-    """Median/MAD over the last `window` frames (River-style learn_one/score_one)."""
+    """Median/MAD over the last `window` frames, one frame in `stride` kept (the window's
+    median barely moves between neighbouring frames, and the sample keeps it cheap)."""
 
-    def __init__(self, n: int, *, window: int = 1800, refresh: int = 30, floor=0.05) -> None:
+    def __init__(
+        self, n: int, *, window: int = 1800, refresh: int = 30, stride: int = 10, floor=0.05
+    ) -> None:
         self.n = n
         self.window = window
         self.refresh = refresh
+        self.stride = max(1, min(stride, window // 20))
+        self.slots = max(window // self.stride, 1)
         self.floor = np.broadcast_to(np.asarray(floor, dtype=float), (n,)).copy()
-        self._buf = np.zeros((window, n))
-        self._count = 0
+        self._buf = np.zeros((self.slots, n))
+        self._count = 0  # frames learned
+        self._kept = 0  # frames stored
         self._since = refresh
         self.median = np.zeros(n)
         self.spread = self.floor.copy()
 
     def get_params(self) -> dict:
-        return {"n": self.n, "window": self.window, "refresh": self.refresh}
+        return {"n": self.n, "window": self.window, "refresh": self.refresh, "stride": self.stride}
 
     @property
     def ready(self) -> bool:
         return self._count >= min(self.window, 60)
 
     def score_one(self, x: np.ndarray) -> np.ndarray:
-        if self._since >= self.refresh and self._count:
-            hist = self._buf[: min(self._count, self.window)]
+        if self._since >= self.refresh and self._kept:
+            hist = self._buf[: min(self._kept, self.slots)]
             self.median = np.median(hist, axis=0)
             mad = np.median(np.abs(hist - self.median), axis=0)
             self.spread = np.maximum(MAD_TO_SD * mad, self.floor)
@@ -48,7 +54,9 @@ class RobustZ:
         return (x - self.median) / self.spread
 
     def learn_one(self, x: np.ndarray) -> None:
-        self._buf[self._count % self.window] = x
+        if self._count % self.stride == 0:
+            self._buf[self._kept % self.slots] = x
+            self._kept += 1
         self._count += 1
         self._since += 1
 

@@ -205,3 +205,56 @@ def summarise(results: Sequence[CaseResult]) -> dict:
             round(t["recall"] / ref["recall"], 4) if ref["recall"] else None
         )
     return out
+
+
+# ------------------------------------------------------------------------- cold start
+BASE_LOAD = {  # each topology file's documented base load (entry -> rps)
+    "online-boutique": {"frontend": 100.0},
+    "sock-shop": {"front-end": 60.0, "queue-master": 3.0},
+    "social-network": {"nginx-thrift": 200.0, "media-frontend": 20.0},
+    "hotel-reservation": {"frontend": 200.0},
+    "train-ticket": {"ts-ui-dashboard": 50.0},
+}
+
+
+def base_scenario(topology: str, hours: float, seed: int) -> Scenario:
+    """A fault-free day of a topology at its documented base load, with a daily cycle."""
+    classes = [
+        {"name": f"{entry}-requests", "entry": entry, "rate": rate}
+        for entry, rate in BASE_LOAD[topology].items()
+    ]
+    return Scenario.model_validate(
+        {
+            "name": f"{topology}-normal",
+            "topology": load_topology_dict(topology),
+            "duration": hours * 3600.0,
+            "seed": seed,
+            "workload": {"classes": classes, "daily_amplitude": 0.3, "noise": 0.05},
+        }
+    )
+
+
+def load_topology_dict(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "scenarios" / "topologies" / f"{name}.yaml").read_text())
+
+
+def cold_start(
+    target: Scenario, sources: Sequence[str], *, warmup_s: float = 7200.0, hours: float = 6.0
+) -> dict:
+    """The tiered pipeline's scores in the target's first day with a tier-2 model learned on
+    other topologies only (transfer), beside one learned from scratch on `warmup_s` of the
+    target's own fault-free traffic. The scratch model is used from the first tick, which
+    flatters it: a real one would not exist before `warmup_s`."""
+    if target.topology.name in sources:
+        raise ValueError(f"{target.topology.name} is among the source topologies")
+    transfer = fit_tier2([base_scenario(name, hours, seed=7) for name in sources])
+    own_start = target.model_copy(update={"faults": [], "duration": warmup_s})
+    scratch = fit_tier2([own_start])
+    day = target.model_copy(update={"duration": min(target.duration, 86400.0)})
+    out = {}
+    for label, model in (("transfer", transfer), ("scratch", scratch)):
+        result = run_case(day, model)
+        out[label] = result.detectors["tiered"]
+    return out
