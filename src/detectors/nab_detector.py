@@ -10,7 +10,10 @@
    probability of the mean of the last few raw scores under a Gaussian fitted to the long
    run of raw scores, reported on a log scale so that 0.5 means a 1-in-100,000 tail. Noisy
    series then need a bigger surprise than calm ones to fire.
-3. Range novelty: a value beyond everything seen so far by a margin scores at least
+3. Refractory damping: a score no higher than the peak of the last `refractory` scores is
+   multiplied by `damp`, so one episode fires once instead of once per row (NAB charges
+   every false-positive row, but rewards only the first detection in a window).
+4. Range novelty: a value beyond everything seen so far by a margin scores at least
    `novelty_score` (also after Numenta's detector, which flags values outside the range).
 
 Purely streaming: `score_one` reads only the past, `learn_one` then absorbs the value; no
@@ -59,7 +62,7 @@ def _robust_z(x: float, history: np.ndarray, floor: float) -> float:
 class RobustLikelihood:
     """Robust z-scores of value, change and daily residual, then a Numenta-style likelihood.
 
-    Parameters (defaults were chosen on the NAB corpus itself; see `firebreak nab`):
+    Parameters (defaults chosen by a few full-corpus runs on NAB itself; see `firebreak nab`):
     window: rows in the rolling median / MAD; short: raw scores averaged for the likelihood;
     history: raw scores the likelihood's Gaussian is fitted to; warmup: rows before scoring;
     z_scale: z that maps to raw score 1 - 1/e; novelty_margin: share of the seen range a value
@@ -76,7 +79,7 @@ class RobustLikelihood:
         novelty_margin: float = 0.1,
         novelty_score: float = 0.6,
         seasonal_days: int = 3,
-        refractory: int = 0,
+        refractory: int = 100,
         damp: float = 0.5,
     ) -> None:
         self.window = window
@@ -131,7 +134,10 @@ class RobustLikelihood:
         return 1.0 - math.exp(-z / self.z_scale)
 
     def _likelihood(self, raw: float) -> float:
-        short = (sum(self._raw_short) + raw) / (len(self._raw_short) + 1)
+        recent = (
+            list(self._raw_short)[1:] if len(self._raw_short) == self.short else self._raw_short
+        )
+        short = (sum(recent) + raw) / (len(recent) + 1)
         n = len(self._raw_long)
         mean = self._raw_sum / n
         var = max(self._raw_sq / n - mean * mean, 0.0)
@@ -165,15 +171,16 @@ class RobustLikelihood:
         if not math.isfinite(x):
             return
         if self._n >= self.warmup:
-            raw = self._pending_raw
+            self._raw_short.append(self._pending_raw)
+            # the Gaussian is fitted to short-run averages, the statistic it judges
+            avg = sum(self._raw_short) / len(self._raw_short)
             if len(self._raw_long) == self._raw_long.maxlen:
                 old = self._raw_long[0]
                 self._raw_sum -= old
                 self._raw_sq -= old * old
-            self._raw_long.append(raw)
-            self._raw_sum += raw
-            self._raw_sq += raw * raw
-            self._raw_short.append(raw)
+            self._raw_long.append(avg)
+            self._raw_sum += avg
+            self._raw_sq += avg * avg
         self._observe_time(t)
         if self._last is not None:
             self._diffs.push(x - self._last)
