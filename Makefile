@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_engine
 	$(BIN)/python -m benchmarks.bench_request
 	$(BIN)/python -m benchmarks.bench_fork
+	$(BIN)/python -m benchmarks.bench_detect
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
