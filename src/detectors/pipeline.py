@@ -63,7 +63,7 @@ class TieredPipeline:
 
     services: Sequence[str]
     tier2: object | None = None  # a fitted Multivariate over K robust z-scores; None: tier 1 only
-    escalate_z: float = 5.0
+    escalate_z: float = 3.5
     confirm_score: float = 1.0
     persist: int = 3
     realert_s: float = 900.0

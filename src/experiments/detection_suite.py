@@ -89,18 +89,22 @@ def run_case(
     tier2: PcaDetector | None,
     *,
     progress: Callable[[float, float], None] | None = None,
+    pipeline: dict | None = None,
 ) -> CaseResult:
-    """Stream one scenario through every detector and score each against its labels."""
+    """Stream one scenario through every detector and score each against its labels.
+
+    `pipeline` overrides the tiered pipelines' settings (escalate_z, persist, ...)."""
+    opts = dict(pipeline or {})
     sim = Simulation(scenario)
     names = sim.topo.names
     recorder = SignalRecorder(sim.n_ticks, len(names))
     sim.sinks.append(recorder)
     detectors = {
         "static": StaticThresholds.for_scenario(scenario, names),
-        "tier1": TieredPipeline(names, detector_name="tier1"),
-        "tiered": TieredPipeline(names, tier2=tier2, detector_name="tiered"),
+        "tier1": TieredPipeline(names, detector_name="tier1", **opts),
+        "tiered": TieredPipeline(names, tier2=tier2, detector_name="tiered", **opts),
         "tier2-always": TieredPipeline(
-            names, tier2=tier2, tier2_always=True, detector_name="tier2-always"
+            names, tier2=tier2, tier2_always=True, detector_name="tier2-always", **opts
         ),
     }
     alerts: dict[str, list] = {name: [] for name in detectors}

@@ -38,6 +38,8 @@ def cmd_detect_suite(args: argparse.Namespace) -> int:
     )
     from twin.errors import FirebreakError
 
+    if args.cold_start:
+        return _cold_start(args)
     names = args.scenarios or list(SUITE)
     unknown = [n for n in names if n not in SUITE]
     if unknown:
@@ -72,6 +74,31 @@ def cmd_detect_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cold_start(args: argparse.Namespace) -> int:
+    from experiments.detection_suite import BASE_LOAD, cold_start, load_suite
+    from twin.errors import FirebreakError
+
+    target = load_suite([args.cold_start])[0]
+    sources = [name for name in BASE_LOAD if name != target.topology.name]
+    if not sources:
+        raise FirebreakError("no other topology to transfer from")
+    out = cold_start(target, sources)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "cold_start.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(
+        f"cold start on {target.topology.name} ({target.name}, first day); "
+        f"tier 2 learned on: {', '.join(sources)}"
+    )
+    for label, row in out.items():
+        a = row["alerts"]
+        print(
+            f"  {label:9s} F1 {a['f1']:.3f}  precision {a['precision']:.3f}  recall "
+            f"{a['recall']:.3f}  MTTD {_fmt('{:.0f}', a['mttd_s'])} s  false alerts per "
+            f"service-day {row['false_alerts_per_service_day']:.3f}"
+        )
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "detect-suite",
@@ -79,4 +106,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--scenarios", nargs="*", help="a subset of the suite (default: all)")
     p.add_argument("--out", required=True, help="directory for detection_suite.json")
+    p.add_argument(
+        "--cold-start",
+        metavar="SCENARIO",
+        help="instead: transfer tier 2 from the other topologies to this scenario's, "
+        "against learning it from scratch",
+    )
     p.set_defaults(func=cmd_detect_suite)
