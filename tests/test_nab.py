@@ -145,3 +145,30 @@ def test_runner_smoke_on_a_few_files() -> None:
         np.testing.assert_array_equal(a, b)  # deterministic
     result = score_corpus(corpus, first, STANDARD)["standard"]
     assert result.normalised > 0  # the jump is caught
+
+
+def test_context_novelty_fires_once_on_a_new_shape() -> None:
+    from detectors.nab_context import ContextNovelty
+
+    detector = ContextNovelty(warmup=20, rest=50)
+    cycle = [0.0, 1.0, 2.0, 3.0, 2.0, 1.0]
+    stream = cycle * 20 + [3.0, 0.0, 3.0, 0.0] + cycle * 5  # a shape the cycle never had
+    scores = []
+    for x in stream:
+        scores.append(detector.score_one(x))
+        detector.learn_one(x)
+    fired = [i for i, s in enumerate(scores) if s > 0.5]
+    assert fired and fired[0] >= 120  # nothing fires on the learnt cycle
+    assert len(fired) == 1  # the rest period holds back the repeats
+
+
+@needs_corpus
+def test_robust_context_is_streaming_and_deterministic() -> None:
+    from detectors.nab_detector import DETECTORS
+
+    corpus = load_corpus(NAB_ROOT, ["artificialWithAnomaly/art_daily_flatmiddle.csv"])
+    first = run_detector(DETECTORS["robust_context"], corpus)
+    again = run_detector(DETECTORS["robust_context"], corpus)
+    np.testing.assert_array_equal(first[0], again[0])
+    assert np.all((first[0] >= 0) & (first[0] <= 1))
+    assert score_corpus(corpus, first, STANDARD)["standard"].normalised > 0

@@ -27,6 +27,8 @@ from collections import deque
 
 import numpy as np
 
+from detectors.nab_context import ContextNovelty
+
 SECONDS_PER_DAY = 86400.0
 LOG_TAIL_FLOOR = 1e-10  # the likelihood is reported as log(tail)/log(floor), in [0, 1]
 
@@ -212,4 +214,30 @@ class RobustLikelihood:
         self._last_t = t
 
 
-DETECTORS = {"robust_likelihood": RobustLikelihood}
+class RobustContext:
+    """`RobustLikelihood` and `ContextNovelty` combined by the max of their scores.
+
+    The likelihood catches values and jumps out of the usual range; the context catches
+    values inside the range that break the usual shape. The context's score is scaled by
+    `context_weight` so that only a novel context in a series where novelty is rare
+    outranks a strong likelihood (weight chosen by full-corpus runs on NAB itself).
+    """
+
+    def __init__(self, context_weight: float = 0.6) -> None:
+        self.context_weight = context_weight
+        self._likelihood = RobustLikelihood()
+        self._context = ContextNovelty()
+
+    def score_one(self, x: float, t: np.datetime64 | None = None) -> float:
+        """Anomaly score in [0, 1] of x given everything learnt so far (higher = stranger)."""
+        level = self._likelihood.score_one(x, t)
+        shape = self._context.score_one(x, t)
+        return max(level, self.context_weight * shape)
+
+    def learn_one(self, x: float, t: np.datetime64 | None = None) -> None:
+        """Absorb x (call after `score_one` on the same value)."""
+        self._likelihood.learn_one(x, t)
+        self._context.learn_one(x, t)
+
+
+DETECTORS = {"robust_likelihood": RobustLikelihood, "robust_context": RobustContext}
