@@ -99,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "nab", help="score a streaming detector on the NAB corpus beside the published board"
     )
-    parser.add_argument("--detector", default="robust_likelihood", help="detector name")
+    parser.add_argument("--detector", default="robust_context", help="detector name")
     parser.add_argument(
         "--data", default=str(DEFAULT_DATA), help="NAB corpus root (data/, labels/, config/)"
     )
