@@ -224,3 +224,19 @@ def test_detector_bench_pieces_run():
     from benchmarks.bench_detect import tier1_frame_ms
 
     assert 0 < tier1_frame_ms(n_signals=200, frames=300, window=200) < 1000
+
+
+def test_a_tier2_model_learned_elsewhere_serves_an_unseen_topology():
+    """Cold start: tier 2 fitted on Online Boutique only, scored on Sock Shop with a fault."""
+    from experiments.detection_suite import base_scenario
+
+    transfer = fit_tier2([base_scenario("online-boutique", 1.0, seed=3)])
+    target = base_scenario("sock-shop", 1.5, seed=4)
+    fault = {"kind": "latency", "target": "catalogue", "start": 3000, "duration": 900,
+             "factor": 5.0}  # fmt: skip
+    target = target.model_validate({**target.model_dump(by_alias=True), "faults": [fault]})
+    result = run_case(target, transfer)
+    tiered = result.detectors["tiered"]
+    assert result.faults == 1 and tiered["alerts"]["detected"] == 1
+    assert tiered["alerts"]["f1"] >= 0.8
+    assert tiered["false_alerts_per_service_day"] <= 1.0
