@@ -19,7 +19,6 @@ import numpy as np
 from detectors.correlation import Correlator
 from detectors.evaluation import evaluate, parse_labels
 from detectors.features import K
-from detectors.multivariate import PcaDetector
 from detectors.pipeline import Z_CLIP, TieredPipeline
 from detectors.static import StaticThresholds
 from twin.engine import Simulation
@@ -69,10 +68,26 @@ def collect_normal_z(scenario: Scenario, sample_every: int = SAMPLE_EVERY) -> np
     return np.concatenate(rows) if rows else np.zeros((0, K))
 
 
-def fit_tier2(train: Sequence[Scenario], seed: int = 0) -> PcaDetector:
+TIER2_MODELS = ("pca", "iforest", "autoencoder")
+
+
+def make_tier2(kind: str, seed: int = 0):
+    """A fresh tier-2 model of the given kind (the torch one is imported only if asked)."""
+    from detectors import multivariate
+
+    if kind == "pca":
+        return multivariate.PcaDetector()
+    if kind == "iforest":
+        return multivariate.IsolationForestDetector(seed=seed)
+    if kind == "autoencoder":
+        return multivariate.AutoencoderDetector(seed=seed)
+    raise ValueError(f"tier 2: expected one of {', '.join(TIER2_MODELS)}, got {kind!r}")
+
+
+def fit_tier2(train: Sequence[Scenario], seed: int = 0, kind: str = "pca"):
     """One tier-2 model over K robust z-scores, shared by every service."""
     X = np.concatenate([collect_normal_z(sc) for sc in train])
-    return PcaDetector().fit(X)
+    return make_tier2(kind, seed).fit(X)
 
 
 @dataclass
@@ -86,7 +101,7 @@ class CaseResult:
 
 def run_case(
     scenario: Scenario,
-    tier2: PcaDetector | None,
+    tier2,
     *,
     progress: Callable[[float, float], None] | None = None,
     pipeline: dict | None = None,

@@ -53,13 +53,13 @@ def cmd_detect_suite(args: argparse.Namespace) -> int:
     for sc in tqdm(scenarios, desc="scenarios", disable=not show, file=sys.stderr):
         key = sc.topology.name
         if key not in models:
-            models[key] = fit_tier2([normal_run(sc)])
+            models[key] = fit_tier2([normal_run(sc)], kind=args.tier2)
         results.append(run_case(sc, models[key]))
     summary = summarise(results)
     payload = {"cases": [vars(r) for r in results], "summary": summary}
     (out / "detection_suite.json").write_text(json.dumps(payload, indent=2) + "\n")
     head = f"{'detector':14s}" + "".join(f"{label:>11s}" for _, label, _ in COLUMNS)
-    print(f"suite: {', '.join(names)}")
+    print(f"suite: {', '.join(names)}; tier 2: {args.tier2}")
     print(head)
     for name, row in summary.items():
         cells = "".join(f"{_fmt(fmt, row[key]):>11s}" for key, _, fmt in COLUMNS)
@@ -106,6 +106,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--scenarios", nargs="*", help="a subset of the suite (default: all)")
     p.add_argument("--out", required=True, help="directory for detection_suite.json")
+    p.add_argument(
+        "--tier2",
+        choices=("pca", "iforest", "autoencoder"),
+        default="pca",
+        help="the tier-2 model (default pca)",
+    )
     p.add_argument(
         "--cold-start",
         metavar="SCENARIO",
