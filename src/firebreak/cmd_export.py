@@ -8,20 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
-from twin.durations import parse_duration
 from twin.errors import FirebreakError
 
 FORMATS = ("rcaeval", "prometheus", "openmetrics")
 
 
 def _step(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+    """A positive duration argument (the CLI's own parser)."""
+    from firebreak.cli import _duration_arg
+
+    return _duration_arg(text)
 
 
 def _service_cube(run_dir: Path) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:

@@ -5,19 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from twin.durations import parse_duration
-
 EXIT_INTERRUPTED = 130
 
 
 def _duration(text: str) -> float:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
+    """A positive duration argument (the CLI's own parser)."""
+    from firebreak.cli import _duration_arg
+
+    return _duration_arg(text)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
