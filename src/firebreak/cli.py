@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_detect",
     "firebreak.cmd_detect_suite",
     "firebreak.cmd_nab",
+    "firebreak.cmd_rca",
 )
 
 
