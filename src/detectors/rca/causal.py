@@ -84,6 +84,7 @@ class CausalRca:
         max_depth: int = 2,
         ridge: float = 1e-3,
         scale_floor: float = 0.1,
+        smooth: int = 5,
     ) -> None:
         self.before_s = before_s
         self.after_s = after_s
@@ -92,13 +93,19 @@ class CausalRca:
         self.max_depth = max_depth
         self.ridge = ridge
         self.scale_floor = scale_floor
+        self.smooth = smooth
 
     def rank(
         self, table: pd.DataFrame, anomaly_time: float, graph: nx.DiGraph | None = None
     ) -> list[Cause]:
+        return self.fit(table, anomaly_time, graph).causes(services_of(table))
+
+    def fit(
+        self, table: pd.DataFrame, anomaly_time: float, graph: nx.DiGraph | None = None
+    ) -> CausalModel:
+        """The fitted model of one incident (its graph and counterfactual effects)."""
         if "time" not in table.columns:
             raise RcaError("the table has no 'time' column")
-        services = services_of(table)
         signals = select_signals(table, self.kinds)
         time = table["time"].to_numpy(dtype=float)
         keep = (time >= anomaly_time - self.before_s) & (time < anomaly_time + self.after_s)
@@ -108,12 +115,14 @@ class CausalRca:
         if not post.any():
             raise RcaError(f"no rows at or after the anomaly time {anomaly_time:g}")
         raw = table.loc[keep, [c for _, _, c in signals]].to_numpy(dtype=float)
-        raw = pd.DataFrame(raw).ffill().bfill().fillna(0.0).to_numpy()
+        frame = pd.DataFrame(raw).ffill().bfill().fillna(0.0)
+        if self.smooth > 1:  # trailing, so no post-incident value leaks into the baseline
+            frame = frame.rolling(self.smooth, min_periods=1).mean()
+        raw = frame.to_numpy()
         varies = raw.std(axis=0) > 0.0
         signals = [s for s, v in zip(signals, varies, strict=True) if v]
         z = self._standardise(raw[:, varies], pre[keep])
-        model = fit_model(z, pre[keep], signals, graph, self.alpha, self.max_depth, self.ridge)
-        return model.causes(services)
+        return fit_model(z, pre[keep], signals, graph, self.alpha, self.max_depth, self.ridge)
 
     def _standardise(self, raw: np.ndarray, pre: np.ndarray) -> np.ndarray:
         """Pre-incident median and robust spread; the spread is floored at a share of the
@@ -249,6 +258,13 @@ class CausalModel:
             self.total = np.linalg.inv(np.eye(p) - coef)
         except np.linalg.LinAlgError:  # a feedback loop with unit gain
             self.total = np.linalg.pinv(np.eye(p) - coef)
+
+    def edges(self) -> list[tuple[str, str, float]]:
+        """The discovered, oriented edges as (cause column, effect column, coefficient)."""
+        return [
+            (self.signals[u][2], self.signals[v][2], float(self.coef[v, u]))
+            for v, u in zip(*np.nonzero(self.coef), strict=True)
+        ]
 
     def effect_of(self, idx: np.ndarray) -> np.ndarray:
         """The part of every signal's shift that these signals' exogenous shifts cause."""
