@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_detect_suite",
     "firebreak.cmd_nab",
     "firebreak.cmd_rca",
+    "firebreak.cmd_rca_suite",
 )
 
 
