@@ -237,6 +237,17 @@ def _ridge(x: np.ndarray, y: np.ndarray, ridge: float) -> tuple[np.ndarray, np.n
     return beta, yc - xc @ beta
 
 
+def _topological(coef: np.ndarray) -> list[int] | None:
+    """Signals parents-first for the graph coef[v, u] != 0 (u → v), None if it has a cycle."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(len(coef)))
+    graph.add_edges_from((int(u), int(v)) for v, u in zip(*np.nonzero(coef), strict=True))
+    try:
+        return list(nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible:
+        return None
+
+
 class CausalModel:
     """A fitted SEM over the signals, and the counterfactual scores it implies."""
 
@@ -253,59 +264,81 @@ class CausalModel:
         self.shift = shift
         self.resid_shift = resid_shift
         self.tests = tests
-        p = len(signals)
-        try:
-            self.total = np.linalg.inv(np.eye(p) - coef)
-        except np.linalg.LinAlgError:  # a feedback loop with unit gain
-            self.total = np.linalg.pinv(np.eye(p) - coef)
+        self._v, self._u = np.nonzero(coef)  # effect, cause of every edge
 
     def edges(self) -> list[tuple[str, str, float]]:
         """The discovered, oriented edges as (cause column, effect column, coefficient)."""
         return [
             (self.signals[u][2], self.signals[v][2], float(self.coef[v, u]))
-            for v, u in zip(*np.nonzero(self.coef), strict=True)
+            for v, u in zip(self._v, self._u, strict=True)
         ]
 
-    def effect_of(self, idx: np.ndarray) -> np.ndarray:
-        """The part of every signal's shift that these signals' exogenous shifts cause."""
-        return self.total[:, idx] @ self.resid_shift[idx]
+    def effects(self, members: np.ndarray) -> np.ndarray:
+        """Signals × groups: the part of each signal's shift caused by the exogenous shifts of
+        each group's signals (`members` is groups × signals, boolean), i.e. what do(group =
+        pre-incident) would remove, propagated through x = Bx + e."""
+        exogenous = (members * self.resid_shift).T
+        order = _topological(self.coef)
+        if order is not None:  # a DAG: substitute forward along the sparse parents
+            out = exogenous.copy()
+            for v in order:
+                pa = np.flatnonzero(self.coef[v])
+                if pa.size:
+                    out[v] += self.coef[v, pa] @ out[pa]
+            return out
+        system = np.eye(len(self.coef)) - self.coef  # call cycles oriented into a loop
+        try:
+            return np.linalg.solve(system, exogenous)
+        except np.linalg.LinAlgError:  # a feedback loop with unit gain
+            return np.linalg.pinv(system) @ exogenous
 
     def causes(self, services: list[str]) -> list[Cause]:
         """Every service ranked by the share of the anomaly removed by do(own = normal)."""
-        members: dict[str, list[int]] = {s: [] for s in services}
+        names = list(dict.fromkeys([*services, *(s for s, _, _ in self.signals)]))
+        index = {s: i for i, s in enumerate(names)}
+        members = np.zeros((len(names), len(self.signals)), dtype=bool)
         for i, (svc, _, _) in enumerate(self.signals):
-            members.setdefault(svc, []).append(i)
+            members[index[svc], i] = True
         size = np.abs(self.shift)
-        total = max(float(size.sum()), 1e-12)
+        effect = self.effects(members)  # signals × services
+        removed = size[:, None] - np.abs(self.shift[:, None] - effect)
+        score = removed.sum(axis=0) / max(float(size.sum()), 1e-12)
+        by_target = members.astype(float) @ removed  # target service × cause service
+        target_size = members.astype(float) @ size
+        own = np.where(members, size, 0.0).max(axis=1, initial=0.0)
+        ranked = sorted(range(len(names)), key=lambda k: (-score[k], -own[k], names[k]))
         out = []
-        for svc, idx_list in members.items():
-            idx = np.array(idx_list, dtype=np.int64)
-            effect = self.effect_of(idx) if idx.size else np.zeros_like(self.shift)
-            removed = size - np.abs(self.shift - effect)
-            score = float(removed.sum()) / total
-            own = float(size[idx].max()) if idx.size else 0.0
-            out.append((score, own, svc, self._evidence(svc, idx, effect, removed, score)))
-        out.sort(key=lambda t: (-t[0], -t[1], t[2]))
-        return [Cause(svc, score, ev) for score, _, svc, ev in out]
+        for k in ranked:
+            evidence = self._evidence(k, names, members, effect[:, k], by_target[:, k], target_size)
+            out.append(Cause(names[k], float(score[k]), evidence))
+        return out
 
     def _evidence(
-        self, svc: str, idx: np.ndarray, effect: np.ndarray, removed: np.ndarray, score: float
+        self,
+        k: int,
+        names: list[str],
+        members: np.ndarray,
+        effect: np.ndarray,
+        removed_by_target: np.ndarray,
+        target_size: np.ndarray,
     ) -> dict:
-        size = np.abs(self.shift)
-        others = np.array([s != svc for s, _, _ in self.signals], dtype=bool)
-        symptoms_total = float(size[others].sum())
-        per_service: dict[str, list[float]] = {}
-        for i, (s, _, _) in enumerate(self.signals):
-            if s != svc:
-                acc = per_service.setdefault(s, [0.0, 0.0])
-                acc[0] += float(removed[i])
-                acc[1] += float(size[i])
-        shares = {s: r / t for s, (r, t) in per_service.items() if t > 0 and r / t >= 0.1}
+        """What a human needs to check cause k: its moved signals, the symptoms it explains
+        and the discovered edges its effect travelled along."""
+        others = np.arange(len(names)) != k
+        symptoms_total = float(target_size[others].sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            share = np.where(target_size > 0, removed_by_target / target_size, 0.0)
+        symptoms = [j for j in np.argsort(-share, kind="stable") if others[j] and share[j] >= 0.1]
+        idx = np.flatnonzero(members[k])
+        explained = float(removed_by_target.sum()) / max(float(target_size.sum()), 1e-12)
         return {
             "method": "pc-topology + linear SEM, do(service = pre-incident)",
-            "explained_share": round(score, 4),
+            "explained_share": round(explained, 4),
             "symptom_share": round(
-                float(removed[others].sum()) / symptoms_total if symptoms_total > 0 else 0.0, 4
+                float(removed_by_target[others].sum()) / symptoms_total
+                if symptoms_total > 0
+                else 0.0,
+                4,
             ),
             "signals": {
                 self.signals[i][2]: {
@@ -314,18 +347,19 @@ class CausalModel:
                 }
                 for i in sorted(idx, key=lambda i: -abs(self.resid_shift[i]))
             },
-            "symptoms": dict(sorted(shares.items(), key=lambda kv: -kv[1])[:8]),
+            "symptoms": {names[j]: round(float(share[j]), 4) for j in symptoms[:8]},
             "path": self._path(effect),
-            "edges": int(np.count_nonzero(self.coef)),
+            "edges": len(self._v),
             "ci_tests": self.tests,
         }
 
     def _path(self, effect: np.ndarray, limit: int = 15) -> list[str]:
         """Discovered edges the cause's effect flows along, the strongest first."""
-        flows = []
-        for v, u in zip(*np.nonzero(self.coef), strict=True):
-            flow = self.coef[v, u] * effect[u]
-            if flow * self.shift[v] > 0 and abs(flow) >= 0.1 * abs(self.shift[v]):
-                flows.append((abs(flow), f"{self.signals[u][2]} -> {self.signals[v][2]}"))
-        flows.sort(key=lambda t: (-t[0], t[1]))
-        return [edge for _, edge in flows[:limit]]
+        v, u = self._v, self._u
+        flow = self.coef[v, u] * effect[u]
+        keep = (flow * self.shift[v] > 0) & (np.abs(flow) >= 0.1 * np.abs(self.shift[v]))
+        picked = sorted(
+            zip(-np.abs(flow[keep]), u[keep], v[keep], strict=True),
+            key=lambda t: (t[0], self.signals[t[1]][2], self.signals[t[2]][2]),
+        )[:limit]
+        return [f"{self.signals[a][2]} -> {self.signals[b][2]}" for _, a, b in picked]
