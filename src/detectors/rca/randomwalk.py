@@ -6,10 +6,12 @@ that starts at anomalous services and steps from a caller to the callees that ar
 at the deepest anomalous service on the path: the cause. The walk (after MicroRCA,
 Wu et al. NOMS'20, and the self/backward edges of CloudRanger, Wang et al. CCGRID'18):
 
-- personalisation: each service's robust anomaly score (`RobustScoreRca`), log-compressed
+- personalisation: each service's robust anomaly score (`RobustScoreRca`) above
+  `threshold` (normal noise must not spread the walk over a large fleet), log-compressed
   so one enormous signal does not pin the walk to its service;
-- forward edge caller → callee: eps + corr(caller, callee) × anomaly(callee), anomaly
-  saturated to [0, 1) so "clearly anomalous" counts the same whatever its magnitude;
+- forward edge caller → callee: eps + corr(caller, callee) × anomaly(callee), the anomaly
+  being that excess saturated to [0, 1) so "clearly anomalous" counts the same whatever
+  its magnitude;
 - backward edge callee → caller: `backward` × the forward weight, so mass can leave a
   healthy dead end;
 - self-loop: anomaly(service) − max anomaly(callees), clipped at 0, so a service that is
@@ -70,6 +72,7 @@ class RandomWalkRca:
         alpha: float = 0.85,
         backward: float = 0.2,
         eps: float = 0.01,
+        threshold: float = 3.0,
         saturation: float = 10.0,
         corr_context_s: float | None = None,
         corr_signals: int = 2,
@@ -80,6 +83,7 @@ class RandomWalkRca:
         self.alpha = alpha
         self.backward = backward
         self.eps = eps
+        self.threshold = threshold
         self.saturation = saturation
         self.corr_context_s = corr_context_s
         self.corr_signals = corr_signals
@@ -103,13 +107,14 @@ class RandomWalkRca:
                 for s in order
             ]
         g = _align(graph, services)
-        anomaly = {s: 1.0 - math.exp(-raw.get(s, 0.0) / self.saturation) for s in g}
+        excess = {s: max(0.0, raw.get(s, 0.0) - self.threshold) for s in g}
+        anomaly = {s: 1.0 - math.exp(-excess[s] / self.saturation) for s in g}
         corr = self._correlations(w, evidence, services)
         pos = {svc: j for j, svc in enumerate(services)}
         walk = self._walk_graph(
             g, anomaly, lambda u, v: corr[pos[u], pos[v]] if u in pos and v in pos else 0.0
         )
-        person = {s: math.log1p(raw.get(s, 0.0)) + 1e-9 for s in g}
+        person = {s: math.log1p(excess[s]) + 1e-9 for s in g}
         rank = nx.pagerank(walk, alpha=self.alpha, personalization=person, weight="weight")
         observed = [s for s in services if s in rank]
         order = sorted(observed, key=lambda s: (-rank[s], -raw[s]))

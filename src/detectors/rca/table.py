@@ -46,8 +46,7 @@ def read_wide_table(path: str | Path, time_column: str | None = None) -> pd.Data
     """The table with its time as seconds in a `time` column, first."""
     times, signals = read_table(Path(path), time_column)
     signals = signals.drop(columns=[c for c in signals.columns if c == "time"])
-    signals.insert(0, "time", times)
-    return signals
+    return pd.concat([pd.Series(times, name="time", index=signals.index), signals], axis=1)
 
 
 def load_graph(path: str | Path) -> nx.DiGraph:
