@@ -149,6 +149,9 @@ class RandomWalkRca:
         x = _standardised(np.vstack([w.normal[keep], w.incident])[:, picks.ravel()])
         c = np.abs(x.T @ x).reshape(len(services), k, len(services), k)
         corr = c.max(axis=(1, 3))
+        blind = np.array([not evidence.get(svc) for svc in services])  # no numeric column
+        corr[blind, :] = 0.0
+        corr[:, blind] = 0.0
         np.fill_diagonal(corr, 1.0)
         return corr
 
