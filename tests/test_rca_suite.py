@@ -178,3 +178,11 @@ def test_rcaeval_absent_is_a_note_not_an_error(monkeypatch) -> None:
     methods, notes = rca_methods.load_methods(["baro"])
     assert methods == {} and "skipped baro" in notes[0]
     assert dataclasses.is_dataclass(rca_methods.RcaevalMethod)
+
+
+def test_a_link_fault_accepts_either_end_of_the_link():
+    from experiments.rca_metrics import rank_of
+
+    assert rank_of(["a", "b", "c"], ("c", "b")) == 2
+    assert rank_of(["a", "b", "c"], ("x",)) is None
+    assert rank_of(["a", "b", "c"], "a") == 1

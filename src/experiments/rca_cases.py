@@ -62,6 +62,14 @@ class CaseSpec:
         return self.target
 
     @property
+    def roots(self) -> tuple[str, ...]:
+        """Services a correct answer may name. A link fault (packet loss, partition) breaks
+        the path between two services and either end is its place at service level."""
+        if self.kind in _LINK_KINDS and "peer" in self.params:
+            return (self.target, str(self.params["peer"]))
+        return (self.target,)
+
+    @property
     def end(self) -> float:
         return self.start + self.duration
 

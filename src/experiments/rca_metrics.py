@@ -28,10 +28,13 @@ def dedupe_services(ranking: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ranking))
 
 
-def rank_of(ranking: Sequence[str], root: str) -> int | None:
-    """1-based rank of `root` among distinct services, None if not ranked."""
+def rank_of(ranking: Sequence[str], root: str | Sequence[str]) -> int | None:
+    """1-based rank of the root among distinct services (of the best-ranked one when a
+    case has several acceptable roots, e.g. the two ends of a broken link), None if absent."""
     services = dedupe_services(ranking)
-    return services.index(root) + 1 if root in services else None
+    roots = (root,) if isinstance(root, str) else tuple(root)
+    ranks = [services.index(r) + 1 for r in roots if r in services]
+    return min(ranks) if ranks else None
 
 
 def ac_at(rank: int | None, k: int) -> float:

@@ -59,6 +59,11 @@ class CaseRun:
         """The root as the table names it (scoring only)."""
         return rcaeval_service_name(self.spec.root)
 
+    @property
+    def roots(self) -> tuple[str, ...]:
+        """Every acceptable root as the table names it (both ends of a broken link)."""
+        return tuple(rcaeval_service_name(r) for r in self.spec.roots)
+
     def start(self, which: str) -> float | None:
         return self.spec.start if which == "true" else self.inferred_start
 
@@ -90,7 +95,7 @@ def simulate_case(spec: CaseSpec) -> CaseRun:
 def _row(run: CaseRun, method: str, start: str, ranking: list[str] | None, wall: float) -> dict:
     spec = run.spec
     t0 = run.start(start)
-    rank = rank_of(ranking, run.root) if ranking is not None else None
+    rank = rank_of(ranking, run.roots) if ranking is not None else None
     delay = None if t0 is None else t0 - spec.start
     row = {
         "case": spec.case,
