@@ -3,7 +3,8 @@
 Per case the twin streams one short flow-fidelity run once; the tiered detection pipeline
 (tier 1 only: no fitted model is needed and none can leak) watches the same frames, and its
 first alert inside the fault window is the inferred incident start (None: undetected). The
-wide RCAEval table is built in memory from the run's chunks. Each method then sees that
+wide RCAEval table is built in memory from the run's chunks, with the run's WARN/ERROR log
+rates per service fused in as `<service>_logerror` columns. Each method then sees that
 table from the run's start up to `post_s` after the anomaly time, the anomaly time, and the
 declared call graph: telemetry only. The fault's target and timing are read only to score.
 
@@ -16,9 +17,12 @@ flagged `twin_verified`: they assume a twin that matches the system.
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -26,9 +30,11 @@ import pandas as pd
 
 from detectors.pipeline import TieredPipeline
 from detectors.rca.base import RcaMethod
+from detectors.rca.fusion import log_error_columns, with_log_columns
 from twin.engine import Simulation
 from twin.fields import SERVICE_METRICS
 from twin.fork import Recorder
+from twin.logs import LogSink
 from twin.spans import EPOCH_UNIX_S
 from twin.widecsv import rcaeval_service_name, wide_from_cube
 
@@ -73,21 +79,35 @@ class CaseRun:
         return self.table[self.table["time"] < cut].reset_index(drop=True)
 
 
-def simulate_case(spec: CaseSpec) -> CaseRun:
-    """Run one case, stream it through the detectors and build its wide table."""
+def simulate_case(spec: CaseSpec, *, logs: bool = True) -> CaseRun:
+    """Run one case, stream it through the detectors and build its wide table (with the
+    run's WARN/ERROR log rates fused in as `<service>_logerror` columns)."""
     scenario = scenario_for(spec)
     sim = Simulation(scenario)
     names = sim.topo.names
     recorder = Recorder(names, sim.topo.edges)
     sim.sinks.append(recorder)
-    pipeline = TieredPipeline(names)
-    inferred: float | None = None
-    for frame in sim.frames():
-        alerts = pipeline.process(frame.time, frame.values)
-        if inferred is None and alerts and spec.start <= frame.time < spec.end:
-            inferred = float(frame.time)
-    tel = recorder.telemetry()
-    table = wide_from_cube(tel.times, names, SERVICE_METRICS, tel.values)
+    with tempfile.TemporaryDirectory(prefix="rca-case-") as tmp:
+        log_path = Path(tmp) / "logs.jsonl"
+        if logs:
+            sim.sinks.append(LogSink(log_path, scenario, names, sim.topo.edges, seed=spec.seed))
+        pipeline = TieredPipeline(names)
+        inferred: float | None = None
+        for frame in sim.frames():
+            alerts = pipeline.process(frame.time, frame.values)
+            if inferred is None and alerts and spec.start <= frame.time < spec.end:
+                inferred = float(frame.time)
+        tel = recorder.telemetry()
+        table = wide_from_cube(tel.times, names, SERVICE_METRICS, tel.values)
+        if logs:
+            with log_path.open() as fh:
+                records = [json.loads(line) for line in fh]
+            columns = log_error_columns(records, tel.times, names)
+            columns.columns = [
+                f"{rcaeval_service_name(c.rsplit('_', 1)[0])}_{c.rsplit('_', 1)[1]}"
+                for c in columns.columns
+            ]
+            table = with_log_columns(table, columns)
     graph = nx.relabel_nodes(scenario.topology.graph(), rcaeval_service_name, copy=True)
     return CaseRun(spec, sim, tel.times, tel.values, table, graph, inferred)
 
