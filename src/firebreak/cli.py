@@ -26,6 +26,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_nab",
     "firebreak.cmd_rca",
     "firebreak.cmd_rca_suite",
+    "firebreak.cmd_capacity_study",
+    "firebreak.cmd_forecast",
 )
 
 
