@@ -5,10 +5,10 @@ the upper prediction bound over the next start-up delay + margin + interval, and
 replicas through the capacity model (CPU and worker-pool bounds at a target utilisation), so
 pods are ready before the demand arrives. It pauses the twin's HPA for the services it
 controls, but never scales in on a forecast alone: a scale-in needs the reactive HPA's own
-recommendation to agree. Between forecasts it also honours the HPA's scale-up rule, so an
-unforecast surge is met as the HPA would meet it. When its rolling forecast error (MAPE)
-drifts above a threshold it hands the service back to the HPA (logged) and takes it again once
-the error has settled.
+recommendation to agree (the forecast then sizes the cut). Between forecasts it checks the
+observed rate against the capacity it runs every 15 s, so an unforecast surge is still met.
+When its rolling forecast error (MAPE) drifts above a threshold it hands the service back to
+the HPA (logged) and takes it again once the error has settled.
 """
 
 from __future__ import annotations
@@ -266,9 +266,12 @@ class PredictiveScaler:
         m.hpa_recs.append((t, rec))
         while m.hpa_recs and m.hpa_recs[0][0] < t - hpa.scale_down_window_s:
             m.hpa_recs.popleft()
-        if m.active and rec > current:
-            rec = min(rec, max(2 * current, current + 4), hpa.max_replicas)
-            self._scale(m, rec, t, "reactive")
+        if m.active:
+            # a forecast miss: the observed rate already needs more than we run
+            rate = float(row[frame.metrics.index("arrival_rate")])
+            need = min(self._replicas(m, rate), max(2 * current, current + 4), hpa.max_replicas)
+            if need > current:
+                self._scale(m, need, t, "reactive", rate=round(rate, 2))
 
     def _close_bin(self, t: float) -> None:
         for m in self.managed:
@@ -323,14 +326,7 @@ class PredictiveScaler:
             self._record(t, m, "take_control")
         hpa = m.spec.hpa
         peak = float(np.max(pred.upper[:horizon]))
-        want = replicas_for_rate(
-            peak,
-            cpu_per_request_ms=m.spec.cpu_per_request_ms,
-            cpu_limit=m.spec.cpu_limit,
-            workers=m.spec.workers,
-            holding_s=m.holding_s,
-            target=self.target,
-        )
+        want = self._replicas(m, peak)
         want = min(max(want, hpa.min_replicas), hpa.max_replicas)
         m.target_replicas = want
         current = self._spec(m)
@@ -338,8 +334,18 @@ class PredictiveScaler:
             self._scale(m, want, t, "forecast", rate=round(peak, 2))
         elif want < current:
             hpa_says = max((r for _, r in m.hpa_recs), default=current)
-            if hpa_says < current:
-                self._scale(m, max(want, hpa_says, hpa.min_replicas), t, "scale_in_agreed")
+            if hpa_says < current:  # the HPA confirms the drop; the forecast sizes it
+                self._scale(m, want, t, "scale_in_agreed")
+
+    def _replicas(self, m: _Managed, rate: float) -> int:
+        return replicas_for_rate(
+            rate,
+            cpu_per_request_ms=m.spec.cpu_per_request_ms,
+            cpu_limit=m.spec.cpu_limit,
+            workers=m.spec.workers,
+            holding_s=m.holding_s,
+            target=self.target,
+        )
 
     def _forecast(self, times: np.ndarray, values: np.ndarray, horizon: int) -> Forecast:
         """The configured forecaster; ours when it cannot fit yet (e.g. too short a history)."""

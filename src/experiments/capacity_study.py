@@ -56,7 +56,7 @@ def build_scenario(family: str, seed: int, days: float = 2.0, tick: float = 10.0
                 "start": d * DAY_S + hour * 3600.0,
                 "duration": 3600.0,
                 "lift": 2.5,
-                "ramp_s": 120.0,
+                "ramp_s": 30.0,
             }
             for d in range(n_days)
             if d * DAY_S + hour * 3600.0 + 3600.0 <= days * DAY_S
@@ -64,8 +64,8 @@ def build_scenario(family: str, seed: int, days: float = 2.0, tick: float = 10.0
     elif family == "surge":
         crowds = []
         for d in range(1, n_days):
-            for _ in range(2):
-                start = d * DAY_S + float(rng.uniform(8, 22)) * 3600.0
+            for start_h in (float(rng.uniform(8, 13)), float(rng.uniform(15, 21))):
+                start = d * DAY_S + start_h * 3600.0
                 crowds.append(
                     {"start": start, "duration": 1800.0, "multiplier": 2.5, "ramp_s": 60.0}
                 )
@@ -85,7 +85,10 @@ def build_scenario(family: str, seed: int, days: float = 2.0, tick: float = 10.0
 
 
 class _Minutes:
-    """A sink: per-minute under-provisioning, replica-hours and entry p99 after warm-up."""
+    """A sink: per-minute under-provisioning, replica-hours and entry p99 after warm-up.
+
+    Replica-hours count the autoscaled services only: the others are fixed under every policy.
+    """
 
     def __init__(self, scenario: Scenario, names: tuple[str, ...], since: float) -> None:
         self.since = since
@@ -98,6 +101,8 @@ class _Minutes:
         self.replica_s = 0.0
         self.peak_rate = np.zeros(len(names))
         self.dt = float(scenario.tick)
+        services = scenario.topology.services.values()
+        self.scaled = [i for i, svc in enumerate(services) if svc.hpa is not None]
 
     def on_chunk(self, chunk: Chunk) -> None:
         v = chunk.values
@@ -109,7 +114,8 @@ class _Minutes:
         np.add.at(self.p99, minute, p99)
         np.add.at(self.count, minute, 1)
         keep = chunk.times >= self.since
-        self.replica_s += float(v[keep, :, M["ready_replicas"]].sum() * self.dt)
+        ready = v[keep][:, self.scaled, M["ready_replicas"]]
+        self.replica_s += float(ready.sum() * self.dt)
         if len(chunk.times):
             self.peak_rate = np.maximum(self.peak_rate, v[:, :, M["arrival_rate"]].max(axis=0))
 
