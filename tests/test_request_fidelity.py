@@ -65,6 +65,29 @@ def test_same_seed_same_telemetry_and_spans_other_seed_differs():
     assert not np.array_equal(ka.values(), kc.values())
 
 
+def test_runs_with_crashes_are_identical_across_processes(tmp_path):
+    """Same seed in two separate processes, crashes (which kill visits drawn at random)
+    included: the same bytes."""
+    code = (
+        "import sys, numpy as np; sys.path.insert(0, 'tests');"
+        "from test_request_fidelity import chain, run;"
+        "f = [{'kind': 'crash', 'target': 'mid', 'start': 20, 'duration': 20, 'share': 0.5}];"
+        "sim, keep = run(chain(rate=80, duration=60, faults=f));"
+        "np.save(sys.argv[1], keep.values())"
+    )
+    outs = []
+    for i in range(2):
+        path = tmp_path / f"run{i}.npy"
+        res = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=ROOT,
+            timeout=120,
+        )  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        outs.append(np.load(path))
+    assert np.array_equal(outs[0], outs[1])
+    assert outs[0][:, :, M["error_rate"]].sum() > 0
+
+
 def test_requests_are_conserved_through_crashes_outages_and_timeouts():
     faults = [
         {"kind": "crash", "target": "mid", "start": 20, "duration": 30, "share": 0.5},

@@ -158,6 +158,7 @@ class RequestSimulation:
         self.area = [0.0] * n  # ∫ in-flight dt, for Little's law
         self.area_since = [0.0] * n
         self.active: list[set] = [set() for _ in range(n)]
+        self.visit_seq = 0
         self.edge_attempts, self.edge_attempt_fail = [0] * m, [0] * m
         self.edge_final_fail, self.edge_latency = [0] * m, [0.0] * m
         # caches the walk reads (refreshed from S and E)
@@ -280,7 +281,7 @@ class RequestSimulation:
         if ready <= 0:
             return
         share = 1.0 / ready
-        for token in sorted(self.active[s], key=id):
+        for token in sorted(self.active[s], key=lambda tok: tok.seq):
             if self.rand.uniform() < share:
                 token.lost = True
 

@@ -79,12 +79,14 @@ class EdgeSpec:
 
 
 class Token:
-    """Marks one in-flight visit; a killed pod sets `lost` on the visits it held."""
+    """Marks one in-flight visit; a killed pod sets `lost` on the visits it held. `seq`
+    orders them deterministically (never by memory address)."""
 
-    __slots__ = ("lost",)
+    __slots__ = ("lost", "seq")
 
-    def __init__(self) -> None:
+    def __init__(self, seq: int) -> None:
         self.lost = False
+        self.seq = seq
 
 
 @dataclass(slots=True)
@@ -127,7 +129,8 @@ class Walker:
             sim.tick_shed[s] += 1
             return REFUSED
         sim.enter(s, t0)
-        token = Token()
+        sim.visit_seq += 1
+        token = Token(sim.visit_seq)
         active = sim.active[s]
         active.add(token)
         req = pool.request()
