@@ -187,3 +187,24 @@ def test_study_command(tmp_path, capsys) -> None:
     assert code == 0
     assert (out / "capacity_runs.csv").exists() and (out / "capacity_study.png").exists()
     assert "vs static peak" in capsys.readouterr().out
+
+
+def test_study_scenarios_are_a_fair_test() -> None:
+    from experiments.capacity_study import DAY_S, build_scenario
+
+    cal = build_scenario("calendar", seed=4, days=3.0)
+    services = cal.topology.services
+    for name in ("redis-cart", "recommendationservice"):  # the study's topology patch
+        assert services[name].hpa is not None
+    assert load_topology_dict("online-boutique")["services"]["redis-cart"].get("hpa") is None
+    sales = cal.workload.calendar
+    assert len(sales) == 3
+    hours = {round(e.start % DAY_S, 6) for e in sales}
+    assert len(hours) == 1  # recurring: same hour every day, so the lift is learnable
+    hpa = services["frontend"].hpa
+    fastest = min(s.startup_s for s in services.values() if s.hpa is not None)
+    for e in sales:
+        assert e.ramp_s < hpa.sync_s + fastest  # faster than the reactive HPA can follow
+        assert e.lift * (1 + cal.workload.daily_amplitude * 0.6) > 1 / (hpa.target_cpu * 0.5)
+    daily = build_scenario("daily", seed=0, days=2.0)
+    assert daily.workload.calendar == [] and daily.workload.flash_crowds == []
