@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Any
 
 from .base import Alert
+from .windows import TumblingWindows
 
 WILDCARD = "<*>"
 ALERT_LEVELS = ("WARN", "ERROR")
@@ -143,7 +144,7 @@ def _level(record: Mapping[str, Any]) -> str:
     return _LEVEL_ALIASES.get(level, level)
 
 
-class LogDetector:
+class LogDetector(TumblingWindows):
     """Template novelty and Poisson bursts per service over a time-ordered log stream."""
 
     def __init__(
@@ -216,14 +217,6 @@ class LogDetector:
                 )
         for key in self._keys(service, level, template):
             self.counts[key] += 1
-        return alerts
-
-    def _advance(self, t: float) -> list[Alert]:
-        if self.window_start is None:
-            self.window_start = math.floor(t / self.window_s) * self.window_s
-        alerts: list[Alert] = []
-        while t >= self.window_start + self.window_s:
-            alerts.extend(self._close())
         return alerts
 
     def _close(self) -> list[Alert]:

@@ -28,6 +28,7 @@ from twin.import_traces import read_spans
 from twin.spans import EPOCH_UNIX_S
 
 from .base import Alert
+from .windows import TumblingWindows
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +111,7 @@ class _Baseline:
     n: int
 
 
-class TraceEdgeDetector:
+class TraceEdgeDetector(TumblingWindows):
     """Latency and error deviation per call edge over tumbling windows of sampled spans."""
 
     def __init__(
@@ -165,14 +166,6 @@ class TraceEdgeDetector:
         edge = (call.caller, call.callee)
         self.latencies[edge].append(math.log(max(call.latency_s, 1e-6)))
         self.errors[edge] += call.error
-        return alerts
-
-    def _advance(self, t: float) -> list[Alert]:
-        if self.window_start is None:
-            self.window_start = math.floor(t / self.window_s) * self.window_s
-        alerts: list[Alert] = []
-        while t >= self.window_start + self.window_s:
-            alerts.extend(self._close())
         return alerts
 
     def _close(self) -> list[Alert]:
