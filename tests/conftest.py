@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import yaml
+from hypothesis import settings
 
 from twin.engine import Simulation
 from twin.fields import M
 from twin.loader import apply_topology_patch, check_scenario
 from twin.scenario import Scenario
+
+# CI replays the same examples every run (a red build must be reproducible); the "explore"
+# profile draws fresh ones: HYPOTHESIS_PROFILE=explore pytest tests/test_invariants.py
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 from conftest import SCENARIOS, make_scenario, simulate
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from twin.fields import M
@@ -93,8 +93,49 @@ def random_system(draw):
     return {"name": "random", "services": services, "calls": calls}, fault, rate
 
 
+def _cpu_bound_pair(cpu_ms: float) -> dict:
+    """s0 calls a worker whose CPU work outlasts its service time: a CPU hog starves it."""
+
+    def svc(cpu: float, queue: int) -> dict:
+        return {
+            "replicas": 1,
+            "workers": 1,
+            "service_time": {"mean_ms": 1.0, "cv": 0.0},
+            "cpu_per_request_ms": cpu,
+            "queue_limit": queue,
+            "memory_limit_mb": 256,
+            "startup_s": 1.0,
+        }
+
+    call = {"per_request": 1.0, "probability": 1.0, "required": False, "retries": {"max": 0}}
+    return {
+        "name": "random",
+        "services": {"s0": svc(0.0, 0), "s1": svc(cpu_ms, 28), "s2": svc(0.0, 0)},
+        "calls": [
+            {"from": "s0", "to": "s1", "sync": True, **call},
+            {"from": "s0", "to": "s2", "sync": False, **call},
+        ],
+    }
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(random_system(), st.integers(0, 2**31 - 1))
+# found in CI: the starved worker's residence fit had mass below zero, its caller a
+# negative call cost
+@example(
+    (
+        _cpu_bound_pair(3.0),
+        {
+            **FAULT_KINDS["cpu_hog"],
+            "kind": "cpu_hog",
+            "target": "s1",
+            "start": 120,
+            "duration": 240,
+        },
+        1.0,
+    ),
+    0,
+)
 def test_invariants_hold_on_random_systems_under_faults(system, seed):
     topology, fault, rate = system
     sc = make_scenario(

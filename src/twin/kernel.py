@@ -128,22 +128,33 @@ def truncated_moments(
     mu: float, sigma: float, shift: float, t: float
 ) -> tuple[float, float, float]:
     """P(residence > t), E[min(residence, t)] and Var[min(residence, t)] in one pass (the
-    three share a logarithm and their normal tails): what a call with timeout t costs."""
+    three share a logarithm and their normal tails): what a call with timeout t costs. A
+    moment-matched fit may put a negative shift under a mildly skewed lognormal; its mass
+    below zero is a call that costs nothing, never a negative time."""
     x = t - shift
     if x <= 0.0:
         return 1.0, t, 0.0
     if sigma <= 1e-12:
         body = math.exp(mu)
-        return (1.0 if body > x else 0.0), shift + min(body, x), 0.0
+        return (1.0 if body > x else 0.0), max(shift + min(body, x), 0.0), 0.0
     lx = math.log(x)
     z = (lx - mu) / sigma
     tail = _norm_sf(z)
     s2 = sigma * sigma
-    m1 = math.exp(mu + 0.5 * s2) * (1.0 - _norm_sf(z - sigma))
-    m2 = math.exp(2.0 * mu + 2.0 * s2) * (1.0 - _norm_sf(z - 2.0 * sigma))
-    first = m1 + x * tail
-    second = m2 + x * x * tail
-    return tail, shift + first, max(second - first * first, 0.0)
+    if shift >= 0.0:
+        m1 = math.exp(mu + 0.5 * s2) * (1.0 - _norm_sf(z - sigma))
+        m2 = math.exp(2.0 * mu + 2.0 * s2) * (1.0 - _norm_sf(z - 2.0 * sigma))
+        first = m1 + x * tail
+        second = m2 + x * x * tail
+        return tail, shift + first, max(second - first * first, 0.0)
+    # clip at zero: Y = min(max(shift + L, 0), t); L below -shift contributes nothing
+    z0 = (math.log(-shift) - mu) / sigma
+    p_body = _norm_sf(z0) - tail
+    l1 = math.exp(mu + 0.5 * s2) * (_norm_sf(z0 - sigma) - _norm_sf(z - sigma))
+    l2 = math.exp(2.0 * mu + 2.0 * s2) * (_norm_sf(z0 - 2.0 * sigma) - _norm_sf(z - 2.0 * sigma))
+    first = max(shift * p_body + l1 + t * tail, 0.0)
+    second = shift * shift * p_body + 2.0 * shift * l1 + l2 + t * t * tail
+    return tail, first, max(second - first * first, 0.0)
 
 
 @njit(cache=True)
