@@ -25,8 +25,8 @@ Pre-checks (`check`), in order; a verdict lists every reason, not only the first
   pods), where live = max(replicas, ready), and leave at least `min_replicas_after` ready
   (a service with no ready pod may be restarted whole: nothing serving can be lost). So a
   healthy one-replica service is never restarted automatically: scale it out first.
-- `scale_to`: never below `min_replicas_after`, never up past `max_replicas`, at most
-  `max_scale_step` replicas from the current count.
+- `scale_to`: a scale-down never below `min_replicas_after`, a scale-up never past
+  `max_replicas`, either at most `max_scale_step` replicas from the current count.
 - `shed_load` share at most `max_shed_share`; `failover` share at most
   `max_failover_share`.
 - Rate limits over the actions recorded so far, this one included: at most `max_actions`
@@ -415,25 +415,30 @@ class Guardrails:
         return None, [], [f"{why}; scale out first or escalate"]
 
     def _size_scale(self, action: Any, view: SystemView) -> tuple[Any, list[str], list[str]]:
+        """Bounds apply in the direction of travel: a scale-up stops at max_replicas, a
+        scale-down at min_replicas_after, either at max_scale_step; a cut never reverses
+        or voids the proposal (that refuses instead)."""
         cfg = self.config
         service = action.service
         current = int(view.replicas(service))
         target = int(action.replicas)
-        bounded = min(max(target, cfg.min_replicas_after), cfg.max_replicas)
-        bounded = min(max(bounded, current - cfg.max_scale_step), current + cfg.max_scale_step)
+        broken = []
+        if target > current:
+            bounded = min(target, cfg.max_replicas, current + cfg.max_scale_step)
+            if target > cfg.max_replicas:
+                broken.append(f"above max_replicas {cfg.max_replicas}")
+        elif target < current:
+            bounded = max(target, cfg.min_replicas_after, current - cfg.max_scale_step)
+            if target < cfg.min_replicas_after:
+                broken.append(f"below min_replicas_after {cfg.min_replicas_after}")
+        else:
+            return action, [], []
         if bounded == target:
             return action, [], []
-        broken = []
-        if target < cfg.min_replicas_after:
-            broken.append(f"below min_replicas_after {cfg.min_replicas_after}")
-        if target > cfg.max_replicas:
-            broken.append(f"above max_replicas {cfg.max_replicas}")
         if abs(target - current) > cfg.max_scale_step:
-            broken.append(
-                f"a step of {abs(target - current)} > max_scale_step {cfg.max_scale_step}"
-            )
+            step = abs(target - current)
+            broken.append(f"a step of {step} > max_scale_step {cfg.max_scale_step}")
         why = f"scale_to {service}: {current} -> {target} replicas is {' and '.join(broken)}"
-        # a cut keeps the direction of the proposal; one that would reverse or void it refuses
         same_way = (bounded - current) * (target - current) > 0
         if cfg.clamp and same_way:
             cut = _replace(action, replicas=bounded)
