@@ -15,6 +15,7 @@ integer (`+2`) stays text, so `replicas: +2` means "two more" as written, not "t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -172,7 +173,19 @@ class When(Frozen):
         return True
 
 
-Param = str | int | float | bool | None
+def _check_param(value: Any) -> Any:
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise ValueError("expected a single value (text, number, true/false or null)")
+    return value
+
+
+def _non_empty(value: tuple) -> tuple:
+    if not value:
+        raise ValueError("needs at least one entry")
+    return value
+
+
+Param = Annotated[Any, AfterValidator(_check_param)]
 
 
 class ActionTemplate(Frozen):
@@ -190,7 +203,7 @@ class ActionTemplate(Frozen):
                 for k, v in data.items()
                 if k != "kind"
             }
-            return {"kind": data.get("kind"), "params": rest} if "kind" in data else data
+            return {"kind": data["kind"], "params": rest} if "kind" in data else {"params": rest}
         return data
 
     def placeholders(self) -> set[str]:
@@ -224,7 +237,7 @@ class Rule(Frozen):
     name: str = Field(min_length=1)
     description: str = ""
     when: When = When()
-    actions: tuple[ActionTemplate, ...] = Field(min_length=1)
+    actions: Annotated[tuple[ActionTemplate, ...], AfterValidator(_non_empty)]
     dry_run: bool = Field(default=False, description="may selection try it in a what-if fork")
     max_level: Level = Field(
         default="auto", description="automation ceiling: auto, approval or escalate"
@@ -237,7 +250,7 @@ class Runbook(Frozen):
 
     version: Literal[1] = 1
     description: str = ""
-    rules: tuple[Rule, ...] = Field(min_length=1)
+    rules: Annotated[tuple[Rule, ...], AfterValidator(_non_empty)]
 
     def rule(self, name: str) -> Rule:
         for rule in self.rules:
@@ -404,7 +417,13 @@ def _check_template(template: ActionTemplate, where: str) -> None:
             f"{where}.kind: unknown action {template.kind!r} "
             f"(actions: {', '.join(sorted(ACTIONS))})"
         )
+    known = [f.name for f in dataclasses.fields(ACTIONS[template.kind])]
     for key, value in template.params.items():
+        if key not in known:
+            raise RunbookError(
+                f"{where}.{key}: unknown parameter {key!r} for {template.kind} "
+                f"(parameters: {', '.join(known) or 'none'})"
+            )
         if isinstance(value, str) and value.startswith("$") and value not in PLACEHOLDERS:
             raise RunbookError(
                 f"{where}.{key}: unknown placeholder {value!r} (placeholders: "
