@@ -17,6 +17,7 @@ Everything is deterministic: ties break on a stable key (kind, parameters, rule)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -265,9 +266,15 @@ class Ranking:
 
 
 def describe(action: Action) -> str:
-    """`restart_pods(service='cart', share=0.5)`: the kind and the parameters that are set."""
-    params = ", ".join(f"{k}={v!r}" for k, v in action.params().items() if v is not None)
-    return f"{action.kind}({params})"
+    """`restart_pods(service='cart', share=0.5)`: the kind and the parameters that are set
+    (those left at their default are implied, and would only clutter the reason)."""
+    shown = [
+        f"{fld.name}={getattr(action, fld.name)!r}"
+        for fld in dataclasses.fields(action)
+        if getattr(action, fld.name) is not None
+        and (fld.default is dataclasses.MISSING or getattr(action, fld.name) != fld.default)
+    ]
+    return f"{action.kind}({', '.join(shown)})"
 
 
 def stable_key(candidate: Candidate) -> tuple[str, str, str]:
