@@ -52,7 +52,24 @@ C_FAILED = 36
 C_SHED = 37
 X_HOLD_EFF = 38  # holding time as the worker pool feels it: lags the instant one by ~H
 X_LAM_SETTLED = 39  # arrival rate the queue has settled to (a moving average over SETTLE_S)
-N_SERVICE_FIELDS = 40
+# operator actions (set by twin.actions; zero when none is in effect)
+A_SHED = 40  # share of external arrivals dropped at the entry (load shedding)
+A_FO_FROM = 41  # failover: share sent to the standby when the current shift began ...
+A_FO_TO = 42  # ... the share it ends at ...
+A_FO_T0 = 43  # ... and when the shift begins and ends (a linear ramp: DNS TTLs expire,
+A_FO_T1 = 44  # load-balancer weights move)
+A_SB_PENALTY = 45  # cross-cluster latency a call to the standby adds, seconds
+A_SB_REPLICAS = 46  # the standby deployment's replicas
+A_SB_WORKERS = 47  # its worker pool per replica (the declared one)
+# the standby's state, computed each tick while a failover is in effect
+X_FO = 48  # share of calls going to the standby this tick
+X_SB_RATE = 49  # requests/s the standby serves
+X_SB_LAM = 50  # its settled arrival rate (as X_LAM_SETTLED)
+X_SB_MU = 51  # its residence time, penalty included: shift + lognormal(mu, sigma)
+X_SB_SIGMA = 52
+X_SB_SHIFT = 53
+X_SB_ERRP = 54  # probability a request served by the standby fails
+N_SERVICE_FIELDS = 55
 
 # --- per-edge rows ----------------------------------------------------------------------
 E_K = 0  # expected calls per caller request (per_request × probability)

@@ -19,6 +19,14 @@ import numpy as np
 from numba import njit
 
 from .fields import (
+    A_FO_FROM,
+    A_FO_T0,
+    A_FO_T1,
+    A_FO_TO,
+    A_SB_PENALTY,
+    A_SB_REPLICAS,
+    A_SB_WORKERS,
+    A_SHED,
     C_ARRIVED,
     C_COMPLETED,
     C_FAILED,
@@ -69,6 +77,7 @@ from .fields import (
     X_CPU_AVG,
     X_DESIRED,
     X_ERRP,
+    X_FO,
     X_HOLD,
     X_HOLD_EFF,
     X_LAM_SETTLED,
@@ -76,6 +85,12 @@ from .fields import (
     X_MU,
     X_NSERV,
     X_QUEUE,
+    X_SB_ERRP,
+    X_SB_LAM,
+    X_SB_MU,
+    X_SB_RATE,
+    X_SB_SHIFT,
+    X_SB_SIGMA,
     X_SERVED,
     X_SHEDFRAC,
     X_SHIFT,
@@ -313,6 +328,91 @@ def _retry_moments(
 
 
 @njit(cache=True)
+def failover_share(s: int, t: float, S: np.ndarray) -> float:
+    """Share of calls to s going to its standby at time t: a linear ramp from the share when
+    the last shift began to its target, as DNS TTLs expire and load-balancer weights move."""
+    to = S[A_FO_TO, s]
+    start = S[A_FO_FROM, s]
+    if to == start or t >= S[A_FO_T1, s]:
+        return to
+    t0 = S[A_FO_T0, s]
+    if t <= t0:
+        return start
+    return start + (to - start) * (t - t0) / (S[A_FO_T1, s] - t0)
+
+
+@njit(cache=True)
+def mixture_moments(
+    w: float, m1: float, v1: float, k1: float, m2: float, v2: float, k2: float
+) -> tuple[float, float, float]:
+    """Mean, variance and third cumulant of a mixture: weight 1 - w on the first part, w on
+    the second (raw moments mix linearly; the cumulants are rebuilt from them)."""
+    r1 = (1.0 - w) * m1 + w * m2
+    r2 = (1.0 - w) * (v1 + m1 * m1) + w * (v2 + m2 * m2)
+    r3 = (1.0 - w) * (k1 + 3.0 * m1 * v1 + m1**3) + w * (k2 + 3.0 * m2 * v2 + m2**3)
+    var = max(r2 - r1 * r1, 0.0)
+    return r1, var, r3 - 3.0 * r1 * r2 + 2.0 * r1**3
+
+
+@njit(cache=True)
+def _standby_tick(
+    s: int,
+    dt: float,
+    S: np.ndarray,
+    calls: float,
+    calls_var: float,
+    calls_k3: float,
+    p_ok: float,
+) -> tuple[float, float, float]:
+    """The standby deployment of s in another cluster, on the service's declared profile
+    (no fault on the primary touches it): own time with its CPU-quota wait at its load, the
+    same calls as the primary, an Erlang-C wait on its own pool, plus the cross-cluster
+    penalty. Sets its residence fit and error probability; returns (mean, var, k3)."""
+    base = S[P_SVC_MEAN, s]
+    per_req = S[P_CPU_PER_REQ, s]
+    replicas = S[A_SB_REPLICAS, s]
+    cores = replicas * S[P_CPU_LIMIT, s]
+    S[X_SB_LAM, s] += (1.0 - math.exp(-dt / SETTLE_S)) * (S[X_SB_RATE, s] - S[X_SB_LAM, s])
+    lam = S[X_SB_LAM, s]
+    work_per_own = 0.0
+    rho = 0.0
+    cpu_cap = 1e18
+    if cores > 0.0 and per_req > 0.0 and base > 0.0:
+        work_per_own = min(per_req / base, 1.0) / cores
+        rho = lam * per_req / cores
+        cpu_cap = cores / per_req
+    own, var, k3 = own_time_moments(base, S[P_SVC_CV, s], work_per_own, rho)
+    hold = max(own + calls, 1e-9)
+    var += calls_var
+    k3 += calls_k3
+    c = replicas * S[A_SB_WORKERS, s]
+    wait_mean = 0.0
+    if c > 0.0:
+        mu_pool = c / hold
+        lam_in = min(lam, MAX_RHO * min(mu_pool, cpu_cap))
+        pc = erlang_c(c, lam_in * hold)
+        theta = mu_pool - lam_in
+        wait_mean = pc / theta
+        wait_var = (2.0 * pc - pc * pc) / (theta * theta)
+        wait_k3 = (6.0 * pc - 6.0 * pc * pc + 2.0 * pc**3) / theta**3
+        bound = replicas * S[P_QLIMIT, s] / min(mu_pool, cpu_cap)
+        if wait_mean > bound:  # a finite queue, as the primary's
+            wait_var *= (bound / wait_mean) ** 2
+            wait_k3 *= (bound / wait_mean) ** 3
+            wait_mean = bound
+        var += wait_var
+        k3 += wait_k3
+    mean = hold + wait_mean
+    mu, sigma, shift = fit_shifted_lognormal(mean, var, k3)
+    penalty = S[A_SB_PENALTY, s]
+    S[X_SB_MU, s] = mu
+    S[X_SB_SIGMA, s] = sigma
+    S[X_SB_SHIFT, s] = shift + penalty
+    S[X_SB_ERRP, s] = 1.0 - (1.0 - S[P_ERR_BASE, s]) * p_ok
+    return mean + penalty, var, k3
+
+
+@njit(cache=True)
 def flow_tick(
     t: float,
     dt: float,
@@ -336,7 +436,10 @@ def flow_tick(
 
     `events` rows are (time, kind, index, value): kind 0 a breaker transition of edge
     `index` to state `value`, kind 1 a replica of service `index` above its memory limit.
-    `counters` is scratch space (services × 5; columns 0, 1, 3 used) so the tick allocates nothing.
+    `counters` is scratch space (services × 5) so the tick allocates nothing.
+
+    Operator actions enter through rows of S: a share of external arrivals shed at an entry
+    (A_SHED) and a failover share (A_FO_*) of a service's calls served by a standby.
     """
     n = S.shape[1]
     n_events = 0
@@ -344,7 +447,8 @@ def flow_tick(
     # ---- 1. arrivals, top-down -------------------------------------------------------
     for oi in range(n):
         s = order[oi]
-        lam = ext[s] / dt
+        dropped = ext[s] * S[A_SHED, s]  # shed at the entry before anything else sees them
+        lam = (ext[s] - dropped) / dt
         for j in range(in_ptr[s], in_ptr[s + 1]):
             e = in_idx[j]
             u = src[e]
@@ -352,7 +456,14 @@ def flow_tick(
             if block >= 1.0:
                 continue
             att = _attempts(E[E_P_ATTEMPT, e], E[E_RETRIES, e])
-            lam += S[X_SERVED, u] * E[E_K, e] * att * (1.0 - block)
+            lam += (S[X_SERVED, u] + S[X_SB_RATE, u]) * E[E_K, e] * att * (1.0 - block)
+        phi = failover_share(s, t + 0.5 * dt, S)
+        S[X_FO, s] = phi
+        S[X_SB_RATE, s] = phi * lam
+        counters[s, 2] = phi * lam * dt
+        counters[s, 4] = dropped
+        if phi > 0.0:
+            lam -= phi * lam
         arrivals = lam * dt
         ready = S[P_READY, s]
         prev_inflight = S[X_QUEUE, s] + S[X_NSERV, s]
@@ -364,8 +475,8 @@ def flow_tick(
             S[X_QUEUE, s] = 0.0
             S[X_NSERV, s] = 0.0
             S[X_SERVED, s] = 0.0
-            counters[s, 0] = arrivals
-            counters[s, 1] = arrivals
+            counters[s, 0] = arrivals + dropped
+            counters[s, 1] = arrivals + dropped
             continue
         # workers: dN/dt = admitted - N/H solved over the tick, so N never exceeds c
         c = ready * S[P_WORKERS, s]
@@ -390,8 +501,8 @@ def flow_tick(
             q = qmax
         S[X_QUEUE, s] = q
         S[X_SERVED, s] = served
-        counters[s, 0] = arrivals
-        counters[s, 1] = shed
+        counters[s, 0] = arrivals + dropped
+        counters[s, 1] = shed + dropped
 
     # ---- 2. latencies and failures, bottom-up ----------------------------------------
     for oi in range(n - 1, -1, -1):
@@ -402,8 +513,11 @@ def flow_tick(
         own += S[F_LAT_ADD, s]
         sum_cost = 0.0
         max_cost = 0.0
+        calls_var = 0.0  # what the calls alone add (a standby makes the same calls)
+        calls_k3 = 0.0
         p_ok = 1.0
         served = S[X_SERVED, s]
+        calling = served + S[X_SB_RATE, s]  # the standby's requests make the calls too
         for j in range(out_ptr[s], out_ptr[s + 1]):
             e = out_idx[j]
             d = dst[e]
@@ -428,6 +542,19 @@ def flow_tick(
                 wait = t_mean + E[E_FAULT_LAT, e]
                 c_att = shed_d * CONNECT_REFUSED_S + (1.0 - shed_d) * wait
                 v_att = (1.0 - shed_d) * t_var
+            phi = S[X_FO, d]
+            if phi > 0.0:
+                # a share phi of attempts goes to the standby, past this link's faults: the
+                # exact mixture of the two attempts' failure, mean and variance
+                p_sb, m_sb, v_sb = truncated_moments(
+                    S[X_SB_MU, d], S[X_SB_SIGMA, d], S[X_SB_SHIFT, d], timeout
+                )
+                p_sb = 1.0 - (1.0 - p_sb) * (1.0 - S[X_SB_ERRP, d])
+                c_mix = (1.0 - phi) * c_att + phi * m_sb
+                v_att = (1.0 - phi) * (v_att + c_att * c_att) + phi * (v_sb + m_sb * m_sb)
+                v_att = max(v_att - c_mix * c_mix, 0.0)
+                p_att = (1.0 - phi) * p_att + phi * p_sb
+                c_att = c_mix
             retries = E[E_RETRIES, e]
             att = _attempts(p_att, retries)
             backoff, retry_var = _retry_moments(
@@ -446,17 +573,20 @@ def flow_tick(
                 e_var = k * (1.0 - block) * (att * v_att + retry_var)
                 e_var += frac * (1.0 - frac) * cost * cost
                 var += e_var
-                k3 += lognormal_k3(k * cost, e_var)
+                e_k3 = lognormal_k3(k * cost, e_var)
+                k3 += e_k3
+                calls_var += e_var
+                calls_k3 += e_k3
                 if E[E_REQUIRED, e] > 0.0:
                     # k < 1 is a call made by a share k of requests, k ≥ 1 is k calls each
                     p_ok *= (1.0 - k * fail) if k < 1.0 else (1.0 - fail) ** k
             # breaker bookkeeping and edge telemetry
-            calls = served * k * att * (1.0 - block) * dt
+            calls = calling * k * att * (1.0 - block) * dt
             fails = calls * p_att
             E[E_P_ATTEMPT, e] = p_att
             n_events = _breaker_step(t, dt, e, E, calls, fails, events, n_events)
             eout[e, 0] = calls / dt
-            eout[e, 1] = served * k * fail
+            eout[e, 1] = calling * k * fail
             eout[e, 2] = c_att * 1000.0
             eout[e, 3] = E[E_BR_STATE, e] if E[E_FORCED, e] < 0.0 else 3.0 + E[E_FORCED, e]
 
@@ -506,9 +636,6 @@ def flow_tick(
         S[X_MU, s] = mu
         S[X_SIGMA, s] = sigma
         S[X_SHIFT, s] = shift
-        dist[s, 0] = mu
-        dist[s, 1] = sigma
-        dist[s, 2] = shift
 
         # ---- 3. conservation: arrivals = completed + failed + shed + Δ in-flight -----
         arrivals = counters[s, 0]
@@ -525,11 +652,38 @@ def flow_tick(
         S[X_NSERV, s] = n_target
         failed = departures * S[X_ERRP, s] + lost
         completed = departures * (1.0 - S[X_ERRP, s])
+        dropped = counters[s, 4]
+        own_arrivals = arrivals - dropped  # what reached the pods (callers see their shedding)
+        S[X_SHEDFRAC, s] = (
+            (shed - dropped) / own_arrivals if own_arrivals > 0.0 else (1.0 if down else 0.0)
+        )
+        answered = not down
+        phi = S[X_FO, s]
+        if phi > 0.0:
+            # the standby's requests, done within the tick; callers mix the two sides exactly
+            # per attempt, the service's latency telemetry (and its SLO) is the mixture of
+            # what each side served, moment-matched into the shifted lognormal
+            calls = max_cost if S[P_PARALLEL, s] > 0.0 else sum_cost
+            sb_mean, sb_var, sb_k3 = _standby_tick(s, dt, S, calls, calls_var, calls_k3, p_ok)
+            sb = counters[s, 2]
+            sb_failed = sb * S[X_SB_ERRP, s]
+            arrivals += sb
+            failed += sb_failed
+            completed += sb - sb_failed
+            departures += sb
+            w = sb / departures if departures > 0.0 else phi
+            mean, mix_var, mix_k3 = mixture_moments(
+                w, mean, var + wait_var, k3, sb_mean, sb_var, sb_k3
+            )
+            mu, sigma, shift = fit_shifted_lognormal(mean, mix_var, mix_k3)
+            answered = True
+        dist[s, 0] = mu
+        dist[s, 1] = sigma
+        dist[s, 2] = shift
         S[C_ARRIVED, s] += arrivals
         S[C_COMPLETED, s] += completed
         S[C_FAILED, s] += failed
         S[C_SHED, s] += shed
-        S[X_SHEDFRAC, s] = shed / arrivals if arrivals > 0.0 else (1.0 if down else 0.0)
 
         # ---- 4. resources ------------------------------------------------------------
         inflight = q + n_target
@@ -563,7 +717,7 @@ def flow_tick(
         out[s, 2] = failed / dt
         out[s, 3] = shed / dt
         out[s, 4] = (failed + shed) / finished if finished > 0.0 else 0.0
-        if down:
+        if not answered:
             for m in range(5, 9):
                 out[s, m] = 0.0
         else:
