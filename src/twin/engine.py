@@ -118,6 +118,7 @@ class Simulation:
         self.on_tick: list[Callable[[Simulation], None]] = []
         self.exclude_faults = tuple(exclude_faults)
         self.action_log: list[tuple[float, Action]] = []
+        self.action_generations: dict[tuple[str, int], int] = {}  # see actions._after
         self._pending: list[tuple[float, Action]] = []  # scheduled, not yet applied
         self._running = False
         self._finished = False
@@ -321,7 +322,8 @@ class Simulation:
 
     # -- actions and forks ---------------------------------------------------------------
     def act(self, action: Action) -> float:
-        """Apply an action now and return the time it takes effect.
+        """Apply an action now and return the time it was applied (what it sets in motion,
+        a rollout or a traffic shift, completes later: see `Action.profile`).
 
         Called from inside the running simulation (an on_tick hook, a SimPy process), the
         action waits for the next tick boundary, so a replay can put it at the same place.
@@ -436,6 +438,10 @@ class Simulation:
     @property
     def now(self) -> float:
         return self.env.now
+
+    def standby_replica_hours(self) -> float:
+        """Replica-hours of failover standbys so far: part of what the run cost in pods."""
+        return self.pods.standby_replica_seconds(min(self.env.now, self.end)) / 3600.0
 
     def conservation(self) -> dict[str, np.ndarray]:
         """Cumulative request accounting per service; in flight is what is left in the system."""

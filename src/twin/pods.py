@@ -3,6 +3,10 @@
 A pod is `starting` until its start-up delay passes, then `ready`; a crashed pod waits its
 back-off (10 s doubling, capped at 5 min, as Kubernetes does) and starts again. The flow
 kernel sees only the count of ready pods per service.
+
+Two things outside the primary deployments are kept here too because they are what the
+run's cost accounting reads: the standby deployments a failover runs in another cluster
+(their replica-seconds), and the features lost to rollbacks of deploys that were good.
 """
 
 from __future__ import annotations
@@ -49,7 +53,13 @@ class PodController:
     def __init__(self, sim: Simulation) -> None:
         self.sim = sim
         self.deployments: list[Deployment] = []
-        self.leak_since = [0.0] * sim.topo.n_services
+        n = sim.topo.n_services
+        self.leak_since = [0.0] * n
+        self.standby = [0] * n  # replicas of each service's standby deployment
+        self._standby_since = [0.0] * n
+        self._standby_seconds = [0.0] * n
+        self._standby_plan = [0] * n  # bumps when a later failover supersedes a resize
+        self.features_lost: list[tuple[float, str]] = []  # (when, service)
         for i, (name, svc) in enumerate(sim.scenario.topology.services.items()):
             dep = Deployment(
                 name=name, index=i, startup_s=svc.startup_s, spec_replicas=svc.replicas
@@ -175,6 +185,61 @@ class PodController:
     def set_leak_since(self, index: int, since: float) -> None:
         self.leak_since[index] = since
         self._sync(self.deployments[index])
+
+    # -- standby deployments and lost features ---------------------------------------------
+    def plan_standby(self, index: int, replicas: int, after_s: float, reason: str) -> None:
+        """Size the standby for a failover: grow to `replicas` now (a warm standby takes the
+        traffic as it shifts), shrink to it only once the shift is over (`after_s`)."""
+        self._standby_plan[index] += 1
+        plan = self._standby_plan[index]
+        if replicas >= self.standby[index] or after_s <= 0.0:
+            self._set_standby(index, replicas, reason)
+            return
+
+        def shrink(_event: object) -> None:
+            if self._standby_plan[index] == plan:
+                self._set_standby(index, replicas, reason)
+
+        self.sim.env.timeout(after_s).callbacks.append(shrink)
+
+    def _set_standby(self, index: int, replicas: int, reason: str) -> None:
+        before = self.standby[index]
+        if replicas == before:
+            return
+        now = self.sim.env.now
+        self._standby_seconds[index] += before * (now - self._standby_since[index])
+        self._standby_since[index] = now
+        self.standby[index] = replicas
+        S, base = self.sim.S, self.sim.topo.base_services
+        S[f.A_SB_REPLICAS, index] = replicas
+        S[f.A_SB_WORKERS, index] = base[f.P_WORKERS, index]
+        self.sim.events.emit(
+            now,
+            "standby",
+            service=self.deployments[index].name,
+            replicas_from=before,
+            replicas_to=replicas,
+            reason=reason,
+        )
+
+    def standby_replica_seconds(self, until: float) -> float:
+        """Standby replicas integrated up to `until`: what failovers cost in pods."""
+        total = 0.0
+        for i, replicas in enumerate(self.standby):
+            total += self._standby_seconds[i]
+            total += replicas * max(until - self._standby_since[i], 0.0)
+        return total
+
+    def lose_feature(self, index: int, reason: str) -> None:
+        """A rollback replaced a good deploy: its feature is gone for the rest of the run."""
+        now = self.sim.env.now
+        name = self.deployments[index].name
+        self.features_lost.append((now, name))
+        self.sim.events.emit(now, "feature_lost", service=name, reason=reason)
+
+    def feature_loss_hours(self, until: float) -> float:
+        """Hours the run went without the features rollbacks removed (a lasting cost)."""
+        return sum(max(until - t, 0.0) for t, _ in self.features_lost) / 3600.0
 
     # -- kernel view -------------------------------------------------------------------------
     def _drop_inflight(self, index: int) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from .actions import Action, ActionError
 from .engine import Simulation
 from .errors import ScenarioError
 from .fields import N_SERVICE_METRICS, M
@@ -104,8 +105,13 @@ def run_scenario(
     progress: Callable[[str, float, float], None] | None = None,
     labels: bool = True,
     fidelity: str = "flow",
+    actions: Sequence[tuple[float, Action]] = (),
 ) -> RunResult:
     """Simulate, write the run directory as the run goes, then label faults and summarise.
+
+    `actions` are (time, action) pairs applied at those times (flow fidelity); their costs
+    are in the summary (a failover's standby in replica_hours, features lost to rollbacks).
+    The labels' but-for replays leave them out: ground truth is about the faults alone.
 
     In request fidelity the labels still come from the flow fidelity's but-for replays:
     per-request noise differs between a run and its replay once paths diverge, and the
@@ -118,7 +124,9 @@ def run_scenario(
     tel = scenario.telemetry
     rate = tel.trace_rate if tel.trace_rate is not None else DEFAULT_TRACE_RATE[fidelity]
     if fidelity == "flow":
-        sim = Simulation(scenario)
+        sim = Simulation(scenario, actions=actions)
+    elif actions:
+        raise ActionError("actions: scheduled actions need flow fidelity")
     else:
         sim = RequestSimulation(scenario, trace_rate=rate if tel.traces else 0.0)
     names, edges = sim.topo.names, sim.topo.edges
@@ -171,7 +179,8 @@ def run_scenario(
     cons = sim.conservation()
     entries = sorted({sim.topo.service_index(c.entry) for c in scenario.workload.classes})
     slo_report = slo.report()
-    replica_hours = round(_replica_hours(means), 3)
+    standby_hours = sim.pods.standby_replica_seconds(sim_seconds) / 3600.0  # failovers
+    replica_hours = round(_replica_hours(means) + standby_hours, 3)
     summary = {
         "scenario": scenario.name,
         "seed": scenario.seed,
@@ -191,6 +200,9 @@ def run_scenario(
             for key in ("arrived", "completed", "failed", "shed", "in_flight")
         },
         "replica_hours": replica_hours,
+        "standby_replica_hours": round(standby_hours, 3),
+        "features_lost": len(sim.pods.features_lost),
+        "feature_loss_hours": round(sim.pods.feature_loss_hours(sim_seconds), 3),
         "events": dict(sorted(sim.events.counts.items())),
         "traces": {"rate": rate if tel.traces else 0.0, "spans": streams.spans()},
         "faults": len(scenario.faults),
