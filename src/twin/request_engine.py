@@ -18,6 +18,7 @@ import numpy as np
 import simpy
 
 from . import fields as f
+from .actions import Action, ActionError
 from .compiled import CompiledTopology, compile_topology
 from .events import EventLog
 from .faults import FaultInjector
@@ -96,6 +97,10 @@ class RequestSimulation:
         self.interrupted = False
         self.on_tick: list[Callable[[RequestSimulation], None]] = []
         self.rand = RandomBuffer(stream(scenario.seed, "requests"))
+        self._shed_rand = RandomBuffer(stream(scenario.seed, "shed-load"))
+        self.exclude_faults = tuple(exclude_faults)
+        self.action_log: list[tuple[float, Action]] = []
+        self.action_generations: dict[tuple[str, int], int] = {}  # see actions._after
         self._arrival_rng = stream(scenario.seed, "arrival-times")
         self.visits: list[tuple[int, float, float, float]] | None = [] if record_visits else None
 
@@ -292,6 +297,7 @@ class RequestSimulation:
         visit, rate = self.walker.visit, self.trace_rate
         entries = np.asarray(self.class_entry, dtype=np.int64)
         spans = self._spans
+        shed_share, shed_rand = self.S[f.A_SHED], self._shed_rand  # a view: actions write S
         for i in range(self.n_ticks):
             counts = self.class_arrivals[i].astype(np.int64)
             total = int(counts.sum())
@@ -305,6 +311,10 @@ class RequestSimulation:
                 delay = t - env._now
                 if delay > 0.0:
                     yield env.timeout(delay)
+                if shed_share[s] > 0.0 and shed_rand.uniform() < shed_share[s]:
+                    self.tick_arrived[s] += 1  # dropped at the ingress (a ShedLoad action)
+                    self.tick_shed[s] += 1
+                    continue
                 trace = None
                 if rate > 0.0 and rand.uniform() < rate:
                     trace = TraceContext(f"{rand.bits64():016x}{rand.bits64():016x}", spans)
@@ -475,9 +485,34 @@ class RequestSimulation:
         for sink in self.sinks:
             sink.close()
 
+    # -- actions -------------------------------------------------------------------------
+    def act(self, action: Action) -> float:
+        """Apply an action now and return the time (no schedule, replay or fork here: the
+        request fidelity is the reference, driven step by step). A kind it does not model
+        is refused with an ActionError, never ignored."""
+        if not isinstance(action, Action):
+            raise ActionError(f"not an action: {action!r}")
+        if "request" not in action.fidelities:
+            raise ActionError(
+                f"{action.kind}: needs flow fidelity (the request fidelity does not model it); "
+                "run with fidelity 'flow'"
+            )
+        action.check(self)  # type: ignore[arg-type]
+        now = self.env.now
+        self.events.emit(now, "action", action=action.kind, **action.params())
+        record = self.events.pending[-1]
+        record.update(action.apply(self))  # type: ignore[arg-type]
+        self.action_log.append((now, action))
+        self.refresh_all()
+        return now
+
     @property
     def now(self) -> float:
         return self.env.now
+
+    def standby_replica_hours(self) -> float:
+        """Always 0 here (no failover in this fidelity); the same interface as the flow's."""
+        return self.pods.standby_replica_seconds(self.env.now) / 3600.0
 
     def conservation(self) -> dict[str, np.ndarray]:
         """Per-service request accounting; in flight is what is still inside a service."""
