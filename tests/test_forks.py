@@ -239,19 +239,21 @@ def test_a_rollback_in_a_fork_diverges_only_from_the_fork_time_and_helps():
             fixed = acted.window(service, metric, at + 60, 6300).mean()
             broken = base.window(service, metric, at + 60, 6300).mean()
             assert fixed < 0.8 * broken, (service, metric, fixed, broken)
-    kinds = [e["kind"] for e in acted.events if e["time"] == at]
-    assert [k for k in kinds if k in ("action", "rollback", "fault_end")] == [
-        "action",
-        "rollback",
-        "fault_end",
-    ]
+    # the rollback is a rolling update: the bad deploy ends when its rollout (60 s) is done
+    done = at + Rollback(CATALOG).rollout_s
+    for when, expected in ((at, ["action"]), (done, ["rollback", "fault_end"])):
+        kinds = [e["kind"] for e in acted.events if e["time"] == when]
+        assert [k for k in kinds if k in ("action", "rollback", "fault_end")] == expected
     action = next(e for e in acted.events if e["kind"] == "action")
     assert action == {
         "time": at,
         "kind": "action",
         "action": "rollback",
         "service": CATALOG,
+        "rollout_s": 60.0,
         "faults": ["bad_deploy-0"],
+        "done_at": done,
+        "feature_lost": False,
     }
 
 
