@@ -13,7 +13,6 @@ the HPA (logged) and takes it again once the error has settled.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from collections import deque
@@ -22,7 +21,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from detectors import forecast_models
 from detectors.forecast_base import Event, Forecast, Forecaster
+from detectors.forecasters import ForecastError, SeasonalNaive
 from twin.actions import ScaleTo
 from twin.engine import Simulation
 from twin.hpa import hpa_recommendation
@@ -55,106 +56,15 @@ def replicas_for_rate(
     return max(1, math.ceil(max(cpu, pool) - 1e-9))
 
 
-# ------------------------------------------------------------------- fallback forecaster
-class SeasonalNaiveEvents:
-    """Seasonal naive with learned calendar-event lifts and empirical intervals.
-
-    Used until the project's forecasters exist; behind the same `Forecaster` contract. The
-    central path repeats the last season (outside events); inside a declared event it is the
-    baseline times the mean lift seen in past occurrences of events of that kind.
-    """
-
-    name = "seasonal-naive-events"
-
-    def __init__(self, season_s: float = DAY_S) -> None:
-        self.season_s = season_s
-
-    def fit(
-        self, times: np.ndarray, values: np.ndarray, events: Sequence[Event] = ()
-    ) -> SeasonalNaiveEvents:
-        self.times = np.asarray(times, float)
-        self.values = np.asarray(values, float)
-        self.step = float(self.times[1] - self.times[0]) if len(self.times) > 1 else 1.0
-        self.period = max(1, round(self.season_s / self.step))
-        flags = self._event_mask(self.times, events)
-        self.flags = flags
-        base = self._baseline_fill(self.values, flags)
-        self.lifts: dict[str, float] = {}
-        p = self.period
-        ratios: dict[str, list[float]] = {}
-        for ev in events:
-            sel = (self.times >= ev.start) & (self.times < ev.end)
-            idx = np.nonzero(sel)[0]
-            idx = idx[idx >= p]
-            if len(idx):
-                ref = base[idx - p]
-                ok = ref > 0
-                if ok.any():
-                    ratios.setdefault(ev.kind, []).append(
-                        float(np.mean(self.values[idx][ok] / ref[ok]))
-                    )
-        self.lifts = {k: float(np.mean(v)) for k, v in ratios.items()}
-        self.base = base
-        # in-sample relative errors of the seasonal naive outside events give the interval
-        if len(self.values) > p:
-            prev, cur = base[:-p], self.values[p:]
-            keep = (~flags[p:]) & (prev > 0)
-            rel = cur[keep] / prev[keep] - 1.0 if keep.any() else np.zeros(1)
-        else:
-            rel = np.zeros(1)
-        self.rel = rel
-        return self
-
-    @staticmethod
-    def _event_mask(times: np.ndarray, events: Sequence[Event]) -> np.ndarray:
-        mask = np.zeros(len(times), bool)
-        for ev in events:
-            mask |= (times >= ev.start) & (times < ev.end)
-        return mask
-
-    def _baseline_fill(self, values: np.ndarray, flags: np.ndarray) -> np.ndarray:
-        """The series with event steps replaced by the season before (a lift-free baseline)."""
-        base = values.copy()
-        p = self.period
-        for i in np.nonzero(flags)[0]:
-            base[i] = base[i - p] if i >= p else base[i]
-        return base
-
-    def predict(self, horizon: int, level: float = 0.9, events: Sequence[Event] = ()) -> Forecast:
-        n, p = len(self.values), self.period
-        times = self.times[-1] + self.step * np.arange(1, horizon + 1)
-        ext = np.concatenate([self.base, np.zeros(horizon)])
-        for h in range(horizon):
-            j = n + h - p
-            ext[n + h] = ext[j] if j >= 0 else self.base[-1]
-        mean = ext[n:].copy()
-        for ev in events:
-            sel = (times >= ev.start) & (times < ev.end)
-            mean[sel] *= self.lifts.get(ev.kind, 1.0)
-        lo_q, hi_q = np.quantile(self.rel, [(1 - level) / 2, (1 + level) / 2])
-        lower = np.maximum(mean * (1.0 + min(lo_q, 0.0)), 0.0)
-        upper = mean * (1.0 + max(hi_q, 0.0))
-        return Forecast(times=times, mean=mean, lower=lower, upper=upper, level=level)
-
-
 def make_forecaster(name: str | None, season_s: float) -> Forecaster:
-    """The project's forecaster `name` from detectors.forecasters if it imports, else ours."""
+    """The named forecaster for a daily season; seasonal naive over `season_s` otherwise.
+
+    Seasonal naive needs only one season of history, which is all the scaler has on the
+    day it takes over; a named model that needs more falls back to it until it can fit.
+    """
     if name and season_s == DAY_S:
-        try:
-            mod = importlib.import_module("detectors.forecasters")
-            for attr in ("make_forecaster", "build_forecaster", "get_forecaster", "create"):
-                fn = getattr(mod, attr, None)
-                if callable(fn):
-                    try:
-                        return fn(name, season_s=season_s)
-                    except TypeError:
-                        return fn(name)
-            registry = getattr(mod, "FORECASTERS", None)
-            if isinstance(registry, dict) and name in registry:
-                return registry[name]()
-        except Exception as exc:  # their module may be half-written: fall back, say so
-            log.info("forecaster %r unavailable (%s); using seasonal naive", name, exc)
-    return SeasonalNaiveEvents(season_s=season_s)
+        return forecast_models.make_forecaster(name)
+    return SeasonalNaive(season_s, min_periods=1)
 
 
 # ----------------------------------------------------------------------------- the scaler
@@ -193,7 +103,7 @@ class PredictiveScaler:
         season_s: float = DAY_S,
         mape_threshold: float = 0.3,
         mape_window: int = 6,
-        forecaster: str | None = "seasonal-naive-daily",
+        forecaster: str | None = None,
         services: Sequence[str] | None = None,
         forecaster_factory: Callable[[], Forecaster] | None = None,
     ) -> None:
@@ -204,7 +114,9 @@ class PredictiveScaler:
         self.margin_s = margin_s
         self.target = target
         self.level = level
-        self.season_s = season_s
+        # the forecaster sees one point per interval: a season is a whole number of them
+        self.season_s = max(1, round(season_s / interval_s)) * interval_s
+        season_s = self.season_s
         self.mape_threshold = mape_threshold
         self.factory = forecaster_factory or (lambda: make_forecaster(forecaster, season_s))
         topo = sim.scenario.topology.services
@@ -352,9 +264,9 @@ class PredictiveScaler:
         try:
             fc = self.factory().fit(times, values, self.events)
             return fc.predict(horizon, level=self.level, events=self.events)
-        except Exception as exc:  # a forecaster refusing a series must not stop scaling
-            log.debug("forecaster failed (%s); seasonal naive instead", exc)
-            fc = SeasonalNaiveEvents(self.season_s).fit(times, values, self.events)
+        except ForecastError as exc:  # e.g. a model that needs two seasons, on day one
+            log.debug("forecaster refused the history (%s); seasonal naive instead", exc)
+            fc = SeasonalNaive(self.season_s, min_periods=1).fit(times, values, self.events)
             return fc.predict(horizon, level=self.level, events=self.events)
 
     def _scale(self, m: _Managed, replicas: int, t: float, why: str, **extra) -> None:

@@ -208,12 +208,15 @@ class _Base:
         return self.calendar.apply(base, events)
 
 
-def _season_seconds(period: str) -> float:
+def _season_seconds(period: str | float) -> float:
+    """'daily', 'weekly' or a season length in seconds (e.g. a short test season)."""
     if period == "daily":
         return DAY_S
     if period == "weekly":
         return WEEK_S
-    raise ForecastError(f"period must be 'daily' or 'weekly', got {period!r}")
+    if isinstance(period, int | float) and not isinstance(period, bool) and period > 0:
+        return float(period)
+    raise ForecastError(f"period must be 'daily', 'weekly' or seconds > 0, got {period!r}")
 
 
 # --------------------------------------------------------------------------- seasonal naive
@@ -226,14 +229,20 @@ class SeasonalNaive(_Base):
     distribution over the history is the distribution of k-season relative differences.
     """
 
-    def __init__(self, period: Literal["daily", "weekly"] = "weekly") -> None:
+    def __init__(
+        self, period: Literal["daily", "weekly"] | float = "weekly", min_periods: int = 2
+    ) -> None:
         super().__init__()
         self.period = period
-        _season_seconds(period)
-        self.name = f"seasonal-naive-{period}"
+        self.season_s = _season_seconds(period)
+        if min_periods < 1:
+            raise ForecastError(f"min_periods must be >= 1, got {min_periods}")
+        self.min_periods = min_periods
+        label = period if isinstance(period, str) else f"{self.season_s:g}s"
+        self.name = f"seasonal-naive-{label}"
 
     def _season(self, step: float) -> int:
-        return period_steps(_season_seconds(self.period), step)
+        return period_steps(self.season_s, step)
 
     def _fit_baseline(self, y: np.ndarray, step: float) -> None:
         self.m_ = self._season(step)
@@ -251,7 +260,8 @@ class SeasonalNaive(_Base):
             lag = kk * m
             if lag >= n:
                 lag = (n - 1) // m * m  # as far back as the history allows
-            ratio = y[lag:] / np.maximum(y[:-lag], 1e-9) - 1.0
+            # one season of history has no season-on-season error yet: a point interval
+            ratio = y[lag:] / np.maximum(y[:-lag], 1e-9) - 1.0 if 0 < lag < n else np.zeros(1)
             qlo, qhi = np.quantile(ratio, [alpha, 1 - alpha])
             sel = k == kk
             lower[sel] = mean[sel] * (1 + qlo)
@@ -390,18 +400,3 @@ class Mstl(_LogModel):
         half = np.sqrt(((upper - mean) / z) ** 2 + drift_var) * z
         mean = mean + season
         return self._back(mean, mean - half, mean + half)
-
-
-MODELS = {
-    "seasonal-naive": lambda: SeasonalNaive("weekly"),
-    "seasonal-naive-daily": lambda: SeasonalNaive("daily"),
-    "holt-winters": HoltWinters,
-    "mstl": Mstl,
-}
-
-
-def make_forecaster(name: str) -> _Base:
-    """A fresh forecaster by its CLI name."""
-    if name not in MODELS:
-        raise ForecastError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name]()
