@@ -39,6 +39,7 @@ from twin.actions import (
 )
 from twin.engine import Simulation
 from twin.errors import FirebreakError
+from twin.kernel import Z95, Z99, mixture_quantile
 from twin.request_engine import RequestSimulation
 from twin.run import run_scenario
 
@@ -110,6 +111,11 @@ def test_failover_of_a_slow_service_brings_its_callers_latency_back_by_about_the
     # half of it: about halfway between (the mean of a mixture is the mixture of means)
     midway = 0.5 * (slow + healthy + FAILOVER_PENALTY_MS)
     assert _mean(half, "mid", "latency_mean_ms") == pytest.approx(midway, rel=0.1)
+    p50, p95, p99 = (
+        half.window("leaf", m, AT, 1400)
+        for m in ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
+    )
+    assert np.all(p50 < p95) and np.all(p95 < p99)
     for run in (half, full):  # the tail follows
         assert _mean(run, "mid", "latency_p99_ms") < _mean(broken, "mid", "latency_p99_ms")
         # the leaf's own row is what its callers saw: primary and standby mixed
@@ -140,6 +146,21 @@ def test_failover_shifts_over_its_shift_time_and_share_zero_hands_traffic_back()
     assert first["share_from"] == 0.0 and first["done_at"] == AT + shift
     assert first["standby"] == 2 and second["standby"] == 0
     assert second["share_from"] == 1.0
+
+
+def _lognormal_cdf(x: float, mu: float, sigma: float, shift: float) -> float:
+    return 0.5 * math.erfc(-(math.log(x - shift) - mu) / (sigma * math.sqrt(2))) if x > shift else 0
+
+
+@pytest.mark.parametrize("w", [0.05, 0.5, 0.9, 1.0])
+def test_the_mixture_percentiles_are_exact_where_one_fitted_lognormal_is_not(w):
+    """A slow primary (100 ms, cv 1) beside a fast standby (5 ms + 20 ms penalty): two humps."""
+    slow = (math.log(0.1) - 0.5 * math.log(2), math.sqrt(math.log(2)), 0.0)
+    fast = (math.log(0.005) - 0.5 * math.log(2), math.sqrt(math.log(2)), 0.02)
+    for p, z in ((0.5, 0.0), (0.95, Z95), (0.99, Z99)):
+        q = mixture_quantile(p, z, w, *slow, *fast)
+        cdf = (1 - w) * _lognormal_cdf(q, *slow) + w * _lognormal_cdf(q, *fast)
+        assert cdf == pytest.approx(p, abs=1e-7)
 
 
 def test_a_failover_rescues_a_service_in_outage_and_conserves_requests():

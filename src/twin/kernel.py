@@ -355,6 +355,49 @@ def mixture_moments(
 
 
 @njit(cache=True)
+def _shifted_lognormal_cdf(x: float, mu: float, sigma: float, shift: float) -> float:
+    y = x - shift
+    if y <= 0.0:
+        return 0.0
+    if sigma <= 1e-12:
+        return 1.0 if math.log(y) >= mu else 0.0
+    return 1.0 - _norm_sf((math.log(y) - mu) / sigma)
+
+
+@njit(cache=True)
+def mixture_quantile(
+    p: float,
+    z: float,
+    w: float,
+    mu1: float,
+    sigma1: float,
+    shift1: float,
+    mu2: float,
+    sigma2: float,
+    shift2: float,
+) -> float:
+    """The p-quantile (z its normal score) of a mixture of two shifted lognormals, weight
+    1 - w and w. A fitted single lognormal misplaces the median of a two-humped mixture (a
+    slow primary beside a fast standby); the parts' own quantiles bracket the mixture's,
+    so bisection on the exact CDF finds it."""
+    a = max(shift1 + math.exp(mu1 + z * sigma1), 0.0)
+    b = max(shift2 + math.exp(mu2 + z * sigma2), 0.0)
+    lo = min(a, b)
+    hi = max(a, b)
+    for _ in range(60):
+        if hi - lo <= 1e-9 * hi:
+            break
+        mid = 0.5 * (lo + hi)
+        cdf = (1.0 - w) * _shifted_lognormal_cdf(mid, mu1, sigma1, shift1)
+        cdf += w * _shifted_lognormal_cdf(mid, mu2, sigma2, shift2)
+        if cdf < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+@njit(cache=True)
 def _standby_tick(
     s: int,
     dt: float,
@@ -658,11 +701,13 @@ def flow_tick(
             (shed - dropped) / own_arrivals if own_arrivals > 0.0 else (1.0 if down else 0.0)
         )
         answered = not down
+        w = 0.0  # share of this tick's served requests the standby served
         phi = S[X_FO, s]
         if phi > 0.0:
-            # the standby's requests, done within the tick; callers mix the two sides exactly
-            # per attempt, the service's latency telemetry (and its SLO) is the mixture of
-            # what each side served, moment-matched into the shifted lognormal
+            # the standby's requests, done within the tick. Callers mix the two sides exactly
+            # per attempt; the service's latency telemetry is the exact mixture of what each
+            # side served (mean, and percentiles by mixture_quantile), its distribution for
+            # the SLO the mixture moment-matched into one shifted lognormal
             calls = max_cost if S[P_PARALLEL, s] > 0.0 else sum_cost
             sb_mean, sb_var, sb_k3 = _standby_tick(s, dt, S, calls, calls_var, calls_k3, p_ok)
             sb = counters[s, 2]
@@ -720,6 +765,13 @@ def flow_tick(
         if not answered:
             for m in range(5, 9):
                 out[s, m] = 0.0
+        elif w > 0.0:
+            mu1, sg1, sh1 = S[X_MU, s], S[X_SIGMA, s], S[X_SHIFT, s]
+            mu2, sg2, sh2 = S[X_SB_MU, s], S[X_SB_SIGMA, s], S[X_SB_SHIFT, s]
+            out[s, 5] = mean * 1000.0
+            out[s, 6] = mixture_quantile(0.5, 0.0, w, mu1, sg1, sh1, mu2, sg2, sh2) * 1000.0
+            out[s, 7] = mixture_quantile(0.95, Z95, w, mu1, sg1, sh1, mu2, sg2, sh2) * 1000.0
+            out[s, 8] = mixture_quantile(0.99, Z99, w, mu1, sg1, sh1, mu2, sg2, sh2) * 1000.0
         else:
             out[s, 5] = mean * 1000.0
             out[s, 6] = (shift + math.exp(mu)) * 1000.0
