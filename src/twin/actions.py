@@ -194,12 +194,13 @@ class ScaleTo(Action):
         return {"replicas_from": before}
 
     def profile(self, sim: Simulation | None = None) -> ActionProfile:
-        now = self.replicas
+        """Without `sim` the direction is unknown: the start-up delay, no replica count."""
+        added = 0
         if sim is not None and self.service in sim.topo.names:
-            now = sim.pods.deployments[sim.topo.names.index(self.service)].spec_replicas
-        added = self.replicas - now
+            deployment = sim.pods.deployments[sim.topo.names.index(self.service)]
+            added = self.replicas - deployment.spec_replicas
         return ActionProfile(
-            delay_s=_startup_s(sim, self.service) if added > 0 else 0.0,
+            delay_s=_startup_s(sim, self.service) if added > 0 or sim is None else 0.0,
             replicas_added=float(added),
             risk="scaled in below its load the pods left overload; the HPA may undo it",
         )
