@@ -487,11 +487,25 @@ def flow_tick(
     n = S.shape[1]
     n_events = 0
 
+    # operator actions in effect anywhere? (a sequential scan; without any, the loops below
+    # skip the reads a shed rule or a standby would need)
+    shedding = False
+    failing_over = False
+    for s in range(n):
+        if S[A_SHED, s] > 0.0:
+            shedding = True
+        if S[A_FO_TO, s] > 0.0 or S[A_FO_FROM, s] > 0.0:
+            failing_over = True
+
     # ---- 1. arrivals, top-down -------------------------------------------------------
     for oi in range(n):
         s = order[oi]
-        dropped = ext[s] * S[A_SHED, s]  # shed at the entry before anything else sees them
-        lam = (ext[s] - dropped) / dt
+        lam = ext[s] / dt
+        dropped = 0.0
+        if shedding:
+            dropped = ext[s] * S[A_SHED, s]  # shed at the entry before anything else sees them
+            lam = (ext[s] - dropped) / dt
+        counters[s, 4] = dropped
         for j in range(in_ptr[s], in_ptr[s + 1]):
             e = in_idx[j]
             u = src[e]
@@ -499,14 +513,21 @@ def flow_tick(
             if block >= 1.0:
                 continue
             att = _attempts(E[E_P_ATTEMPT, e], E[E_RETRIES, e])
-            lam += (S[X_SERVED, u] + S[X_SB_RATE, u]) * E[E_K, e] * att * (1.0 - block)
-        phi = failover_share(s, t + 0.5 * dt, S)
-        S[X_FO, s] = phi
-        S[X_SB_RATE, s] = phi * lam
-        counters[s, 2] = phi * lam * dt
-        counters[s, 4] = dropped
-        if phi > 0.0:
-            lam -= phi * lam
+            calling = S[X_SERVED, u]
+            if failing_over:
+                calling += S[X_SB_RATE, u]  # the standby's requests make the calls too
+            lam += calling * E[E_K, e] * att * (1.0 - block)
+        counters[s, 2] = 0.0
+        if failing_over:
+            mid = t + 0.5 * dt
+            phi = failover_share(s, mid, S)
+            if mid >= S[A_FO_T1, s]:
+                S[A_FO_FROM, s] = phi  # the shift is over (once both are 0, no more scans)
+            S[X_FO, s] = phi
+            S[X_SB_RATE, s] = phi * lam
+            if phi > 0.0:
+                counters[s, 2] = phi * lam * dt
+                lam -= phi * lam
         arrivals = lam * dt
         ready = S[P_READY, s]
         prev_inflight = S[X_QUEUE, s] + S[X_NSERV, s]
@@ -560,7 +581,7 @@ def flow_tick(
         calls_k3 = 0.0
         p_ok = 1.0
         served = S[X_SERVED, s]
-        calling = served + S[X_SB_RATE, s]  # the standby's requests make the calls too
+        calling = served + S[X_SB_RATE, s] if failing_over else served
         for j in range(out_ptr[s], out_ptr[s + 1]):
             e = out_idx[j]
             d = dst[e]
@@ -585,7 +606,7 @@ def flow_tick(
                 wait = t_mean + E[E_FAULT_LAT, e]
                 c_att = shed_d * CONNECT_REFUSED_S + (1.0 - shed_d) * wait
                 v_att = (1.0 - shed_d) * t_var
-            phi = S[X_FO, d]
+            phi = S[X_FO, d] if failing_over else 0.0
             if phi > 0.0:
                 # a share phi of attempts goes to the standby, past this link's faults: the
                 # exact mixture of the two attempts' failure, mean and variance
@@ -702,7 +723,7 @@ def flow_tick(
         )
         answered = not down
         w = 0.0  # share of this tick's served requests the standby served
-        phi = S[X_FO, s]
+        phi = S[X_FO, s] if failing_over else 0.0
         if phi > 0.0:
             # the standby's requests, done within the tick. Callers mix the two sides exactly
             # per attempt; the service's latency telemetry is the exact mixture of what each
