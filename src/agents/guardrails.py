@@ -16,7 +16,8 @@ Pre-checks (`check`), in order; a verdict lists every reason, not only the first
 - `noop` and `escalate` are always allowed (escalate even while the breaker is open).
 - An undo issued by `post_check` is allowed (only its targets are checked): putting back
   a setting is the safe direction, so rate limits and the breaker never block it, and it
-  is not counted in the windows.
+  is not counted in the windows when recorded (with or without a check). It goes stale
+  (is judged and counted as a new action) when not applied within `service_window_s`.
 - While the automation breaker is open nothing else is allowed.
 - A kind the guardrails do not know is refused unless listed in `allow_kinds`.
 - Every service the action names (fields `service`, `entry`, `source`, `target`) must be
@@ -263,13 +264,9 @@ def targets(action: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _setting_key(action: Any, field: str) -> tuple[Any, ...]:
-    others = tuple(
-        (fld.name, getattr(action, fld.name))
-        for fld in dataclasses.fields(action)
-        if fld.name != field
-    )
-    return (action.kind, *others)
+def _setting_key(action: Any) -> tuple[str, ...]:
+    """What a setting belongs to: the kind and the services it names (not its tuning)."""
+    return (action.kind, *targets(action))
 
 
 def _replace(action: Any, **changes: Any) -> Any | None:
@@ -302,7 +299,8 @@ class Guardrails:
         self._settings: dict[tuple[Any, ...], Any] = {}
         self._snapshot: tuple[Any, Any] | None = None  # (action, prior) at the last check
         self._applied: OrderedDict[Any, tuple[Any, bool]] = OrderedDict()
-        self._undos: list[Any] = []
+        self._undos: list[tuple[Any, float]] = []  # (undo, issued at), not yet applied
+        self._fresh: Any = None  # what the last check let through as a new action
         self.last_post_check: dict[str, Any] | None = None
         self.last_reset: dict[str, Any] | None = None
 
@@ -330,12 +328,14 @@ class Guardrails:
     def check(self, action: Action, view: SystemView) -> Verdict:
         """Decide whether `action` may be applied now, possibly in a clamped form."""
         kind = action.kind
+        self._fresh = None
         if kind in ALWAYS_ALLOWED:
             return Verdict(True, action, action)
         services = tuple(view.services())
         unknown = [s for s in targets(action) if s not in services]
         missing = tuple(f"{kind}: unknown service {s!r}" for s in unknown)
-        if action in self._undos:
+        self._expire_undos(view.now)
+        if any(u == action for u, _ in self._undos):
             if missing:
                 return Verdict(False, action, None, missing)
             return Verdict(
@@ -374,6 +374,7 @@ class Guardrails:
         if refusals:
             return Verdict(False, action, None, tuple(refusals + notes))
         self._snapshot = (chosen, self._prior(chosen, view))
+        self._fresh = chosen
         return Verdict(True, action, chosen, tuple(notes))
 
     def _size(self, action: Any, view: SystemView) -> tuple[Any, list[str], list[str]]:
@@ -492,10 +493,10 @@ class Guardrails:
         """The setting an action is about to change, for its undo (None if unknown)."""
         if action.kind not in SETTINGS:
             return None
-        field, default = SETTINGS[action.kind]
+        default = SETTINGS[action.kind][1]
         if action.kind == "scale_to":
             return int(view.replicas(action.service))
-        return self._settings.get(_setting_key(action, field), default)
+        return self._settings.get(_setting_key(action), default)
 
     def record(
         self, action: Action, view: SystemView, result: Mapping[str, Any] | None = None
@@ -512,13 +513,17 @@ class Guardrails:
         kind = action.kind
         if kind in ALWAYS_ALLOWED:
             return
-        is_undo = action in self._undos
+        self._expire_undos(now)
+        # a pending undo is recorded as one unless the last check passed it as a new action
+        # (a clamped proposal can equal an undo: it was judged, so it counts)
+        is_undo = action != self._fresh and any(u == action for u, _ in self._undos)
+        self._fresh = None
         if is_undo:
-            self._undos.remove(action)
+            self._undos = [(u, t) for u, t in self._undos if u != action]
         prior = None
         if kind in SETTINGS:
             field, default = SETTINGS[kind]
-            key = _setting_key(action, field)
+            key = _setting_key(action)
             if result is not None and f"{field}_from" in result:
                 prior = result[f"{field}_from"]
             elif self._snapshot is not None and self._snapshot[0] == action:
@@ -535,6 +540,11 @@ class Guardrails:
         if not is_undo:
             self._history.append(_Acted(now, kind, targets(action)))
         self._prune(now)
+
+    def _expire_undos(self, now: float) -> None:
+        """An undo not applied within service_window_s is stale: the system moved on."""
+        keep = self.config.service_window_s
+        self._undos = [(u, t) for u, t in self._undos if now - t < keep]
 
     def _prune(self, now: float) -> None:
         horizon = max(self.config.window_s, self.config.service_window_s)
@@ -588,7 +598,8 @@ class Guardrails:
         }
         self.record_outcome(not worse, when, what=f"{action.kind} {', '.join(targets(action))}")
         if undo is not None:
-            self._undos.append(undo)
+            self._undos.append((undo, when))
+            del self._undos[:-_MAX_APPLIED]
         return undo
 
     # ------------------------------------------------------------------------ breaker
@@ -633,10 +644,9 @@ class Guardrails:
                 for a in self._history
             ],
             "settings": [
-                {"key": [list(k) if isinstance(k, tuple) else k for k in key], "value": value}
-                for key, value in self._settings.items()
+                {"key": list(key), "value": value} for key, value in self._settings.items()
             ],
-            "pending_undos": [_plain_action(u) for u in self._undos],
+            "pending_undos": [_plain_action(u) for u, _ in self._undos],
             "last_reset": self.last_reset,
         }
 
