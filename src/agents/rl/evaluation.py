@@ -1,0 +1,112 @@
+"""Policies against each other on held-out seeds: MTTR, SLO minutes, actions, unsafe actions.
+
+Every policy meets the same episodes (the same seeds draw the same topology, load and
+fault), so differences are paired. Figures are means with 95% confidence intervals
+(Student t over episodes). MTTR is the rehearsal's definition (fault start to SLO restored,
+censored at the episode's end) over the episodes whose fault broke the SLO. An unsafe
+action is one the guardrails refused when the policy chose it: the env never applies it,
+and a masked policy never picks one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+EVAL_SEED_BASE = 1_000_000  # evaluation seeds start here; training seeds stay far below
+METRICS = ("mttr_s", "slo_violating_min", "actions", "unsafe_actions", "return")
+
+
+def eval_seeds(n: int, base: int = EVAL_SEED_BASE) -> list[int]:
+    return [base + i for i in range(n)]
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): a Student-t interval; a single value has a zero-width one."""
+    xs = np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
+    if len(xs) == 0:
+        return (math.nan, math.nan, math.nan)
+    m = float(xs.mean())
+    if len(xs) < 2:
+        return (m, m, m)
+    half = float(stats.t.ppf(0.5 + level / 2, len(xs) - 1) * xs.std(ddof=1) / math.sqrt(len(xs)))
+    return (m, m - half, m + half)
+
+
+def run_episode(env, policy, seed: int, masked: bool = True) -> dict[str, Any]:
+    """One episode of `policy` on `env` from `seed`; the env's summary plus the seed."""
+    obs, _ = env.reset(seed=seed)
+    start = True
+    while True:
+        mask = env.unwrapped.action_masks() if masked else None
+        action, _ = policy.predict(
+            obs, episode_start=np.array([start]), deterministic=True, action_masks=mask
+        )
+        start = False
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            summary = dict(info["firebreak"])
+            summary["seed"] = seed
+            summary["unsafe_actions"] = summary.get("refused", 0)
+            return summary
+
+
+def evaluate_policies(
+    make_env: Callable[[], Any],
+    policies: Mapping[str, tuple[Any, bool]],
+    seeds: Iterable[int],
+    progress: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Rows (policy, seed, figures) for every policy (object, uses masks) on every seed."""
+    seeds = list(seeds)
+    rows = []
+    for name, (policy, masked) in policies.items():
+        env = make_env()
+        for seed in seeds:
+            row = run_episode(env, policy, seed, masked)
+            row["policy"] = name
+            rows.append(row)
+            if progress is not None:
+                progress()
+        env.close()
+    return rows
+
+
+def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per policy: each metric's mean and 95% CI (MTTR over SLO-breaking episodes)."""
+    out = []
+    for name in dict.fromkeys(r["policy"] for r in rows):
+        mine = [r for r in rows if r["policy"] == name]
+        entry: dict[str, Any] = {"policy": name, "episodes": len(mine)}
+        impacted = [r for r in mine if r.get("mttr_s") is not None]
+        entry["with_slo_impact"] = len(impacted)
+        entry["censored"] = sum(bool(r.get("censored")) for r in impacted)
+        for metric in METRICS:
+            values = [r.get(metric) for r in (impacted if metric == "mttr_s" else mine)]
+            m, lo, hi = mean_ci([float(v) for v in values if v is not None])
+            entry[metric] = m
+            entry[f"{metric}_ci"] = (lo, hi)
+        out.append(entry)
+    return out
+
+
+def paired_mttr_difference(
+    rows: Sequence[Mapping[str, Any]], a: str, b: str
+) -> tuple[float, float, float, int]:
+    """Mean MTTR of `a` minus `b` over seeds where both broke the SLO, with a 95% CI."""
+    by = {(r["policy"], r["seed"]): r for r in rows}
+    diffs = []
+    for (policy, seed), r in by.items():
+        other = by.get((b, seed))
+        if policy != a or other is None:
+            continue
+        if r.get("mttr_s") is None and other.get("mttr_s") is None:
+            continue
+        # an episode one policy kept inside the SLO restored at once for it
+        diffs.append(float(r.get("mttr_s") or 0.0) - float(other.get("mttr_s") or 0.0))
+    m, lo, hi = mean_ci(diffs)
+    return m, lo, hi, len(diffs)

@@ -1,0 +1,72 @@
+"""`firebreak train`: train an RL policy on a Firebreak gymnasium environment."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _env_kwargs(text: str | None) -> dict:
+    from twin.errors import FirebreakError
+
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FirebreakError(f"--env-kwargs: not JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise FirebreakError(f"--env-kwargs: expected a JSON object, got {text!r}")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from agents.rl.train import TrainConfig, train
+
+    config = TrainConfig(
+        algo=args.algo,
+        env_id=args.env,
+        steps=args.steps,
+        out=Path(args.out),
+        seed=args.seed,
+        n_envs=args.n_envs,
+        env_kwargs=_env_kwargs(args.env_kwargs),
+        eval_episodes=args.eval_episodes,
+        threads=args.threads,
+        progress_bar=not args.quiet,
+    )
+    summary = train(config)
+    print(
+        f"trained {summary['algo']} on {summary['env_id']} for {summary['steps']} steps "
+        f"({summary['n_envs']} envs, seed {summary['seed']}) in {summary['wall_s']:g} s "
+        f"({summary['steps_per_s']:g} steps/s); policy {Path(args.out) / 'policy.zip'}, "
+        f"settings.json, tensorboard/, checkpoints/ and best/ beside it",
+        file=sys.stdout,
+    )
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train an RL policy (PPO, maskable PPO, DQN) on a Firebreak env",
+        description=(
+            "Vectorised envs, evaluation on held-out seeds during training (best model kept), "
+            "checkpoints, TensorBoard logs in OUT/tensorboard, a progress bar; saves "
+            "OUT/policy.zip and OUT/settings.json."
+        ),
+    )
+    p.add_argument("--algo", required=True, help="ppo, maskable-ppo or dqn")
+    p.add_argument("--env", required=True, help="firebreak/Remediation-v0 or firebreak/Autoscale-v0")
+    p.add_argument("--steps", type=int, required=True, help="environment steps to train for")
+    p.add_argument("--out", required=True, help="output directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-envs", type=int, default=4, help="envs stepped together (one process)")
+    p.add_argument("--env-kwargs", default=None, help='JSON env settings, e.g. \'{"top_k": 5}\'')
+    p.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes per eval")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)

@@ -1,0 +1,269 @@
+"""What both environments share: one simulation per episode, stepped a decision at a time,
+with the SLO accounted per tick exactly as the twin's `SloTracker` does.
+
+The env reads each decision interval's telemetry straight from the engine's current chunk
+(the rows it has just written), so a step allocates little: an episode must fit in one
+chunk, which every shipped topology does for episodes up to an hour at a 1 s tick.
+
+Safety is injectable: an `ActionGate` decides whether an action may be applied (and may
+clamp it); the twin's default only applies basic validity, and `agents.rl` wires the
+guardrails in. The gate reads a `GateView` (the live state: replicas, readiness, health),
+which matches `agents.contracts.SystemView` without importing it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+from scipy.special import ndtr
+
+from ..actions import Action, StopFault
+from ..engine import Simulation
+from ..fields import M
+from ..scenario import Scenario
+from .distribution import EnvConfigError
+from .encoding import AgentMemory, ObservationEncoder, RobustZScorer, Scorer, ServiceStatics
+
+GRACE_S = 60.0  # as detectors.evaluation: a fault's effects may outlive it by this much
+STABLE_S = 300.0  # as the rehearsal's MTTR: restored once this long of good SLO windows
+_THR, _ERR, _SHED = M["throughput"], M["error_rate"], M["shed_rate"]
+_DES, _READY = M["desired_replicas"], M["ready_replicas"]
+
+
+class ActionGate(Protocol):
+    """Decides whether an action may run now; returns what to apply (maybe clamped) or None."""
+
+    def reset(self) -> None: ...
+
+    def check(self, action: Action, view: GateView) -> Action | None: ...
+
+    def record(self, action: Action, view: GateView) -> None: ...
+
+
+class ValidityGate:
+    """The twin's default gate: every valid action passes (the env checks validity)."""
+
+    def reset(self) -> None:
+        pass
+
+    def check(self, action: Action, view: GateView) -> Action | None:
+        return action
+
+    def record(self, action: Action, view: GateView) -> None:
+        pass
+
+
+class GateView:
+    """The live state a gate may read, from the last tick's telemetry (a SystemView)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self._index = {n: i for i, n in enumerate(names)}
+        self.last = np.zeros((len(names), len(M)))
+        self.time = 0.0
+        self.health_value = 1.0
+
+    @property
+    def now(self) -> float:
+        return self.time
+
+    def services(self) -> tuple[str, ...]:
+        return self.names
+
+    def replicas(self, service: str) -> int:
+        return int(round(self.last[self._index[service], _DES]))
+
+    def ready(self, service: str) -> int:
+        return int(round(self.last[self._index[service], _READY]))
+
+    def health(self) -> float:
+        return self.health_value
+
+
+def window_mttr(
+    good: np.ndarray, width: float, start: float, end: float, stable_s: float = STABLE_S
+) -> tuple[float | None, bool]:
+    """Fault start → SLO restored (the rehearsal's MTTR): the end of the last violating
+    window before `stable_s` of good windows in a row. (None, False) when no window failed
+    while the fault mattered; censored (True) when it never recovered before the end."""
+    first = int(start // width)
+    last = min(int(math.ceil((end + GRACE_S) / width)), len(good))
+    if first >= last or good[first:last].all():
+        return None, False
+    stable = max(1, int(math.ceil(stable_s / width)))
+    i = first
+    while i < len(good):
+        if not good[i]:
+            i += 1
+            continue
+        run = good[i : i + stable]
+        if len(run) == stable and run.all():
+            return max(i * width - start, 0.0), False
+        if len(run) < stable and run.all():
+            break
+        i += 1
+    return len(good) * width - start, True
+
+
+@dataclass
+class StepSlo:
+    """One decision interval's requests at the entries, as the SLO counts them."""
+
+    total: float = 0.0
+    failed: float = 0.0  # errors and shed (dropped at the edge included)
+    served: float = 0.0
+    slow: float = 0.0  # served slower than the latency objective
+
+    @property
+    def bad_share(self) -> float:
+        return 0.0 if self.total <= 0 else min((self.failed + self.slow) / self.total, 1.0)
+
+
+class TwinEnv(gym.Env):
+    """Base: episodes drawn from a distribution, one decision every `decision_s`."""
+
+    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium's documented class attribute
+
+    def __init__(
+        self,
+        distribution: Any,
+        decision_s: float,
+        scorer: Scorer | None,
+        gate: ActionGate | None,
+        layout: str,
+        top_k: int,
+    ) -> None:
+        super().__init__()
+        self.distribution = distribution
+        self.decision_s = float(decision_s)
+        tick = float(distribution.tick_s)
+        if self.decision_s <= 0 or abs(self.decision_s / tick - round(self.decision_s / tick)) > 1e-9:
+            raise EnvConfigError(
+                f"decision_s: must be a positive multiple of the tick ({tick:g} s), "
+                f"got {decision_s!r}"
+            )
+        if distribution.episode_s < 2 * self.decision_s:
+            raise EnvConfigError("episode_s: must span at least two decisions")
+        self.scorer = scorer if scorer is not None else RobustZScorer()
+        self.gate = gate if gate is not None else ValidityGate()
+        n = None
+        if layout == "services":
+            if len(distribution.topologies) != 1:
+                raise EnvConfigError(
+                    "observation 'services' needs exactly one topology (got "
+                    f"{', '.join(distribution.topologies)}); use 'ranked' across topologies"
+                )
+            from .distribution import topology
+
+            n = len(topology(distribution.topologies[0]).services)
+        try:
+            self.encoder = ObservationEncoder(layout, top_k, n)
+        except ValueError as exc:
+            raise EnvConfigError(str(exc)) from None
+        self.sim: Simulation | None = None
+
+    # -- episode -----------------------------------------------------------------------
+    def _start(self, scenario: Scenario) -> None:
+        sim = Simulation(scenario)
+        if sim.n_ticks > sim.chunk_size:
+            raise EnvConfigError(
+                f"episode_s: {scenario.duration:g} s at a {scenario.tick:g} s tick is "
+                f"{sim.n_ticks} ticks, more than the engine's chunk ({sim.chunk_size}) for "
+                f"{sim.topo.n_services} services; shorten it or coarsen the tick"
+            )
+        self.sim = sim
+        self.scenario = scenario
+        self.statics = ServiceStatics.of(scenario)
+        self.memory = AgentMemory(self.statics.n)
+        self.view = GateView(self.statics.names)
+        self.gate.reset()
+        warmup = max(1, int(round(60.0 / self.decision_s)))
+        self.encoder.reset(self.statics, self.scorer, warmup)
+        slo = scenario.slos[0]
+        self._slo = slo
+        self._thr_s = slo.latency_ms / 1000.0
+        self._entries = np.array(self.statics.entries)
+        n_windows = int(math.ceil(scenario.duration / slo.window_s - 1e-9))
+        self._win = np.zeros((4, n_windows))  # total, failed, served, slow
+        self._steps = int(round(scenario.duration / self.decision_s))
+        self._step_i = 0
+        self.slo = StepSlo()
+        self.stats = {"actions": 0, "refused": 0, "cost": 0.0}
+
+    def _advance(self) -> np.ndarray:
+        """Simulate one decision interval; account the SLO; return the interval's rows."""
+        sim = self.sim
+        r0 = sim.tick_index
+        sim.advance(min(sim.now + self.decision_s, sim.end))
+        r1 = sim.tick_index
+        block = sim._out[r0:r1]  # the engine's current chunk: this episode never wraps it
+        self._account(block, sim._dist[r0:r1], r0)
+        self.view.last = block[-1]
+        self.view.time = sim.now
+        self._step_i += 1
+        return block
+
+    def _account(self, block: np.ndarray, dist: np.ndarray, r0: int) -> None:
+        dt = self.scenario.tick
+        e = self._entries
+        ok = block[:, e, _THR] * dt
+        err = block[:, e, _ERR] * dt
+        failed = err + block[:, e, _SHED] * dt
+        served = ok + err
+        d = dist[:, e]
+        x = self._thr_s - d[..., 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (np.log(np.maximum(x, 1e-300)) - d[..., 0]) / np.maximum(d[..., 1], 1e-12)
+        slow = served * (1.0 - np.where(x > 0, ndtr(z), 0.0))
+        per_tick = np.stack(
+            (ok.sum(1) + failed.sum(1), failed.sum(1), served.sum(1), slow.sum(1))
+        )
+        s = self.slo
+        s.total, s.failed, s.served, s.slow = per_tick.sum(axis=1).tolist()
+        width = self._slo.window_s
+        times = (np.arange(r0, r0 + len(block)) * dt) // width
+        idx = np.minimum(times.astype(np.int64), self._win.shape[1] - 1)
+        if idx[0] == idx[-1]:
+            self._win[:, idx[0]] += per_tick.sum(axis=1)
+        else:
+            for k in range(4):
+                np.add.at(self._win[k], idx, per_tick[k])
+
+    def _violated(self, total: float, failed: float, served: float, slow: float) -> bool:
+        avail = 1.0 - failed / total if total > 0 else 1.0
+        fast = 1.0 - slow / served if served > 0 else 1.0
+        return avail < self._slo.availability or fast < self._slo.percentile / 100.0
+
+    def good_windows(self) -> np.ndarray:
+        """Per SLO window so far: did the objective hold?"""
+        done = int(math.ceil(self.sim.now / self._slo.window_s - 1e-9))
+        total, failed, served, slow = self._win[:, :done]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            avail = np.where(total > 0, 1.0 - failed / total, 1.0)
+            fast = np.where(served > 0, 1.0 - slow / served, 1.0)
+        return (avail >= self._slo.availability) & (fast >= self._slo.percentile / 100.0)
+
+    def _stop_faults(self) -> None:
+        """A human fixed the cause: every active fault ends (as a human's remedy would)."""
+        for index in sorted(self.sim.faults.active):
+            self.sim.act(StopFault(index))
+
+    def _apply(self, action: Action, targets: tuple[int, ...]) -> tuple[Action | None, Any]:
+        """Pass the gate, apply, record; (applied action or None if refused, its profile)."""
+        allowed = self.gate.check(action, self.view)
+        if allowed is None:
+            self.stats["refused"] += 1
+            return None, None
+        profile = allowed.profile(self.sim)
+        self.sim.act(allowed)
+        self.gate.record(allowed, self.view)
+        self.memory.note(targets, self.sim.now)
+        self.stats["actions"] += 1
+        return allowed, profile
+
+    def render(self) -> None:
+        return None
