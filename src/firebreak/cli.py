@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_rca_suite",
     "firebreak.cmd_capacity_study",
     "firebreak.cmd_forecast",
+    "firebreak.cmd_validate_change",
     "firebreak.cmd_rehearse",
 )
 
