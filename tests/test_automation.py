@@ -13,7 +13,7 @@ from agents.contracts import Candidate, Decision, IncidentView
 from agents.decide import decide, record_outcome, summary
 from agents.runbook import runbook_from_mapping
 from agents.selection import OutcomeModel, RiskAwareSelector
-from twin.actions import NoOp, RestartPods, Rollback
+from twin.actions import RestartPods, Rollback
 
 RUNBOOK = runbook_from_mapping(
     {
@@ -88,11 +88,10 @@ def test_no_matching_rule_escalates() -> None:
 
 
 def test_an_escalate_action_always_escalates() -> None:
-    class Escalate(NoOp):  # a stand-in: only the kind matters to the policy
-        pass
+    from twin.actions import Escalate
 
-    Escalate.kind = "escalate"  # set after class creation so it never registers
-    level, why = AutomationPolicy(graduate_after=1).assess(view(), Candidate(Escalate(), "low"))
+    escalate = Escalate(reason="unclear")
+    level, why = AutomationPolicy(graduate_after=1).assess(view(), Candidate(escalate, "low"))
     assert level == "escalate" and "hands the incident to a human" in why
 
 

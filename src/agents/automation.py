@@ -65,6 +65,7 @@ class AutomationPolicy:
         graduate_mean: float = 0.75,
         never_auto: Collection[str] = (),
         trust: Mapping[tuple[str, str], Trust] | None = None,
+        trusted_kinds: Collection[str] = (),
     ) -> None:
         if not 0.0 <= escalate_below <= approval_below <= 1.0:
             raise AutomationError(
@@ -82,6 +83,9 @@ class AutomationPolicy:
         self.graduate_after = graduate_after
         self.graduate_mean = graduate_mean
         self.never_auto = frozenset(never_auto)
+        # kinds the team trusts from day one (reversible, bounded by the guardrails): they
+        # start at auto, and like any other kind lose it at their first failure
+        self.trusted_kinds = frozenset(trusted_kinds)
         self.trust: dict[tuple[str, str], Trust] = {
             (canonical_signature(sig), kind): Trust(**asdict(t))
             for (sig, kind), t in (trust or {}).items()
@@ -111,6 +115,8 @@ class AutomationPolicy:
         )
         if t.streak >= self.graduate_after and mean >= self.graduate_mean - 1e-12:
             return "auto", f"graduated: {record}"
+        if kind in self.trusted_kinds and t.failures == 0:
+            return "auto", f"trusted by policy until it fails: {record}"
         return "approval", f"not yet trusted: {record}"
 
     def record(
@@ -189,6 +195,7 @@ class AutomationPolicy:
                 "graduate_after": self.graduate_after,
                 "graduate_mean": self.graduate_mean,
                 "never_auto": sorted(self.never_auto),
+                "trusted_kinds": sorted(self.trusted_kinds),
             },
             "trust": [
                 {"signature": sig, "kind": kind, **asdict(t)}

@@ -17,8 +17,18 @@ from twin.actions import Action
 Level = Literal["auto", "approval", "escalate"]
 LEVELS: tuple[Level, ...] = ("auto", "approval", "escalate")
 
-# symptom families a signature is built from (see agents.signature)
-SYMPTOMS = ("latency", "errors", "saturation", "memory", "availability", "traffic", "logs")
+# symptom families a signature is built from (see agents.signature); "deploy" is a change
+# event (a rollout) at the top cause shortly before the incident, as change management sees
+SYMPTOMS = (
+    "latency",
+    "errors",
+    "saturation",
+    "memory",
+    "availability",
+    "traffic",
+    "logs",
+    "deploy",
+)
 
 
 @dataclass(frozen=True)

@@ -353,13 +353,19 @@ class OnCallEngineer:
         *,
         callers: Mapping[str, Sequence[str]] | None = None,
         entries: Sequence[str] = (),
+        view: IncidentView | None = None,
     ) -> Action:
         """The action a competent human takes for the diagnosis (see the module's table).
 
         `replicas` sizes a scale-out; `callers` (service → services calling it) and `entries`
-        let breaker and load-shedding remedies name an edge or an entry point.
+        let breaker and load-shedding remedies name an edge or an entry point. With no fault
+        found and a `view` whose signature shows saturation or traffic, the incident is an
+        overload: the engineer scales out the loudest service (capacity, not a fault).
         """
         kind, service = diagnosis.kind, diagnosis.service
+        if kind == "none" and view is not None and view.top_cause is not None:
+            if {"saturation", "traffic"} & set(view.signature.split("+")):
+                kind, service = "traffic", view.top_cause
         primary = REMEDIES.get(kind)
         if primary is None:
             raise OnCallError(
@@ -407,7 +413,8 @@ class OnCallEngineer:
             return Approval(False, now, "rejected: nothing was proposed", False)
         p = self.profile
         at = now + self._delay(p.approval_median_s, p.approval_sigma)
-        correct = action_fits(action, truth, now)
+        # adding capacity is a change reviewers wave through: it can cost, it cannot break
+        correct = action_fits(action, truth, now) or _adds_capacity(action)
         draw = self.rng.random()
         if correct:
             if draw < p.p_approve_correct:
@@ -460,6 +467,11 @@ def action_fits(action: Action, truth: Sequence[FaultTruth], now: float) -> bool
         if action.kind in UNTARGETED or touched & fault.roots:
             return True
     return False
+
+
+def _adds_capacity(action: Action) -> bool:
+    """A scale-out (scale_to reads as one: the reviewer sees the target, not the diff)."""
+    return action.kind == "scale_to"
 
 
 def _proposed_action(proposal: Decision | Candidate | Action) -> Action | None:

@@ -118,7 +118,7 @@ class Action:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.kind:
+        if cls.__dict__.get("kind"):  # its own kind only: a subclass must not take over its base's
             ACTIONS[cls.kind] = cls
 
     def check(self, sim: Simulation) -> None:

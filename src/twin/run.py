@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -98,6 +99,17 @@ def _replica_hours(means: WindowedMeans) -> float:
     return float(series[:, :, M["ready_replicas"]].sum() * means.window_s / 3600.0)
 
 
+class RunController(Protocol):
+    """Something that drives a run in place of `Simulation.run` (an operator closing the
+    loop) and reports a stack block for the summary once the labels exist."""
+
+    mode: str
+
+    def drive(self, sim: Simulation) -> None: ...
+
+    def finish(self, truth: dict, slo: SloTracker, summary: dict) -> dict[str, Any]: ...
+
+
 def run_scenario(
     scenario: Scenario,
     out: Path,
@@ -106,6 +118,7 @@ def run_scenario(
     labels: bool = True,
     fidelity: str = "flow",
     actions: Sequence[tuple[float, Action]] = (),
+    controller: RunController | None = None,
 ) -> RunResult:
     """Simulate, write the run directory as the run goes, then label faults and summarise.
 
@@ -116,6 +129,10 @@ def run_scenario(
     In request fidelity the labels still come from the flow fidelity's but-for replays:
     per-request noise differs between a run and its replay once paths diverge, and the
     flow replays compare like with like (`firebreak fidelity` checks the two agree).
+
+    A `controller` (flow fidelity) drives the run instead of `Simulation.run` and adds its
+    block to ``summary["stacks"][controller.mode]``; the labels then come from a run of the
+    scenario without its actions, so they describe the faults, not the operator's response.
     """
     if fidelity not in FIDELITIES:
         raise ScenarioError(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
@@ -125,8 +142,8 @@ def run_scenario(
     rate = tel.trace_rate if tel.trace_rate is not None else DEFAULT_TRACE_RATE[fidelity]
     if fidelity == "flow":
         sim = Simulation(scenario, actions=actions)
-    elif actions:
-        raise ActionError("actions: scheduled actions need flow fidelity")
+    elif actions or controller is not None:
+        raise ActionError("actions: scheduled actions and operators need flow fidelity")
     else:
         sim = RequestSimulation(scenario, trace_rate=rate if tel.traces else 0.0)
     names, edges = sim.topo.names, sim.topo.edges
@@ -139,13 +156,20 @@ def run_scenario(
         signals = SignalRecorder(sim.n_ticks, len(names))
     sim.sinks.extend([writer, slo, means, *streams.sinks] + ([signals] if signals else []))
     end = sim.n_ticks * sim.dt
-    sim.run(progress=(lambda t: progress("simulate", t, end)) if progress else None)
+    if controller is not None:
+        controller.drive(sim)
+        sim.finish()
+    else:
+        sim.run(progress=(lambda t: progress("simulate", t, end)) if progress else None)
     streams.close()
     sim_seconds = sim.tick_index * sim.dt
     sim_wall = time.perf_counter() - wall0
 
     if labels and scenario.faults and not sim.interrupted:
-        faulted = signals.data if signals is not None else record_signals(scenario)
+        closed_loop = controller is not None or bool(actions)
+        faulted = (
+            signals.data if signals is not None and not closed_loop else record_signals(scenario)
+        )
         truth = ground_truth(
             scenario,
             faulted[: sim.tick_index],
@@ -217,6 +241,8 @@ def run_scenario(
             },
         },
     }
+    if controller is not None:
+        summary["stacks"] = {controller.mode: controller.finish(truth, slo, summary)}
     write_json(out / "summary.json", summary)
     if scenario.telemetry.plot:
         times, series = means.series()

@@ -1,0 +1,182 @@
+"""A rehearsal: one scenario, one operations mode, the closed loop, a scored run directory.
+
+`rehearse(scenario, mode, out)` runs the twin through `twin.run.run_scenario` (so the run
+directory is the usual one: metrics, events, logs, traces, labels, summary) with an
+`agents.operator.Operator` driving it, then scores the stack against the labels and adds
+its block to summary.json under ``stacks[mode]``; the AI mode also writes ``audit.jsonl``.
+The same scenario and seed give the same bytes, whichever mode ran first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.analysis import IncidentAnalyst
+from agents.audit import AuditLog
+from agents.automation import AutomationPolicy
+from agents.guardrails import GuardrailConfig, Guardrails
+from agents.oncall import FaultTruth, OnCallEngineer, OnCallProfile
+from agents.operator import MODES, Operator, OperatorConfig
+from agents.runbook import load_runbook
+from agents.selection import OutcomeModel, RiskAwareSelector
+from detectors.correlation import Correlator
+from detectors.evaluation import parse_labels
+from detectors.pipeline import TieredPipeline
+from detectors.rca.randomwalk import RandomWalkRca
+from detectors.static import StaticThresholds
+from twin.engine import Simulation
+from twin.errors import FirebreakError
+from twin.rng import stream
+from twin.run import RunResult, run_scenario
+from twin.scenario import Scenario
+from twin.slo import SloTracker
+
+from .detection_suite import fit_tier2, normal_run
+from .rehearsal_score import score_stack
+
+# scaling is reversible and bounded by the guardrails: the shipped policy lets it run on its
+# own from the start; every other kind earns automation through successes (agents.automation)
+TRUSTED_FROM_START = ("scale_to",)
+
+
+class RehearsalError(FirebreakError):
+    """A rehearsal that cannot run as asked (unknown mode, bad runbook or guardrails)."""
+
+
+@dataclass
+class StackSettings:
+    """What an operations mode runs with; defaults are the shipped runbook and limits."""
+
+    runbook: str | Path | None = None
+    guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
+    oncall: OnCallProfile = field(default_factory=OnCallProfile)
+    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    outcomes: OutcomeModel | None = None
+    policy: AutomationPolicy | None = None
+    tier2: str | None = "pca"
+
+
+def fault_truths(scenario: Scenario) -> tuple[FaultTruth, ...]:
+    """The fault schedule as the simulated engineer may consult it (through its accuracy)."""
+    out = []
+    for f in scenario.faults:
+        end = f.start + f.duration if f.duration is not None else scenario.duration
+        out.append(
+            FaultTruth(
+                kind=f.kind,
+                target=f.target,
+                start=float(f.start),
+                end=float(end),
+                peer=getattr(f, "peer", None),
+            )
+        )
+    return tuple(out)
+
+
+class RehearsalController:
+    """Plugs an operator into `run_scenario`: drives the run, then scores the stack."""
+
+    def __init__(self, scenario: Scenario, mode: str, out: Path, settings: StackSettings) -> None:
+        if mode not in MODES:
+            raise RehearsalError(f"--ops: expected one of {', '.join(MODES)}, got {mode!r}")
+        self.scenario = scenario
+        self.mode = mode
+        self.out = out
+        self.settings = settings
+        self.operator: Operator | None = None
+        self.audit: AuditLog | None = None
+
+    def _detector(self, names: tuple[str, ...]) -> Any:
+        if self.mode == "traditional":
+            return StaticThresholds.for_scenario(self.scenario, names)
+        tier2 = None
+        if self.settings.tier2:
+            tier2 = fit_tier2(
+                [normal_run(self.scenario)], seed=self.scenario.seed, kind=self.settings.tier2
+            )
+        return TieredPipeline(names, tier2=tier2, detector_name="tiered")
+
+    def drive(self, sim: Simulation) -> None:
+        names = sim.topo.names
+        graph = self.scenario.topology.graph()
+        s = self.settings
+        rng = stream(self.scenario.seed, "oncall-engineer")
+        human = OnCallEngineer(s.oncall, rng)
+        kwargs: dict[str, Any] = {}
+        if self.mode == "ai":
+            self.audit = AuditLog(self.out / "audit.jsonl")
+            entries = sorted({c.entry for c in self.scenario.workload.classes})
+            kwargs = {
+                "analyst": IncidentAnalyst(RandomWalkRca(), graph, entries),
+                "runbook": load_runbook(s.runbook),
+                "selector": RiskAwareSelector(s.outcomes or OutcomeModel()),
+                "policy": s.policy or AutomationPolicy(trusted_kinds=TRUSTED_FROM_START),
+                "guardrails": Guardrails(s.guardrails),
+                "audit": self.audit,
+            }
+        self.operator = Operator(
+            sim,
+            self.mode,
+            detector=self._detector(names),
+            correlator=Correlator(graph),
+            human=human,
+            truth=fault_truths(self.scenario),
+            config=s.operator,
+            **kwargs,
+        )
+        try:
+            self.operator.run()
+        finally:
+            if self.audit is not None:
+                self.audit.close()
+
+    def finish(self, truth: dict, slo: SloTracker, summary: dict) -> dict[str, Any]:
+        op = self.operator
+        op.correlator.flush()
+        faults = parse_labels(truth, "labels.json")
+        stack = score_stack(
+            alerts=op.alerts,
+            incidents=op.correlator.incidents,
+            faults=faults,
+            slo=slo,
+            identifications=op.identifications,
+            actions=op.actions,
+            decisions=op.decisions,
+            pages=op.pages,
+            n_services=len(op.sim.topo.names),
+            duration_s=summary["sim_seconds"],
+            replica_hours=summary["replica_hours"],
+            guardrails=self.settings.guardrails,
+        )
+        (self.out / "operations.json").write_text(
+            json.dumps(
+                {
+                    "mode": self.mode,
+                    "incidents": [i.to_dict() for i in op.correlator.incidents],
+                    "decisions": op.decisions,
+                    "actions": op.actions,
+                    "identifications": op.identifications,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+        return stack
+
+
+def rehearse(
+    scenario: Scenario,
+    mode: str,
+    out: Path,
+    *,
+    settings: StackSettings | None = None,
+    progress=None,
+) -> RunResult:
+    """Run one operations mode on the scenario; the run directory holds the scored summary."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    controller = RehearsalController(scenario, mode, out, settings or StackSettings())
+    return run_scenario(scenario, out, progress=progress, controller=controller)

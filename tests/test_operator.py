@@ -1,0 +1,256 @@
+"""The closed-loop operator: telemetry view, signatures, analysis, the loop, its scoring."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from conftest import SCENARIOS
+
+from agents.analysis import IncidentAnalyst, confidence
+from agents.guardrails import GuardrailConfig
+from agents.signature import signature_of
+from agents.telemetry_view import TelemetryView, share_within
+from detectors.base import Alert
+from detectors.evaluation import FaultLabel
+from detectors.rca.randomwalk import RandomWalkRca
+from experiments.rehearsal import RehearsalError, rehearse
+from experiments.rehearsal_score import mttr, unsafe_actions
+from twin.loader import load_scenario
+from twin.telemetry import Frame
+
+
+def short_bad_deploy():
+    """bad-deploy.yaml squeezed: 30 min of normal traffic (the RCA's baseline), then the
+    regression for 25 min, and 15 min after it."""
+    sc = load_scenario(SCENARIOS / "bad-deploy.yaml")
+    fault = sc.faults[0].model_copy(update={"start": 1800.0, "duration": 1500.0})
+    return sc.model_copy(update={"faults": [fault], "duration": 4200.0})
+
+
+def _alert(t: float, service: str, signal: str) -> Alert:
+    return Alert(t, service, signal, 5.0, "warning", "test")
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def test_share_within_is_monotone_and_bounded():
+    quantiles = (20.0, 80.0, 200.0)
+    shares = [share_within(x, *quantiles) for x in (1, 20, 80, 150, 200, 500, 5000)]
+    assert all(0.0 <= s <= 1.0 for s in shares)
+    assert shares == sorted(shares)
+    assert shares[1] == pytest.approx(0.5) and shares[2] == pytest.approx(0.95)
+    assert shares[4] == pytest.approx(0.99) and shares[-1] == 1.0
+
+
+def test_signature_reads_symptom_families_of_the_cause():
+    alerts = [
+        _alert(1, "cart", "memory_mb"),
+        _alert(2, "cart", "error_ratio"),
+        _alert(3, "frontend", "latency_p99_ms"),
+    ]
+    assert signature_of(alerts, "cart") == "errors+memory"
+    assert signature_of(alerts, "redis") == "latency+errors+memory"  # silent cause: all alerts
+    assert signature_of([_alert(1, "x", "mystery")], "x") == "unknown"
+
+
+def test_confidence_is_how_clearly_the_top_cause_stands_out():
+    assert confidence([0.6, 0.2, 0.1]) == pytest.approx(0.75)
+    assert confidence([0.3, 0.3]) == pytest.approx(0.5)
+    assert confidence([0.4]) == 1.0 and confidence([]) == 0.0
+
+
+def test_the_view_reads_rollouts_but_never_fault_events():
+    sc = load_scenario(SCENARIOS / "bad-deploy.yaml")
+    names = tuple(sc.topology.services)
+    view = TelemetryView(sc, names, 1.0)
+    values = np.zeros((len(names), 17))
+    events = [
+        {"time": 3600.0, "kind": "fault_start", "service": "productcatalogservice"},
+        {"time": 3600.0, "kind": "deploy", "service": "productcatalogservice", "version": "v2"},
+    ]
+    view.observe(Frame(3600.0, values, np.zeros((0, 4)), names, (), events))
+    assert view.deploys == {"productcatalogservice": 3600.0}
+    view.observe(Frame(3601.0, values, np.zeros((0, 4)), names, (), events[:1]))
+    assert view.deploys == {"productcatalogservice": 3600.0}
+
+
+def test_suspects_are_the_incident_and_what_it_depends_on():
+    sc = load_scenario(SCENARIOS / "bad-deploy.yaml")
+    analyst = IncidentAnalyst(RandomWalkRca(), sc.topology.graph(), ["frontend"])
+    got = analyst.suspects({"checkoutservice"})
+    assert {"checkoutservice", "paymentservice", "emailservice", "cartservice"} <= got
+    assert "frontend" not in got and "adservice" not in got
+
+
+def test_mttr_counts_from_fault_start_to_a_stable_good_stretch():
+    good = np.ones(30, bool)
+    fault = FaultLabel("f", "latency", "a", start=300.0, end=600.0)
+    assert mttr(fault, good, 60.0, 60.0) is None  # no SLO impact
+    good[6:12] = False  # violated from 360 s to 720 s
+    got = mttr(fault, good, 60.0, 60.0)
+    assert got == {"fault": "f", "mttr_s": 720.0 - 300.0, "censored": False}
+    good[12:] = False
+    assert mttr(fault, good, 60.0, 60.0)["censored"] is True
+
+
+def test_unsafe_actions_are_recounted_from_the_log():
+    cfg = GuardrailConfig(max_restart_share=0.5, max_actions_per_service=1)
+    ok = {
+        "time": 0.0,
+        "by": "auto",
+        "action": {"action": "restart_pods", "service": "a", "share": 0.5},
+    }
+    wide = {
+        "time": 10.0,
+        "by": "auto",
+        "action": {"action": "restart_pods", "service": "b", "share": 1.0},
+    }
+    again = {
+        "time": 20.0,
+        "by": "auto",
+        "action": {"action": "scale_to", "service": "a", "replicas": 3},
+    }
+    human = {"time": 30.0, "by": "human", "action": {"action": "restart_pods", "service": "c"}}
+    assert unsafe_actions([ok], cfg) == 0
+    assert unsafe_actions([ok, wide, again, human], cfg) == 2
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@pytest.fixture(scope="module")
+def rehearsals(tmp_path_factory):
+    sc = short_bad_deploy()
+    out = tmp_path_factory.mktemp("rehearse")
+    runs = {mode: rehearse(sc, mode, out / mode).summary for mode in ("traditional", "ai")}
+    return sc, out, runs
+
+
+def test_ai_operations_find_and_roll_back_the_bad_deploy(rehearsals):
+    _, out, runs = rehearsals
+    ai = runs["ai"]["stacks"]["ai"]
+    ops = json.loads((out / "ai" / "operations.json").read_text())
+    first = ops["decisions"][0]
+    assert first["top_cause"] == "productcatalogservice" and "deploy" in first["signature"]
+    assert first["action"]["action"] == "rollback"
+    # rollback is not trusted yet: the engineer approves it (the approval path)
+    assert first["level"] == "approval"
+    assert ai["faults_identified"] == 1 and ai["mtti_s"] < 120
+    assert ai["unsafe_actions"] == 0
+    assert runs["ai"]["events"].get("rollback", 0) >= 1
+
+
+def test_summary_carries_the_stack_figures(rehearsals):
+    _, _, runs = rehearsals
+    keys = {
+        "alerts",
+        "incidents",
+        "alerts_per_incident",
+        "mttd_s",
+        "mtti_s",
+        "mttr_s",
+        "actions_automated",
+        "actions_approved",
+        "escalated",
+        "unsafe_actions",
+        "slo_adherence",
+        "replica_hours",
+    }
+    for mode, summary in runs.items():
+        assert keys <= set(summary["stacks"][mode]), mode
+
+
+def test_audit_log_holds_decisions_approvals_and_outcomes(rehearsals):
+    from agents.audit import read_audit
+
+    _, out, _ = rehearsals
+    log = read_audit(out / "ai" / "audit.jsonl")
+    assert log.intact
+    decisions = log.of_type("decision")
+    assert decisions and decisions[0]["inputs"]["top_cause"] == "productcatalogservice"
+    assert decisions[0]["candidates"] and decisions[0]["level"] == "approval"
+    assert log.of_type("approval") and log.outcomes(decisions[0]["id"])
+
+
+def test_the_operator_never_sees_ground_truth(tmp_path, monkeypatch):
+    """Strip every fault event from the stream: the AI decides exactly the same."""
+    from twin.engine import Simulation
+
+    sc = short_bad_deploy()
+    base = rehearse(sc, "ai", tmp_path / "a")
+    frames = Simulation.frames
+
+    def without_truth(self):
+        for frame in frames(self):
+            kept = [e for e in frame.events if not e["kind"].startswith("fault")]
+            yield dataclasses.replace(frame, events=kept)
+
+    monkeypatch.setattr(Simulation, "frames", without_truth)
+    blind = rehearse(sc, "ai", tmp_path / "b")
+    a = json.loads((tmp_path / "a" / "operations.json").read_text())
+    b = json.loads((tmp_path / "b" / "operations.json").read_text())
+    assert a["decisions"] == b["decisions"] and a["actions"] == b["actions"]
+    assert base.summary["stacks"] == blind.summary["stacks"]
+
+
+def test_same_seed_same_operations(rehearsals, tmp_path):
+    sc, out, runs = rehearsals
+    again = rehearse(sc, "ai", tmp_path / "ai").summary
+    assert again["stacks"] == runs["ai"]["stacks"]
+    assert (tmp_path / "ai" / "audit.jsonl").read_bytes() == (
+        out / "ai" / "audit.jsonl"
+    ).read_bytes()
+
+
+def test_guardrails_refusing_an_action_pages_the_engineer(tmp_path, monkeypatch):
+    from agents.audit import read_audit
+    from agents.guardrails import Guardrails, Verdict
+
+    def refuse(self, action, view):
+        if action.kind in ("noop", "escalate"):
+            return Verdict(True, action, action)
+        return Verdict(False, action, None, (f"{action.kind}: refused by the test",))
+
+    monkeypatch.setattr(Guardrails, "check", refuse)
+    out = tmp_path / "g"
+    stack = rehearse(short_bad_deploy(), "ai", out).summary["stacks"]["ai"]
+    assert stack["actions_automated"] == stack["actions_approved"] == 0
+    assert stack["unsafe_actions"] == 0
+    log = read_audit(out / "audit.jsonl")
+    pages = [r for r in log.of_type("page") if r["reason"].startswith("guardrails refused")]
+    assert pages and "refused by the test" in pages[0]["reason"]
+    assert any(r["applied"] is False for r in log.of_type("outcome"))
+
+
+def test_rehearse_cli(tmp_path, capsys):
+    from firebreak.cli import main
+
+    out = tmp_path / "cli"
+    code = main(
+        [
+            "rehearse",
+            str(SCENARIOS / "bad-deploy.yaml"),
+            "--duration",
+            "110m",
+            "--ops",
+            "traditional",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "MTTR" in text and "traditional" in text
+    assert (out / "summary.json").is_file()
+    assert main(["rehearse", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_unknown_mode_is_a_clear_error(tmp_path):
+    sc = short_bad_deploy()
+    with pytest.raises(RehearsalError, match="--ops: expected one of traditional, ai"):
+        rehearse(sc, "chaos-monkey", tmp_path)
