@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_request
 	$(BIN)/python -m benchmarks.bench_fork
 	$(BIN)/python -m benchmarks.bench_detect
+	$(BIN)/python -m benchmarks.bench_env
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -60,12 +60,14 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--algo", required=True, help="ppo, maskable-ppo or dqn")
-    p.add_argument("--env", required=True, help="firebreak/Remediation-v0 or firebreak/Autoscale-v0")
+    p.add_argument(
+        "--env", required=True, help="firebreak/Remediation-v0 or firebreak/Autoscale-v0"
+    )
     p.add_argument("--steps", type=int, required=True, help="environment steps to train for")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-envs", type=int, default=4, help="envs stepped together (one process)")
-    p.add_argument("--env-kwargs", default=None, help='JSON env settings, e.g. \'{"top_k": 5}\'')
+    p.add_argument("--env-kwargs", default=None, help="JSON env settings, e.g. '{\"top_k\": 5}'")
     p.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes per eval")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -11,7 +11,6 @@ from typing import Any
 
 from twin.envs import AutoscaleEnv, RemediationEnv, RobustZScorer
 
-
 from ..guardrails import GuardrailConfig
 from .gate import GuardrailGate, autoscale_guardrails
 

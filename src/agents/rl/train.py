@@ -104,7 +104,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     import torch
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan
 
     torch.set_num_threads(config.threads)
     out = Path(config.out)
@@ -128,6 +128,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         env_kwargs=kwargs,
         vec_env_cls=DummyVecEnv,
     )
+    envs = VecCheckNan(envs, raise_exception=True)  # name a NaN where it enters, not later
     algo_cls = _algo_class(config.algo)
     model = algo_cls(
         "MlpPolicy",

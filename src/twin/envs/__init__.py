@@ -4,6 +4,7 @@ They know nothing of the layers above: guardrail masks and alternative scorers a
 injected (`ActionGate`, `Scorer`); `agents.rl` registers the gymnasium ids with both wired in.
 """
 
+from .autoscale import AutoscaleEnv, AutoscaleWeights
 from .base import ActionGate, GateView, TwinEnv, ValidityGate, window_mttr
 from .distribution import (
     BASE_LOAD,
@@ -21,7 +22,6 @@ from .encoding import (
     RobustZScorer,
     Scorer,
 )
-from .autoscale import AutoscaleEnv, AutoscaleWeights
 from .remediation import RemediationEnv, RemediationWeights
 
 __all__ = [
@@ -31,9 +31,9 @@ __all__ = [
     "SERVICE_FEATURES",
     "TOPOLOGIES",
     "ActionGate",
+    "AutoscaleDistribution",
     "AutoscaleEnv",
     "AutoscaleWeights",
-    "AutoscaleDistribution",
     "EnvConfigError",
     "GateView",
     "ObservationEncoder",

@@ -109,7 +109,9 @@ class AutoscaleEnv(TwinEnv):
         if choice == 0:
             return current - 1 if current > 1 else None
         if choice == 2:
-            return min(current + SCALE_OUT_BY, int(self.caps[s])) if current < self.caps[s] else None
+            return (
+                min(current + SCALE_OUT_BY, int(self.caps[s])) if current < self.caps[s] else None
+            )
         return None
 
     def action_masks(self) -> np.ndarray:
@@ -136,7 +138,7 @@ class AutoscaleEnv(TwinEnv):
     def _observe(self, block: np.ndarray) -> np.ndarray:
         sim = self.sim
         obs = self.encoder.update(
-            block.mean(axis=0), block[-1], self.memory, sim.now, sim.now / sim.end
+            self.interval_mean(block), block[-1], self.memory, sim.now, sim.now / sim.end
         )
         self.view.health_value = float(self.encoder.globals[0])
         hour = (self.scenario.workload.start_hour + sim.now / 3600.0) % 24.0
@@ -144,8 +146,7 @@ class AutoscaleEnv(TwinEnv):
         return np.concatenate((obs, np.array([math.sin(angle), math.cos(angle)], np.float32)))
 
     def step(self, action):
-        if self.sim is None:
-            raise RuntimeError("call reset() before step()")
+        self._check_running()
         w = self.weights
         choices = np.asarray(action, dtype=np.int64).reshape(-1)
         if choices.shape != (self.n_services,):

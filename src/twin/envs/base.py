@@ -19,12 +19,12 @@ from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
-from scipy.special import ndtr
 
 from ..actions import Action, StopFault
 from ..engine import Simulation
 from ..fields import M
 from ..scenario import Scenario
+from . import fast
 from .distribution import EnvConfigError
 from .encoding import AgentMemory, ObservationEncoder, RobustZScorer, Scorer, ServiceStatics
 
@@ -141,7 +141,10 @@ class TwinEnv(gym.Env):
         self.distribution = distribution
         self.decision_s = float(decision_s)
         tick = float(distribution.tick_s)
-        if self.decision_s <= 0 or abs(self.decision_s / tick - round(self.decision_s / tick)) > 1e-9:
+        if (
+            self.decision_s <= 0
+            or abs(self.decision_s / tick - round(self.decision_s / tick)) > 1e-9
+        ):
             raise EnvConfigError(
                 f"decision_s: must be a positive multiple of the tick ({tick:g} s), "
                 f"got {decision_s!r}"
@@ -186,13 +189,21 @@ class TwinEnv(gym.Env):
         slo = scenario.slos[0]
         self._slo = slo
         self._thr_s = slo.latency_ms / 1000.0
-        self._entries = np.array(self.statics.entries)
+        self._entries = np.array(self.statics.entries, dtype=np.int64)
         n_windows = int(math.ceil(scenario.duration / slo.window_s - 1e-9))
         self._win = np.zeros((4, n_windows))  # total, failed, served, slow
+        self._slo_sums = np.zeros(4)
+        self._mean = np.zeros((self.statics.n, len(M)))
         self._steps = int(round(scenario.duration / self.decision_s))
         self._step_i = 0
         self.slo = StepSlo()
         self.stats = {"actions": 0, "refused": 0, "cost": 0.0}
+
+    def _check_running(self) -> None:
+        if self.sim is None:
+            raise RuntimeError("call reset() before step()")
+        if self._step_i >= self._steps:
+            raise RuntimeError("the episode is over (truncated): call reset()")
 
     def _advance(self) -> np.ndarray:
         """Simulate one decision interval; account the SLO; return the interval's rows."""
@@ -208,30 +219,25 @@ class TwinEnv(gym.Env):
         return block
 
     def _account(self, block: np.ndarray, dist: np.ndarray, r0: int) -> None:
-        dt = self.scenario.tick
-        e = self._entries
-        ok = block[:, e, _THR] * dt
-        err = block[:, e, _ERR] * dt
-        failed = err + block[:, e, _SHED] * dt
-        served = ok + err
-        d = dist[:, e]
-        x = self._thr_s - d[..., 2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (np.log(np.maximum(x, 1e-300)) - d[..., 0]) / np.maximum(d[..., 1], 1e-12)
-        slow = served * (1.0 - np.where(x > 0, ndtr(z), 0.0))
-        per_tick = np.stack(
-            (ok.sum(1) + failed.sum(1), failed.sum(1), served.sum(1), slow.sum(1))
+        out = self._slo_sums
+        fast.slo_account(
+            block,
+            dist,
+            self._entries,
+            self._thr_s,
+            float(self.scenario.tick),
+            r0,
+            float(self._slo.window_s),
+            self._win,
+            out,
         )
         s = self.slo
-        s.total, s.failed, s.served, s.slow = per_tick.sum(axis=1).tolist()
-        width = self._slo.window_s
-        times = (np.arange(r0, r0 + len(block)) * dt) // width
-        idx = np.minimum(times.astype(np.int64), self._win.shape[1] - 1)
-        if idx[0] == idx[-1]:
-            self._win[:, idx[0]] += per_tick.sum(axis=1)
-        else:
-            for k in range(4):
-                np.add.at(self._win[k], idx, per_tick[k])
+        s.total, s.failed, s.served, s.slow = (
+            float(out[0]),
+            float(out[1]),
+            float(out[2]),
+            float(out[3]),
+        )
 
     def _violated(self, total: float, failed: float, served: float, slow: float) -> bool:
         avail = 1.0 - failed / total if total > 0 else 1.0
@@ -246,6 +252,11 @@ class TwinEnv(gym.Env):
             avail = np.where(total > 0, 1.0 - failed / total, 1.0)
             fast = np.where(served > 0, 1.0 - slow / served, 1.0)
         return (avail >= self._slo.availability) & (fast >= self._slo.percentile / 100.0)
+
+    def interval_mean(self, block: np.ndarray) -> np.ndarray:
+        """The interval's mean telemetry (a buffer reused across steps)."""
+        fast.interval_mean(block, self._mean)
+        return self._mean
 
     def _stop_faults(self) -> None:
         """A human fixed the cause: every active fault ends (as a human's remedy would)."""

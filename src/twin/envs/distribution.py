@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,7 @@ class EnvConfigError(FirebreakError):
     """An environment setting is invalid: the message names the setting and its value."""
 
 
-@lru_cache(maxsize=None)
+@cache
 def topology(name: str) -> Topology:
     """A shipped topology by name, loaded once per process (topologies are frozen)."""
     if name not in BASE_LOAD:
@@ -69,7 +69,7 @@ def topology(name: str) -> Topology:
     return load_topology(TOPOLOGY_DIR / f"{name}.yaml")
 
 
-@lru_cache(maxsize=None)
+@cache
 def without_hpa(name: str) -> Topology:
     """The topology with its HPAs removed: an autoscaling agent takes their place."""
     topo = topology(name)
@@ -77,7 +77,7 @@ def without_hpa(name: str) -> Topology:
     return topo.model_copy(update={"services": services})
 
 
-@lru_cache(maxsize=None)
+@cache
 def _edges(name: str) -> tuple[tuple[str, str], ...]:
     return tuple((c.source, c.target) for c in topology(name).calls)
 

@@ -20,6 +20,7 @@ service whose callees are anomalous too (its symptoms are likely theirs).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..fields import M
 from ..scenario import Scenario
+from . import fast
 
 FAMILIES = ("latency", "errors", "saturation", "memory", "availability", "traffic")
 SERVICE_FEATURES = (
@@ -61,6 +63,7 @@ N_GF = len(GLOBAL_FEATURES)
 # lower bound of each service feature (the upper is 1); the log ratios are signed
 _SF_LOW = np.zeros(N_SF, np.float32)
 _SF_LOW[[SF["traffic"], SF["latency"], SF["replicas"]]] = -1.0
+_SF_LOW64 = _SF_LOW.astype(np.float64)
 ALERT_SLICE = slice(SF["alert_latency"], SF["alert_traffic"] + 1)
 ACTION_MEMORY_S = 120.0  # `recent_action` decays over this many seconds
 LAYOUTS = ("services", "ranked")
@@ -145,6 +148,8 @@ class RobustZScorer:
         self._children = statics.children
         self._mean = np.zeros((n, len(FAMILIES)))
         self._dev = np.zeros((n, len(FAMILIES)))
+        self._alerts = np.zeros((n, len(FAMILIES)))
+        self._rca = np.zeros(n)
         self._count = 0
 
     def update(self, signals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,47 +159,43 @@ class RobustZScorer:
             delta = signals - self._mean
             self._mean += k * delta
             self._dev += k * (np.abs(signals - self._mean) - self._dev)
-            zero = np.zeros_like(signals)
-            return zero, zero[:, 0]
-        scale = np.maximum(1.25 * self._dev, _FLOORS)
-        z = (signals - self._mean) / scale
-        z = np.where(_TWO_SIDED, np.abs(z), z)
-        calm = np.abs(z) < self.gate
-        a = self.alpha
-        self._mean += np.where(calm, a * (signals - self._mean), 0.0)
-        self._dev += np.where(calm, a * (np.abs(signals - self._mean) - self._dev), 0.0)
-        alerts = np.clip(z, 0.0, 10.0) * 0.1
-        worst = alerts.max(axis=1)
-        below = (self._children * worst).max(axis=1) if len(worst) > 1 else 0.0 * worst
-        rca = worst * (1.0 - 0.8 * below)
+            self._alerts[:] = 0.0
+            self._rca[:] = 0.0
+            return self._alerts, self._rca
+        alerts = self._alerts
+        rca = self._rca
+        fast.zscore_update(
+            signals,
+            self._mean,
+            self._dev,
+            _FLOORS,
+            _TWO_SIDED,
+            self.alpha,
+            self.gate,
+            self._children,
+            alerts,
+            rca,
+        )
         return alerts, rca
-
-
-def symptom_signals(mean: np.ndarray, statics: ServiceStatics) -> np.ndarray:
-    """Per service and family, a value that grows with the symptom (services × FAMILIES)."""
-    ready = mean[:, _I_READY]
-    has = np.maximum(ready, 1e-9)
-    out = np.empty((statics.n, len(FAMILIES)))
-    out[:, 0] = np.log(np.maximum(mean[:, _I_P99], 0.1))
-    out[:, 1] = mean[:, _I_ERR]
-    cpu = mean[:, _I_CPU] / (has * statics.cpu_limit)
-    queue = mean[:, _I_Q] / (has * statics.queue_limit)
-    out[:, 2] = np.maximum(np.maximum(cpu, mean[:, _I_WORK]), np.minimum(queue, 1.0))
-    out[:, 3] = mean[:, _I_MEM] / statics.memory_limit
-    out[:, 4] = 1.0 - np.minimum(ready / np.maximum(mean[:, _I_DES], 1.0), 1.0)
-    out[:, 5] = np.log1p(mean[:, _I_ARR])
-    return out
 
 
 def share_within(latency_ms: float, p50: float, p95: float, p99: float) -> float:
     """Share of requests faster than `latency_ms`, interpolated in log latency between the
     reported quantiles (past p99 the last 1% is spread up to ten times p99)."""
+    if not (math.isfinite(p50) and math.isfinite(p95) and math.isfinite(p99)):
+        return 1.0
     if latency_ms >= 10.0 * max(p99, 1e-9):
         return 1.0
     if latency_ms >= p99:
-        return 0.99 + 0.01 * float(np.log(latency_ms / max(p99, 1e-9)) / np.log(10.0))
-    knots = np.maximum.accumulate(np.log(np.maximum([1e-3, p50, p95, p99], 1e-6)))
-    return float(np.interp(np.log(max(latency_ms, 1e-6)), knots, (0.0, 0.5, 0.95, 0.99)))
+        return 0.99 + 0.01 * math.log(latency_ms / max(p99, 1e-9)) / math.log(10.0)
+    x = math.log(max(latency_ms, 1e-6))
+    prev_k, prev_q = math.log(1e-3), 0.0
+    for value, q in ((p50, 0.5), (p95, 0.95), (p99, 0.99)):
+        k = max(math.log(max(value, 1e-6)), prev_k)
+        if x <= k:
+            return prev_q if k <= prev_k else prev_q + (q - prev_q) * (x - prev_k) / (k - prev_k)
+        prev_k, prev_q = k, q
+    return 0.99
 
 
 def telemetry_health(mean: np.ndarray, statics: ServiceStatics) -> float:
@@ -251,6 +252,8 @@ class ObservationEncoder:
         self.high = np.ones_like(self.low)
         self.size = len(self.low)
         self.ranking = np.zeros(0, np.int64)
+        self._out = np.zeros(self.size, np.float32)
+        self._ranking = np.zeros(self.top_k, np.int64)
 
     def reset(self, statics: ServiceStatics, scorer: Scorer, warmup: int) -> None:
         if self.layout == "services" and statics.n != self.n_services:
@@ -265,6 +268,7 @@ class ObservationEncoder:
         self._updates = 0
         self._ref = np.zeros((statics.n, 2))  # arrival, p99 over the baseline stretch
         self.features = np.zeros((statics.n, N_SF))
+        self._signals = np.zeros((statics.n, len(FAMILIES)))
         self.globals = np.zeros(N_GF)
         self.ranking = np.arange(min(self.top_k, statics.n))
         self.last = None
@@ -285,26 +289,27 @@ class ObservationEncoder:
             k = 1.0 / self._updates
             self._ref[:, 0] += k * (mean[:, _I_ARR] - self._ref[:, 0])
             self._ref[:, 1] += k * (mean[:, _I_P99] - self._ref[:, 1])
-        alerts, rca = self.scorer.update(symptom_signals(mean, st))
-        ready = mean[:, _I_READY]
-        has = np.maximum(ready, 1e-9)
+        fast.symptom_signals(mean, st.cpu_limit, st.queue_limit, st.memory_limit, self._signals)
+        alerts, rca = self.scorer.update(self._signals)
         F = self.features
-        F[:, 0] = np.log2((mean[:, _I_ARR] + 0.1) / (self._ref[:, 0] + 0.1)) / 4.0
-        F[:, 1] = mean[:, _I_ERR]
-        F[:, 2] = np.log2((mean[:, _I_P99] + 1.0) / (self._ref[:, 1] + 1.0)) / 6.0
-        F[:, 3] = mean[:, _I_CPU] / (has * st.cpu_limit)
-        F[:, 4] = mean[:, _I_WORK]
-        F[:, 5] = mean[:, _I_MEM] / st.memory_limit
-        F[:, 6] = mean[:, _I_Q] / (has * st.queue_limit)
-        F[:, 7] = ready / np.maximum(mean[:, _I_DES], 1.0)
-        F[:, 8] = np.log2(np.maximum(last[:, _I_DES], 0.5) / st.replicas) / 3.0
-        F[:, 9] = memory.failover
-        F[:, 10] = memory.shed
-        F[:, 11] = np.exp(-(now - memory.last_action) / ACTION_MEMORY_S)
-        F[:, ALERT_SLICE] = alerts
-        F[:, SF["rca"]] = rca
-        np.clip(F, _SF_LOW, 1.0, out=F)
-        np.nan_to_num(F, copy=False, nan=0.0)
+        fast.service_features(
+            mean,
+            last,
+            self._ref,
+            st.cpu_limit,
+            st.memory_limit,
+            st.queue_limit,
+            st.replicas,
+            memory.failover,
+            memory.shed,
+            memory.last_action,
+            float(now),
+            ACTION_MEMORY_S,
+            np.ascontiguousarray(alerts, dtype=np.float64),
+            np.ascontiguousarray(rca, dtype=np.float64),
+            _SF_LOW64,
+            F,
+        )
         G = self.globals
         G[0] = telemetry_health(mean, st)
         G[1] = progress
@@ -317,18 +322,26 @@ class ObservationEncoder:
         return self._vector()
 
     def _vector(self) -> np.ndarray:
-        F, G = self.features, self.globals
+        F, G, out = self.features, self.globals, self._out
+        out[:N_GF] = G
         if self.layout == "services":
-            out = np.concatenate((G, F.ravel()))
+            out[N_GF:] = F.ravel()
+            np.clip(out, self.low, self.high, out=out)
         else:
-            score = F[:, SF["rca"]] + 1e-3 * F[:, ALERT_SLICE].max(axis=1)
-            order = np.argsort(-score, kind="stable")[: self.top_k]
-            self.ranking = order
-            slots = np.zeros((self.top_k, N_SF + 1))
-            slots[: len(order), :N_SF] = F[order]
-            slots[: len(order), N_SF] = 1.0
-            out = np.concatenate((G, slots.ravel(), F.max(axis=0), F.mean(axis=0)))
-        return np.clip(out.astype(np.float32), self.low, self.high)
+            k = fast.ranked_vector(
+                F,
+                G,
+                SF["rca"],
+                ALERT_SLICE.start,
+                ALERT_SLICE.stop,
+                self.top_k,
+                self.low,
+                self.high,
+                out,
+                self._ranking,
+            )
+            self.ranking = self._ranking[:k]
+        return out.copy()
 
     def zeros(self) -> np.ndarray:
         return np.clip(np.zeros(self.size, np.float32), self.low, self.high)
@@ -355,6 +368,6 @@ class ObservationLayout:
 
     def present(self, obs: np.ndarray) -> np.ndarray:
         if self.layout == "services":
-            return np.ones(obs.shape[:-1] + (self.n_services,), bool)
+            return np.ones((*obs.shape[:-1], self.n_services), bool)
         body = obs[..., N_GF : N_GF + self.top_k * (N_SF + 1)]
         return body.reshape(*obs.shape[:-1], self.top_k, N_SF + 1)[..., N_SF] > 0.5

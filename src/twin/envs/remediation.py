@@ -41,14 +41,16 @@ import gymnasium as gym
 import numpy as np
 
 from ..actions import Action, Escalate, Failover, RestartPods, Rollback, ScaleTo, ShedLoad
-from .base import ActionGate, TwinEnv, window_mttr
+from ..fields import M
+from .base import ActionGate, GateView, TwinEnv, window_mttr
 from .distribution import EnvConfigError, RemediationDistribution
-from .encoding import LAYOUTS, Scorer
+from .encoding import LAYOUTS, AgentMemory, ObservationEncoder, Scorer, ServiceStatics
 
 GLOBAL_ACTIONS = ("noop", "escalate", "shed", "unshed")
 TARGET_ACTIONS = ("restart", "scale_up", "rollback", "failover", "failback")
 # every shipped topology but train-ticket, which stays unseen for generalisation checks
 TRAINING_TOPOLOGIES = ("online-boutique", "sock-shop", "hotel-reservation", "social-network")
+DESIRED = M["desired_replicas"]
 SCALE_UP_BY = 2
 SCALE_CAP = 4  # scale_up never past this many times the declared replicas
 
@@ -72,6 +74,106 @@ def action_index(kind: str, slot: int | None, n_targets: int) -> int:
     if kind in GLOBAL_ACTIONS:
         return GLOBAL_ACTIONS.index(kind)
     return len(GLOBAL_ACTIONS) + TARGET_ACTIONS.index(kind) * n_targets + int(slot or 0)
+
+
+def decode(index: int, n_targets: int) -> tuple[str, int | None]:
+    """(action kind, target slot) of an action index."""
+    index = int(index)
+    if index < len(GLOBAL_ACTIONS):
+        return GLOBAL_ACTIONS[index], None
+    kind, slot = divmod(index - len(GLOBAL_ACTIONS), n_targets)
+    return TARGET_ACTIONS[kind], slot
+
+
+class RemediationCodec:
+    """Action indices ↔ twin actions, from the agent's view of the present: the env and the
+    policy runner (which drives a live simulation) share it, so an index means the same."""
+
+    def __init__(
+        self,
+        statics: ServiceStatics,
+        encoder: ObservationEncoder,
+        memory: AgentMemory,
+        view: GateView,
+        main_entry: int,
+        shed_share: float,
+    ) -> None:
+        self.statics = statics
+        self.encoder = encoder
+        self.memory = memory
+        self.view = view
+        self.main_entry = main_entry
+        self.shed_share = shed_share
+        self.n_targets = encoder.top_k if encoder.layout == "ranked" else statics.n
+        self.n_actions = len(GLOBAL_ACTIONS) + len(TARGET_ACTIONS) * self.n_targets
+
+    def target_service(self, slot: int) -> int | None:
+        """The service index a target slot names now (None for an empty rank)."""
+        if self.encoder.layout == "services":
+            return slot
+        ranking = self.encoder.ranking
+        return int(ranking[slot]) if slot < len(ranking) else None
+
+    def build(self, index: int) -> tuple[Action | None, tuple[int, ...]]:
+        """The twin action an index stands for now, and the services it touches; (None, ())
+        for noop and for anything invalid in the present state."""
+        kind, slot = decode(index, self.n_targets)
+        mem, names = self.memory, self.statics.names
+        if kind == "noop":
+            return None, ()
+        if kind == "escalate":
+            if mem.escalated:
+                return None, ()
+            top = self.target_service(0) if self.encoder.layout == "ranked" else None
+            service = names[top] if top is not None else None
+            return Escalate(reason="the RL agent escalated", service=service), ()
+        if kind in ("shed", "unshed"):
+            e = self.main_entry
+            share = self.shed_share if kind == "shed" else 0.0
+            if (kind == "shed" and mem.shed[e] >= share) or (kind == "unshed" and mem.shed[e] <= 0):
+                return None, ()
+            return ShedLoad(entry=names[e], share=share), (e,)
+        s = self.target_service(slot)
+        if s is None:
+            return None, ()
+        name = names[s]
+        if kind == "restart":
+            return RestartPods(service=name, share=0.5), (s,)
+        if kind == "scale_up":
+            current = int(round(self.view.last[s, DESIRED]))
+            cap = int(SCALE_CAP * self.statics.replicas[s])
+            if current >= cap:
+                return None, ()
+            return ScaleTo(service=name, replicas=min(current + SCALE_UP_BY, cap)), (s,)
+        if kind == "rollback":
+            return Rollback(service=name), (s,)
+        if kind == "failover":
+            if mem.failover[s] >= 1.0:
+                return None, ()
+            return Failover(service=name, share=1.0), (s,)
+        if mem.failover[s] <= 0.0:  # failback
+            return None, ()
+        return Failover(service=name, share=0.0), (s,)
+
+    def masks(self, gate: ActionGate) -> np.ndarray:
+        """True where an action is valid now and `gate` would let it through (noop always)."""
+        mask = np.zeros(self.n_actions, bool)
+        mask[0] = True
+        for i in range(1, self.n_actions):
+            action, _ = self.build(i)
+            if action is not None and gate.check(action, self.view) is not None:
+                mask[i] = True
+        return mask
+
+    def remember(self, applied: Action) -> None:
+        """Note what an applied action set (failover and shed shares, an escalation)."""
+        mem, index = self.memory, self.view._index
+        if applied.kind == "failover":
+            mem.failover[index[applied.service]] = applied.share
+        elif applied.kind == "shed_load":
+            mem.shed[index[applied.entry]] = applied.share
+        elif applied.kind == "escalate":
+            mem.escalated = True
 
 
 class RemediationEnv(TwinEnv):
@@ -126,7 +228,9 @@ class RemediationEnv(TwinEnv):
         self.render_mode = render_mode
         n_targets = top_k if observation == "ranked" else self.encoder.n_services
         self.n_targets = n_targets
-        self.action_space = gym.spaces.Discrete(len(GLOBAL_ACTIONS) + len(TARGET_ACTIONS) * n_targets)
+        self.action_space = gym.spaces.Discrete(
+            len(GLOBAL_ACTIONS) + len(TARGET_ACTIONS) * n_targets
+        )
         enc = self.encoder
         self.observation_space = gym.spaces.Box(enc.low, enc.high, dtype=np.float32)
         self.settings = {
@@ -156,72 +260,15 @@ class RemediationEnv(TwinEnv):
 
     def decode(self, index: int) -> tuple[str, int | None]:
         """(action kind, target slot) of an action index."""
-        index = int(index)
-        if index < len(GLOBAL_ACTIONS):
-            return GLOBAL_ACTIONS[index], None
-        kind, slot = divmod(index - len(GLOBAL_ACTIONS), self.n_targets)
-        return TARGET_ACTIONS[kind], slot
-
-    def target_service(self, slot: int) -> int | None:
-        """The service index a target slot names now (None for an empty rank)."""
-        if self.encoder.layout == "services":
-            return slot
-        ranking = self.encoder.ranking
-        return int(ranking[slot]) if slot < len(ranking) else None
-
-    def _main_entry(self) -> int:
-        return self._entry_order[0]
+        return decode(index, self.n_targets)
 
     def build(self, index: int) -> tuple[Action | None, tuple[int, ...]]:
-        """The twin action an index stands for now, and the services it touches; (None, ())
-        for noop and for anything invalid in the present state."""
-        kind, slot = self.decode(index)
-        mem, names = self.memory, self.statics.names
-        if kind == "noop":
-            return None, ()
-        if kind == "escalate":
-            if mem.escalated:
-                return None, ()
-            top = self.target_service(0) if self.encoder.layout == "ranked" else None
-            service = names[top] if top is not None else None
-            return Escalate(reason="the RL agent escalated", service=service), ()
-        if kind in ("shed", "unshed"):
-            e = self._main_entry()
-            share = self.shed_share if kind == "shed" else 0.0
-            if (kind == "shed" and mem.shed[e] >= share) or (kind == "unshed" and mem.shed[e] <= 0):
-                return None, ()
-            return ShedLoad(entry=names[e], share=share), (e,)
-        s = self.target_service(slot)
-        if s is None:
-            return None, ()
-        name = names[s]
-        if kind == "restart":
-            return RestartPods(service=name, share=0.5), (s,)
-        if kind == "scale_up":
-            current = int(round(self.view.last[s, 16]))
-            cap = int(SCALE_CAP * self.statics.replicas[s])
-            if current >= cap:
-                return None, ()
-            return ScaleTo(service=name, replicas=min(current + SCALE_UP_BY, cap)), (s,)
-        if kind == "rollback":
-            return Rollback(service=name), (s,)
-        if kind == "failover":
-            if mem.failover[s] >= 1.0:
-                return None, ()
-            return Failover(service=name, share=1.0), (s,)
-        if mem.failover[s] <= 0.0:  # failback
-            return None, ()
-        return Failover(service=name, share=0.0), (s,)
+        """The twin action an index stands for now (see `RemediationCodec.build`)."""
+        return self.codec.build(index)
 
     def action_masks(self) -> np.ndarray:
         """True where an action is valid now and the gate would let it through."""
-        mask = np.zeros(self.action_space.n, bool)
-        mask[0] = True
-        for i in range(1, self.action_space.n):
-            action, _ = self.build(i)
-            if action is not None and self.gate.check(action, self.view) is not None:
-                mask[i] = True
-        return mask
+        return self.codec.masks(self.gate)
 
     # -- gymnasium API -------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -232,7 +279,10 @@ class RemediationEnv(TwinEnv):
         for c in scenario.workload.classes:
             rates[c.entry] += c.rate
         index = {n: i for i, n in enumerate(self.statics.names)}
-        self._entry_order = [index[e] for e in sorted(rates, key=lambda e: (-rates[e], e))]
+        entry_order = [index[e] for e in sorted(rates, key=lambda e: (-rates[e], e))]
+        self.codec = RemediationCodec(
+            self.statics, self.encoder, self.memory, self.view, entry_order[0], self.shed_share
+        )
         self._fix_at: float | None = None
         self._return = 0.0
         block = self._advance()
@@ -240,15 +290,14 @@ class RemediationEnv(TwinEnv):
         return obs, {"topology": scenario.topology.name, "fault": scenario.faults[0].kind}
 
     def _observe(self, block: np.ndarray) -> np.ndarray:
-        mean = block.mean(axis=0)
+        mean = self.interval_mean(block)
         sim = self.sim
         obs = self.encoder.update(mean, block[-1], self.memory, sim.now, sim.now / sim.end)
         self.view.health_value = float(self.encoder.globals[0])
         return obs
 
     def step(self, action):
-        if self.sim is None:
-            raise RuntimeError("call reset() before step()")
+        self._check_running()
         w = self.weights
         cost = 0.0
         proposed, targets = self.build(int(action))
@@ -296,13 +345,8 @@ class RemediationEnv(TwinEnv):
         )
 
     def _remember(self, applied: Action) -> None:
-        mem, index = self.memory, self.view._index
-        if applied.kind == "failover":
-            mem.failover[index[applied.service]] = applied.share
-        elif applied.kind == "shed_load":
-            mem.shed[index[applied.entry]] = applied.share
-        elif applied.kind == "escalate":
-            mem.escalated = True
+        self.codec.remember(applied)
+        if applied.kind == "escalate":
             self._fix_at = self.sim.now + self.escalation_fix_s
 
     def _extra_replicas(self) -> float:

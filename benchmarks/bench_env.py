@@ -1,0 +1,115 @@
+"""`python -m benchmarks.bench_env`: env steps per second, against a bare Simulation stepping
+the same ticks in the same run.
+
+Target (issue T7): >= 2,000 steps/s on one core for `firebreak/Remediation-v0` on Online
+Boutique in flow fidelity (guardrail gate and scorer wired in, as registered). The bare
+case builds the same episodes' simulations and advances them decision by decision with no
+observation, reward or gate, so the ratio is what the env itself adds. Also measured: a
+policy that asks for `action_masks()` every step (as MaskablePPO does) and Autoscale-v0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from agents.rl.envs import make_autoscale, make_remediation
+from twin.engine import Simulation
+
+TARGET_STEPS_PER_S = 2000.0
+
+
+def _env_rate(env, steps: int, seed: int, masks: bool) -> tuple[float, list]:
+    """Steps/s of noop steps (resets included); also the scenarios the episodes drew."""
+    scenarios = []
+    env.reset(seed=seed)
+    scenarios.append(env.scenario)
+    noop = np.zeros(env.action_space.shape, np.int64) if env.action_space.shape else 0
+    if env.action_space.shape:
+        noop += 1  # autoscale: hold everywhere
+    start = time.perf_counter()
+    for _ in range(steps):
+        if masks:
+            env.action_masks()
+        _, _, _, truncated, _ = env.step(noop)
+        if truncated:
+            env.reset()
+            scenarios.append(env.scenario)
+    return steps / (time.perf_counter() - start), scenarios
+
+
+def _bare_rate(scenarios: list, steps: int, decision_s: float) -> float:
+    """Steps/s of the same episodes as bare simulations advanced decision by decision."""
+    start = time.perf_counter()
+    done = 0
+    for scenario in scenarios:
+        sim = Simulation(scenario)
+        t = 0.0
+        while done < steps and t < sim.end:
+            t = min(t + decision_s, sim.end)
+            sim.advance(t)
+            done += 1
+        if done >= steps:
+            break
+    return done / (time.perf_counter() - start)
+
+
+def bench(steps: int = 20_000, seed: int = 0) -> list[dict]:
+    cases = [
+        ("Remediation-v0 online-boutique", make_remediation(topologies=("online-boutique",)), 0),
+        ("  with action_masks() per step", make_remediation(topologies=("online-boutique",)), 1),
+        ("Autoscale-v0 online-boutique", make_autoscale(), 0),
+    ]
+    rows = []
+    for label, env, masks in cases:
+        _env_rate(env, 300, seed + 99, bool(masks))  # warm-up: compiled code loaded
+        rate, scenarios = _env_rate(env, steps, seed, bool(masks))
+        bare = _bare_rate(scenarios, steps + 1, env.decision_s)
+        rows.append(
+            {
+                "case": label.strip(),
+                "steps": steps,
+                "ticks_per_step": int(round(env.decision_s / env.scenario.tick)),
+                "env_steps_per_s": round(rate, 1),
+                "bare_steps_per_s": round(bare, 1),
+                "overhead_x": round(bare / rate, 2),
+                "meets_target": rate >= TARGET_STEPS_PER_S if not masks else None,
+            }
+        )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    rows = bench(args.steps, args.seed)
+    print(
+        f"{'case':34s} {'ticks/step':>10s} {'env steps/s':>12s} {'bare steps/s':>13s} "
+        f"{'env/bare':>9s}"
+    )
+    for r in rows:
+        print(
+            f"{r['case']:34s} {r['ticks_per_step']:10d} {r['env_steps_per_s']:12,.0f} "
+            f"{r['bare_steps_per_s']:13,.0f} {r['overhead_x']:8.2f}x"
+        )
+    head = rows[0]
+    verdict = "ok" if head["meets_target"] else "MISSED"
+    print(
+        f"target >= {TARGET_STEPS_PER_S:,.0f} env steps/s (Remediation-v0, one core): "
+        f"{head['env_steps_per_s']:,.0f} {verdict}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
