@@ -20,6 +20,7 @@ from agents.automation import AutomationPolicy
 from agents.guardrails import GuardrailConfig, Guardrails
 from agents.oncall import FaultTruth, OnCallEngineer, OnCallProfile
 from agents.operator import MODES, Operator, OperatorConfig
+from agents.predictive_scaler import PredictiveScaler
 from agents.runbook import load_runbook
 from agents.selection import OutcomeModel, RiskAwareSelector
 from detectors.correlation import Correlator
@@ -88,6 +89,7 @@ class RehearsalController:
         self.settings = settings
         self.operator: Operator | None = None
         self.audit: AuditLog | None = None
+        self.scaler: PredictiveScaler | None = None
 
     def _detector(self, names: tuple[str, ...]) -> Any:
         if self.mode == "traditional":
@@ -107,6 +109,10 @@ class RehearsalController:
         human = OnCallEngineer(s.oncall, rng)
         kwargs: dict[str, Any] = {}
         if self.mode == "ai":
+            # demand forecasting and pre-emptive scaling: it takes over a service's HPA once
+            # a day of its history exists (in shorter runs the HPA keeps it throughout)
+            self.scaler = PredictiveScaler(sim)
+            kwargs["on_frame"] = self.scaler.observe
             self.audit = AuditLog(self.out / "audit.jsonl")
             entries = sorted({c.entry for c in self.scenario.workload.classes})
             kwargs = {
@@ -151,6 +157,10 @@ class RehearsalController:
             replica_hours=summary["replica_hours"],
             guardrails=self.settings.guardrails,
         )
+        if self.scaler is not None:
+            log = self.scaler.log
+            stack["predictive_scale_actions"] = sum(e["what"] == "scale" for e in log)
+            stack["predictive_fallbacks"] = sum(e["what"] == "fallback" for e in log)
         (self.out / "operations.json").write_text(
             json.dumps(
                 {
