@@ -208,3 +208,14 @@ def test_study_scenarios_are_a_fair_test() -> None:
         assert e.lift * (1 + cal.workload.daily_amplitude * 0.6) > 1 / (hpa.target_cpu * 0.5)
     daily = build_scenario("daily", seed=0, days=2.0)
     assert daily.workload.calendar == [] and daily.workload.flash_crowds == []
+
+
+def test_plans_hours_ahead() -> None:
+    sim = Simulation(_scenario(calendar=_events(2.5)))
+    scaler = _scaler(sim, lookahead_s=2 * SEASON)
+    scaler.run()
+    assert scaler.plans, "the scaler never planned"
+    plan = next(iter(scaler.plans.values()))
+    steps = len(plan["upper_rate"])
+    assert steps * plan["step_s"] >= 2 * SEASON
+    assert len(plan["replicas"]) == steps and min(plan["replicas"]) >= 1

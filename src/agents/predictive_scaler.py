@@ -1,7 +1,9 @@
 """A predictive autoscaler: forecast each HPA-managed service's demand, provision ahead of it.
 
-Every `interval_s` it fits a forecaster on the service's arrival rate (telemetry only), takes
-the upper prediction bound over the next start-up delay + margin + interval, and turns it into
+Every `interval_s` it fits a forecaster on the service's arrival rate (telemetry only) and
+forecasts `lookahead_s` (2 h) ahead: the plan of replicas each coming interval needs is kept
+in `plans`; for acting it takes the upper prediction bound over the next start-up delay +
+margin + interval, and turns it into
 replicas through the capacity model (CPU and worker-pool bounds at a target utilisation), so
 pods are ready before the demand arrives. It pauses the twin's HPA for the services it
 controls, but never scales in on a forecast alone: a scale-in needs the reactive HPA's own
@@ -98,6 +100,7 @@ class PredictiveScaler:
         *,
         interval_s: float = 300.0,
         margin_s: float = 120.0,
+        lookahead_s: float = 7200.0,
         target: float = 0.7,
         level: float = 0.9,
         season_s: float = DAY_S,
@@ -112,6 +115,10 @@ class PredictiveScaler:
         self.sim = sim
         self.interval_s = interval_s
         self.margin_s = margin_s
+        self.lookahead_s = lookahead_s
+        # each service's latest plan: the forecast upper bound and the replicas it needs over
+        # the next `lookahead_s` (hours ahead, for capacity planning and the report)
+        self.plans: dict[str, dict] = {}
         self.target = target
         self.level = level
         # the forecaster sees one point per interval: a season is a whole number of them
@@ -226,10 +233,17 @@ class PredictiveScaler:
         if len(m.bins) <= period:
             return
         lead = m.spec.startup_s + self.margin_s + step
-        horizon = max(1, math.ceil(lead / step))
+        horizon = max(1, math.ceil(lead / step))  # what must be running by the next bin
+        ahead = max(horizon, math.ceil(self.lookahead_s / step))
         times = step * np.arange(len(m.bins)) + step / 2  # bin centres, series seconds
-        pred = self._forecast(times, np.asarray(m.bins), horizon)
+        pred = self._forecast(times, np.asarray(m.bins), ahead)
         m.pending[len(m.bins)] = float(pred.mean[0])
+        self.plans[m.name] = {
+            "time": t,
+            "step_s": step,
+            "upper_rate": [round(float(x), 3) for x in pred.upper],
+            "replicas": [self._replicas(m, float(x)) for x in pred.upper],
+        }
         if m.fallback:
             return
         if not m.active:
