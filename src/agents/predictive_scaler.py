@@ -221,7 +221,7 @@ class PredictiveScaler:
             m.active, m.fallback = False, True
             self.sim.hpa_paused[m.index] = False
             self._record(t, m, "fallback", mape=round(err, 4))
-            log.warning("predictive scaler: %s back to the HPA (MAPE %.2f)", m.name, err)
+            log.info("predictive scaler: %s back to the HPA (MAPE %.2f)", m.name, err)
         elif m.fallback and err < self.mape_threshold / 2:
             m.fallback = False
             self._record(t, m, "resume", mape=round(err, 4))
