@@ -30,6 +30,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_forecast",
     "firebreak.cmd_validate_change",
     "firebreak.cmd_rehearse",
+    "firebreak.cmd_train",
+    "firebreak.cmd_evaluate",
 )
 
 

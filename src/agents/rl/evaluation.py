@@ -42,9 +42,9 @@ def run_episode(env, policy, seed: int, masked: bool = True) -> dict[str, Any]:
     obs, _ = env.reset(seed=seed)
     start = True
     while True:
-        mask = env.unwrapped.action_masks() if masked else None
+        extra = {"action_masks": env.unwrapped.action_masks()} if masked else {}
         action, _ = policy.predict(
-            obs, episode_start=np.array([start]), deterministic=True, action_masks=mask
+            obs, episode_start=np.array([start]), deterministic=True, **extra
         )
         start = False
         obs, _, terminated, truncated, info = env.step(action)
@@ -110,3 +110,35 @@ def paired_mttr_difference(
         diffs.append(float(r.get("mttr_s") or 0.0) - float(other.get("mttr_s") or 0.0))
     m, lo, hi = mean_ci(diffs)
     return m, lo, hi, len(diffs)
+
+
+def plot_summary(suites: Mapping[str, Sequence[Mapping[str, Any]]], path) -> None:
+    """MTTR and SLO-violating minutes per policy and suite, with 95% CI error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = (("mttr_s", "MTTR (s)"), ("slo_violating_min", "SLO-violating minutes"))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(11, 4))
+    names = list(suites)
+    for ax, (metric, label) in zip(axes, metrics, strict=True):
+        width = 0.8 / max(len(names), 1)
+        policies = [e["policy"] for e in next(iter(suites.values()))]
+        x = np.arange(len(policies))
+        for k, suite in enumerate(names):
+            entries = {e["policy"]: e for e in suites[suite]}
+            means = [entries[p][metric] if p in entries else np.nan for p in policies]
+            cis = [
+                entries[p][f"{metric}_ci"] if p in entries else (np.nan, np.nan) for p in policies
+            ]
+            err = np.array([[m - lo, hi - m] for m, (lo, hi) in zip(means, cis, strict=True)]).T
+            ax.bar(x + k * width, means, width, yerr=np.nan_to_num(err), capsize=3, label=suite)
+        ax.set_xticks(x + width * (len(names) - 1) / 2, policies)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Remediation policies on held-out seeds (means, 95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -147,12 +147,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
         )
     ]
     if config.eval_episodes > 0:
-        eval_env = make_vec_env(
-            config.env_id,
-            n_envs=1,
-            seed=EVAL_SEED_BASE + 500_000 + config.seed,
-            env_kwargs=kwargs,
-            vec_env_cls=DummyVecEnv,
+        eval_env = VecCheckNan(
+            make_vec_env(
+                config.env_id,
+                n_envs=1,
+                seed=EVAL_SEED_BASE + 500_000 + config.seed,
+                env_kwargs=kwargs,
+                vec_env_cls=DummyVecEnv,
+            ),
+            raise_exception=True,
         )
         freq = config.eval_freq or max(config.steps // 10, 1)
         eval_kw = {

@@ -189,5 +189,6 @@ class AutoscaleEnv(TwinEnv):
             "replica_hours": self._replica_hours,
             "actions": self.stats["actions"],
             "refused": self.stats["refused"],
+            "nonfinite": self.stats["nonfinite"],
             "return": self._return,
         }

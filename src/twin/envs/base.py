@@ -197,7 +197,8 @@ class TwinEnv(gym.Env):
         self._steps = int(round(scenario.duration / self.decision_s))
         self._step_i = 0
         self.slo = StepSlo()
-        self.stats = {"actions": 0, "refused": 0, "cost": 0.0}
+        # nonfinite: telemetry values the twin produced as NaN/inf, left out (a twin bug)
+        self.stats = {"actions": 0, "refused": 0, "nonfinite": 0}
 
     def _check_running(self) -> None:
         if self.sim is None:
@@ -220,7 +221,7 @@ class TwinEnv(gym.Env):
 
     def _account(self, block: np.ndarray, dist: np.ndarray, r0: int) -> None:
         out = self._slo_sums
-        fast.slo_account(
+        self.stats["nonfinite"] += fast.slo_account(
             block,
             dist,
             self._entries,
@@ -255,7 +256,7 @@ class TwinEnv(gym.Env):
 
     def interval_mean(self, block: np.ndarray) -> np.ndarray:
         """The interval's mean telemetry (a buffer reused across steps)."""
-        fast.interval_mean(block, self._mean)
+        self.stats["nonfinite"] += fast.interval_mean(block, self._mean)
         return self._mean
 
     def _stop_faults(self) -> None:

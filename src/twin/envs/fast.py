@@ -27,9 +27,11 @@ _SQRT2 = math.sqrt(2.0)
 def slo_account(block, dist, entries, thr_s, dt, r0, width, win, out):
     """Per tick at the entries: requests, failed (errors and shed), served, slower than
     `thr_s` (from the tick's shifted lognormal), as the twin's SloTracker counts them.
-    Adds them into `win` (4 × windows) by window of length `width`; `out` gets the sums."""
+    Adds them into `win` (4 × windows) by window of length `width`; `out` gets the sums.
+    Returns how many entry-ticks were left out for non-finite telemetry."""
     for k in range(4):
         out[k] = 0.0
+    bad = 0
     last = win.shape[1] - 1
     for t in range(block.shape[0]):
         w = int(((r0 + t) * dt) // width)
@@ -39,6 +41,9 @@ def slo_account(block, dist, entries, thr_s, dt, r0, width, win, out):
             ok = block[t, e, _THR] * dt
             err = block[t, e, _ERR] * dt
             failed = err + block[t, e, _SHED] * dt
+            if not (math.isfinite(ok) and math.isfinite(failed)):
+                bad += 1  # a non-finite telemetry value: counted, never propagated
+                continue
             served = ok + err
             x = thr_s - dist[t, e, 2]
             below = 0.0
@@ -57,18 +62,28 @@ def slo_account(block, dist, entries, thr_s, dt, r0, width, win, out):
             out[1] += failed
             out[2] += served
             out[3] += slow
+    return bad
 
 
 @njit(cache=True)
 def interval_mean(block, mean):
-    """Mean over the interval's ticks (rows × services × metrics → services × metrics)."""
+    """Mean over the interval's ticks (rows × services × metrics → services × metrics);
+    non-finite values are left out (counted in the return value)."""
     k = block.shape[0]
+    bad = 0
     for s in range(block.shape[1]):
         for m in range(block.shape[2]):
             acc = 0.0
+            used = 0
             for t in range(k):
-                acc += block[t, s, m]
-            mean[s, m] = acc / k
+                v = block[t, s, m]
+                if math.isfinite(v):
+                    acc += v
+                    used += 1
+                else:
+                    bad += 1
+            mean[s, m] = acc / used if used else 0.0
+    return bad
 
 
 @njit(cache=True)

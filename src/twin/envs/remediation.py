@@ -371,6 +371,7 @@ class RemediationEnv(TwinEnv):
             "slo_violating_min": float((~good).sum() * width / 60.0),
             "actions": self.stats["actions"],
             "refused": self.stats["refused"],
+            "nonfinite": self.stats["nonfinite"],
             "escalated": self.memory.escalated,
             "return": self._return,
         }

@@ -1,0 +1,184 @@
+"""`firebreak evaluate`: a trained remediation policy against the runbook agent, do-nothing
+and random, on held-out seeds and on a topology it never saw."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+
+def _fmt(entry: dict, metric: str, digits: int = 0) -> str:
+    m, (lo, hi) = entry[metric], entry[f"{metric}_ci"]
+    if m != m:  # NaN: no episode to average
+        return "n/a"
+    return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+    from tqdm import tqdm
+
+    import agents.rl
+    from agents.rl.evaluation import (
+        eval_seeds,
+        evaluate_policies,
+        paired_mttr_difference,
+        plot_summary,
+        summarise,
+    )
+    from agents.rl.policies import DoNothingPolicy, RandomPolicy, RunbookPolicy
+    from agents.rl.train import load_policy
+    from twin.envs import TOPOLOGIES, ObservationLayout
+    from twin.errors import FirebreakError
+
+    if args.episodes < 2:
+        raise FirebreakError(
+            f"--episodes: need at least 2 for a confidence interval, got {args.episodes}"
+        )
+    model, settings = load_policy(args.policy)
+    env_id = settings["env_id"]
+    if env_id != agents.rl.REMEDIATION_ID:
+        raise FirebreakError(
+            f"{args.policy}: evaluate compares remediation policies; this one was trained on "
+            f"{env_id}"
+        )
+    env_settings = settings["env_settings"]
+    kwargs = dict(settings.get("env_kwargs") or {})
+    layout = ObservationLayout(env_settings["observation"], int(env_settings["top_k"]), None)
+    suites: dict[str, dict] = {"held-out seeds": kwargs}
+    unseen = args.unseen_topology
+    if unseen:
+        if unseen not in TOPOLOGIES:
+            raise FirebreakError(
+                f"--unseen-topology: unknown {unseen!r} (topologies: {', '.join(TOPOLOGIES)})"
+            )
+        if unseen in env_settings["topologies"]:
+            raise FirebreakError(
+                f"--unseen-topology: the policy was trained on {unseen}; pick another"
+            )
+        if env_settings["observation"] != "ranked":
+            raise FirebreakError(
+                "--unseen-topology: needs a policy trained with observation 'ranked' "
+                "(a 'services' policy is tied to its topology)"
+            )
+        suites[f"unseen {unseen}"] = {**kwargs, "topologies": [unseen]}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seeds = eval_seeds(args.episodes, args.seed_base)
+    rows_all, summaries = [], {}
+    bar = tqdm(
+        total=len(suites) * 4 * len(seeds),
+        desc="episodes",
+        file=sys.stderr,
+        disable=not sys.stderr.isatty() or args.quiet,
+    )
+    masked = settings["algo"] == "maskable-ppo"
+    for suite, env_kwargs in suites.items():
+        probe = gym.make(env_id, **env_kwargs)
+        if layout.layout == "services":
+            layout = ObservationLayout("services", 1, probe.unwrapped.encoder.n_services)
+        n_actions = probe.action_space.n
+        probe.close()
+        policies = {
+            "rl": (model, masked),
+            "runbook": (RunbookPolicy(layout, float(env_settings["decision_s"])), True),
+            "do-nothing": (DoNothingPolicy(n_actions), True),
+            "random": (RandomPolicy(n_actions, seed=args.seed_base), True),
+        }
+        rows = evaluate_policies(
+            lambda kw=env_kwargs: gym.make(env_id, **kw), policies, seeds, progress=bar.update
+        )
+        for row in rows:
+            row["suite"] = suite
+        rows_all += rows
+        summaries[suite] = summarise(rows)
+    bar.close()
+    print(
+        f"{settings['algo']} policy {args.policy} vs the runbook agent, do-nothing and random "
+        f"(masked); {len(seeds)} episodes per suite, seeds {seeds[0]}..{seeds[-1]}; "
+        "means [95% CI]"
+    )
+    header = (
+        f"{'suite':26s} {'policy':11s} {'MTTR s':>22s} {'impacted':>8s} {'censored':>8s} "
+        f"{'SLO-violating min':>20s} {'actions':>16s} {'unsafe':>6s}"
+    )
+    print(header)
+    for suite, entries in summaries.items():
+        for e in entries:
+            print(
+                f"{suite:26s} {e['policy']:11s} {_fmt(e, 'mttr_s'):>22s} "
+                f"{e['with_slo_impact']:8d} {e['censored']:8d} "
+                f"{_fmt(e, 'slo_violating_min', 1):>20s} {_fmt(e, 'actions', 1):>16s} "
+                f"{e['unsafe_actions']:6.1f}"
+            )
+    for suite in summaries:
+        mine = [r for r in rows_all if r["suite"] == suite]
+        d, lo, hi, n = paired_mttr_difference(mine, "rl", "runbook")
+        verdict = "beats" if hi < 0 else ("is worse than" if lo > 0 else "is level with")
+        print(
+            f"{suite}: rl - runbook MTTR {d:+.0f} s [{lo:+.0f}, {hi:+.0f}] over {n} paired "
+            f"episodes: the policy {verdict} the runbook agent"
+        )
+    columns = [
+        "suite",
+        "policy",
+        "seed",
+        "topology",
+        "fault",
+        "target",
+        "fault_start_s",
+        "mttr_s",
+        "censored",
+        "slo_violating_min",
+        "actions",
+        "unsafe_actions",
+        "escalated",
+        "return",
+    ]
+    with open(out / "episodes.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows_all)
+    with open(out / "summary.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["suite", "policy", "metric", "mean", "ci_low", "ci_high"])
+        for suite, entries in summaries.items():
+            for e in entries:
+                for metric in (
+                    "mttr_s",
+                    "slo_violating_min",
+                    "actions",
+                    "unsafe_actions",
+                    "return",
+                ):
+                    lo, hi = e[f"{metric}_ci"]
+                    writer.writerow([suite, e["policy"], metric, e[metric], lo, hi])
+    plot_summary(summaries, out / "evaluation.png")
+    print(f"wrote {out / 'episodes.csv'}, summary.csv, evaluation.png")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="an RL remediation policy vs the runbook agent, do-nothing and random",
+        description=(
+            "Runs the trained policy, the default runbook as a policy, do-nothing and random "
+            "(masked) on the same held-out seeds, and on a topology the policy never saw: "
+            "MTTR, SLO-violating minutes, actions, unsafe actions, with 95% confidence "
+            "intervals; prints a table, writes episodes.csv, summary.csv and evaluation.png."
+        ),
+    )
+    p.add_argument("--policy", required=True, help="a `firebreak train` output directory")
+    p.add_argument("--episodes", type=int, default=30, help="episodes per suite (default 30)")
+    p.add_argument(
+        "--unseen-topology",
+        default="train-ticket",
+        help="a topology left out of training ('' to skip; default train-ticket)",
+    )
+    p.add_argument("--seed-base", type=int, default=1_000_000, help="first held-out seed")
+    p.add_argument("--out", default="out/rl-evaluation", help="output directory")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
