@@ -85,6 +85,15 @@ def _check(plan: DeployPlan, p99: float, err: float, baseline: float) -> list[st
     return broke
 
 
+def _threshold(plan: DeployPlan, baseline: float) -> float | None:
+    """The p99 above which a check fails (the tighter of the two latency criteria)."""
+    crit = plan.rollback
+    limits = [crit.max_p99_ms] if crit.max_p99_ms is not None else []
+    if crit.max_p99_ratio is not None:
+        limits.append(crit.max_p99_ratio * baseline)
+    return min(limits) if limits else None
+
+
 def _interval_means(times: np.ndarray, p99: np.ndarray, err: np.ndarray, a: float, b: float):
     inside = (times >= a - 1e-9) & (times < b - 1e-9)
     answered = inside & (p99 > 0)
@@ -164,6 +173,7 @@ def rehearse_canary(
         "seed": seed,
         "service": service,
         "baseline_p99_ms": baseline,
+        "threshold_p99_ms": _threshold(plan, baseline),
         "rolled_back": rolled_back_at is not None,
         "caught_before_full": caught,
         "reached_full": full_at is not None,

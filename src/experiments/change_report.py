@@ -30,9 +30,12 @@ MAX_DECIDING = 8
 MAX_TIMELINES = 4
 
 
-def _fmt_ci(m: float, lo: float, hi: float, fmt: str) -> str:
+def _fmt_ci(m: float, lo: float, hi: float, fmt: str, n: int = 2) -> str:
+    """`m [lo, hi]`; one seed has no interval, only its difference."""
     if any(math.isnan(v) for v in (m, lo, hi)):
         return "n/a"
+    if n < 2:
+        return f"{m:{fmt}}"
     return f"{m:{fmt}} [{lo:{fmt}}, {hi:{fmt}}]"
 
 
@@ -49,14 +52,18 @@ def comparison_table(result: Mapping[str, Any]) -> pd.DataFrame:
                 "held base": f"{r['held_base']}/{n}",
                 "held change": f"{r['held_change']}/{n}",
                 "Δ adherence": _fmt_ci(
-                    r["d_adherence"], r["d_adherence_lo"], r["d_adherence_hi"], "+.1%"
+                    r["d_adherence"], r["d_adherence_lo"], r["d_adherence_hi"], "+.1%", n
                 ),
                 "p99 ms base→change": f"{r['p99_ms_base']:.0f}→{r['p99_ms_change']:.0f}",
-                "Δ p99 ms": _fmt_ci(r["d_p99_ms"], r["d_p99_ms_lo"], r["d_p99_ms_hi"], "+.0f"),
+                "Δ p99 ms": _fmt_ci(r["d_p99_ms"], r["d_p99_ms_lo"], r["d_p99_ms_hi"], "+.0f", n),
                 "burn base→change": f"{r['burn_base']:.2f}→{r['burn_change']:.2f}",
-                "Δ burn": _fmt_ci(r["d_burn"], r["d_burn_lo"], r["d_burn_hi"], "+.2f"),
+                "Δ burn": _fmt_ci(r["d_burn"], r["d_burn_lo"], r["d_burn_hi"], "+.2f", n),
                 "Δ replica-h": _fmt_ci(
-                    r["d_replica_hours"], r["d_replica_hours_lo"], r["d_replica_hours_hi"], "+.2f"
+                    r["d_replica_hours"],
+                    r["d_replica_hours_lo"],
+                    r["d_replica_hours_hi"],
+                    "+.2f",
+                    n,
                 ),
             }
         )
@@ -217,17 +224,27 @@ def plot_canary(result: Mapping[str, Any], path: Path) -> bool:
     for ax, c in zip(axes[0], result["canary"], strict=True):
         run = c["runs"][0]
         minutes = range(len(run["p99_by_minute"]))
-        ax.plot(minutes, run["p99_by_minute"], color="#2c3e50", label="service p99")
-        ax.set_ylabel("p99 (ms)")
+        lines = ax.step(
+            minutes, run["p99_by_minute"], where="post", color="#2c3e50", label="service p99"
+        )
+        if run.get("threshold_p99_ms") is not None:
+            lines.append(
+                ax.axhline(run["threshold_p99_ms"], color="#7f8c8d", ls=":", label="criterion")
+            )
+        ax.set_ylabel("p99 per minute (ms)")
         ax.set_xlabel("minute")
         twin = ax.twinx()
-        twin.step(minutes, run["weight_by_minute"], where="post", color="#e67e22", label="weight")
+        lines += twin.step(
+            minutes, run["weight_by_minute"], where="post", color="#e67e22", label="weight"
+        )
         twin.set_ylim(0, 1.05)
         twin.set_ylabel("canary weight")
         if run["rollback_at_s"] is not None:
-            ax.axvline(run["rollback_at_s"] / 60, color="#c0392b", ls="--", label="rollback")
+            lines.append(
+                ax.axvline(run["rollback_at_s"] / 60, color="#c0392b", ls="--", label="rollback")
+            )
         ax.set_title(c["label"], fontsize=9)
-        ax.legend(loc="upper left", fontsize=8)
+        ax.legend(handles=lines, loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -56,7 +56,7 @@ class VersionProfile(Frozen):
 
     @property
     def is_regression(self) -> bool:
-        """Worse in no dimension better in none: what the twin's bad-deploy model can play."""
+        """Better in no dimension: the only kind a canary rehearsal can play (as a bad deploy)."""
         return self.latency_factor >= 1.0 and self.cpu_factor >= 1.0
 
     def as_fault(self, start: float = 0.0) -> BadDeployFault:

@@ -191,7 +191,9 @@ def _run_ray(jobs: list[Job], jobs_n: int | None, tick: Callable[[], None]) -> l
             "backend ray: ray is not installed (pip install 'firebreak[ray]')"
         ) from None
     started = not ray.is_initialized()
-    if started:
+    if started and os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)  # a cluster's size is its own, not ours to set
+    elif started:
         ray.init(num_cpus=jobs_n, include_dashboard=False, log_to_driver=False)
     try:
         remote = ray.remote(num_cpus=1)(_call)

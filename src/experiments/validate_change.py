@@ -323,7 +323,12 @@ def verdict(result: Mapping[str, Any]) -> tuple[str, list[str]]:
     unsafe = [f"{r['case']}: " + "; ".join(r["reasons"]) for r in rows if r["status"] == "unsafe"]
     if unsafe:
         return "unsafe", unsafe
-    risky = [f"{r['case']}: " + "; ".join(r["reasons"]) for r in rows if r["status"] == "risky"]
+    # steady state first (a change that hurts a quiet day says most), then the worst burn
+    worst = sorted(
+        (r for r in rows if r["status"] == "risky"),
+        key=lambda r: (r["case"] != STEADY, -r["broken"], -r["d_burn"]),
+    )
+    risky = [f"{r['case']}: " + "; ".join(r["reasons"]) for r in worst]
     for f in result["findings"]:
         if f["new"]:
             risky.append(
