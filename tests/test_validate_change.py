@@ -17,7 +17,12 @@ from conftest import SCENARIOS
 from experiments import resilience_search
 from experiments.canary import rehearse_canary
 from experiments.change_spec import ChangeError, apply_change, load_change, parse_change
-from experiments.change_suite import SuiteTiming, build_suite, critical_services
+from experiments.change_suite import (
+    SuiteTiming,
+    build_suite,
+    case_scenario,
+    critical_services,
+)
 from experiments.validate_change import ValidationConfig, validate_change
 from firebreak.cli import main
 from twin.errors import FirebreakError
@@ -164,6 +169,17 @@ def test_suite_covers_every_fault_kind_on_critical_services_once_per_link(base) 
     assert {c.kind for c in smoke} == {"steady", "flash_crowd", "crash", "latency", "errors"}
 
 
+def test_a_new_dependency_fails_only_where_it_exists(base) -> None:
+    changed = apply_change(base, load_change(CHANGES / "new-dependency.yaml"))
+    cases = {c.name: c for c in build_suite("smoke", changed, ["frontend"], ["pricing"])}
+    crash = cases["crash@pricing"]
+    on_change = case_scenario(base, changed, crash, 1, TIMING)
+    on_base = case_scenario(base, base.topology, crash, 1, TIMING)
+    assert [f.target for f in on_change.faults] == ["pricing"]
+    assert on_base.faults == []  # the base, which never called pricing, runs without it
+    assert on_base.workload == on_change.workload  # same traffic, paired
+
+
 def test_validation_is_deterministic(base) -> None:
     config = ValidationConfig(
         suite="smoke", seeds=1, timing=TIMING, backend="serial", progress=False, search=None
@@ -300,6 +316,7 @@ def test_example_changes_load_and_apply(base) -> None:
         "add-replica",
         "aggressive-retries",
         "canary-5x-latency",
+        "new-dependency",
     }
     for path in changes:
         apply_change(base, load_change(path), str(path))

@@ -205,13 +205,16 @@ def case_scenario(
     extra_faults: Sequence[Mapping[str, Any]] = (),
 ) -> Scenario:
     """The base's workload (its own crowds, calendar and faults left out) and SLOs, on
-    `topology`, with the case's trigger: identical traffic for base and change per seed."""
+    `topology`, with the case's trigger: identical traffic for base and change per seed.
+
+    A fault on a service (or link) `topology` lacks is left out: a base without a new
+    dependency is what a change adding one is compared with when that dependency fails."""
     raw = base.model_dump(by_alias=True)
     workload = dict(raw["workload"])
     workload["flash_crowds"] = [dict(case.crowd)] if case.crowd else []
     workload["calendar"] = []
     faults = [dict(f) for f in extra_faults]
-    if case.fault:
+    if case.fault and _applies(case.fault, topology):
         faults.append(dict(case.fault))
     raw.update(
         name=f"{base.name}:{case.name}",
@@ -225,6 +228,17 @@ def case_scenario(
     scenario = Scenario.model_validate(raw)
     check_scenario(scenario, scenario.name)
     return scenario
+
+
+def _applies(fault: Mapping[str, Any], topology: Topology) -> bool:
+    ends = [fault["target"], *([fault["peer"]] if "peer" in fault else [])]
+    if not all(e in topology.services for e in ends):
+        return False
+    if "peer" in fault:
+        edges = {(c.source, c.target) for c in topology.calls}
+        a, b = ends
+        return (a, b) in edges or (b, a) in edges
+    return True
 
 
 class _Probe:
