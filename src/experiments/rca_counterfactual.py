@@ -36,7 +36,9 @@ def restore_actions(sim: Simulation, service: str) -> list[Action]:
     for index, fault in sorted(sim.faults.active.items()):
         if getattr(fault, "target", None) != service:
             continue
-        actions.append(Rollback(service) if isinstance(fault, BadDeployFault) else StopFault(index))
+        # restoring the declared healthy state is immediate here (a what-if, not an operation)
+        restore = Rollback(service, rollout_s=0.0) if isinstance(fault, BadDeployFault) else None
+        actions.append(restore or StopFault(index))
     return list(dict.fromkeys(actions))
 
 
