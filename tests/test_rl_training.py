@@ -1,0 +1,165 @@
+"""Training smoke tests, the saved policy driving a live simulation, `firebreak train` and
+`firebreak evaluate` (including their error messages)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents.rl.envs import AUTOSCALE_ID, REMEDIATION_ID
+from agents.rl.policy_runner import PolicyRunner
+from agents.rl.train import TrainConfig, TrainingError, load_policy, train
+from firebreak.cli import main
+from twin.engine import Simulation
+from twin.loader import load_scenario
+
+SHORT = {"episode_s": 300.0, "fault_start_s": [60.0, 90.0], "topologies": ["online-boutique"]}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A maskable PPO policy after a few hundred steps (seconds): enough to test the plumbing."""
+    out = tmp_path_factory.mktemp("policy")
+    config = TrainConfig(
+        algo="maskable-ppo",
+        env_id=REMEDIATION_ID,
+        steps=256,
+        out=out,
+        n_envs=2,
+        env_kwargs=SHORT,
+        eval_episodes=1,
+        eval_freq=256,
+        progress_bar=False,
+    )
+    summary = train(config)
+    return out, summary
+
+
+def test_training_writes_policy_settings_logs_and_checkpoints(trained):
+    out, summary = trained
+    assert (out / "policy.zip").is_file()
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["algo"] == "maskable-ppo" and settings["env_id"] == REMEDIATION_ID
+    assert settings["env_settings"]["episode_s"] == 300.0
+    assert settings["env_kwargs"] == SHORT
+    assert any((out / "tensorboard").rglob("events.out.tfevents*"))
+    assert any((out / "checkpoints").glob("*.zip"))
+    assert (out / "eval" / "evaluations.npz").is_file()
+    _model, loaded = load_policy(out)
+    assert loaded == settings and summary["steps"] == 256
+
+
+@pytest.mark.parametrize(("algo", "env_id"), [("ppo", AUTOSCALE_ID), ("dqn", REMEDIATION_ID)])
+def test_other_algorithms_train(tmp_path, algo, env_id):
+    kwargs = {"episode_s": 1800.0} if env_id == AUTOSCALE_ID else SHORT
+    config = TrainConfig(
+        algo=algo,
+        env_id=env_id,
+        steps=128,
+        out=tmp_path,
+        n_envs=1,
+        env_kwargs=kwargs,
+        eval_episodes=0,
+        progress_bar=False,
+    )
+    train(config)
+    _model, settings = load_policy(tmp_path / "policy.zip")
+    assert settings["algo"] == algo
+
+
+def test_dqn_refuses_a_multidiscrete_env(tmp_path):
+    config = TrainConfig("dqn", AUTOSCALE_ID, 64, tmp_path, progress_bar=False)
+    with pytest.raises(TrainingError, match="needs a Discrete action space"):
+        train(config)
+
+
+def test_policy_runner_drives_a_live_simulation(trained):
+    out, _ = trained
+    scenario = load_scenario("scenarios/steady-state.yaml", duration=600)
+    sim = Simulation(scenario)
+    runner = PolicyRunner.load(out, sim)
+    decisions = 0
+    for frame in sim.frames():
+        before = runner.last_obs
+        runner.observe(frame)
+        if runner.last_obs is not before:
+            decisions += 1
+            assert runner.last_obs.shape == (runner.encoder.size,)
+            assert np.all(runner.last_obs >= runner.encoder.low)
+            assert np.all(runner.last_obs <= runner.encoder.high)
+    assert decisions == int(600 / runner.decision_s)
+    for record in runner.actions:
+        assert not record.get("refused")  # masked: the guardrails are never crossed
+        assert record["time"] % runner.decision_s == pytest.approx(0.0)
+    applied = [a for _, a in sim.action_log]
+    assert len(applied) == sum("action" in r for r in runner.actions)
+
+
+def _cli(capsys, *argv) -> tuple[int, str]:
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--algo", "a2c"], "error: --algo: unknown 'a2c'"),
+        (["--env", "CartPole-v1"], "error: --env: unknown 'CartPole-v1'"),
+        (["--steps", "0"], "error: --steps: must be >= 1, got 0"),
+        (["--n-envs", "0"], "error: --n-envs: must be >= 1, got 0"),
+        (["--env-kwargs", "{oops"], "error: --env-kwargs: not JSON"),
+        (["--env-kwargs", "[1]"], "error: --env-kwargs: expected a JSON object"),
+        (["--env-kwargs", '{"bogus": 1}'], "error: --env-kwargs:"),
+        (["--env-kwargs", '{"topologies": ["x"]}'], "error: topologies: unknown topology 'x'"),
+    ],
+)
+def test_train_cli_errors(tmp_path, capsys, extra, message):
+    argv = {"--algo": "ppo", "--env": REMEDIATION_ID, "--steps": "10", "--out": str(tmp_path)}
+    argv.update(dict(zip(extra[::2], extra[1::2], strict=True)))
+    flat = [x for pair in argv.items() for x in pair] + ["--quiet"]
+    code, text = _cli(capsys, "train", *flat)
+    assert code == 2
+    assert message in text
+    assert "Traceback" not in text
+
+
+def test_evaluate_cli_errors(tmp_path, capsys, trained):
+    out, _ = trained
+    code, text = _cli(capsys, "evaluate", "--policy", str(tmp_path / "none"), "--quiet")
+    assert code == 2 and "no saved policy there" in text
+    code, text = _cli(capsys, "evaluate", "--policy", str(out), "--episodes", "1", "--quiet")
+    assert code == 2 and "--episodes: need at least 2" in text
+    code, text = _cli(
+        capsys, "evaluate", "--policy", str(out), "--unseen-topology", "online-boutique"
+    )
+    assert code == 2 and "the policy was trained on online-boutique" in text
+    code, text = _cli(capsys, "evaluate", "--policy", str(out), "--unseen-topology", "atlantis")
+    assert code == 2 and "--unseen-topology: unknown 'atlantis'" in text
+
+
+def test_evaluate_cli_writes_table_csv_and_plot(tmp_path, capsys, trained):
+    out, _ = trained
+    report = tmp_path / "report"
+    code, text = _cli(
+        capsys,
+        "evaluate",
+        "--policy",
+        str(out),
+        "--episodes",
+        "2",
+        "--unseen-topology",
+        "sock-shop",
+        "--out",
+        str(report),
+        "--quiet",
+    )
+    assert code == 0, text
+    for name in ("rl", "runbook", "do-nothing", "random"):
+        assert name in text
+    assert "unseen sock-shop" in text and "rl - runbook MTTR" in text
+    rows = (report / "episodes.csv").read_text().splitlines()
+    assert len(rows) == 1 + 2 * 4 * 2
+    assert (report / "summary.csv").is_file() and (report / "evaluation.png").stat().st_size > 0
