@@ -158,7 +158,7 @@ def test_no_unsafe_action_executes_with_masks_and_refusals_are_not_applied():
 
 
 def _episode_return(env, seed: int, choose) -> float:
-    obs, _ = env.reset(seed=seed)
+    env.reset(seed=seed)
     total, truncated = 0.0, False
     while not truncated:
         _obs, reward, _, truncated, _ = env.step(choose(env))
