@@ -51,12 +51,14 @@ def table(stacks: dict[str, dict]) -> str:
 
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from experiments.rehearsal import StackSettings, rehearse
+    from experiments.report import report_modes, write_report
     from twin.loader import load_scenario
 
     scenario = load_scenario(args.scenario, seed=args.seed, duration=args.duration)
     modes = ("traditional", "ai") if args.ops == "both" else (args.ops,)
     out = Path(args.out)
     stacks = {}
+    interrupted = False
     for mode in modes:
         target = out / mode if len(modes) > 1 else out
         settings = StackSettings(runbook=args.runbook)
@@ -66,8 +68,11 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         )
         result = rehearse(scenario, mode, target, settings=settings)
         stacks[mode] = result.summary["stacks"][mode]
+        interrupted |= result.interrupted
         print(f"{mode}: run directory {target}", file=sys.stderr)
     print(table(stacks))
+    if not interrupted:
+        print(f"report: {write_report(out, report_modes(out, modes))}")
     return 0
 
 
