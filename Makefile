@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/firebreak run scenarios/black-friday.yaml --out runs/black-friday
-	@echo "report: runs/black-friday/overview.png (summary.json, labels.json beside it)"
+	$(BIN)/firebreak rehearse scenarios/black-friday.yaml --ops both --out runs/black-friday
+	@echo "open runs/black-friday/report.html in a browser (run directories: runs/black-friday/traditional, runs/black-friday/ai)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
