@@ -261,3 +261,23 @@ def test_autoscale_costs_replicas_and_masks_bounds():
         env.step(out)
     _, r_out, *_ = env.step(hold)
     assert r_out < r_hold  # more replicas, more replica-hours, no SLO to win at rest
+
+
+def test_a_twin_failure_ends_the_episode_with_a_reproducer(monkeypatch, caplog):
+    env = _short_remediation(topologies=("online-boutique",))
+    env.reset(seed=2)
+    env.step(0)
+
+    def broken(until: float) -> None:
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(env.sim, "advance", broken)
+    obs, reward, terminated, truncated, info = env.step(0)
+    assert truncated and not terminated and env.observation_space.contains(obs)
+    remaining = env.distribution.episode_s / env.decision_s - 2
+    assert reward <= -remaining * env.decision_s / 60.0  # never cheaper than going on
+    failure = info["firebreak"]["twin_failure"]
+    assert "ZeroDivisionError" in failure["error"] and failure["topology"] == "online-boutique"
+    assert "twin failure" in caplog.text
+    obs, _ = env.reset(seed=3)
+    assert env.observation_space.contains(obs)

@@ -26,7 +26,7 @@ import gymnasium as gym
 import numpy as np
 
 from ..actions import ScaleTo
-from .base import ActionGate, TwinEnv
+from .base import ActionGate, TwinEnv, TwinFailure
 from .distribution import AutoscaleDistribution, EnvConfigError, topology
 from .encoding import Scorer
 
@@ -143,7 +143,9 @@ class AutoscaleEnv(TwinEnv):
         self.view.health_value = float(self.encoder.globals[0])
         hour = (self.scenario.workload.start_hour + sim.now / 3600.0) % 24.0
         angle = 2.0 * math.pi * hour / 24.0
-        return np.concatenate((obs, np.array([math.sin(angle), math.cos(angle)], np.float32)))
+        hour_features = np.array([math.sin(angle), math.cos(angle)], np.float32)
+        self._last_obs = np.concatenate((obs, hour_features))
+        return self._last_obs
 
     def step(self, action):
         self._check_running()
@@ -162,7 +164,15 @@ class AutoscaleEnv(TwinEnv):
             if applied is None:
                 refused += 1
         cost += w.refused * refused
-        block = self._advance()
+        try:
+            block = self._advance()
+        except TwinFailure as exc:
+            worst = self.decision_s / 60.0 * (w.slo_bad_minute + w.slo_violation)
+            reward, repro = self._fail(exc, worst)
+            self._return += reward - cost
+            info = {"bad_share": 1.0, "violated": True, "refused": refused}
+            info["firebreak"] = {**self.summary(), "twin_failure": repro}
+            return self._last_obs, reward - cost, False, True, info
         slo = self.slo
         minutes = self.decision_s / 60.0
         violated = self._violated(slo.total, slo.failed, slo.served, slo.slow)
@@ -190,5 +200,6 @@ class AutoscaleEnv(TwinEnv):
             "actions": self.stats["actions"],
             "refused": self.stats["refused"],
             "nonfinite": self.stats["nonfinite"],
+            "twin_failures": self.stats["twin_failures"],
             "return": self._return,
         }

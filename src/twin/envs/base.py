@@ -13,6 +13,7 @@ which matches `agents.contracts.SystemView` without importing it.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -28,10 +29,17 @@ from . import fast
 from .distribution import EnvConfigError
 from .encoding import AgentMemory, ObservationEncoder, RobustZScorer, Scorer, ServiceStatics
 
+log = logging.getLogger(__name__)
+
 GRACE_S = 60.0  # as detectors.evaluation: a fault's effects may outlive it by this much
 STABLE_S = 300.0  # as the rehearsal's MTTR: restored once this long of good SLO windows
 _THR, _ERR, _SHED = M["throughput"], M["error_rate"], M["shed_rate"]
 _DES, _READY = M["desired_replicas"], M["ready_replicas"]
+
+
+class TwinFailure(Exception):
+    """The simulation raised or its state went non-finite during a step (a twin defect):
+    the env ends the episode there and reports a reproducer instead of crashing training."""
 
 
 class ActionGate(Protocol):
@@ -198,7 +206,7 @@ class TwinEnv(gym.Env):
         self._step_i = 0
         self.slo = StepSlo()
         # nonfinite: telemetry values the twin produced as NaN/inf, left out (a twin bug)
-        self.stats = {"actions": 0, "refused": 0, "nonfinite": 0}
+        self.stats = {"actions": 0, "refused": 0, "nonfinite": 0, "twin_failures": 0}
 
     def _check_running(self) -> None:
         if self.sim is None:
@@ -210,7 +218,12 @@ class TwinEnv(gym.Env):
         """Simulate one decision interval; account the SLO; return the interval's rows."""
         sim = self.sim
         r0 = sim.tick_index
-        sim.advance(min(sim.now + self.decision_s, sim.end))
+        try:
+            sim.advance(min(sim.now + self.decision_s, sim.end))
+        except (ArithmeticError, ValueError) as exc:
+            raise TwinFailure(f"the simulation raised {exc!r}") from exc
+        if not np.isfinite(sim.S).all():
+            raise TwinFailure("the simulation's state went non-finite")
         r1 = sim.tick_index
         block = sim._out[r0:r1]  # the engine's current chunk: this episode never wraps it
         self._account(block, sim._dist[r0:r1], r0)
@@ -258,6 +271,23 @@ class TwinEnv(gym.Env):
         """The interval's mean telemetry (a buffer reused across steps)."""
         self.stats["nonfinite"] += fast.interval_mean(block, self._mean)
         return self._mean
+
+    def _fail(self, exc: TwinFailure, cost_rate: float) -> tuple[float, dict[str, Any]]:
+        """End the episode on a twin failure: the remaining decisions are charged at
+        `cost_rate` each (so breaking the twin never pays) and a reproducer is reported."""
+        remaining = max(self._steps - self._step_i, 0)
+        self._step_i = self._steps
+        repro = {
+            "error": str(exc),
+            "topology": self.scenario.topology.name,
+            "scenario_seed": self.scenario.seed,
+            "faults": [f.model_dump(mode="json") for f in self.scenario.faults],
+            "at": self.sim.now,
+            "actions": [(t, a.to_dict()) for t, a in self.sim.action_log],
+        }
+        self.stats["twin_failures"] += 1
+        log.warning("twin failure, episode ended: %s", repro)
+        return -cost_rate * (remaining + 1), repro
 
     def _stop_faults(self) -> None:
         """A human fixed the cause: every active fault ends (as a human's remedy would)."""

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..actions import Action, Escalate, Failover, RestartPods, Rollback, ScaleTo, ShedLoad
 from ..fields import M
-from .base import ActionGate, GateView, TwinEnv, window_mttr
+from .base import ActionGate, GateView, TwinEnv, TwinFailure, window_mttr
 from .distribution import EnvConfigError, RemediationDistribution
 from .encoding import LAYOUTS, AgentMemory, ObservationEncoder, Scorer, ServiceStatics
 
@@ -287,13 +287,14 @@ class RemediationEnv(TwinEnv):
         self._return = 0.0
         block = self._advance()
         obs = self._observe(block)
-        return obs, {"topology": scenario.topology.name, "fault": scenario.faults[0].kind}
+        return obs, {"topology": scenario.topology.name}  # the fault stays hidden
 
     def _observe(self, block: np.ndarray) -> np.ndarray:
         mean = self.interval_mean(block)
         sim = self.sim
         obs = self.encoder.update(mean, block[-1], self.memory, sim.now, sim.now / sim.end)
         self.view.health_value = float(self.encoder.globals[0])
+        self._last_obs = obs
         return obs
 
     def step(self, action):
@@ -312,7 +313,16 @@ class RemediationEnv(TwinEnv):
                 applied_kind = applied.kind
                 cost += self._action_cost(profile)
                 self._remember(applied)
-        block = self._advance()
+        try:
+            block = self._advance()
+        except TwinFailure as exc:
+            worst = self.decision_s / 60.0 * (w.slo_bad_minute + w.slo_violation)
+            reward, repro = self._fail(exc, worst)
+            self._return += reward - cost
+            summary = {**self.summary(), "twin_failure": repro}
+            info = {"bad_share": 1.0, "violated": True, "applied": applied_kind}
+            info.update(refused=refused, firebreak=summary)
+            return self._last_obs, reward - cost, False, True, info
         slo = self.slo
         minutes = self.decision_s / 60.0
         violated = self._violated(slo.total, slo.failed, slo.served, slo.slow)
@@ -372,6 +382,7 @@ class RemediationEnv(TwinEnv):
             "actions": self.stats["actions"],
             "refused": self.stats["refused"],
             "nonfinite": self.stats["nonfinite"],
+            "twin_failures": self.stats["twin_failures"],
             "escalated": self.memory.escalated,
             "return": self._return,
         }
