@@ -32,6 +32,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.cmd_rehearse",
     "firebreak.cmd_train",
     "firebreak.cmd_evaluate",
+    "firebreak.cmd_impact_study",
 )
 
 
