@@ -26,7 +26,7 @@ from ..engine import Simulation
 from ..fields import M
 from ..scenario import Scenario
 from . import fast
-from .distribution import EnvConfigError
+from .distribution import EnvConfigError, topology
 from .encoding import AgentMemory, ObservationEncoder, RobustZScorer, Scorer, ServiceStatics
 
 log = logging.getLogger(__name__)
@@ -168,8 +168,6 @@ class TwinEnv(gym.Env):
                     "observation 'services' needs exactly one topology (got "
                     f"{', '.join(distribution.topologies)}); use 'ranked' across topologies"
                 )
-            from .distribution import topology
-
             n = len(topology(distribution.topologies[0]).services)
         try:
             self.encoder = ObservationEncoder(layout, top_k, n)
