@@ -153,10 +153,11 @@ def load_run(mode: str, path: Path) -> RunData:
 
 
 def entry_services(run: RunData) -> list[str]:
-    """Services that take external traffic: no caller in the topology (else the busiest)."""
+    """Services that take external traffic: no caller in the topology and some load (else
+    the busiest)."""
     called = {b for _, b in run.edges}
-    entries = [s for s in run.services if s not in called]
+    load = np.nan_to_num(np.nansum(run.series("arrival_rate"), axis=0))
+    entries = [s for k, s in enumerate(run.services) if s not in called and load[k] > 0]
     if entries and len(entries) < len(run.services):
         return entries
-    load = np.nanmean(run.series("arrival_rate"), axis=0)
-    return [run.services[int(np.nanargmax(load))]]
+    return [run.services[int(np.argmax(load))]]

@@ -11,6 +11,7 @@ coloured, per mode, by the minutes each service spent degraded.
 from __future__ import annotations
 
 import io
+import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,6 +43,7 @@ WHO_STYLE = {
 DEGRADED_ERROR_RATIO = 0.01
 DEGRADED_P99_FACTOR = 3.0
 MAX_ZOOMS = 4
+MAX_NAMED = 6  # services named in a graph too wide to name them all
 DPI = 90
 
 
@@ -87,8 +89,10 @@ def _metric_panels(
         hours = run.times[mask] / 3600.0
         color = mode_color(mode, k)
         load = np.nansum(run.series("arrival_rate")[mask][:, idx], axis=1)
-        p99 = np.nanmax(run.series("latency_p99_ms")[mask][:, idx], axis=1)
-        err = np.nanmax(run.series("error_ratio")[mask][:, idx], axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a minute with no request: NaN
+            p99 = np.nanmax(run.series("latency_p99_ms")[mask][:, idx], axis=1)
+            err = np.nanmax(run.series("error_ratio")[mask][:, idx], axis=1)
         replicas = np.nansum(run.series("ready_replicas")[mask], axis=1)
         axes[0].plot(hours, load, color=color, lw=1.0, label=mode)
         axes[1].plot(hours, np.where(p99 > 0, p99, np.nan), color=color, lw=1.0)
@@ -121,9 +125,13 @@ def _metric_panels(
     axes[2].set_ylabel("entry error ratio", fontsize=8)
     axes[2].set_yscale("log")
     axes[2].set_ylim(1e-5, 1.5)
-    for ax in axes[1:3]:  # minor ticks of a log axis: many artists, little information
+    # 1-2-5 ticks read even when the p99 stays within a decade; no minor ticks (many
+    # artists, little information)
+    axes[1].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=10))
+    axes[1].yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axes[2].yaxis.set_major_locator(LogLocator(numticks=6))
+    for ax in axes[1:3]:
         ax.yaxis.set_minor_locator(NullLocator())
-        ax.yaxis.set_major_locator(LogLocator(numticks=6))
     axes[3].set_ylabel("ready replicas\n(all services)", fontsize=8)
     axes[0].legend(loc="upper left", fontsize=8, ncol=len(runs))
 
@@ -307,7 +315,8 @@ def degraded_minutes(run: RunData) -> np.ndarray:
     how much each service hurt, in the mode that ran."""
     err = run.series("error_ratio")
     p99 = run.series("latency_p99_ms")
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a service that never served
         base = np.nanpercentile(np.where(p99 > 0, p99, np.nan), 25, axis=0)
         bad = (err >= DEGRADED_ERROR_RATIO) | (p99 >= DEGRADED_P99_FACTOR * base)
     step_min = (run.times[1] - run.times[0]) / 60.0 if len(run.times) > 1 else 1.0
@@ -374,8 +383,11 @@ def graph_png(runs: Mapping[str, RunData], faults: Sequence[FaultLabel]) -> byte
             edgecolors=[FAULT_COLOR if n in roots else "#333333" for n in nodes],
             linewidths=[3.0 if n in roots else 0.8 for n in nodes],
         )
+        # a crowded graph names only the fault roots and the services hurt most
+        worst = sorted((n for n in nodes if minutes.get(n, 0.0) > 0), key=lambda n: -minutes[n])
+        named = set(nodes) if labels else roots | set(worst[:MAX_NAMED])
         for n in nodes:
-            if labels or n in roots:
+            if n in named:
                 ax.annotate(
                     f"{n}\n{minutes.get(n, 0.0):.0f} min",
                     tuple(pos[n]),
