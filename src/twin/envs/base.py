@@ -279,6 +279,8 @@ class TwinEnv(gym.Env):
             "error": str(exc),
             "topology": self.scenario.topology.name,
             "scenario_seed": self.scenario.seed,
+            "tick": self.scenario.tick,
+            "workload": self.scenario.workload.model_dump(mode="json"),
             "faults": [f.model_dump(mode="json") for f in self.scenario.faults],
             "at": self.sim.now,
             "actions": [(t, a.to_dict()) for t, a in self.sim.action_log],
