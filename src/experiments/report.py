@@ -105,7 +105,7 @@ def comparison_table(runs: Mapping[str, RunData]) -> str:
     for key, label, fmt, lower in ROWS:
         values = [runs[m].stack.get(key) for m in modes]
         cells = "".join(f"<td>{html.escape(fmt(v))}</td>" for v in values)
-        if key == "faults_detected" or key == "faults_identified":
+        if key in ("faults_detected", "faults_identified"):
             cells = "".join(
                 f"<td>{_num(v)} / {_num(runs[m].stack.get('faults'))}</td>"
                 for m, v in zip(modes, values, strict=True)
