@@ -254,3 +254,11 @@ def test_unknown_mode_is_a_clear_error(tmp_path):
     sc = short_bad_deploy()
     with pytest.raises(RehearsalError, match="--ops: expected one of traditional, ai"):
         rehearse(sc, "chaos-monkey", tmp_path)
+
+
+def test_labels_from_another_mode_are_the_same_labels(rehearsals, tmp_path):
+    sc, out, runs = rehearsals
+    truth = json.loads((out / "traditional" / "labels.json").read_text())
+    assert truth == json.loads((out / "ai" / "labels.json").read_text())
+    again = rehearse(sc, "ai", tmp_path / "ai", truth=truth).summary
+    assert again["stacks"] == runs["ai"]["stacks"]

@@ -118,7 +118,9 @@ class RehearsalController:
             kwargs = {
                 "analyst": IncidentAnalyst(RandomWalkRca(), graph, entries),
                 "runbook": load_runbook(s.runbook),
-                "selector": RiskAwareSelector(s.outcomes or OutcomeModel()),
+                # one candidate dry-run per decision (plus the no-action fork): every fork
+                # replays the run from its start, which is most of a long rehearsal's time
+                "selector": RiskAwareSelector(s.outcomes or OutcomeModel(), dry_run_top=1),
                 "policy": s.policy or AutomationPolicy(trusted_kinds=TRUSTED_FROM_START),
                 "guardrails": Guardrails(s.guardrails),
                 "audit": self.audit,
@@ -184,9 +186,13 @@ def rehearse(
     *,
     settings: StackSettings | None = None,
     progress=None,
+    truth: dict | None = None,
 ) -> RunResult:
-    """Run one operations mode on the scenario; the run directory holds the scored summary."""
+    """Run one operations mode on the scenario; the run directory holds the scored summary.
+
+    `truth`: the scenario's labels from an earlier rehearsal of it (they describe the faults
+    alone, so every mode shares them); computed here when not given."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     controller = RehearsalController(scenario, mode, out, settings or StackSettings())
-    return run_scenario(scenario, out, progress=progress, controller=controller)
+    return run_scenario(scenario, out, progress=progress, controller=controller, truth=truth)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     out = Path(args.out)
     stacks = {}
     interrupted = False
+    truth = None  # the fault labels depend on the scenario alone: computed once
     for mode in modes:
         target = out / mode if len(modes) > 1 else out
         settings = StackSettings(runbook=args.runbook)
@@ -66,7 +68,9 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             f"rehearsing {scenario.name} (seed {scenario.seed}) with {mode} operations ...",
             file=sys.stderr,
         )
-        result = rehearse(scenario, mode, target, settings=settings)
+        result = rehearse(scenario, mode, target, settings=settings, truth=truth)
+        if truth is None and not result.interrupted:
+            truth = json.loads((target / "labels.json").read_text())
         stacks[mode] = result.summary["stacks"][mode]
         interrupted |= result.interrupted
         print(f"{mode}: run directory {target}", file=sys.stderr)

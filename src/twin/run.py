@@ -119,6 +119,7 @@ def run_scenario(
     fidelity: str = "flow",
     actions: Sequence[tuple[float, Action]] = (),
     controller: RunController | None = None,
+    truth: dict | None = None,
 ) -> RunResult:
     """Simulate, write the run directory as the run goes, then label faults and summarise.
 
@@ -132,7 +133,9 @@ def run_scenario(
 
     A `controller` (flow fidelity) drives the run instead of `Simulation.run` and adds its
     block to ``summary["stacks"][controller.mode]``; the labels then come from a run of the
-    scenario without its actions, so they describe the faults, not the operator's response.
+    scenario without its actions, so they describe the faults, not the operator's response;
+    such labels depend on the scenario alone, so a caller rehearsing it again may pass them
+    back as `truth` instead of recomputing them.
     """
     if fidelity not in FIDELITIES:
         raise ScenarioError(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
@@ -165,8 +168,10 @@ def run_scenario(
     sim_seconds = sim.tick_index * sim.dt
     sim_wall = time.perf_counter() - wall0
 
-    if labels and scenario.faults and not sim.interrupted:
-        closed_loop = controller is not None or bool(actions)
+    closed_loop = controller is not None or bool(actions)
+    if truth is not None and closed_loop and labels and not sim.interrupted:
+        pass  # the same scenario's fault-only labels, computed by an earlier rehearsal
+    elif labels and scenario.faults and not sim.interrupted:
         faulted = (
             signals.data if signals is not None and not closed_loop else record_signals(scenario)
         )
