@@ -30,6 +30,11 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_detect
 	$(BIN)/python -m benchmarks.bench_env
 
+.PHONY: impact
+impact: $(STAMP)
+	$(BIN)/firebreak impact-study --out runs/impact-study
+	@echo "summary: runs/impact-study/impact_summary.md"
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
