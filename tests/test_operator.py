@@ -262,3 +262,20 @@ def test_labels_from_another_mode_are_the_same_labels(rehearsals, tmp_path):
     assert truth == json.loads((out / "ai" / "labels.json").read_text())
     again = rehearse(sc, "ai", tmp_path / "ai", truth=truth).summary
     assert again["stacks"] == runs["ai"]["stacks"]
+
+
+def test_a_trained_policy_runs_the_loop(tmp_path, capsys):
+    """`--ops rl:DIR`: a (barely) trained policy acts through the guardrails, scored alike."""
+    from firebreak.cli import main
+
+    policy = tmp_path / "policy"
+    argv = ["train", "--algo", "maskable-ppo", "--env", "firebreak/Remediation-v0"]
+    argv += ["--steps", "128", "--eval-episodes", "1", "--out", str(policy), "--quiet"]
+    assert main(argv) == 0
+    out = tmp_path / "rl"
+    stack = rehearse(short_bad_deploy(), f"rl:{policy}", out).summary["stacks"]["rl"]
+    assert stack["unsafe_actions"] == 0 and stack["pages"] == 0
+    ops = json.loads((out / "operations.json").read_text())
+    assert ops["mode"] == "rl" and all(a["by"] == "auto" for a in ops["actions"])
+    with pytest.raises(RehearsalError, match="rl:POLICY_DIR"):
+        rehearse(short_bad_deploy(), "rl", tmp_path / "x")

@@ -44,8 +44,10 @@ from .selection import RiskAwareSelector
 from .signature import signature_of
 from .telemetry_view import HealthProbe, TelemetryView
 
-Mode = Literal["traditional", "ai"]
-MODES: tuple[Mode, ...] = ("traditional", "ai")
+Mode = Literal["traditional", "ai", "rl"]
+# "rl": a trained policy acts on its own (through `on_frame`); the operator only detects and
+# correlates, so the run is scored like the others
+MODES: tuple[Mode, ...] = ("traditional", "ai", "rl")
 
 
 @dataclass(frozen=True)
@@ -171,7 +173,7 @@ class Operator:
                 continue
             if self.mode == "traditional":
                 self._page(case, now, "static thresholds fired")
-            elif now - case.incident.opened >= self.config.confirm_s:
+            elif self.mode == "ai" and now - case.incident.opened >= self.config.confirm_s:
                 self._ai_decide(case, now)
 
     # -------------------------------------------------------------------------- tasks

@@ -81,10 +81,13 @@ class RehearsalController:
     """Plugs an operator into `run_scenario`: drives the run, then scores the stack."""
 
     def __init__(self, scenario: Scenario, mode: str, out: Path, settings: StackSettings) -> None:
-        if mode not in MODES:
-            raise RehearsalError(f"--ops: expected one of {', '.join(MODES)}, got {mode!r}")
+        kind, _, path = mode.partition(":")
+        if kind not in MODES or (kind == "rl") != bool(path):
+            raise RehearsalError(f"--ops: expected traditional, ai or rl:POLICY_DIR, got {mode!r}")
         self.scenario = scenario
-        self.mode = mode
+        self.mode = kind  # the stack's name in summary.json
+        self.policy_path = Path(path) if path else None
+        self.runner = None
         self.out = out
         self.settings = settings
         self.operator: Operator | None = None
@@ -108,6 +111,11 @@ class RehearsalController:
         rng = stream(self.scenario.seed, "oncall-engineer")
         human = OnCallEngineer(s.oncall, rng)
         kwargs: dict[str, Any] = {}
+        if self.mode == "rl":
+            from agents.rl.policy_runner import PolicyRunner
+
+            self.runner = PolicyRunner.load(self.policy_path, sim, guardrails=s.guardrails)
+            kwargs["on_frame"] = self.runner.observe
         if self.mode == "ai":
             # demand forecasting and pre-emptive scaling: it takes over a service's HPA once
             # a day of its history exists (in shorter runs the HPA keeps it throughout)
@@ -144,6 +152,18 @@ class RehearsalController:
     def finish(self, truth: dict, slo: SloTracker, summary: dict) -> dict[str, Any]:
         op = self.operator
         op.correlator.flush()
+        if self.runner is not None:  # the policy's actions, automated like the AI's
+            for record in self.runner.actions:
+                if "action" in record:
+                    op.actions.append(
+                        {
+                            "time": record["time"],
+                            "by": "auto",
+                            "agent": "rl",
+                            "incident": None,
+                            "action": record["action"],
+                        }
+                    )
         faults = parse_labels(truth, "labels.json")
         stack = score_stack(
             alerts=op.alerts,

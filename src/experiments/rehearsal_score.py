@@ -93,12 +93,24 @@ def unsafe_actions(
     replicas_before: Mapping[int, Mapping[str, int]] | None = None,
 ) -> int:
     """Automated actions that break a limit, recounted from the action log alone."""
-    auto = [a for a in actions if a.get("by") in ("auto", "approved") and "error" not in a]
+    auto = [
+        a
+        for a in actions
+        if a.get("by") in ("auto", "approved")
+        and "error" not in a
+        and a["action"]["action"] not in ("noop", "escalate")  # always allowed, never counted
+    ]
     bad = 0
     for i, a in enumerate(auto):
         act, t = a["action"], a["time"]
         kind = act["action"]
-        if kind == "restart_pods" and (act.get("share") or 1.0) > config.max_restart_share + 1e-9:
+        # a restart by share (or of every pod) is checked here; one by count was sized by the
+        # guardrails against the live replicas, which the log does not hold
+        if kind == "restart_pods" and act.get("count") is None:
+            share = 1.0 if act.get("share") is None else act["share"]
+        else:
+            share = 0.0
+        if kind == "restart_pods" and share > config.max_restart_share + 1e-9:
             bad += 1
             continue
         if kind == "shed_load" and act.get("share", 0.0) > config.max_shed_share + 1e-9:

@@ -50,6 +50,14 @@ def table(stacks: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def _ops(text: str) -> str:
+    if text in ("traditional", "ai", "both") or (text.startswith("rl:") and len(text) > 3):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected traditional, ai, both or rl:POLICY_DIR, got {text!r}"
+    )
+
+
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from experiments.rehearsal import StackSettings, rehearse
     from experiments.report import report_modes, write_report
@@ -71,12 +79,14 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         result = rehearse(scenario, mode, target, settings=settings, truth=truth)
         if truth is None and not result.interrupted:
             truth = json.loads((target / "labels.json").read_text())
-        stacks[mode] = result.summary["stacks"][mode]
+        name = mode.partition(":")[0]  # rl:DIR reports as "rl"
+        stacks[name] = result.summary["stacks"][name]
         interrupted |= result.interrupted
         print(f"{mode}: run directory {target}", file=sys.stderr)
     print(table(stacks))
     if not interrupted:
-        print(f"report: {write_report(out, report_modes(out, modes))}")
+        names = [m.partition(":")[0] for m in modes]
+        print(f"report: {write_report(out, report_modes(out, names))}")
     return 0
 
 
@@ -95,7 +105,12 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("scenario", help="scenario YAML file")
-    p.add_argument("--ops", choices=["traditional", "ai", "both"], default="both")
+    p.add_argument(
+        "--ops",
+        type=_ops,
+        default="both",
+        help="traditional, ai, both (the default), or rl:DIR for a policy `firebreak train` saved",
+    )
     p.add_argument("--out", default="runs/rehearsal", help="output directory")
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--duration", type=_duration_arg, default=None, help="override duration")
