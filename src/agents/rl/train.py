@@ -74,8 +74,8 @@ def _hyperparameters(algo: str, n_envs: int) -> dict[str, Any]:
         }
     return {
         "learning_rate": 3e-4,
-        "n_steps": max(64, 512 // n_envs),
-        "batch_size": 128,
+        "n_steps": max(64, 1024 // n_envs),
+        "batch_size": 256,
         "n_epochs": 5,
         "gamma": 0.98,
         "gae_lambda": 0.95,
@@ -207,6 +207,8 @@ def load_policy(path: str | Path) -> tuple[Any, dict[str, Any]]:
     folder = path if path.is_dir() else path.parent
     zip_path = path / POLICY_FILE if path.is_dir() else path
     settings_path = folder / SETTINGS_FILE
+    if not settings_path.is_file() and (folder.parent / SETTINGS_FILE).is_file():
+        settings_path = folder.parent / SETTINGS_FILE  # best/ and checkpoints/ models
     if not zip_path.is_file():
         raise TrainingError(f"{zip_path}: no saved policy there (train one with firebreak train)")
     if not settings_path.is_file():

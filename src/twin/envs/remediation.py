@@ -61,7 +61,7 @@ class RemediationWeights:
 
     slo_bad_minute: float = 1.0
     slo_violation: float = 0.5
-    action: float = 0.02
+    action: float = 0.1  # an action's own cost: acting on a guess is never free
     capacity_lost: float = 0.01
     lost_feature: float = 0.5
     human_minute: float = 0.01
