@@ -187,3 +187,48 @@ def statement(claim: Claim, row: dict, trad: pd.DataFrame, ai: pd.DataFrame) -> 
         f"({_position(claim, row['estimate'])}, over {row['pairs']} pairs)"
     )
     return f"{head}. {WHY[claim.key](row, trad, ai)}"
+
+
+def _applied(kinds_js: str, kind: str) -> tuple[bool, bool]:
+    """Whether an action kind was applied (by anyone) in a run, and whether it was undone."""
+    kinds = json.loads(kinds_js)
+    applied = any(k.endswith(f":{kind}") and not k.startswith("undo:") for k in kinds)
+    return applied, f"undo:{kind}" in kinds
+
+
+def observations(table: pd.DataFrame) -> list[str]:
+    """What the runs show about the stacks beyond the claims (for the summary)."""
+    ok = table[table["error"].isna()] if "error" in table else table
+    lines = []
+    for mode, frame in ok.groupby("mode", sort=False):
+        flags = [_applied(js, "shed_load") for js in frame["action_kinds"]]
+        kept = np.array([a and not u for a, u in flags])
+        if kept.any():
+            cens_kept = int(frame["mttr_censored"][kept].sum())
+            cens_rest = int(frame["mttr_censored"][~kept].sum())
+            lines.append(
+                f"{mode}: load shedding was applied and never lifted in {int(kept.sum())} of "
+                f"{len(frame)} runs; {cens_kept} of the {cens_kept + cens_rest} censored "
+                f"restores (SLO never restored by the run's end) are in those runs: refusing a "
+                f"share of traffic breaks the availability objective for as long as it lasts."
+            )
+    lost = ok.groupby("mode", sort=False)["features_lost"].sum()
+    if lost.sum():
+        lines.append(
+            "features lost to rollbacks while no bad deploy was live: "
+            + ", ".join(f"{m} {int(v)}" for m, v in lost.items())
+            + " (a rollback ends only a bad deploy; for errors or a misconfiguration it "
+            "replaces a good version and changes nothing else)."
+        )
+    ai = ok[ok["mode"] == "ai"]
+    if len(ai):
+        unsafe = int(ai["unsafe_actions"].fillna(0).sum())
+        lines.append(
+            f"AI operations: {unsafe} automated or approved actions broke a guardrail limit "
+            f"in the independent recount, in {int((ai['unsafe_actions'] > 0).sum())} of "
+            f"{len(ai)} runs."
+        )
+        if "predictive_scale_actions" in ai:
+            n = int(ai["predictive_scale_actions"].fillna(0).sum())
+            lines.append(f"predictive scale actions in the AI runs: {n}.")
+    return lines

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .impact_claims import CLAIM_KEYS, CLAIMS
+from .impact_explain import observations
 from .impact_suite import FAMILIES
 
 TABLE = "impact_runs"
@@ -219,6 +220,8 @@ def summary_markdown(
             + " | ".join(cells)
             + " |"
         )
+    lines += ["", "## Observations", ""]
+    lines += [f"- {line}" for line in observations(table)] or ["None."]
     lines += ["", "## Runs that failed", ""]
     if errors.empty:
         lines.append("None.")

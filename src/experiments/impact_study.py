@@ -167,12 +167,13 @@ def run_job(
 
 
 def estimate_job_s(family: str, mode: str, time_scale: float = 1.0) -> float:
-    """Rough wall seconds of one job on one free core (measured on the full suite's runs:
-    the engine, the detectors and the labels' replays grow with hours × services)."""
+    """Rough wall seconds of one job on one core: the engine, the detectors and the labels'
+    replays grow with hours × services × faults (fitted to the full study's 15 minutes on
+    two cores of the development machine, 2026-11-28)."""
     scenario = build(family, 0, time_scale)
     hours = scenario.duration / 3600.0
     n = len(scenario.topology.services)
-    per_hour = 0.6 + 0.075 * n
+    per_hour = 0.35 + 0.043 * n
     return 1.0 + hours * per_hour * (1.0 + len(scenario.faults) * 0.3) * (
         1.8 if mode == "ai" else 1.0
     )

@@ -36,6 +36,7 @@ import copy
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ import yaml
 from twin.loader import apply_topology_patch, check_scenario
 from twin.scenario import Scenario
 
-from .detection_suite import BASE_LOAD, ROOT, load_topology_dict
+from .detection_suite import BASE_LOAD, ROOT
 from .rca_cases import callers, expected_rates
 
 MIN = 60.0
@@ -65,8 +66,18 @@ class Family:
 
 
 # ----------------------------------------------------------------------------- helpers
+@cache
+def _yaml(path: str) -> Any:
+    return yaml.safe_load((ROOT / path).read_text())
+
+
 def _library(name: str) -> dict[str, Any]:
-    return yaml.safe_load((ROOT / "scenarios" / f"{name}.yaml").read_text())
+    return copy.deepcopy(_yaml(f"scenarios/{name}.yaml"))
+
+
+def _topology(name: str) -> dict[str, Any]:
+    """A topology file's raw mapping (parsed once per process; callers get a copy)."""
+    return copy.deepcopy(_yaml(f"scenarios/topologies/{name}.yaml"))
 
 
 def _shift(rng: np.random.Generator) -> float:
@@ -103,7 +114,7 @@ def busiest_callee(topology: str, service: str) -> tuple[str, float] | None:
     rate = expected_rates(topology)[service]
     calls = [
         (c["to"], rate * float(c.get("per_request", 1.0)) * float(c.get("probability", 1.0)))
-        for c in load_topology_dict(topology).get("calls", [])
+        for c in _yaml(f"scenarios/topologies/{topology}.yaml").get("calls", [])
         if c["from"] == service
     ]
     return max(calls, key=lambda c: (c[1], c[0])) if calls else None
@@ -115,7 +126,7 @@ def _pick(rng: np.random.Generator, items: list[str], avoid: tuple[str, ...] = (
 
 
 def _service(topology: str, name: str) -> dict[str, Any]:
-    return load_topology_dict(topology)["services"][name]
+    return _yaml(f"scenarios/topologies/{topology}.yaml")["services"][name]
 
 
 def _generated(topology: str, name: str, duration: float, faults: list, **workload) -> dict:
@@ -537,7 +548,7 @@ def build(family: str, seed: int, time_scale: float = 1.0) -> Scenario:
     raw["telemetry"] = {"plot": False, "traces": False, "logs": False}
     topo = raw["topology"]
     if isinstance(topo, str):
-        topo = load_topology_dict(topo)
+        topo = _topology(topo)
     patch = raw.pop("topology_patch", None)
     if patch is not None:
         topo = apply_topology_patch(topo, patch, f"impact suite {family}")
