@@ -103,9 +103,11 @@ def plot_families(fam: pd.DataFrame, path: Path) -> None:
         label = next(c.label for c in CLAIMS if c.key == key)
         ax.set_title(label + (" (AI, %)" if key == "slo_adherence" else " (%)"), fontsize=8)
         ax.tick_params(labelsize=7)
-        lim = np.nanmax(np.abs(np.r_[lo[ok], hi[ok]])) if ok.any() else 100
-        if key != "slo_adherence" and np.isfinite(lim) and lim > 0:
-            ax.set_xlim(-min(lim, 300) * 1.05, min(lim, 300) * 1.05)
+        lim = np.nanmax(np.abs(np.r_[est[ok], lo[ok], hi[ok]])) if ok.any() else 100
+        if key != "slo_adherence" and np.isfinite(lim) and lim > 300:
+            ax.set_xscale("symlog", linthresh=100)  # several-fold changes beside small ones
+        elif key != "slo_adherence" and np.isfinite(lim) and lim > 0:
+            ax.set_xlim(-lim * 1.05, lim * 1.05)
     first = np.atleast_1d(axes)[0]
     first.set_yticks(y, families)
     first.invert_yaxis()
