@@ -212,3 +212,47 @@ def test_flow_mode_single_station_is_mmc_and_obeys_little(workers, rho):
     in_flight = run.series("q", "in_flight")[steady].mean()
     in_service = in_flight  # the fluid backlog is empty when stable
     assert in_service == pytest.approx(lam * mean_s, rel=0.03)  # Little's law on the workers
+
+
+def test_restarts_shrinking_a_queue_never_make_a_call_cost_negative():
+    """Found by RL training: restarts shrink a queue, the tick sheds more backlog than
+    arrived, and a share of refused calls above 1 made its callers' call cost negative."""
+    from twin.actions import action_from_dict
+    from twin.engine import Simulation
+    from twin.envs.distribution import QUIET_TELEMETRY, topology
+    from twin.scenario import NetworkPartitionFault, RequestClass, Scenario, Slo, Workload
+
+    sc = Scenario(
+        name="repro",
+        topology=topology("social-network"),
+        duration=1200,
+        tick=2.0,
+        seed=1432689218,
+        workload=Workload(
+            classes=[
+                RequestClass(name="nginx-thrift-requests", entry="nginx-thrift", rate=219.237),
+                RequestClass(name="media-frontend-requests", entry="media-frontend", rate=21.924),
+            ],
+            noise=0.05,
+        ),
+        faults=[
+            NetworkPartitionFault(
+                kind="network_partition",
+                target="home-timeline-service",
+                peer="post-storage-service",
+                start=194.0,
+            )
+        ],
+        slos=[Slo()],
+        telemetry=QUIET_TELEMETRY,
+    )
+    acts = [
+        (20.0, {"action": "rollback", "service": "user-timeline-service"}),
+        (40.0, {"action": "restart_pods", "service": "user-timeline-service", "share": 0.5}),
+        (50.0, {"action": "scale_to", "service": "home-timeline-service", "replicas": 4}),
+        (60.0, {"action": "restart_pods", "service": "media-frontend", "share": 0.5}),
+        (80.0, {"action": "scale_to", "service": "media-frontend", "replicas": 4}),
+    ]
+    sim = Simulation(sc, actions=[(t, action_from_dict(a)) for t, a in acts])
+    sim.advance(sim.end)
+    assert np.all(np.isfinite(sim.S))

@@ -730,8 +730,12 @@ def flow_tick(
         completed = departures * (1.0 - S[X_ERRP, s])
         dropped = counters[s, 4]
         own_arrivals = arrivals - dropped  # what reached the pods (callers see their shedding)
+        # the chance an arriving call is refused: a shrinking queue (pods restarting) can
+        # shed more backlog in a tick than arrived in it, so the share is capped at 1
         S[X_SHEDFRAC, s] = (
-            (shed - dropped) / own_arrivals if own_arrivals > 0.0 else (1.0 if down else 0.0)
+            min(max((shed - dropped) / own_arrivals, 0.0), 1.0)
+            if own_arrivals > 0.0
+            else (1.0 if down else 0.0)
         )
         answered = not down
         w = 0.0  # share of this tick's served requests the standby served
