@@ -252,7 +252,7 @@ def test_rehearse_cli(tmp_path, capsys):
 
 def test_unknown_mode_is_a_clear_error(tmp_path):
     sc = short_bad_deploy()
-    with pytest.raises(RehearsalError, match="--ops: expected one of traditional, ai"):
+    with pytest.raises(RehearsalError, match="--ops: expected traditional, ai or rl:POLICY_DIR"):
         rehearse(sc, "chaos-monkey", tmp_path)
 
 
