@@ -279,3 +279,65 @@ def test_a_trained_policy_runs_the_loop(tmp_path, capsys):
     assert ops["mode"] == "rl" and all(a["by"] == "auto" for a in ops["actions"])
     with pytest.raises(RehearsalError, match="rl:POLICY_DIR"):
         rehearse(short_bad_deploy(), "rl", tmp_path / "x")
+
+
+def test_emergency_measures_are_lifted_when_their_incident_ends():
+    from agents.oncall import OnCallEngineer, OnCallProfile
+    from agents.operator import Case, Operator
+    from detectors.correlation import Correlator, Incident
+    from detectors.static import StaticThresholds
+    from twin.actions import ShedLoad
+    from twin.engine import Simulation
+
+    sc = short_bad_deploy()
+    sim = Simulation(sc)
+    op = Operator(
+        sim,
+        "traditional",
+        detector=StaticThresholds.for_scenario(sc, sim.topo.names),
+        correlator=Correlator(sc.topology.graph()),
+        human=OnCallEngineer(OnCallProfile(), np.random.default_rng(0)),
+        truth=(),
+    )
+    sim.advance(60.0)
+    case = Case(Incident(id="inc-x", opened=10.0, updated=20.0, closed=50.0))
+    op.cases["inc-x"] = case
+    op._act(ShedLoad(entry="frontend", share=0.3), "human", case, 60.0)
+    assert case.mitigations
+    op._track_incidents(60.0)  # the incident is not open: its shedding is lifted
+    revert = op.actions[-1]
+    assert revert["by"] == "revert" and revert["action"]["share"] == 0.0
+    assert not case.mitigations and case.state == "closed"
+
+
+def test_ai_operations_run_the_predictive_scaler(tmp_path, monkeypatch):
+    from agents.predictive_scaler import PredictiveScaler
+
+    seen = []
+    original = PredictiveScaler.observe
+    monkeypatch.setattr(
+        PredictiveScaler, "observe", lambda self, frame: (seen.append(1), original(self, frame))
+    )
+    stack = rehearse(short_bad_deploy(), "ai", tmp_path).summary["stacks"]["ai"]
+    assert len(seen) == 4200 and "predictive_scale_actions" in stack
+
+
+def test_a_rollback_ends_a_misconfiguration():
+    from twin.actions import Rollback
+    from twin.engine import Simulation
+
+    sc = load_scenario(SCENARIOS / "bad-deploy.yaml")
+    fault = {
+        "kind": "misconfiguration",
+        "target": "cartservice",
+        "start": 60.0,
+        "duration": 3000.0,
+        "timeout_ms": 0.5,
+    }
+    sc = sc.model_validate({**sc.model_dump(), "faults": [fault], "duration": 600.0})
+    sim = Simulation(sc)
+    sim.advance(120.0)
+    assert sim.faults.active
+    sim.act(Rollback(service="cartservice", rollout_s=30.0))
+    sim.advance(200.0)
+    assert not sim.faults.active and not sim.pods.features_lost

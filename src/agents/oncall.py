@@ -16,8 +16,8 @@ diagnosed kind         action                              fallback (kind not av
 =====================  ==================================  =================================
 bad_deploy             rollback(service)                   -
 misconfiguration       rollback(service)                   -
-errors                 rollback(service)                   -
-latency                restart_pods(service)               -
+errors                 failover(service, 1.0)              force_breaker(caller→service, open)
+latency                failover(service, 1.0)              force_breaker(caller→service, open)
 crash                  restart_pods(service)               -
 memory_leak            restart_pods(service)               -
 cpu_hog, traffic       scale_to(service, ×scale_out)       -
@@ -57,8 +57,10 @@ LINGER_S = 900.0
 REMEDIES: dict[str, str] = {
     "bad_deploy": "rollback",
     "misconfiguration": "rollback",
-    "errors": "rollback",
-    "latency": "restart_pods",
+    # a sick primary with no recent change: move its traffic to the standby (rolling back a
+    # good version would lose a feature and fix nothing)
+    "errors": "failover",
+    "latency": "failover",
     "crash": "restart_pods",
     "memory_leak": "restart_pods",
     "cpu_hog": "scale_to",
@@ -75,8 +77,8 @@ KINDS: tuple[str, ...] = tuple(REMEDIES)
 FITTING: dict[str, frozenset[str]] = {
     "bad_deploy": frozenset({"rollback"}),
     "misconfiguration": frozenset({"rollback"}),
-    "errors": frozenset({"rollback", "restart_pods"}),
-    "latency": frozenset({"rollback", "restart_pods"}),
+    "errors": frozenset({"failover", "force_breaker"}),
+    "latency": frozenset({"failover", "force_breaker"}),
     "crash": frozenset({"restart_pods", "scale_to"}),
     "memory_leak": frozenset({"restart_pods"}),
     "cpu_hog": frozenset({"scale_to"}),

@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 from detectors.base import Alert
 from detectors.correlation import Correlator, Incident
-from twin.actions import Action, ActionError
+from twin.actions import Action, ActionError, ForceBreaker, ShedLoad
 from twin.engine import Simulation
 from twin.telemetry import Frame
 
@@ -77,6 +77,7 @@ class Case:
     diagnosis: Diagnosis | None = None
     human_engaged: bool = False
     tokens: set[int] = field(default_factory=set)
+    mitigations: list[Action] = field(default_factory=list)  # lifted when the incident ends
 
 
 class Operator:
@@ -162,12 +163,14 @@ class Operator:
             if incident.id not in self.cases:
                 self.cases[incident.id] = Case(incident)
         for case in self.cases.values():
-            if case.state in ("resolved", "closed"):
-                continue
             if case.incident.id not in open_ids:  # went quiet, or merged into another
                 # work already under way (a diagnosis, an action being judged) goes on: a
-                # page the engineer is on is not dropped because its alerts went quiet
-                case.state = "closed"
+                # page the engineer is on is not dropped because its alerts went quiet; the
+                # emergency measures taken for it (shedding, an opened breaker) are lifted
+                if case.mitigations:
+                    self._lift_mitigations(case, now)
+                if case.state not in ("resolved", "closed"):
+                    case.state = "closed"
                 continue
             if case.state != "new":
                 continue
@@ -418,7 +421,31 @@ class Operator:
         self.actions.append(
             {"time": at, "by": by, "incident": case.incident.id, "action": action.to_dict()}
         )
+        if by != "revert" and _mitigation_key(action) is not None:
+            case.mitigations.append(action)
         return at
+
+    def _lift_mitigations(self, case: Case, now: float) -> None:
+        """Lift the shedding and opened breakers an ended incident needed, unless an open
+        incident still relies on the same one."""
+        held = {
+            _mitigation_key(a)
+            for c in self.cases.values()
+            if c is not case and c.incident.is_open and c.incident in self.correlator.open_incidents
+            for a in c.mitigations
+        }
+        done: set[tuple] = set()
+        for action in case.mitigations:
+            key = _mitigation_key(action)
+            if key in held or key in done:
+                continue
+            done.add(key)
+            if action.kind == "shed_load":
+                revert = ShedLoad(entry=action.entry, share=0.0)
+            else:
+                revert = ForceBreaker(source=action.source, target=action.target, state="auto")
+            self._act(revert, "revert", case, now)
+        case.mitigations.clear()
 
     def _dry_run(self, action: Action) -> dict[str, float]:
         """Health `dry_run_horizon_s` ahead in a what-if fork, with the action and without."""
@@ -473,3 +500,12 @@ class Operator:
     def _outcome(self, decision_id: str | None, now: float, **kw: Any) -> None:
         if self.audit is not None and decision_id is not None:
             self.audit.outcome(decision_id, now, **kw)
+
+
+def _mitigation_key(action: Action) -> tuple | None:
+    """What an emergency measure holds (an entry's shedding, an edge's breaker), else None."""
+    if action.kind == "shed_load" and action.share > 0.0:
+        return ("shed_load", action.entry)
+    if action.kind == "force_breaker" and action.state == "open":
+        return ("force_breaker", action.source, action.target)
+    return None

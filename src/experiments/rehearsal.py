@@ -123,7 +123,7 @@ class RehearsalController:
             kwargs["on_frame"] = self.scaler.observe
             self.audit = AuditLog(self.out / "audit.jsonl")
             entries = sorted({c.entry for c in self.scenario.workload.classes})
-            kwargs = {
+            kwargs |= {
                 "analyst": IncidentAnalyst(RandomWalkRca(), graph, entries),
                 "runbook": load_runbook(s.runbook),
                 # one candidate dry-run per decision (plus the no-action fork): every fork

@@ -187,6 +187,7 @@ def score_stack(
         "actions_approved": by.count("approved"),
         "actions_by_human": by.count("human"),
         "actions_undone": by.count("undo"),
+        "mitigations_lifted": by.count("revert"),
         "escalated": levels.count("escalate"),
         "unsafe_actions": unsafe_actions(actions, guardrails),
         "incident_precision": round(ev.incidents.precision, 3) if ev.incidents else None,

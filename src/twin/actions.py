@@ -26,7 +26,7 @@ from . import fields as f
 from .errors import FirebreakError
 from .faults import fault_label
 from .kernel import failover_share
-from .scenario import BadDeployFault
+from .scenario import BadDeployFault, MisconfigurationFault
 
 if TYPE_CHECKING:
     from .engine import Simulation
@@ -266,7 +266,8 @@ class RestartPods(Action):
 @dataclass(frozen=True)
 class Rollback(Action):
     """Roll a service back to its previous version: a rolling update that ends the bad
-    deploys active now once it is done, `rollout_s` later (0: at once).
+    deploys and misconfigurations (its config ships with it) active now once it is done,
+    `rollout_s` later (0: at once).
 
     Rolling back a service with no bad deploy replaces a good version: the feature it shipped
     is lost when the rollout ends (a `feature_lost` event, counted in the run summary with
@@ -287,7 +288,8 @@ class Rollback(Action):
         return [
             i
             for i, fault in sim.faults.active.items()
-            if isinstance(fault, BadDeployFault) and fault.target == self.service
+            if isinstance(fault, BadDeployFault | MisconfigurationFault)
+            and fault.target == self.service
         ]
 
     def apply(self, sim: Simulation) -> dict[str, Any]:
