@@ -341,3 +341,36 @@ def test_a_rollback_ends_a_misconfiguration():
     sim.act(Rollback(service="cartservice", rollout_s=30.0))
     sim.advance(200.0)
     assert not sim.faults.active and not sim.pods.features_lost
+
+
+def test_emergency_measures_expire_even_while_their_incident_stays_open():
+    from agents.oncall import OnCallEngineer, OnCallProfile
+    from agents.operator import Case, Operator, OperatorConfig
+    from detectors.correlation import Correlator, Incident
+    from detectors.static import StaticThresholds
+    from twin.actions import ShedLoad
+    from twin.engine import Simulation
+
+    sc = short_bad_deploy()
+    sim = Simulation(sc)
+    op = Operator(
+        sim,
+        "traditional",
+        detector=StaticThresholds.for_scenario(sc, sim.topo.names),
+        correlator=Correlator(sc.topology.graph()),
+        human=OnCallEngineer(OnCallProfile(), np.random.default_rng(0)),
+        truth=(),
+        config=OperatorConfig(mitigation_ttl_s=120.0),
+    )
+    sim.advance(60.0)
+    case = Case(Incident(id="inc-y", opened=10.0, updated=60.0))
+    case.state = "human"
+    op.cases["inc-y"] = case
+    at = op._act(ShedLoad(entry="frontend", share=0.3), "human", case, 60.0)
+    for frame in sim.frames():
+        op.view.observe(frame)
+        op._run_due(op.view.now)
+        if op.view.now > at + 130.0:
+            break
+    lifted = [a for a in op.actions if a["by"] == "revert"]
+    assert lifted and lifted[0]["time"] >= at + 120.0 and not case.mitigations

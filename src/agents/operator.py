@@ -62,6 +62,10 @@ class OperatorConfig:
     max_human_attempts: int = 3  # diagnoses per incident before the engineer gives up
     dry_run_horizon_s: float = 300.0  # how far a what-if fork looks ahead
     dry_run: bool = True
+    # shedding and opened breakers are emergency measures: lifted when their incident ends,
+    # and at the latest this long after they were applied (the symptoms they cause, refused
+    # requests, would otherwise keep their own incident open)
+    mitigation_ttl_s: float = 900.0
 
 
 @dataclass
@@ -423,7 +427,17 @@ class Operator:
         )
         if by != "revert" and _mitigation_key(action) is not None:
             case.mitigations.append(action)
+            ttl = self.config.mitigation_ttl_s
+            self._at(case, at + ttl, lambda: self._expire_mitigation(case, action))
         return at
+
+    def _expire_mitigation(self, case: Case, action: Action) -> None:
+        """Lift one emergency measure at its time limit, if it is still in place."""
+        if action in case.mitigations:
+            rest = [a for a in case.mitigations if a != action]
+            case.mitigations[:] = [action]
+            self._lift_mitigations(case, self.view.now)
+            case.mitigations[:] = rest
 
     def _lift_mitigations(self, case: Case, now: float) -> None:
         """Lift the shedding and opened breakers an ended incident needed, unless an open
