@@ -94,9 +94,9 @@ def _mttr(row: dict, trad: pd.DataFrame, ai: pd.DataFrame) -> str:
         f"mean restore {row['traditional'] / 60:.1f} -> {row['ai'] / 60:.1f} min per impacted "
         f"fault. The SLO was restored while the fault was still live for {r_t}/{n_t} impacted "
         f"faults under traditional operations and {r_a}/{n_a} under AI; the rest lasted as "
-        f"long as the fault itself (in the twin only a rollback ends a fault, a bad deploy's; "
-        f"latency, crash loops, outages, partitions, leaks and misconfigurations can only be "
-        f"mitigated). Censored restores: {cens_t} vs {cens_a}. AI actions: {auto} automated or "
+        f"long as the fault itself (in the twin only a rollback ends a fault, a bad deploy's or "
+        f"a misconfiguration's; latency, crash loops, outages, partitions and leaks can only "
+        f"be mitigated). Censored restores: {cens_t} vs {cens_a}. AI actions: {auto} automated or "
         f"approved, {human} by the engineer after a page; MTTI "
         f"{_seconds(_per_run(trad, 'mtti_s'))} vs {_seconds(_per_run(ai, 'mtti_s'))} (mean "
         f"over runs that identified a root)."
@@ -190,10 +190,12 @@ def statement(claim: Claim, row: dict, trad: pd.DataFrame, ai: pd.DataFrame) -> 
 
 
 def _applied(kinds_js: str, kind: str) -> tuple[bool, bool]:
-    """Whether an action kind was applied (by anyone) in a run, and whether it was undone."""
+    """Whether an action kind was applied (by anyone) in a run, and whether it was taken
+    back (a guardrail undo, or the operator lifting an emergency measure)."""
     kinds = json.loads(kinds_js)
-    applied = any(k.endswith(f":{kind}") and not k.startswith("undo:") for k in kinds)
-    return applied, f"undo:{kind}" in kinds
+    back = ("undo:", "revert:")
+    applied = any(k.endswith(f":{kind}") and not k.startswith(back) for k in kinds)
+    return applied, any(f"{b}{kind}" in kinds for b in back)
 
 
 def observations(table: pd.DataFrame) -> list[str]:
@@ -207,7 +209,7 @@ def observations(table: pd.DataFrame) -> list[str]:
             cens_kept = int(frame["mttr_censored"][kept].sum())
             cens_rest = int(frame["mttr_censored"][~kept].sum())
             lines.append(
-                f"{mode}: load shedding was applied and never lifted in {int(kept.sum())} of "
+                f"{mode}: load shedding was applied and never taken back in {int(kept.sum())} of "
                 f"{len(frame)} runs; {cens_kept} of the {cens_kept + cens_rest} censored "
                 f"restores (SLO never restored by the run's end) are in those runs: refusing a "
                 f"share of traffic breaks the availability objective for as long as it lasts."
@@ -217,8 +219,8 @@ def observations(table: pd.DataFrame) -> list[str]:
         lines.append(
             "features lost to rollbacks while no bad deploy was live: "
             + ", ".join(f"{m} {int(v)}" for m, v in lost.items())
-            + " (a rollback ends only a bad deploy; for errors or a misconfiguration it "
-            "replaces a good version and changes nothing else)."
+            + " (a rollback ends a bad deploy or a misconfiguration; otherwise it replaces a "
+            "good version and changes nothing else)."
         )
     ai = ok[ok["mode"] == "ai"]
     if len(ai):
