@@ -281,12 +281,12 @@ def test_a_trained_policy_runs_the_loop(tmp_path, capsys):
         rehearse(short_bad_deploy(), "rl", tmp_path / "x")
 
 
-def test_emergency_measures_are_lifted_when_their_incident_ends():
+def _traditional_operator(config=None):
+    """An operator on the short bad deploy with static thresholds and an engineer."""
     from agents.oncall import OnCallEngineer, OnCallProfile
-    from agents.operator import Case, Operator
-    from detectors.correlation import Correlator, Incident
+    from agents.operator import Operator
+    from detectors.correlation import Correlator
     from detectors.static import StaticThresholds
-    from twin.actions import ShedLoad
     from twin.engine import Simulation
 
     sc = short_bad_deploy()
@@ -298,7 +298,17 @@ def test_emergency_measures_are_lifted_when_their_incident_ends():
         correlator=Correlator(sc.topology.graph()),
         human=OnCallEngineer(OnCallProfile(), np.random.default_rng(0)),
         truth=(),
+        config=config,
     )
+    return sim, op
+
+
+def test_emergency_measures_are_lifted_when_their_incident_ends():
+    from agents.operator import Case
+    from detectors.correlation import Incident
+    from twin.actions import ShedLoad
+
+    sim, op = _traditional_operator()
     sim.advance(60.0)
     case = Case(Incident(id="inc-x", opened=10.0, updated=20.0, closed=50.0))
     op.cases["inc-x"] = case
@@ -344,24 +354,11 @@ def test_a_rollback_ends_a_misconfiguration():
 
 
 def test_emergency_measures_expire_even_while_their_incident_stays_open():
-    from agents.oncall import OnCallEngineer, OnCallProfile
-    from agents.operator import Case, Operator, OperatorConfig
-    from detectors.correlation import Correlator, Incident
-    from detectors.static import StaticThresholds
+    from agents.operator import Case, OperatorConfig
+    from detectors.correlation import Incident
     from twin.actions import ShedLoad
-    from twin.engine import Simulation
 
-    sc = short_bad_deploy()
-    sim = Simulation(sc)
-    op = Operator(
-        sim,
-        "traditional",
-        detector=StaticThresholds.for_scenario(sc, sim.topo.names),
-        correlator=Correlator(sc.topology.graph()),
-        human=OnCallEngineer(OnCallProfile(), np.random.default_rng(0)),
-        truth=(),
-        config=OperatorConfig(mitigation_ttl_s=120.0),
-    )
+    sim, op = _traditional_operator(OperatorConfig(mitigation_ttl_s=120.0))
     sim.advance(60.0)
     case = Case(Incident(id="inc-y", opened=10.0, updated=60.0))
     case.state = "human"
