@@ -19,7 +19,6 @@ action is always "escalate". The trust state is plain data (JSON), carried acros
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from twin.errors import FirebreakError
 from .contracts import LEVELS, Candidate, IncidentView, Level
 from .runbook import canonical_signature, is_known_signature
 from .selection import OutcomeModel
+from .state_io import read_state, write_state
 
 _STRICTNESS = {level: i for i, level in enumerate(LEVELS)}  # auto < approval < escalate
 
@@ -223,15 +223,8 @@ class AutomationPolicy:
             raise AutomationError(f"{source}: malformed trust state ({exc!r})") from None
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_state(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> AutomationPolicy:
-        path = Path(path)
-        if not path.is_file():
-            raise AutomationError(f"{path}: file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise AutomationError(f"{path}: not JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_state(path, AutomationError), str(path))

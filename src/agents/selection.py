@@ -32,6 +32,7 @@ from twin.errors import FirebreakError
 
 from .contracts import Candidate
 from .runbook import canonical_signature
+from .state_io import read_state, write_state
 
 DryRun = Callable[[Action], Mapping[str, Any]]
 
@@ -150,18 +151,11 @@ class OutcomeModel:
         return model
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        write_state(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | Path) -> OutcomeModel:
-        path = Path(path)
-        if not path.is_file():
-            raise SelectionError(f"{path}: file not found")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise SelectionError(f"{path}: not JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_state(path, SelectionError), str(path))
 
 
 # --- risk and cost ------------------------------------------------------------------------

@@ -159,6 +159,15 @@ def _classes(topo_name: str, load: float) -> list[RequestClass]:
     ]
 
 
+def _episode_slo(dist: RemediationDistribution | AutoscaleDistribution) -> Slo:
+    """The one SLO an episode is judged by, from its distribution's settings."""
+    return Slo(
+        availability=dist.slo_availability,
+        latency_ms=dist.slo_latency_ms,
+        percentile=dist.slo_percentile,
+    )
+
+
 @dataclass(frozen=True)
 class RemediationDistribution:
     """Episodes of one fault on one topology under steady load.
@@ -214,13 +223,7 @@ class RemediationDistribution:
             seed=int(rng.integers(2**31 - 1)),
             workload=Workload(classes=_classes(name, load), noise=self.noise),
             faults=[fault],
-            slos=[
-                Slo(
-                    availability=self.slo_availability,
-                    latency_ms=self.slo_latency_ms,
-                    percentile=self.slo_percentile,
-                )
-            ],
+            slos=[_episode_slo(self)],
             telemetry=QUIET_TELEMETRY,
         )
         check_scenario(scenario, "<remediation episode>")
@@ -295,13 +298,7 @@ class AutoscaleDistribution:
             tick=self.tick_s,
             seed=int(rng.integers(2**31 - 1)),
             workload=workload,
-            slos=[
-                Slo(
-                    availability=self.slo_availability,
-                    latency_ms=self.slo_latency_ms,
-                    percentile=self.slo_percentile,
-                )
-            ],
+            slos=[_episode_slo(self)],
             telemetry=QUIET_TELEMETRY,
         )
         check_scenario(scenario, "<autoscale episode>")
