@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.pipeline import TieredPipeline
-from detectors.tier1 import Ewma, RobustZ, Seasonal
-from experiments.detection_suite import fit_tier2, normal_run
-from twin.engine import Simulation
-from twin.loader import load_scenario
+from detectors.anomaly.pipeline import TieredPipeline
+from detectors.anomaly.tier1 import Ewma, RobustZ, Seasonal
+from experiments.detection.suite import fit_tier2, normal_run
+from twin.flow.engine import Simulation
+from twin.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,10 @@ from pathlib import Path
 import simpy
 import yaml
 
-from twin.engine import Simulation
-from twin.generate import generate_topology, suggest_classes, suggested_total_rps
-from twin.loader import load_scenario
-from twin.run import run_scenario
+from twin.flow.engine import Simulation
+from twin.run.runner import run_scenario
+from twin.scenario.generate import generate_topology, suggest_classes, suggested_total_rps
+from twin.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = ROOT / "scenarios"

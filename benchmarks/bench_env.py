@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from agents.rl.envs import make_autoscale, make_remediation
-from twin.engine import Simulation
+from twin.flow.engine import Simulation
 
 TARGET_STEPS_PER_S = 2000.0
 

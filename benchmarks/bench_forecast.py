@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from detectors.backtest import nyc_taxi_backtest, summarize, twin_backtest
-from detectors.forecast_models import MODELS
+from detectors.forecast.backtest import nyc_taxi_backtest, summarize, twin_backtest
+from detectors.forecast.registry import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 NAB = ROOT.parent / "shared" / "data" / "nab"

@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from twin.engine import Simulation, prepare_inputs
-from twin.loader import load_scenario
+from twin.flow.engine import Simulation, prepare_inputs
+from twin.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 STEADY_STATE = ROOT / "scenarios" / "steady-state.yaml"

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 import simpy
 
-from twin.loader import load_scenario
-from twin.request_engine import RequestSimulation
-from twin.request_walk import RandomBuffer, lognormal_shape
+from twin.request.engine import RequestSimulation
+from twin.request.walk import RandomBuffer, lognormal_shape
 from twin.rng import stream
+from twin.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 STEADY = ROOT / "scenarios" / "steady-state.yaml"

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from hypothesis import settings
 
-from twin.engine import Simulation
 from twin.fields import M
-from twin.loader import apply_topology_patch, check_scenario
-from twin.scenario import Scenario
+from twin.flow.engine import Simulation
+from twin.scenario.loader import apply_topology_patch, check_scenario
+from twin.scenario.schema import Scenario
 
 # CI replays the same examples every run (a red build must be reproducible); the "explore"
 # profile draws fresh ones: HYPOTHESIS_PROFILE=explore pytest tests/test_invariants.py

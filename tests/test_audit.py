@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from agents.audit import AuditError, AuditLog, read_audit
 from agents.contracts import Candidate, Decision, IncidentView
-from agents.guardrails import Guardrails
-from twin.actions import Escalate, RestartPods, Rollback
+from agents.safety.audit import AuditError, AuditLog, read_audit
+from agents.safety.guardrails import Guardrails
+from twin.control.actions import Escalate, RestartPods, Rollback
 from twin.errors import FirebreakError
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class View:
@@ -214,14 +214,14 @@ def test_damaged_lines_are_reported_not_fatal(tmp_path: Path) -> None:
 def crash_writer(path: Path) -> subprocess.Popen:
     code = f"""
 import sys
-from agents.audit import AuditLog
+from agents.safety.audit import AuditLog
 log = AuditLog({str(path)!r})
 i = 0
 while True:
     i += 1
     log.event("tick", float(i), n=i, payload="x" * (i % 5000))
 """
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE)
 
 

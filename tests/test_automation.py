@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from agents.automation import AutomationError, AutomationPolicy, Trust, stricter
 from agents.contracts import Candidate, Decision, IncidentView
-from agents.decide import decide, record_outcome, summary
-from agents.runbook import runbook_from_mapping
-from agents.selection import OutcomeModel, RiskAwareSelector
-from twin.actions import RestartPods, Rollback
+from agents.deciding.automation import AutomationError, AutomationPolicy, Trust, stricter
+from agents.deciding.decide import decide, record_outcome, summary
+from agents.deciding.runbook import runbook_from_mapping
+from agents.deciding.selection import OutcomeModel, RiskAwareSelector
+from twin.control.actions import RestartPods, Rollback
 
 RUNBOOK = runbook_from_mapping(
     {
@@ -88,7 +88,7 @@ def test_no_matching_rule_escalates() -> None:
 
 
 def test_an_escalate_action_always_escalates() -> None:
-    from twin.actions import Escalate
+    from twin.control.actions import Escalate
 
     escalate = Escalate(reason="unclear")
     level, why = AutomationPolicy(graduate_after=1).assess(view(), Candidate(escalate, "low"))

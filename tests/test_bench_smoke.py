@@ -6,7 +6,7 @@ import numpy as np
 from conftest import SCENARIOS, simulate
 
 from benchmarks.bench_engine import bare_simpy, engine_wall, generated_scenario
-from twin.loader import load_scenario
+from twin.scenario.loader import load_scenario
 
 
 def test_bench_pieces_run_on_small_cases(tmp_path):

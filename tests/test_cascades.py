@@ -6,7 +6,7 @@ import numpy as np
 import yaml
 from conftest import SCENARIOS, chain_topology, make_scenario, simulate, topology_dict
 
-from twin.loader import load_scenario
+from twin.scenario.loader import load_scenario
 
 TWO_CLASSES = {
     "classes": [
@@ -124,7 +124,7 @@ def test_retry_storm_outlives_its_trigger_and_recovers_without_retries(tmp_path)
 
 def test_latency_fault_on_online_boutique_labels_the_causal_path():
     """Ground truth by but-for replay: payment's callers are affected, the ad path is not."""
-    from twin.labels import ground_truth, record_signals
+    from twin.run.labels import ground_truth, record_signals
 
     sc = make_scenario(
         topology_dict("online-boutique"),

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_scenario, simulate
 
-from twin.hpa import hpa_recommendation
+from twin.control.hpa import hpa_recommendation
 
 STARTUP_S = 20.0
 

@@ -10,9 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SCENARIOS
 
-from detectors.base import Alert
-from detectors.correlation import CorrelationError, Correlator, correlate
-from detectors.evaluation import (
+from detectors.anomaly.evaluation import (
     EventScores,
     LabelsError,
     alert_episodes,
@@ -24,9 +22,11 @@ from detectors.evaluation import (
     load_labels,
     parse_labels,
 )
+from detectors.base import Alert
+from detectors.correlation import CorrelationError, Correlator, correlate
 from twin.errors import FirebreakError
-from twin.loader import load_scenario
-from twin.run import run_scenario
+from twin.run.runner import run_scenario
+from twin.scenario.loader import load_scenario
 
 
 def alert(t: float, service: str, signal: str = "error_ratio", detector: str = "thr") -> Alert:

@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 from conftest import SCENARIOS, make_scenario, topology_dict
 
-from detectors.evaluation import evaluate, parse_labels
-from detectors.features import K, layout_for
-from detectors.pipeline import TieredPipeline
-from detectors.static import StaticThresholds
-from detectors.table import TableError, detect_table, read_table
-from detectors.tier1 import Ewma, RobustZ, Seasonal
-from experiments.detection_suite import fit_tier2, normal_run, run_case
-from twin.engine import Simulation
-from twin.loader import load_scenario
+from detectors.anomaly.evaluation import evaluate, parse_labels
+from detectors.anomaly.features import K, layout_for
+from detectors.anomaly.pipeline import TieredPipeline
+from detectors.anomaly.static import StaticThresholds
+from detectors.anomaly.table import TableError, detect_table, read_table
+from detectors.anomaly.tier1 import Ewma, RobustZ, Seasonal
+from experiments.detection.suite import fit_tier2, normal_run, run_case
+from twin.flow.engine import Simulation
+from twin.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -228,7 +228,7 @@ def test_detector_bench_pieces_run():
 
 def test_a_tier2_model_learned_elsewhere_serves_an_unseen_topology():
     """Cold start: tier 2 fitted on Online Boutique only, scored on Sock Shop with a fault."""
-    from experiments.detection_suite import base_scenario
+    from experiments.detection.suite import base_scenario
 
     transfer = fit_tier2([base_scenario("online-boutique", 1.0, seed=3)])
     target = base_scenario("sock-shop", 1.5, seed=4)

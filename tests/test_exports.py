@@ -32,9 +32,11 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 
 from firebreak import cli
-from twin.engine import Simulation
 from twin.errors import FirebreakError
-from twin.exposition import (
+from twin.fields import EDGE_METRICS, SERVICE_METRICS, M
+from twin.flow.engine import Simulation
+from twin.run.runner import run_scenario
+from twin.telemetry.exposition import (
     DEFAULT_BUCKETS,
     MIB,
     MetricsState,
@@ -44,11 +46,9 @@ from twin.exposition import (
     render,
     tick_dist,
 )
-from twin.fields import EDGE_METRICS, SERVICE_METRICS, M
-from twin.run import run_scenario
-from twin.serve import serve_scenario
-from twin.spans import EPOCH_UNIX_S
-from twin.widecsv import RCAEVAL_METRICS, Z90, long_to_cube, read_cube, wide_from_long
+from twin.telemetry.serve import serve_scenario
+from twin.telemetry.spans import EPOCH_UNIX_S
+from twin.telemetry.widecsv import RCAEVAL_METRICS, Z90, long_to_cube, read_cube, wide_from_long
 
 ROOT = Path(__file__).resolve().parents[1]
 STEADY = ROOT / "scenarios" / "steady-state.yaml"

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from test_forecasting import STEP, synthetic
 
-from detectors.backtest import coverage, smape
-from detectors.conformal import Conformal
-from detectors.forecast_models import MODELS, make_forecaster
-from detectors.forecasters import ForecastError, HoltWinters, Mstl, SeasonalNaive
-from detectors.level_naive import LevelNaive
+from detectors.forecast.backtest import coverage, smape
+from detectors.forecast.conformal import Conformal
+from detectors.forecast.level_naive import LevelNaive
+from detectors.forecast.models import ForecastError, HoltWinters, Mstl, SeasonalNaive
+from detectors.forecast.registry import MODELS, make_forecaster
 
 
 def _shifted(weeks: int = 4, drop: float = 0.7, seed: int = 1):
@@ -94,7 +94,7 @@ def test_conformal_errors():
 
 
 def test_registry_builds_every_model_and_the_cli_lists_them_all():
-    from firebreak.cmd_forecast import MODEL_NAMES
+    from firebreak.commands.forecast import MODEL_NAMES
 
     assert tuple(MODELS) == MODEL_NAMES
     t, y = synthetic(weeks=3)

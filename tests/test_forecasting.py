@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detectors.backtest import backtest, coverage, mase, mase_scale, smape, summarize
-from detectors.forecast_base import Event, Forecaster
-from detectors.forecasters import (
+from detectors.forecast.backtest import backtest, coverage, mase, mase_scale, smape, summarize
+from detectors.forecast.base import Event, Forecaster
+from detectors.forecast.models import (
     DAY_S,
     ForecastError,
     HoltWinters,
@@ -151,7 +151,7 @@ def test_cli_writes_files_and_errors(tmp_path, capsys):
 
 @pytest.mark.skipif(not NAB.is_dir(), reason=f"NAB corpus not found at {NAB}")
 def test_nyc_taxi_weekly_naive_next_day_smape():
-    from detectors.backtest import nyc_taxi_backtest
+    from detectors.forecast.backtest import nyc_taxi_backtest
 
     res = nyc_taxi_backtest(NAB, {"sn": lambda: SeasonalNaive("weekly")})
     summary = summarize(res).loc["sn"]

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from benchmarks.bench_fork import fork_cost
-from twin.actions import (
+from twin.control.actions import (
     ActionError,
     ForceBreaker,
     NoOp,
@@ -25,11 +25,11 @@ from twin.actions import (
     StopFault,
     action_from_dict,
 )
-from twin.engine import Simulation, TimeRangeError
+from twin.control.fork import compare, what_if
 from twin.errors import FirebreakError
 from twin.fields import M
-from twin.fork import compare, what_if
-from twin.loader import load_scenario
+from twin.flow.engine import Simulation, TimeRangeError
+from twin.scenario.loader import load_scenario
 
 BREAKERS = {"failure_threshold": 0.5, "window_s": 10, "cooldown_s": 30, "min_calls": 20}
 CATALOG = "productcatalogservice"

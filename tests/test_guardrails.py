@@ -14,8 +14,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from agents.contracts import SystemView
-from agents.guardrails import GuardrailConfig, GuardrailError, Guardrails, load_guardrail_config
-from twin.actions import (
+from agents.safety.guardrails import (
+    GuardrailConfig,
+    GuardrailError,
+    Guardrails,
+    load_guardrail_config,
+)
+from twin.control.actions import (
     Escalate,
     Failover,
     ForceBreaker,

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from experiments.impact_claims import (
+from experiments.impact.claims import (
     CLAIM_KEYS,
     CLAIMS,
     CLAIMS_COLUMNS,
@@ -21,11 +21,11 @@ from experiments.impact_claims import (
     units,
     verdict,
 )
-from experiments.impact_study import MODES, run_study, slo_episodes
-from experiments.impact_suite import FAMILIES, build
+from experiments.impact.study import MODES, run_study, slo_episodes
+from experiments.impact.suite import FAMILIES, build
 from firebreak.cli import main
-from twin.loader import check_scenario
-from twin.scenario import FAULT_KINDS
+from twin.scenario.loader import check_scenario
+from twin.scenario.schema import FAULT_KINDS
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 TINY = ("bad-deploy", "hotel-misconfig")

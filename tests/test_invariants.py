@@ -11,8 +11,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from twin.fields import M
-from twin.kernel import erlang_c
-from twin.loader import load_scenario
+from twin.flow.kernel import erlang_c
+from twin.scenario.loader import load_scenario
 
 FAULT_KINDS = {
     "latency": {"factor": 20.0},
@@ -217,10 +217,10 @@ def test_flow_mode_single_station_is_mmc_and_obeys_little(workers, rho):
 def test_restarts_shrinking_a_queue_never_make_a_call_cost_negative():
     """Found by RL training: restarts shrink a queue, the tick sheds more backlog than
     arrived, and a share of refused calls above 1 made its callers' call cost negative."""
-    from twin.actions import action_from_dict
-    from twin.engine import Simulation
+    from twin.control.actions import action_from_dict
     from twin.envs.distribution import QUIET_TELEMETRY, topology
-    from twin.scenario import NetworkPartitionFault, RequestClass, Scenario, Slo, Workload
+    from twin.flow.engine import Simulation
+    from twin.scenario.schema import NetworkPartitionFault, RequestClass, Scenario, Slo, Workload
 
     sc = Scenario(
         name="repro",

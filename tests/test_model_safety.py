@@ -16,14 +16,14 @@ import pytest
 import torch
 
 from detectors.base import Alert
-from detectors.monitor import IncidentRef, ModelMonitor, MonitorError
-from detectors.registry import (
+from detectors.safety.monitor import IncidentRef, ModelMonitor, MonitorError
+from detectors.safety.registry import (
     CorruptModelError,
     ModelRegistry,
     RegistryError,
     UnknownModelError,
 )
-from detectors.rollout import (
+from detectors.safety.rollout import (
     AuditLog,
     AuditLogError,
     Rollout,

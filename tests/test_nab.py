@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detectors.nab import (
+from detectors.nab.detector import RobustLikelihood
+from detectors.nab.scorer import (
     PROFILES,
     CostMatrix,
     NABError,
@@ -21,7 +22,6 @@ from detectors.nab import (
     score_corpus,
     score_results,
 )
-from detectors.nab_detector import RobustLikelihood
 from twin.errors import FirebreakError
 
 NAB_ROOT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab"
@@ -148,7 +148,7 @@ def test_runner_smoke_on_a_few_files() -> None:
 
 
 def test_context_novelty_fires_once_on_a_new_shape() -> None:
-    from detectors.nab_context import ContextNovelty
+    from detectors.nab.context import ContextNovelty
 
     detector = ContextNovelty(warmup=20, rest=50)
     cycle = [0.0, 1.0, 2.0, 3.0, 2.0, 1.0]
@@ -164,7 +164,7 @@ def test_context_novelty_fires_once_on_a_new_shape() -> None:
 
 @needs_corpus
 def test_robust_context_is_streaming_and_deterministic() -> None:
-    from detectors.nab_detector import DETECTORS
+    from detectors.nab.detector import DETECTORS
 
     corpus = load_corpus(NAB_ROOT, ["artificialWithAnomaly/art_daily_flatmiddle.csv"])
     first = run_detector(DETECTORS["robust_context"], corpus)

@@ -19,10 +19,10 @@ from agents.oncall import (
     action_fits,
     truths_from_labels,
 )
-from twin.actions import ACTIONS, Action, action_from_dict
-from twin.engine import Simulation
+from twin.control.actions import ACTIONS, Action, action_from_dict
 from twin.errors import FirebreakError
-from twin.scenario import FAULT_KINDS
+from twin.flow.engine import Simulation
+from twin.scenario.schema import FAULT_KINDS
 
 N = 4000
 

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from conftest import SCENARIOS
 
-from agents.analysis import IncidentAnalyst, confidence
-from agents.guardrails import GuardrailConfig
-from agents.signature import signature_of
-from agents.telemetry_view import TelemetryView, share_within
+from agents.deciding.analysis import IncidentAnalyst, confidence
+from agents.deciding.signature import signature_of
+from agents.loop.telemetry_view import TelemetryView, share_within
+from agents.safety.guardrails import GuardrailConfig
+from detectors.anomaly.evaluation import FaultLabel
 from detectors.base import Alert
-from detectors.evaluation import FaultLabel
 from detectors.rca.randomwalk import RandomWalkRca
-from experiments.rehearsal import RehearsalError, rehearse
-from experiments.rehearsal_score import mttr, unsafe_actions
-from twin.loader import load_scenario
-from twin.telemetry import Frame
+from experiments.rehearsal.run import RehearsalError, rehearse
+from experiments.rehearsal.score import mttr, unsafe_actions
+from twin.scenario.loader import load_scenario
+from twin.telemetry.frame import Frame
 
 
 def short_bad_deploy():
@@ -165,7 +165,7 @@ def test_summary_carries_the_stack_figures(rehearsals):
 
 
 def test_audit_log_holds_decisions_approvals_and_outcomes(rehearsals):
-    from agents.audit import read_audit
+    from agents.safety.audit import read_audit
 
     _, out, _ = rehearsals
     log = read_audit(out / "ai" / "audit.jsonl")
@@ -178,7 +178,7 @@ def test_audit_log_holds_decisions_approvals_and_outcomes(rehearsals):
 
 def test_the_operator_never_sees_ground_truth(tmp_path, monkeypatch):
     """Strip every fault event from the stream: the AI decides exactly the same."""
-    from twin.engine import Simulation
+    from twin.flow.engine import Simulation
 
     sc = short_bad_deploy()
     base = rehearse(sc, "ai", tmp_path / "a")
@@ -207,8 +207,8 @@ def test_same_seed_same_operations(rehearsals, tmp_path):
 
 
 def test_guardrails_refusing_an_action_pages_the_engineer(tmp_path, monkeypatch):
-    from agents.audit import read_audit
-    from agents.guardrails import Guardrails, Verdict
+    from agents.safety.audit import read_audit
+    from agents.safety.guardrails import Guardrails, Verdict
 
     def refuse(self, action, view):
         if action.kind in ("noop", "escalate"):
@@ -283,11 +283,11 @@ def test_a_trained_policy_runs_the_loop(tmp_path, capsys):
 
 def _traditional_operator(config=None):
     """An operator on the short bad deploy with static thresholds and an engineer."""
+    from agents.loop.operator import Operator
     from agents.oncall import OnCallEngineer, OnCallProfile
-    from agents.operator import Operator
+    from detectors.anomaly.static import StaticThresholds
     from detectors.correlation import Correlator
-    from detectors.static import StaticThresholds
-    from twin.engine import Simulation
+    from twin.flow.engine import Simulation
 
     sc = short_bad_deploy()
     sim = Simulation(sc)
@@ -304,9 +304,9 @@ def _traditional_operator(config=None):
 
 
 def test_emergency_measures_are_lifted_when_their_incident_ends():
-    from agents.operator import Case
+    from agents.loop.operator import Case
     from detectors.correlation import Incident
-    from twin.actions import ShedLoad
+    from twin.control.actions import ShedLoad
 
     sim, op = _traditional_operator()
     sim.advance(60.0)
@@ -321,7 +321,7 @@ def test_emergency_measures_are_lifted_when_their_incident_ends():
 
 
 def test_ai_operations_run_the_predictive_scaler(tmp_path, monkeypatch):
-    from agents.predictive_scaler import PredictiveScaler
+    from agents.scaling.predictive import PredictiveScaler
 
     seen = []
     original = PredictiveScaler.observe
@@ -333,8 +333,8 @@ def test_ai_operations_run_the_predictive_scaler(tmp_path, monkeypatch):
 
 
 def test_a_rollback_ends_a_misconfiguration():
-    from twin.actions import Rollback
-    from twin.engine import Simulation
+    from twin.control.actions import Rollback
+    from twin.flow.engine import Simulation
 
     sc = load_scenario(SCENARIOS / "bad-deploy.yaml")
     fault = {
@@ -354,9 +354,9 @@ def test_a_rollback_ends_a_misconfiguration():
 
 
 def test_emergency_measures_expire_even_while_their_incident_stays_open():
-    from agents.operator import Case, OperatorConfig
+    from agents.loop.operator import Case, OperatorConfig
     from detectors.correlation import Incident
-    from twin.actions import ShedLoad
+    from twin.control.actions import ShedLoad
 
     sim, op = _traditional_operator(OperatorConfig(mitigation_ttl_s=120.0))
     sim.advance(60.0)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agents.predictive_scaler import PredictiveScaler, replicas_for_rate
-from detectors.forecast_base import Forecast
-from experiments.detection_suite import load_topology_dict
-from twin.engine import Simulation
-from twin.scenario import Scenario
+from agents.scaling.predictive import PredictiveScaler, replicas_for_rate
+from detectors.forecast.base import Forecast
+from experiments.detection.suite import load_topology_dict
+from twin.flow.engine import Simulation
+from twin.scenario.schema import Scenario
 
 SEASON = 1800.0
 
@@ -110,7 +110,7 @@ def test_never_scales_in_on_forecast_alone() -> None:
         scaler.observe(next(frames))
     m = scaler.managed[0]
     m.bins = [100.0] * (int(SEASON / 60) + 2)  # enough history to plan
-    from twin.actions import ScaleTo
+    from twin.control.actions import ScaleTo
 
     sim.act(ScaleTo(service="frontend", replicas=6))
     t = sim.now
@@ -158,7 +158,7 @@ def test_deterministic() -> None:
 
 @pytest.mark.parametrize("family", ["calendar", "surge"])
 def test_study_smoke(tmp_path, family) -> None:
-    from experiments.capacity_study import run_study, summarise, targets
+    from experiments.capacity.study import run_study, summarise, targets
 
     table = run_study(seeds=2, families=(family,), days=0.05, tick=10.0)
     assert len(table) == 6 and set(table.policy) == {"hpa", "static", "predictive"}
@@ -190,7 +190,7 @@ def test_study_command(tmp_path, capsys) -> None:
 
 
 def test_study_scenarios_are_a_fair_test() -> None:
-    from experiments.capacity_study import DAY_S, build_scenario
+    from experiments.capacity.study import DAY_S, build_scenario
 
     cal = build_scenario("calendar", seed=4, days=3.0)
     services = cal.topology.services

@@ -194,10 +194,10 @@ SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "bad-deploy.yaml"
 
 
 def test_twin_bad_deploy_finds_productcatalog(tmp_path: Path) -> None:
-    from twin.loader import load_scenario
-    from twin.run import run_scenario
-    from twin.spans import EPOCH_UNIX_S
-    from twin.widecsv import write_wide_csv
+    from twin.run.runner import run_scenario
+    from twin.scenario.loader import load_scenario
+    from twin.telemetry.spans import EPOCH_UNIX_S
+    from twin.telemetry.widecsv import write_wide_csv
 
     scenario = load_scenario(SCENARIO, duration=6300)
     run_scenario(scenario, tmp_path / "run")

@@ -12,19 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from detectors.anomaly.traces import EdgeCall
 from detectors.rca.base import RcaError, RcaMethod
 from detectors.rca.graph import DependencyGraph
 from detectors.rca.randomwalk import RandomWalkRca
 from detectors.rca.robust import RobustScoreRca
 from detectors.rca.table import parse_time, read_wide_table
-from detectors.trace_detector import EdgeCall
 from firebreak.cli import main
-from twin.generate import generate_topology, suggest_classes, suggested_total_rps
-from twin.loader import load_scenario
-from twin.run import run_scenario
-from twin.scenario import Scenario
-from twin.spans import EPOCH_UNIX_S, Span
-from twin.widecsv import write_wide_csv
+from twin.run.runner import run_scenario
+from twin.scenario.generate import generate_topology, suggest_classes, suggested_total_rps
+from twin.scenario.loader import load_scenario
+from twin.scenario.schema import Scenario
+from twin.telemetry.spans import EPOCH_UNIX_S, Span
+from twin.telemetry.widecsv import write_wide_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 1000.0  # anomaly time of the synthetic tables

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from detectors.rca.base import Cause, services_of
-from experiments.rca_cases import KINDS, TOPOLOGIES, CaseSpec, generate_cases
-from experiments.rca_counterfactual import removal_shares, rerank
-from experiments.rca_metrics import (
+from experiments.rca.cases import KINDS, TOPOLOGIES, CaseSpec, generate_cases
+from experiments.rca.counterfactual import removal_shares, rerank
+from experiments.rca.metrics import (
     avg_at,
     case_metrics,
     dedupe_services,
@@ -21,8 +21,8 @@ from experiments.rca_metrics import (
     reciprocal_rank,
     summarise,
 )
-from experiments.rca_suite import run_suite, simulate_case
-from twin.spans import EPOCH_UNIX_S
+from experiments.rca.suite import run_suite, simulate_case
+from twin.telemetry.spans import EPOCH_UNIX_S
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -154,7 +154,7 @@ def test_rcaeval_baro_and_nsigma_side_by_side() -> None:
     pytest.importorskip(
         "RCAEval.e2e.baro", reason="rcaeval (optional extra) is not installed or not importable"
     )
-    from experiments.rca_methods import load_method
+    from experiments.rca.methods import load_method
 
     rng = np.random.default_rng(0)
     n = 400
@@ -172,7 +172,7 @@ def test_rcaeval_baro_and_nsigma_side_by_side() -> None:
 
 
 def test_rcaeval_absent_is_a_note_not_an_error(monkeypatch) -> None:
-    from experiments import rca_methods
+    from experiments.rca import methods as rca_methods
 
     monkeypatch.setitem(rca_methods.EXTERNAL, "baro", ("no_such_module_xyz", "baro"))
     methods, notes = rca_methods.load_methods(["baro"])
@@ -181,7 +181,7 @@ def test_rcaeval_absent_is_a_note_not_an_error(monkeypatch) -> None:
 
 
 def test_a_link_fault_accepts_either_end_of_the_link():
-    from experiments.rca_metrics import rank_of
+    from experiments.rca.metrics import rank_of
 
     assert rank_of(["a", "b", "c"], ("c", "b")) == 2
     assert rank_of(["a", "b", "c"], ("x",)) is None

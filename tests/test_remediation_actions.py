@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_invariants import _check_invariants, random_system
 
-from twin.actions import (
+from twin.control.actions import (
     ACTIONS,
     FAILOVER_PENALTY_MS,
     FAILOVER_SHIFT_S,
@@ -37,11 +37,11 @@ from twin.actions import (
     StopFault,
     action_from_dict,
 )
-from twin.engine import Simulation
 from twin.errors import FirebreakError
-from twin.kernel import Z95, Z99, mixture_quantile
-from twin.request_engine import RequestSimulation
-from twin.run import run_scenario
+from twin.flow.engine import Simulation
+from twin.flow.kernel import Z95, Z99, mixture_quantile
+from twin.request.engine import RequestSimulation
+from twin.run.runner import run_scenario
 
 RATE = 100.0  # requests/s entering at `entry`
 FAULT_START, FAULT_END = 300.0, 1500.0

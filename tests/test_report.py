@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from experiments.report import write_report
-from experiments.report_data import ReportError
-from experiments.report_story import action_lines, clock, span
+from experiments.report.data import ReportError
+from experiments.report.html import write_report
+from experiments.report.story import action_lines, clock, span
 from firebreak.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import chain_topology, make_scenario, topology_dict
 
-from twin.fidelity import affected_services, run_both
 from twin.fields import M
-from twin.loader import load_scenario
-from twin.request_engine import RequestSimulation
+from twin.request.engine import RequestSimulation
+from twin.run.fidelity import affected_services, run_both
+from twin.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 

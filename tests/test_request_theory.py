@@ -13,7 +13,7 @@ import pytest
 from conftest import make_scenario, topology_dict
 from scipy import stats
 
-from twin.request_engine import RequestSimulation
+from twin.request.engine import RequestSimulation
 
 WARMUP_S = 20.0
 CONFIDENCE = 0.999

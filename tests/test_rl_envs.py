@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import agents.rl
-from agents.guardrails import Guardrails
 from agents.rl.envs import AUTOSCALE_ID, REMEDIATION_ID, make_autoscale, make_remediation
 from agents.rl.policies import RunbookPolicy
+from agents.safety.guardrails import Guardrails
 from twin.envs import EnvConfigError, ObservationLayout, RemediationEnv, window_mttr
 from twin.envs.remediation import GLOBAL_ACTIONS
 

@@ -12,8 +12,8 @@ from agents.rl.envs import AUTOSCALE_ID, REMEDIATION_ID
 from agents.rl.policy_runner import PolicyRunner
 from agents.rl.train import TrainConfig, TrainingError, load_policy, train
 from firebreak.cli import main
-from twin.engine import Simulation
-from twin.loader import load_scenario
+from twin.flow.engine import Simulation
+from twin.scenario.loader import load_scenario
 
 SHORT = {"episode_s": 300.0, "fault_start_s": [60.0, 90.0], "topologies": ["online-boutique"]}
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from agents.contracts import SYMPTOMS, IncidentView
-from agents.runbook import (
+from agents.deciding.runbook import (
     DEFAULT_RUNBOOK,
     Runbook,
     RunbookError,
@@ -19,7 +19,7 @@ from agents.runbook import (
     resolve_replicas,
     runbook_from_mapping,
 )
-from twin.actions import ACTIONS, Action, ForceBreaker, RestartPods, Rollback, ScaleTo
+from twin.control.actions import ACTIONS, Action, ForceBreaker, RestartPods, Rollback, ScaleTo
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import yaml
 
-from twin.durations import format_duration, parse_duration
 from twin.errors import FirebreakError, ScenarioError
-from twin.loader import load_scenario, load_topology
+from twin.scenario.durations import format_duration, parse_duration
+from twin.scenario.loader import load_scenario, load_topology
 
 ROOT = Path(__file__).resolve().parents[1]
 TOPOLOGY = ROOT / "scenarios" / "topologies" / "online-boutique.yaml"

@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import beta as beta_dist
 
 from agents.contracts import Candidate
-from agents.selection import (
+from agents.deciding.selection import (
     RISK_TABLE,
     OutcomeModel,
     RiskAwareSelector,
@@ -19,7 +19,7 @@ from agents.selection import (
     describe,
     touched_share,
 )
-from twin.actions import Action, ForceBreaker, NoOp, RestartPods, Rollback, ScaleTo
+from twin.control.actions import Action, ForceBreaker, NoOp, RestartPods, Rollback, ScaleTo
 
 SIG = "latency+errors"
 

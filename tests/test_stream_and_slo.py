@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 from conftest import SCENARIOS, simulate
 
-from twin.engine import Simulation
 from twin.fields import EDGE_METRICS, SERVICE_METRICS
-from twin.loader import load_scenario
-from twin.run import run_scenario
+from twin.flow.engine import Simulation
+from twin.run.runner import run_scenario
+from twin.scenario.loader import load_scenario
 
 
 def test_frames_stream_tick_by_tick_and_match_the_batch_run():

@@ -9,10 +9,10 @@ import time
 import pytest
 from conftest import SCENARIOS
 
-from experiments.change_suite import SuiteCase, SuiteTiming, case_scenario, run_case
+from experiments.change.suite import SuiteCase, SuiteTiming, case_scenario, run_case
 from experiments.sweep import Job, SweepError, run_sweep
 from twin.errors import FirebreakError
-from twin.loader import load_scenario
+from twin.scenario.loader import load_scenario
 
 HAS_RAY = importlib.util.find_spec("ray") is not None
 TIMING = SuiteTiming(warmup_s=60, before_s=60, trigger_s=60, grace_s=60, after_s=60)

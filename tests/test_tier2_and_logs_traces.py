@@ -15,24 +15,24 @@ from conftest import SCENARIOS, make_scenario, simulate, topology_dict
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from detectors.base import Alert, Multivariate
-from detectors.log_detector import LogDetector, TemplateMiner, poisson_tail, tokenize
-from detectors.multivariate import (
+from detectors.anomaly.logs import LogDetector, TemplateMiner, poisson_tail, tokenize
+from detectors.anomaly.multivariate import (
     AutoencoderDetector,
     IsolationForestDetector,
     PcaDetector,
     ServiceScaler,
 )
-from detectors.trace_detector import (
+from detectors.anomaly.traces import (
     EdgeCall,
     TraceEdgeDetector,
     binomial_tail,
     edge_calls,
     read_edge_calls,
 )
-from twin.loader import load_scenario
-from twin.run import run_scenario
-from twin.spans import Span
+from detectors.base import Alert, Multivariate
+from twin.run.runner import run_scenario
+from twin.scenario.loader import load_scenario
+from twin.telemetry.spans import Span
 
 FAULT_START, FAULT_END = 3600.0, 6300.0  # bad-deploy: 1 h to 1 h 45 min
 TRAIN_END = 2400.0

@@ -21,15 +21,15 @@ import pytest
 from conftest import SCENARIOS, chain_topology, make_scenario, topology_dict
 
 from firebreak.cli import main
-from twin.engine import Simulation
 from twin.fields import M
-from twin.import_traces import TraceImportError, import_traces, read_spans
-from twin.loader import load_scenario, load_topology
-from twin.logs import LogSink, iso_time
-from twin.otlp import OtlpTraceWriter
-from twin.scenario import Scenario
-from twin.spans import EPOCH_UNIX_S, Span
-from twin.trace_sampler import TraceSampler
+from twin.flow.engine import Simulation
+from twin.scenario.import_traces import TraceImportError, import_traces, read_spans
+from twin.scenario.loader import load_scenario, load_topology
+from twin.scenario.schema import Scenario
+from twin.telemetry.logs import LogSink, iso_time
+from twin.telemetry.otlp import OtlpTraceWriter
+from twin.telemetry.spans import EPOCH_UNIX_S, Span
+from twin.telemetry.trace_sampler import TraceSampler
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
@@ -259,7 +259,7 @@ def test_writer_samples_whole_traces_and_caps_its_size(tmp_path: Path) -> None:
 
 def test_request_fidelity_spans_feed_the_writer_logs_and_importer(tmp_path: Path) -> None:
     """No sampler: the request fidelity hands its own spans to the writer and the log sink."""
-    from twin.request_engine import RequestSimulation
+    from twin.request.engine import RequestSimulation
 
     topology = chain_topology()
     topology["calls"].append({"from": "mid", "to": "other", "sync": False, "required": False})

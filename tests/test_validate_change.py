@@ -14,19 +14,19 @@ import pytest
 import yaml
 from conftest import SCENARIOS
 
-from experiments import resilience_search
-from experiments.canary import rehearse_canary
-from experiments.change_spec import ChangeError, apply_change, load_change, parse_change
-from experiments.change_suite import (
+from experiments.change import resilience as resilience_search
+from experiments.change.canary import rehearse_canary
+from experiments.change.spec import ChangeError, apply_change, load_change, parse_change
+from experiments.change.suite import (
     SuiteTiming,
     build_suite,
     case_scenario,
     critical_services,
 )
-from experiments.validate_change import ValidationConfig, validate_change
+from experiments.change.validate import ValidationConfig, validate_change
 from firebreak.cli import main
 from twin.errors import FirebreakError
-from twin.loader import load_scenario
+from twin.scenario.loader import load_scenario
 
 CHANGES = SCENARIOS / "changes"
 BASE = CHANGES / "boutique-base.yaml"

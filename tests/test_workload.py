@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from twin.errors import ScenarioError
-from twin.scenario import Workload
-from twin.workload import NOISE_CORRELATION_S, ar1, rate_curves, sample_arrivals
+from twin.scenario.schema import Workload
+from twin.scenario.workload import NOISE_CORRELATION_S, ar1, rate_curves, sample_arrivals
 
 DAY = 86_400.0
 HOUR = 3_600.0

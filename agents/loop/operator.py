@@ -1,0 +1,524 @@
+"""The closed-loop operator: the twin's stream → detectors → correlation → RCA → remediation.
+
+Two ways to run a system, on the same stream:
+
+- ``traditional``: static thresholds page a simulated on-call engineer for every incident;
+  the engineer acknowledges, diagnoses (right with the profile's accuracy), applies the fix
+  a competent human would, and tries again if it did not help.
+- ``ai``: the tiered detectors and the correlator open incidents; after `confirm_s` the RCA
+  ranks causes, the runbook proposes actions, risk-aware selection picks one (dry-running it
+  in a what-if fork where the rule allows) and the automation policy decides whether it runs
+  on its own, waits for the engineer's approval, or goes to the engineer. Automated actions
+  pass the guardrails first; each is judged after it settles (health and whether the
+  incident went quiet), learned from, undone if it made health worse, and every step is
+  written to the audit log.
+
+The operator sees frames only (telemetry) and acts only through `Simulation.act`. The one
+exception is by design: the simulated engineer is part of the world, not of the AI stack,
+and consults the fault schedule, but only through its diagnosis accuracy (agents.oncall).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from agents.contracts import Candidate, Decision, IncidentView
+from agents.deciding.analysis import IncidentAnalyst
+from agents.deciding.automation import AutomationPolicy
+from agents.deciding.decide import decide, record_outcome
+from agents.deciding.runbook import Runbook
+from agents.deciding.selection import RiskAwareSelector
+from agents.deciding.signature import signature_of
+from agents.loop.telemetry_view import HealthProbe, TelemetryView
+from agents.oncall import Diagnosis, FaultTruth, OnCallEngineer
+from agents.safety.audit import AuditLog
+from agents.safety.guardrails import Guardrails
+from detectors.base import Alert
+from detectors.correlation import Correlator, Incident
+from twin.control.actions import Action, ActionError, ForceBreaker, ShedLoad
+from twin.flow.engine import Simulation
+from twin.telemetry.frame import Frame
+
+Mode = Literal["traditional", "ai", "rl"]
+# "rl": a trained policy acts on its own (through `on_frame`); the operator only detects and
+# correlates, so the run is scored like the others
+MODES: tuple[Mode, ...] = ("traditional", "ai", "rl")
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """Timings and limits of the loop (simulated seconds)."""
+
+    confirm_s: float = 30.0  # an incident must last this long before the AI acts on it
+    settle_s: float = 120.0  # after an action's own delay, wait this long to judge it
+    quiet_s: float = 60.0  # judged a success only if the incident was quiet this long
+    success_health: float = 0.99  # health at or above this counts as restored
+    max_auto_attempts: int = 2  # automated tries per incident before paging
+    max_human_attempts: int = 3  # diagnoses per incident before the engineer gives up
+    dry_run_horizon_s: float = 300.0  # how far a what-if fork looks ahead
+    dry_run: bool = True
+    # shedding and opened breakers are emergency measures: lifted when their incident ends,
+    # and at the latest this long after they were applied (the symptoms they cause, refused
+    # requests, would otherwise keep their own incident open)
+    mitigation_ttl_s: float = 900.0
+
+
+@dataclass
+class Case:
+    """One incident's handling: what was tried, by whom, and where it stands."""
+
+    incident: Incident
+    state: str = "new"  # new, auto, human, resolved, closed
+    auto_attempts: int = 0
+    human_attempts: int = 0
+    tried: list[Action] = field(default_factory=list)
+    view: IncidentView | None = None
+    diagnosis: Diagnosis | None = None
+    human_engaged: bool = False
+    tokens: set[int] = field(default_factory=set)
+    mitigations: list[Action] = field(default_factory=list)  # lifted when the incident ends
+
+
+class Operator:
+    """Drives a simulation frame by frame and runs one operations mode on it."""
+
+    def __init__(
+        self,
+        sim: Simulation,
+        mode: Mode,
+        *,
+        detector: Any,
+        correlator: Correlator,
+        human: OnCallEngineer,
+        truth: Sequence[FaultTruth],
+        analyst: IncidentAnalyst | None = None,
+        runbook: Runbook | None = None,
+        selector: RiskAwareSelector | None = None,
+        policy: AutomationPolicy | None = None,
+        guardrails: Guardrails | None = None,
+        audit: AuditLog | None = None,
+        config: OperatorConfig | None = None,
+        on_frame: Callable[[Frame], None] | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode == "ai" and None in (analyst, runbook, selector, policy, guardrails):
+            raise ValueError(
+                "ai mode needs an analyst, a runbook, a selector, a policy, guardrails"
+            )
+        self.sim = sim
+        self.mode = mode
+        self.detector = detector
+        self.correlator = correlator
+        self.human = human
+        self.truth = tuple(truth)
+        self.analyst = analyst
+        self.runbook = runbook
+        self.selector = selector
+        self.policy = policy
+        self.guardrails = guardrails
+        self.audit = audit
+        self.config = config or OperatorConfig()
+        self.on_frame = on_frame
+        self.view = TelemetryView(sim.scenario, sim.topo.names, sim.dt)
+        graph = sim.scenario.topology.graph()
+        self.callers = {s: tuple(sorted(graph.predecessors(s))) for s in sim.topo.names}
+        self.entries = tuple(sorted({c.entry for c in sim.scenario.workload.classes}))
+        if self.selector is not None and self.config.dry_run and mode == "ai":
+            self.selector.dry_run = self._dry_run
+        self.alerts: list[Alert] = []
+        self.cases: dict[str, Case] = {}
+        self.actions: list[dict[str, Any]] = []
+        self.identifications: list[dict[str, Any]] = []
+        self.decisions: list[dict[str, Any]] = []
+        self.pages = 0
+        self._tasks: list[tuple[float, int, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._cancelled: set[int] = set()
+        self._noop_health: tuple[float, float] | None = None
+
+    # ------------------------------------------------------------------------- the loop
+    def run(self) -> None:
+        """Stream the whole run through the operator."""
+        for frame in self.sim.frames():
+            self.step(frame)
+
+    def step(self, frame: Frame) -> None:
+        self.view.observe(frame)
+        now = self.view.now
+        alerts = self.detector.process(frame.time, frame.values)
+        for alert in alerts:
+            self.alerts.append(alert)
+            self.correlator.add(alert)
+        self.correlator.close_idle(now)
+        self._run_due(now)
+        self._track_incidents(now)
+        if self.on_frame is not None:
+            self.on_frame(frame)
+
+    def _track_incidents(self, now: float) -> None:
+        open_ids = {i.id for i in self.correlator.open_incidents}
+        for incident in self.correlator.open_incidents:
+            if incident.id not in self.cases:
+                self.cases[incident.id] = Case(incident)
+        for case in self.cases.values():
+            if case.incident.id not in open_ids:  # went quiet, or merged into another
+                # work already under way (a diagnosis, an action being judged) goes on: a
+                # page the engineer is on is not dropped because its alerts went quiet; the
+                # emergency measures taken for it (shedding, an opened breaker) are lifted
+                if case.mitigations:
+                    self._lift_mitigations(case, now)
+                if case.state not in ("resolved", "closed"):
+                    case.state = "closed"
+                continue
+            if case.state != "new":
+                continue
+            if self.mode == "traditional":
+                self._page(case, now, "static thresholds fired")
+            elif self.mode == "ai" and now - case.incident.opened >= self.config.confirm_s:
+                self._ai_decide(case, now)
+
+    # -------------------------------------------------------------------------- tasks
+    def _at(self, case: Case, when: float, fn: Callable[[], None]) -> None:
+        token = next(self._seq)
+        case.tokens.add(token)
+        heapq.heappush(self._tasks, (when, token, token, fn))
+
+    def _cancel(self, case: Case) -> None:
+        self._cancelled |= case.tokens
+        case.tokens.clear()
+
+    def _run_due(self, now: float) -> None:
+        while self._tasks and self._tasks[0][0] <= now + 1e-9:
+            _, _, token, fn = heapq.heappop(self._tasks)
+            if token in self._cancelled:
+                self._cancelled.discard(token)
+                continue
+            fn()
+
+    # ---------------------------------------------------------------------- AI path
+    def _ai_decide(self, case: Case, now: float) -> None:
+        case.state = "auto"
+        view = self.analyst.analyse(case.incident, self.view)
+        case.view = view
+        self.identifications.append(
+            {"time": now, "incident": case.incident.id, "service": view.top_cause, "by": "rca"}
+        )
+        self._noop_health = None
+        decision = decide(
+            view, self.view.replica_map(), self.runbook, self.selector, self.policy, now
+        )
+        chosen = self._untried(case, decision)
+        self._follow(case, decision, chosen, now)
+
+    def _untried(self, case: Case, decision: Decision) -> Candidate | None:
+        """The best candidate not tried yet on this incident."""
+        for cand in decision.candidates:
+            if cand.action not in case.tried and cand.action.kind != "escalate":
+                return cand
+        return None
+
+    def _follow(self, case: Case, decision: Decision, chosen: Candidate | None, now: float) -> None:
+        level, reason = decision.level, decision.reason
+        if chosen is not None and chosen is not decision.chosen:
+            level, why = self.policy.assess(
+                case.view,
+                chosen,
+                self.selector.outcomes,
+                ceiling=self.runbook.rule(chosen.rule).max_level,
+            )
+            reason = f"{level}: {why} (the first choice was tried already). {reason}"
+        if chosen is None:
+            level = "escalate"
+        decision = Decision(
+            decision.incident_id, decision.time, level, chosen, decision.candidates, reason
+        )
+        decision_id = self._log_decision(case, decision)
+        if level == "auto":
+            self._automated(case, chosen.action, "auto", decision_id, now)
+        elif level == "approval":
+            ack = self.human.page(case.view, now)
+            self.pages += 1
+
+            def review() -> None:
+                approval = self.human.review(chosen, self.truth, ack)
+                self._record_approval(decision_id, approval)
+
+                def settle() -> None:
+                    if approval.approved:
+                        self._automated(case, chosen.action, "approved", decision_id, approval.at)
+                    else:
+                        self._page(case, approval.at, "approval refused", paged_at=ack)
+
+                self._at(case, approval.at, settle)
+
+            self._at(case, ack, review)
+        else:
+            self._page(case, now, decision.reason)
+
+    def _automated(
+        self, case: Case, action: Action, by: str, decision_id: str | None, now: float
+    ) -> None:
+        verdict = self.guardrails.check(action, self.view)
+        if not verdict.allowed:
+            self._outcome(decision_id, now, applied=False, detail={"blocked": verdict.to_dict()})
+            self._page(case, now, "guardrails refused: " + "; ".join(verdict.reasons))
+            return
+        applied = verdict.action
+        case.tried.append(action)
+        case.auto_attempts += 1
+        before = self.view.health()
+        result = self._act(applied, by, case, now)
+        if result is None:
+            self._page(case, now, "action failed to apply")
+            return
+        self.guardrails.record(applied, self.view)
+        self._outcome(
+            decision_id, now, applied=True, action=applied.to_dict(), health_before=before
+        )
+        wait = applied.profile(self.sim).delay_s + self.config.settle_s
+        self._at(case, now + wait, lambda: self._judge_auto(case, applied, before, decision_id))
+
+    def _judge_auto(
+        self, case: Case, action: Action, before: float, decision_id: str | None
+    ) -> None:
+        now = self.view.now
+        after = self.view.health()
+        success = self._worked(case, before, after, now)
+        undo = self.guardrails.post_check(action, before, after, now)
+        if undo is not None:
+            self._act(undo, "undo", case, now)
+            self.guardrails.record(undo, self.view)
+        if case.view is not None:
+            record_outcome(
+                case.view.signature, action.kind, success, self.selector.outcomes, self.policy
+            )
+        self._outcome(
+            decision_id,
+            now,
+            applied=True,
+            success=success,
+            action=action.to_dict(),
+            health_before=before,
+            health_after=after,
+            undo=None if undo is None else undo.to_dict(),
+        )
+        if success:
+            case.state = "resolved"
+            return
+        if self.guardrails.tripped:
+            self._page(case, now, self.guardrails.page_reason or "automation breaker open")
+        elif case.auto_attempts < self.config.max_auto_attempts:
+            self._ai_decide(case, now)
+        else:
+            self._page(case, now, f"{case.auto_attempts} automated actions did not help")
+
+    # ------------------------------------------------------------------- human path
+    def _basic_view(self, case: Case, now: float) -> IncidentView:
+        """What a page shows a human: the alerting services, loudest first."""
+        incident = case.incident
+        counts: dict[str, int] = {}
+        for a in incident.alerts:
+            counts[a.service] = counts.get(a.service, 0) + 1
+        order = sorted(counts, key=lambda s: (-counts[s], s))
+        top = order[0] if order else None
+        return IncidentView(
+            id=incident.id,
+            opened=incident.opened,
+            now=now,
+            services=tuple(sorted(incident.services)),
+            signals=tuple(sorted(incident.signals)),
+            detectors=tuple(sorted(incident.detectors)),
+            n_alerts=len(incident.alerts),
+            top_cause=top,
+            cause_confidence=0.0,
+            causes=tuple((s, float(counts[s])) for s in order),
+            signature=signature_of(incident.alerts, top),
+        )
+
+    def _page(self, case: Case, now: float, reason: str, paged_at: float | None = None) -> None:
+        """Hand the incident to the engineer (once): ack, diagnose, fix, retry."""
+        if case.human_engaged:
+            return
+        case.human_engaged = True
+        case.state = "human"
+        view = case.view or self._basic_view(case, now)
+        ack = paged_at if paged_at is not None else self.human.page(view, now)
+        if paged_at is None:
+            self.pages += 1
+        if self.audit is not None:
+            self.audit.append(
+                "page", now, {"incident": case.incident.id, "reason": reason, "ack_at": ack}
+            )
+
+        def diagnose() -> None:
+            fresh = case.view or self._basic_view(case, ack)
+            case.diagnosis = self.human.diagnose(fresh, self.truth, max(ack, now))
+            self._at(case, case.diagnosis.finished_at, lambda: self._human_fix(case))
+
+        self._at(case, max(ack, now), diagnose)
+
+    def _human_fix(self, case: Case) -> None:
+        now = self.view.now
+        diag = case.diagnosis
+        case.human_attempts += 1
+        self.identifications.append(
+            {"time": now, "incident": case.incident.id, "service": diag.service, "by": "human"}
+        )
+        action = self.human.remedy(
+            diag,
+            self.view.replica_map(),
+            callers=self.callers,
+            entries=self.entries,
+            view=case.view or self._basic_view(case, now),
+        )
+        before = self.view.health()
+        if action.kind in ("noop", "escalate") or self._act(action, "human", case, now) is None:
+            self._human_retry(case, now)
+            return
+        wait = action.profile(self.sim).delay_s + self.config.settle_s
+        self._at(case, now + wait, lambda: self._judge_human(case, before))
+
+    def _judge_human(self, case: Case, before: float) -> None:
+        now = self.view.now
+        if self._worked(case, before, self.view.health(), now):
+            case.state = "resolved"
+            return
+        self._human_retry(case, now)
+
+    def _human_retry(self, case: Case, now: float) -> None:
+        if case.human_attempts >= self.config.max_human_attempts:
+            return
+        view = case.view or self._basic_view(case, now)
+        case.diagnosis = self.human.rediagnose(case.diagnosis, view, self.truth, now)
+        self._at(case, case.diagnosis.finished_at, lambda: self._human_fix(case))
+
+    # ------------------------------------------------------------------------ shared
+    def _worked(self, case: Case, before: float, after: float, now: float) -> bool:
+        """Restored (or clearly better) and the incident quiet for `quiet_s`."""
+        quiet = now - case.incident.updated >= self.config.quiet_s or not case.incident.is_open
+        cfg = self.config
+        better = after >= cfg.success_health or (
+            before < cfg.success_health and after - before >= 0.5 * (1.0 - before)
+        )
+        return quiet and better
+
+    def _act(self, action: Action, by: str, case: Case, now: float) -> float | None:
+        try:
+            at = self.sim.act(action)
+        except ActionError as exc:
+            self.actions.append(
+                {
+                    "time": now,
+                    "by": by,
+                    "incident": case.incident.id,
+                    "action": action.to_dict(),
+                    "error": str(exc),
+                }
+            )
+            return None
+        self.actions.append(
+            {"time": at, "by": by, "incident": case.incident.id, "action": action.to_dict()}
+        )
+        if by != "revert" and _mitigation_key(action) is not None:
+            case.mitigations.append(action)
+            ttl = self.config.mitigation_ttl_s
+            self._at(case, at + ttl, lambda: self._expire_mitigation(case, action))
+        return at
+
+    def _expire_mitigation(self, case: Case, action: Action) -> None:
+        """Lift one emergency measure at its time limit, if it is still in place."""
+        if action in case.mitigations:
+            rest = [a for a in case.mitigations if a != action]
+            case.mitigations[:] = [action]
+            self._lift_mitigations(case, self.view.now)
+            case.mitigations[:] = rest
+
+    def _lift_mitigations(self, case: Case, now: float) -> None:
+        """Lift the shedding and opened breakers an ended incident needed, unless an open
+        incident still relies on the same one."""
+        held = {
+            _mitigation_key(a)
+            for c in self.cases.values()
+            if c is not case and c.incident.is_open and c.incident in self.correlator.open_incidents
+            for a in c.mitigations
+        }
+        done: set[tuple] = set()
+        for action in case.mitigations:
+            key = _mitigation_key(action)
+            if key in held or key in done:
+                continue
+            done.add(key)
+            if action.kind == "shed_load":
+                revert = ShedLoad(entry=action.entry, share=0.0)
+            else:
+                revert = ForceBreaker(source=action.source, target=action.target, state="auto")
+            self._act(revert, "revert", case, now)
+        case.mitigations.clear()
+
+    def _dry_run(self, action: Action) -> dict[str, float]:
+        """Health `dry_run_horizon_s` ahead in a what-if fork, with the action and without."""
+        now = self.view.now
+        horizon = min(now + self.config.dry_run_horizon_s, self.sim.end)
+        if self._noop_health is None or self._noop_health[0] != now:
+            self._noop_health = (now, self._fork_health(None, horizon))
+        return {
+            "health_before": self.view.health(),
+            "health_after": self._fork_health(action, horizon),
+            "health_noop": self._noop_health[1],
+        }
+
+    def _fork_health(self, action: Action | None, until: float) -> float:
+        probe = HealthProbe(self.view, since=until - 60.0)
+        child = self.sim.fork(sinks=[probe])
+        if action is not None:
+            child.act(action)
+        child.advance(until)
+        return probe.health()
+
+    def _log_decision(self, case: Case, decision: Decision) -> str | None:
+        chosen = decision.chosen
+        self.decisions.append(
+            {
+                "time": decision.time,
+                "incident": case.incident.id,
+                "level": decision.level,
+                "action": None if chosen is None else chosen.action.to_dict(),
+                "signature": case.view.signature if case.view else None,
+                "top_cause": case.view.top_cause if case.view else None,
+                "confidence": case.view.cause_confidence if case.view else None,
+                "reason": decision.reason,
+            }
+        )
+        if self.audit is None:
+            return None
+        return self.audit.decision(decision, case.view, guardrails=self.guardrails.state())
+
+    def _record_approval(self, decision_id: str | None, approval: Any) -> None:
+        if self.audit is not None and decision_id is not None:
+            self.audit.append(
+                "approval",
+                approval.at,
+                {
+                    "decision": decision_id,
+                    "approved": approval.approved,
+                    "reason": approval.reason,
+                },
+            )
+
+    def _outcome(self, decision_id: str | None, now: float, **kw: Any) -> None:
+        if self.audit is not None and decision_id is not None:
+            self.audit.outcome(decision_id, now, **kw)
+
+
+def _mitigation_key(action: Action) -> tuple | None:
+    """What an emergency measure holds (an entry's shedding, an edge's breaker), else None."""
+    if action.kind == "shed_load" and action.share > 0.0:
+        return ("shed_load", action.entry)
+    if action.kind == "force_breaker" and action.state == "open":
+        return ("force_breaker", action.source, action.target)
+    return None

@@ -1,0 +1,1 @@
+"""Capacity ahead of demand: the predictive scaler beside the HPA."""

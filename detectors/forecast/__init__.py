@@ -1,0 +1,1 @@
+"""Demand forecasting: models, their registry, conformal intervals and backtests."""

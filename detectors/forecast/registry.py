@@ -1,0 +1,26 @@
+"""The forecasters by name, for the command line, the backtests and the predictive scaler."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from detectors.forecast.conformal import Conformal
+from detectors.forecast.level_naive import LevelNaive
+from detectors.forecast.models import ForecastError, HoltWinters, Mstl, SeasonalNaive, _Base
+
+MODELS: dict[str, Callable[[], _Base]] = {
+    "seasonal-naive": lambda: SeasonalNaive("weekly"),
+    "seasonal-naive-daily": lambda: SeasonalNaive("daily"),
+    "seasonal-naive-level": LevelNaive,
+    "holt-winters": HoltWinters,
+    "mstl": Mstl,
+    "holt-winters-conformal": lambda: Conformal(HoltWinters),
+    "mstl-conformal": lambda: Conformal(Mstl),
+}
+
+
+def make_forecaster(name: str) -> _Base:
+    """A fresh forecaster by its name."""
+    if name not in MODELS:
+        raise ForecastError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    return MODELS[name]()

@@ -1,0 +1,1 @@
+"""The Numenta Anomaly Benchmark: its scorer and our streaming detector for it."""

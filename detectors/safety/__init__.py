@@ -1,0 +1,1 @@
+"""Detectors as deployed models: a versioned registry, online monitoring, safe rollout."""

@@ -1,0 +1,1 @@
+"""The capacity study: predictive scaling vs the HPA vs static peak provisioning."""

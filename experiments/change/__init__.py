@@ -1,0 +1,1 @@
+"""Pre-production validation of a change: its chaos suite, canary, resilience search, report."""

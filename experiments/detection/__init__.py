@@ -1,0 +1,1 @@
+"""The detection suite: every detector against the twin's causal ground truth."""

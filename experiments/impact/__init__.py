@@ -1,0 +1,1 @@
+"""The impact study: traditional vs AI-driven operations, paired, with claims and verdicts."""

@@ -1,0 +1,1 @@
+"""The RCA suite: seeded fault cases, every method on them, the metrics."""

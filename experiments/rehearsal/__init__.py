@@ -1,0 +1,1 @@
+"""A rehearsal: one scenario under one operations mode, scored against its ground truth."""

@@ -1,0 +1,218 @@
+"""A rehearsal: one scenario, one operations mode, the closed loop, a scored run directory.
+
+`rehearse(scenario, mode, out)` runs the twin through `twin.run.runner.run_scenario` (so the run
+directory is the usual one: metrics, events, logs, traces, labels, summary) with an
+`agents.loop.operator.Operator` driving it, then scores the stack against the labels and adds
+its block to summary.json under ``stacks[mode]``; the AI mode also writes ``audit.jsonl``.
+The same scenario and seed give the same bytes, whichever mode ran first.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.deciding.analysis import IncidentAnalyst
+from agents.deciding.automation import AutomationPolicy
+from agents.deciding.runbook import load_runbook
+from agents.deciding.selection import OutcomeModel, RiskAwareSelector
+from agents.loop.operator import MODES, Operator, OperatorConfig
+from agents.oncall import FaultTruth, OnCallEngineer, OnCallProfile
+from agents.safety.audit import AuditLog
+from agents.safety.guardrails import GuardrailConfig, Guardrails
+from agents.scaling.predictive import PredictiveScaler
+from detectors.anomaly.evaluation import parse_labels
+from detectors.anomaly.pipeline import TieredPipeline
+from detectors.anomaly.static import StaticThresholds
+from detectors.correlation import Correlator
+from detectors.rca.randomwalk import RandomWalkRca
+from experiments.detection.suite import fit_tier2, normal_run
+from experiments.rehearsal.score import score_stack
+from twin.errors import FirebreakError
+from twin.flow.engine import Simulation
+from twin.rng import stream
+from twin.run.runner import RunResult, run_scenario
+from twin.run.slo import SloTracker
+from twin.scenario.schema import Scenario
+
+# scaling is reversible and bounded by the guardrails: the shipped policy lets it run on its
+# own from the start; every other kind earns automation through successes
+# (agents.deciding.automation)
+TRUSTED_FROM_START = ("scale_to",)
+
+
+class RehearsalError(FirebreakError):
+    """A rehearsal that cannot run as asked (unknown mode, bad runbook or guardrails)."""
+
+
+@dataclass
+class StackSettings:
+    """What an operations mode runs with; defaults are the shipped runbook and limits."""
+
+    runbook: str | Path | None = None
+    guardrails: GuardrailConfig = field(default_factory=GuardrailConfig)
+    oncall: OnCallProfile = field(default_factory=OnCallProfile)
+    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    outcomes: OutcomeModel | None = None
+    policy: AutomationPolicy | None = None
+    tier2: str | None = "pca"
+
+
+def fault_truths(scenario: Scenario) -> tuple[FaultTruth, ...]:
+    """The fault schedule as the simulated engineer may consult it (through its accuracy)."""
+    out = []
+    for f in scenario.faults:
+        end = f.start + f.duration if f.duration is not None else scenario.duration
+        out.append(
+            FaultTruth(
+                kind=f.kind,
+                target=f.target,
+                start=float(f.start),
+                end=float(end),
+                peer=getattr(f, "peer", None),
+            )
+        )
+    return tuple(out)
+
+
+class RehearsalController:
+    """Plugs an operator into `run_scenario`: drives the run, then scores the stack."""
+
+    def __init__(self, scenario: Scenario, mode: str, out: Path, settings: StackSettings) -> None:
+        kind, _, path = mode.partition(":")
+        if kind not in MODES or (kind == "rl") != bool(path):
+            raise RehearsalError(f"--ops: expected traditional, ai or rl:POLICY_DIR, got {mode!r}")
+        self.scenario = scenario
+        self.mode = kind  # the stack's name in summary.json
+        self.policy_path = Path(path) if path else None
+        self.runner = None
+        self.out = out
+        self.settings = settings
+        self.operator: Operator | None = None
+        self.audit: AuditLog | None = None
+        self.scaler: PredictiveScaler | None = None
+
+    def _detector(self, names: tuple[str, ...]) -> Any:
+        if self.mode == "traditional":
+            return StaticThresholds.for_scenario(self.scenario, names)
+        tier2 = None
+        if self.settings.tier2:
+            tier2 = fit_tier2(
+                [normal_run(self.scenario)], seed=self.scenario.seed, kind=self.settings.tier2
+            )
+        return TieredPipeline(names, tier2=tier2, detector_name="tiered")
+
+    def drive(self, sim: Simulation) -> None:
+        names = sim.topo.names
+        graph = self.scenario.topology.graph()
+        s = self.settings
+        rng = stream(self.scenario.seed, "oncall-engineer")
+        human = OnCallEngineer(s.oncall, rng)
+        kwargs: dict[str, Any] = {}
+        if self.mode == "rl":
+            from agents.rl.policy_runner import PolicyRunner
+
+            self.runner = PolicyRunner.load(self.policy_path, sim, guardrails=s.guardrails)
+            kwargs["on_frame"] = self.runner.observe
+        if self.mode == "ai":
+            # demand forecasting and pre-emptive scaling: it takes over a service's HPA once
+            # a day of its history exists (in shorter runs the HPA keeps it throughout)
+            self.scaler = PredictiveScaler(sim)
+            kwargs["on_frame"] = self.scaler.observe
+            self.audit = AuditLog(self.out / "audit.jsonl")
+            entries = sorted({c.entry for c in self.scenario.workload.classes})
+            kwargs |= {
+                "analyst": IncidentAnalyst(RandomWalkRca(), graph, entries),
+                "runbook": load_runbook(s.runbook),
+                # one candidate dry-run per decision (plus the no-action fork): every fork
+                # replays the run from its start, which is most of a long rehearsal's time
+                "selector": RiskAwareSelector(s.outcomes or OutcomeModel(), dry_run_top=1),
+                "policy": s.policy or AutomationPolicy(trusted_kinds=TRUSTED_FROM_START),
+                "guardrails": Guardrails(s.guardrails),
+                "audit": self.audit,
+            }
+        self.operator = Operator(
+            sim,
+            self.mode,
+            detector=self._detector(names),
+            correlator=Correlator(graph),
+            human=human,
+            truth=fault_truths(self.scenario),
+            config=s.operator,
+            **kwargs,
+        )
+        try:
+            self.operator.run()
+        finally:
+            if self.audit is not None:
+                self.audit.close()
+
+    def finish(self, truth: dict, slo: SloTracker, summary: dict) -> dict[str, Any]:
+        op = self.operator
+        op.correlator.flush()
+        if self.runner is not None:  # the policy's actions, automated like the AI's
+            for record in self.runner.actions:
+                if "action" in record:
+                    op.actions.append(
+                        {
+                            "time": record["time"],
+                            "by": "auto",
+                            "agent": "rl",
+                            "incident": None,
+                            "action": record["action"],
+                        }
+                    )
+        faults = parse_labels(truth, "labels.json")
+        stack = score_stack(
+            alerts=op.alerts,
+            incidents=op.correlator.incidents,
+            faults=faults,
+            slo=slo,
+            identifications=op.identifications,
+            actions=op.actions,
+            decisions=op.decisions,
+            pages=op.pages,
+            n_services=len(op.sim.topo.names),
+            duration_s=summary["sim_seconds"],
+            replica_hours=summary["replica_hours"],
+            guardrails=self.settings.guardrails,
+        )
+        if self.scaler is not None:
+            log = self.scaler.log
+            stack["predictive_scale_actions"] = sum(e["what"] == "scale" for e in log)
+            stack["predictive_fallbacks"] = sum(e["what"] == "fallback" for e in log)
+        (self.out / "operations.json").write_text(
+            json.dumps(
+                {
+                    "mode": self.mode,
+                    "incidents": [i.to_dict() for i in op.correlator.incidents],
+                    "decisions": op.decisions,
+                    "actions": op.actions,
+                    "identifications": op.identifications,
+                },
+                indent=1,
+                default=str,
+            )
+        )
+        return stack
+
+
+def rehearse(
+    scenario: Scenario,
+    mode: str,
+    out: Path,
+    *,
+    settings: StackSettings | None = None,
+    progress=None,
+    truth: dict | None = None,
+) -> RunResult:
+    """Run one operations mode on the scenario; the run directory holds the scored summary.
+
+    `truth`: the scenario's labels from an earlier rehearsal of it (they describe the faults
+    alone, so every mode shares them); computed here when not given."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    controller = RehearsalController(scenario, mode, out, settings or StackSettings())
+    return run_scenario(scenario, out, progress=progress, controller=controller, truth=truth)

@@ -1,0 +1,1 @@
+"""The rehearsal report: one self-contained HTML page from the run directories."""

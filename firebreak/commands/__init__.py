@@ -1,0 +1,1 @@
+"""One module per `firebreak` subcommand; firebreak.cli wires them."""

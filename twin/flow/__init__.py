@@ -1,0 +1,1 @@
+"""The flow fidelity: the vectorised, compiled per-tick model of every service at once."""

@@ -1,0 +1,455 @@
+"""The flow-fidelity simulation: a SimPy environment whose tick process runs the kernel.
+
+Control-plane happenings (faults, pod crashes and restarts, the HPA, actions) are SimPy
+events between ticks; the tick itself is one compiled call over all services.
+
+A run is a pure function of (scenario, seed, actions taken). Actions apply at an instant
+before any other event of that instant (SimPy's urgent priority), whether an agent calls
+`act()` between `advance()` calls or they were scheduled up front, so the action log alone
+replays a run exactly: that is how `fork()` makes a what-if copy of the present.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import simpy
+from simpy.events import URGENT
+
+from twin import fields as f
+from twin.control.actions import Action, ActionError
+from twin.control.events import EventLog
+from twin.control.faults import FaultInjector
+from twin.control.hpa import hpa_process
+from twin.control.pods import PodController
+from twin.errors import FirebreakError
+from twin.flow.compiled import CompiledTopology, compile_topology
+from twin.flow.kernel import EVENT_OOM, flow_tick
+from twin.rng import stream
+from twin.scenario.schema import Scenario
+from twin.scenario.workload import rate_curves, sample_arrivals
+from twin.telemetry.frame import Chunk, Frame, Sink
+
+CHUNK_CELLS = 1_500_000  # telemetry values buffered before sinks get them
+MAX_KERNEL_EVENTS = 4096
+
+
+class TimeRangeError(FirebreakError):
+    """A time outside what the run can reach: negative, past its end, or in its past."""
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What a run derives from its scenario alone (topology arrays, traffic): read-only, so
+    forks of one run share it instead of recomputing it."""
+
+    scenario: Scenario
+    topo: CompiledTopology
+    class_rates: np.ndarray  # n_ticks × classes, expected external rate
+    class_arrivals: np.ndarray  # n_ticks × classes, sampled arrivals per tick
+    class_entry: np.ndarray  # classes × services, 1 where a class enters
+
+
+def prepare_inputs(scenario: Scenario) -> RunInputs:
+    """Compile the topology and draw the workload (from the seed's `workload` stream)."""
+    dt = float(scenario.tick)
+    n_ticks = int(math.ceil(scenario.duration / dt - 1e-9))
+    topo = compile_topology(scenario)
+    workload = scenario.workload
+    rates = rate_curves(workload, n_ticks, dt)
+    arrivals = sample_arrivals(rates, workload.noise, dt, stream(scenario.seed, "workload"))
+    entry = np.zeros((len(workload.classes), topo.n_services))
+    for i, cls in enumerate(workload.classes):
+        entry[i, topo.service_index(cls.entry)] = 1.0
+    for array in (topo.base_services, topo.base_edges, rates, arrivals, entry):
+        array.setflags(write=False)
+    return RunInputs(scenario, topo, rates, arrivals, entry)
+
+
+class _Urgent(simpy.Event):
+    """An event that fires `delay` from now ahead of every ordinary event of that instant.
+
+    This is how SimPy's own run(until=...) stops, so an action scheduled for time t lands
+    exactly where a caller's act() after advance(t) lands: after all of t's predecessors,
+    before t's tick, fault transitions and HPA syncs.
+    """
+
+    def __init__(self, env: simpy.Environment, delay: float) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, URGENT, delay)
+
+
+class Simulation:
+    """One run of a scenario. A run is a pure function of (scenario, seed, actions)."""
+
+    def __init__(
+        self,
+        scenario: Scenario,
+        *,
+        exclude_faults: Sequence[int] = (),
+        sinks: Sequence[Sink] = (),
+        actions: Sequence[tuple[float, Action]] = (),
+        inputs: RunInputs | None = None,
+    ) -> None:
+        """`actions` are (time, action) pairs applied at those times; `inputs` (from
+        `prepare_inputs(scenario)`, or another run's) skips recomputing the traffic."""
+        self.scenario = scenario
+        self.dt = float(scenario.tick)
+        self.n_ticks = int(math.ceil(scenario.duration / self.dt - 1e-9))
+        if inputs is None:
+            inputs = prepare_inputs(scenario)
+        elif inputs.scenario is not scenario:
+            raise ValueError("inputs were prepared for a different scenario")
+        self.inputs = inputs
+        self.topo: CompiledTopology = inputs.topo
+        self.S = self.topo.base_services.copy()
+        self.E = self.topo.base_edges.copy()
+        self.env = simpy.Environment()
+        self.events = EventLog()
+        self.sinks = list(sinks)
+        self.hpa_paused: dict[int, bool] = {}
+        self.tick_index = 0
+        self.interrupted = False
+        self.on_tick: list[Callable[[Simulation], None]] = []
+        self.exclude_faults = tuple(exclude_faults)
+        self.action_log: list[tuple[float, Action]] = []
+        self.action_generations: dict[tuple[str, int], int] = {}  # see actions._after
+        self._pending: list[tuple[float, Action]] = []  # scheduled, not yet applied
+        self._running = False
+        self._finished = False
+        self._skip_rows = 0  # rows of the current chunk already handed over (or not ours)
+        self._frame_events: list[dict] | None = None  # while frames() streams: this tick's
+
+        self.class_rates = inputs.class_rates
+        self.class_arrivals = inputs.class_arrivals
+        self.class_entry = inputs.class_entry
+        n, m = self.topo.n_services, self.topo.n_edges
+
+        self.chunk_size = max(16, min(3600, CHUNK_CELLS // max(n * f.N_SERVICE_METRICS, 1)))
+        self._out = np.zeros((self.chunk_size, n, f.N_SERVICE_METRICS))
+        self._eout = np.zeros((self.chunk_size, m, f.N_EDGE_METRICS))
+        self._dist = np.zeros((self.chunk_size, n, 3))
+        self._ext = np.zeros((self.chunk_size, n))
+        self._times = np.zeros(self.chunk_size)
+        self._kernel_events = np.zeros((MAX_KERNEL_EVENTS, 4))
+        self._scratch = np.zeros((n, 5))
+        self._chunk_start = 0
+        self._chunk_events: list[dict] = []
+
+        self.pods = PodController(self)
+        self.faults = FaultInjector(self)
+        excluded = set(exclude_faults)
+        for i, fault in enumerate(scenario.faults):
+            if i not in excluded:
+                self.faults.schedule(i, fault)
+        for i, svc in enumerate(scenario.topology.services.values()):
+            if svc.hpa is not None:
+                self.env.process(hpa_process(self, i, svc.hpa))
+        self._ticker = self.env.process(self._tick_loop())
+        self._schedule_initial(actions)
+
+    # -- the tick ------------------------------------------------------------------------
+    def _fill_external(self, start: int) -> None:
+        stop = min(start + self.chunk_size, self.n_ticks)
+        rows = stop - start
+        np.matmul(self.class_arrivals[start:stop], self.class_entry, out=self._ext[:rows])
+
+    def _tick_loop(self):
+        dt, topo, S, E = self.dt, self.topo, self.S, self.E
+        order, src, dst = topo.order, topo.src, topo.dst
+        in_ptr, in_idx, out_ptr, out_idx = topo.in_ptr, topo.in_idx, topo.out_ptr, topo.out_idx
+        out, eout, dist, ext = self._out, self._eout, self._dist, self._ext
+        kev, scratch, times = self._kernel_events, self._scratch, self._times
+        timeout = self.env.timeout
+        self._fill_external(0)
+        for i in range(self.n_ticks):
+            row = i - self._chunk_start
+            if row == self.chunk_size:
+                self._flush(i)
+                self._fill_external(i)
+                row = 0
+            t = i * dt
+            times[row] = t
+            n_ev = flow_tick(
+                t,
+                dt,
+                S,
+                E,
+                order,
+                src,
+                dst,
+                in_ptr,
+                in_idx,
+                out_ptr,
+                out_idx,
+                ext[row],
+                out[row],
+                eout[row],
+                dist[row],
+                kev,
+                scratch,
+            )
+            if n_ev:
+                self._handle_kernel_events(n_ev)
+            self.tick_index = i + 1
+            for hook in self.on_tick:
+                hook(self)
+            yield timeout(dt)
+
+    def _handle_kernel_events(self, count: int) -> None:
+        edges = self.topo.edges
+        oom_seen: set[int] = set()
+        for time_, kind, index, value in self._kernel_events[:count]:
+            idx = int(index)
+            if kind == EVENT_OOM:
+                if idx not in oom_seen:
+                    oom_seen.add(idx)
+                    self.pods.oom_kill(idx)
+            else:
+                src, dst = edges[idx]
+                state = f.BREAKER_STATES[int(value)]
+                self.events.emit(time_, "breaker", source=src, target=dst, state=state)
+
+    def _flush(self, stop_tick: int) -> None:
+        """Hand the chunk's rows not yet handed over to the sinks; at a full chunk, start anew.
+
+        Without sinks nothing is copied and events are dropped: a fork's replay stays cheap.
+        """
+        rows = stop_tick - self._chunk_start
+        skip = self._skip_rows
+        if rows == self.chunk_size:
+            self._chunk_start, self._skip_rows = stop_tick, 0
+        elif rows > skip:
+            self._skip_rows = rows
+        drained = self.events.drain()
+        if self._frame_events is not None:
+            self._frame_events.extend(drained)
+        if not self.sinks:
+            self._chunk_events = []
+            return
+        self._chunk_events.extend(drained)
+        if rows <= skip:
+            return
+        chunk = Chunk(
+            times=self._times[skip:rows].copy(),
+            values=self._out[skip:rows].copy(),
+            edge_values=self._eout[skip:rows].copy(),
+            dist=self._dist[skip:rows].copy(),
+            events=self._chunk_events,
+        )
+        self._chunk_events = []
+        for sink in self.sinks:
+            sink.on_chunk(chunk)
+
+    # -- driving -------------------------------------------------------------------------
+    def _run_until(self, t: float) -> None:
+        self._running = True
+        try:
+            self.env.run(until=t)
+        finally:
+            self._running = False
+
+    @property
+    def end(self) -> float:
+        """The time just after the last tick."""
+        return self.n_ticks * self.dt
+
+    def run(self, progress: Callable[[float], None] | None = None) -> None:
+        """Simulate to the end (or until Ctrl-C), handing chunks to the sinks as it goes."""
+        end = self.end
+        step = self.chunk_size * self.dt
+        try:
+            t = self.env.now
+            while t < end:
+                t = min(t + step, end)
+                self._run_until(t)
+                if progress is not None:
+                    progress(t)
+            if self.env.now < end + self.dt * 0.5:
+                self._run_until(end + self.dt * 0.5)
+        except KeyboardInterrupt:
+            self.interrupted = True
+        self.finish()
+
+    def advance(self, until: float) -> None:
+        """Simulate up to time `until` (ticks before it), without closing the sinks.
+
+        Chunks reach the sinks as they fill; `finish()` (or `run()`) hands over the rest.
+        """
+        until = self._check_time(until, "advance to")
+        if self._finished:
+            raise TimeRangeError("cannot advance: the run is finished")
+        if until < self.env.now:
+            raise TimeRangeError(
+                f"cannot advance to t={until:g} s: the run is already at t={self.env.now:g} s"
+            )
+        if until > self.env.now:
+            self._run_until(until)
+
+    def finish(self) -> None:
+        """Hand the remaining telemetry to the sinks and close them; the run ends here."""
+        if self._finished:
+            return
+        self._finished = True
+        self._flush(self.tick_index)
+        for sink in self.sinks:
+            sink.close()
+
+    def frames(self) -> Iterator[Frame]:
+        """Stream the run tick by tick (for detectors and agents that act as it goes)."""
+        names, edges = self.topo.names, self.topo.edges
+        for i in range(self.tick_index, self.n_ticks):
+            self._frame_events = []  # events a chunk flush takes during the tick stay its own
+            self._run_until((i + 1) * self.dt)
+            row = i - self._chunk_start
+            events = self._frame_events + self.events.pending
+            self._frame_events = None
+            self._chunk_events.extend(self.events.drain())
+            yield Frame(
+                time=i * self.dt,
+                values=self._out[row].copy(),
+                edge_values=self._eout[row].copy(),
+                services=names,
+                edges=edges,
+                events=events,
+            )
+        self.finish()
+
+    # -- actions and forks ---------------------------------------------------------------
+    def act(self, action: Action) -> float:
+        """Apply an action now and return the time it was applied (what it sets in motion,
+        a rollout or a traffic shift, completes later: see `Action.profile`).
+
+        Called from inside the running simulation (an on_tick hook, a SimPy process), the
+        action waits for the next tick boundary, so a replay can put it at the same place.
+        """
+        self._check_action(action)
+        if self._running or self.env.active_process is not None:
+            at = self.tick_index * self.dt
+            if at <= self.env.now:
+                at += self.dt
+            return self.schedule(action, at)
+        if self._finished or self.env.now > self.end:
+            raise TimeRangeError(f"cannot act at t={self.env.now:g} s: the run is finished")
+        self._apply(action)
+        return self.env.now
+
+    def schedule(self, action: Action, at: float) -> float:
+        """Apply an action at a later time `at` (before that instant's tick); returns `at`."""
+        self._check_action(action)
+        at = self._check_time(at, "schedule an action at")
+        if at <= self.env.now:
+            raise TimeRangeError(
+                f"cannot schedule an action at t={at:g} s: the run is already at "
+                f"t={self.env.now:g} s (use act() for now)"
+            )
+        delay = at - self.env.now
+        entry = (self.env.now + delay, action)  # the clock's own sum, as a replay will see it
+        self._pending.append(entry)
+        _Urgent(self.env, delay).callbacks.append(lambda _e: self._fire(entry))
+        return entry[0]
+
+    def fork(self, at: float | None = None, *, sinks: Sequence[Sink] = ()) -> Simulation:
+        """A copy of this run at time `at` (default: now), free to diverge from there.
+
+        Replays the scenario with the actions this run took before `at` (sinks see nothing
+        of the replay), then applies those taken at `at` and carries actions scheduled but
+        not yet due; with no further change it continues bit for bit like this run.
+        """
+        now = min(self.env.now, self.end)
+        at = now if at is None else self._check_time(at, "fork at")
+        if at > now:
+            raise TimeRangeError(
+                f"cannot fork at t={at:g} s: this run has only reached t={now:g} s"
+            )
+        history = self.action_log + sorted(self._pending, key=lambda e: e[0])
+        if at < now:
+            history = [(t, a) for t, a in history if t <= at]
+        child = Simulation(
+            self.scenario,
+            exclude_faults=self.exclude_faults,
+            actions=[(t, a) for t, a in history if t < at or t > at],
+            inputs=self.inputs,
+        )
+        child.advance(at)
+        child._attach(at, sinks)
+        for t, action in history:
+            if t == at:
+                child.act(action)
+        return child
+
+    def _attach(self, at: float, sinks: Sequence[Sink]) -> None:
+        """Hand `sinks` the telemetry from `at` on: later ticks, events stamped at or after it."""
+        since = round(at, 6)
+        self._chunk_events = [e for e in self.events.drain() if e["time"] >= since]
+        self._skip_rows = self.tick_index - self._chunk_start
+        self.sinks = list(sinks)
+
+    def _schedule_initial(self, actions: Sequence[tuple[float, Action]]) -> None:
+        """Constructor actions: checked up front; those at t = 0 apply at once, like act()."""
+        checked = []
+        for entry in actions:
+            if not (isinstance(entry, tuple | list) and len(entry) == 2):
+                raise ActionError(f"actions: expected (time, action) pairs, got {entry!r}")
+            t, action = entry
+            self._check_action(action)
+            checked.append((self._check_time(t, "schedule an action at"), action))
+        checked.sort(key=lambda e: e[0])
+        for t, action in checked:
+            if t > 0.0:
+                self.schedule(action, t)
+        for t, action in checked:
+            if t == 0.0:
+                self._apply(action)
+
+    def _check_action(self, action: object) -> None:
+        if not isinstance(action, Action):
+            raise ActionError(f"not an action: {action!r}")
+        action.check(self)
+
+    def _check_time(self, t: float, what: str) -> float:
+        try:
+            t = float(t)
+        except (TypeError, ValueError):
+            raise TimeRangeError(f"cannot {what} {t!r}: not a number") from None
+        if not math.isfinite(t) or t < 0.0:
+            raise TimeRangeError(f"cannot {what} t={t:g} s: times start at 0")
+        if t > self.end:
+            raise TimeRangeError(f"cannot {what} t={t:g} s: the run ends at t={self.end:g} s")
+        return t
+
+    def _fire(self, entry: tuple[float, Action]) -> None:
+        self._pending.remove(entry)
+        self._apply(entry[1])
+
+    def _apply(self, action: Action) -> None:
+        """Record the action as an event (before its consequences), apply it, log it."""
+        now = self.env.now
+        self.events.emit(now, "action", action=action.kind, **action.params())
+        record = self.events.pending[-1]
+        record.update(action.apply(self))
+        self.action_log.append((now, action))
+
+    @property
+    def now(self) -> float:
+        return self.env.now
+
+    def standby_replica_hours(self) -> float:
+        """Replica-hours of failover standbys so far: part of what the run cost in pods."""
+        return self.pods.standby_replica_seconds(min(self.env.now, self.end)) / 3600.0
+
+    def conservation(self) -> dict[str, np.ndarray]:
+        """Cumulative request accounting per service; in flight is what is left in the system."""
+        S = self.S
+        return {
+            "arrived": S[f.C_ARRIVED].copy(),
+            "completed": S[f.C_COMPLETED].copy(),
+            "failed": S[f.C_FAILED].copy(),
+            "shed": S[f.C_SHED].copy(),
+            "in_flight": S[f.X_QUEUE] + S[f.X_NSERV] + S[f.X_LOST],
+        }

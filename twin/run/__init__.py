@@ -1,0 +1,1 @@
+"""One scenario to one run directory: the run, its writers, causal labels, SLOs, fidelity checks."""

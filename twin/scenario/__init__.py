@@ -1,0 +1,1 @@
+"""Scenarios as data: the typed schema, its loader, topologies, workloads, generated fleets."""

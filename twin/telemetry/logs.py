@@ -1,0 +1,626 @@
+"""Structured JSONL logs per service, generated from templates as the telemetry goes.
+
+What a service would print, sampled so a day of traffic stays a few megabytes: INFO lines
+for a share `info_rate` of the requests it completes; ERROR lines for a share `error_rate`
+of the requests that fail, worded after the cause the telemetry shows (a callee down:
+"connection refused"; a callee too slow for the timeout: "context deadline exceeded"; a full
+queue: rejected; an open breaker: failing fast; the service's own failures, with a stack
+trace while a deploy has not been rolled back); WARN lines for slow requests and memory near
+the limit; and one line per control-plane event (OOM kills, crash-loop back-off, crashes with
+a stack trace, deploys, rollbacks, breaker transitions, pods starting and stopping).
+
+Logs read telemetry, events and spans, never ground truth: fault events are ignored. A line
+carries the trace id (and span id) of a span of its service in its tick when one came in
+through `on_spans`, else a fresh id, as an unsampled request's log line would.
+
+Spans for a chunk may arrive before or after the chunk itself (the sampler may sit before
+or after this sink, and the request fidelity feeds spans directly), so a chunk is written
+when the next one arrives, or on close.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from twin.fields import M
+from twin.rng import stream
+from twin.scenario.schema import Scenario
+from twin.telemetry.frame import Chunk
+from twin.telemetry.spans import EPOCH_UNIX_S, Span
+from twin.telemetry.trace_sampler import (
+    OWN_ERROR_MIN_OK,
+    EdgeArrays,
+    RandomPool,
+    edge_settings,
+    failure_state,
+    select_rows,
+)
+
+DEFAULT_INFO_RATE = 2e-4  # INFO lines per completed request
+DEFAULT_ERROR_RATE = 0.01  # ERROR lines per failed request (services rate-limit error logs)
+MEMORY_WARN_SHARE = 0.85  # of the memory limit
+MEMORY_WARN_EVERY_S = 60.0
+SPANS_KEPT = 4  # spans remembered per (tick, service) and kind, to lend their ids to lines
+DEFAULT_SLOW_S = 1.0  # slow-request threshold of a service nobody calls with a timeout
+
+PRODUCTS = ("OLJCESPC7Z", "66VCHSJNUP", "1YMWWN1N4O", "L9ECAV7KIM", "2ZYFJ3GM2N", "9SIQT8TOJO")
+CURRENCIES = ("EUR", "USD", "JPY", "GBP", "CAD", "TRY")
+WORDS = ("clothing", "accessories", "footwear", "hair", "decor", "kitchen")
+
+# traffic templates (INFO) of the Online Boutique services, then generic ones by role
+TRAFFIC: dict[str, tuple[tuple[str, str], ...]] = {
+    "frontend": (
+        (
+            "frontend.product",
+            "request complete method=GET path=/product/{product} status=200 duration_ms={d}",
+        ),
+        ("frontend.home", "request complete method=GET path=/ status=200 duration_ms={d}"),
+        ("frontend.cart", "request complete method=GET path=/cart status=200 duration_ms={d}"),
+        ("frontend.add", "request complete method=POST path=/cart status=302 duration_ms={d}"),
+        (
+            "frontend.currency",
+            "request complete method=POST path=/setCurrency status=302 "
+            "duration_ms={d} currency={currency}",
+        ),
+    ),
+    "cartservice": (
+        ("cart.get", "GetCartAsync called with userId={user}"),
+        ("cart.add", "AddItemAsync called with userId={user}, productId={product}, quantity={n}"),
+    ),
+    "productcatalogservice": (
+        ("catalog.get", "served GetProduct id={product} duration_ms={d}"),
+        ("catalog.list", "served ListProducts count=9 duration_ms={d}"),
+    ),
+    "currencyservice": (
+        ("currency.convert", "conversion request successful from={currency} duration_ms={d}"),
+        ("currency.list", "Getting supported currencies..."),
+    ),
+    "paymentservice": (
+        ("payment.charge", "Transaction processed: visa ending 4242 Amount: {currency}{amount}"),
+    ),
+    "shippingservice": (
+        ("shipping.quote", "[GetQuote] completed request duration_ms={d}"),
+        ("shipping.ship", "[ShipOrder] completed request tracking_id={tracking}"),
+    ),
+    "emailservice": (
+        (
+            "email.send",
+            "A request to send order confirmation email to {user}@example.com has been received.",
+        ),
+    ),
+    "checkoutservice": (
+        ("checkout.place", '[PlaceOrder] user_id="{user}" user_currency="{currency}"'),
+        ("checkout.paid", "payment went through (transaction_id: {order})"),
+    ),
+    "recommendationservice": (
+        ("recommendation.list", "[Recv ListRecommendations] product_ids=['{product}']"),
+    ),
+    "adservice": (("ad.get", "received ad request (context_words=[{word}])"),),
+    "redis-cart": (("redis.slowlog", "HGET cart:{user} took {us} microseconds"),),
+}
+GENERIC = {
+    "entry": (("http.request", "request complete method=GET path=/api/{word} status=200 "
+               "duration_ms={d}"),),
+    "service": (("grpc.request", "finished unary call grpc.method=/{service}/Handle "
+                 "grpc.code=OK duration_ms={d}"),),
+    "store": (("store.query", "query ok duration_us={us}"),),
+}  # fmt: skip
+
+MESSAGES = {
+    "call.timeout": (
+        "ERROR",
+        "rpc error: code = DeadlineExceeded desc = context deadline exceeded calling {callee}",
+    ),
+    "call.refused": (
+        "ERROR",
+        "rpc error: code = Unavailable desc = connection error: dial tcp {callee}:{port}: "
+        "connect: connection refused",
+    ),
+    "call.rejected": (
+        "ERROR",
+        "rpc error: code = ResourceExhausted desc = {callee} rejected the request: queue full",
+    ),
+    "call.breaker": ("ERROR", "circuit breaker open for {callee}: failing fast"),
+    "call.error": ("ERROR", "rpc error: code = Internal desc = call to {callee} failed"),
+    "request.error": ("ERROR", "internal error handling request: {reason}"),
+    "request.exception": ("ERROR", "unhandled exception handling request (version {version})"),
+    "request.slow": ("WARN", "slow request: duration_ms={d} above {limit_ms} ms"),
+    "memory.high": ("WARN", "memory usage high: {mb} MiB of {limit} MiB limit"),
+    "pod.oom": (
+        "ERROR",
+        "OOMKilled: container {service} in pod {pod} exceeded its memory limit of {limit} MiB "
+        "(exit code 137)",
+    ),
+    "pod.backoff": (
+        "WARN",
+        "Back-off restarting failed container {service} in pod {pod} "
+        "(restart {restarts}, waiting {backoff} s)",
+    ),
+    "pod.crash": ("ERROR", "container {service} in pod {pod} exited with code 2"),
+    "pod.ready": ("INFO", "server started, listening on port {port} (pod {pod})"),
+    "pod.shutdown": ("INFO", "received SIGTERM, shutting down gracefully (pod {pod})"),
+    "deploy.start": ("INFO", "starting {service} version {version}"),
+    "deploy.rollback": ("INFO", "rolled back {service} to the previous version"),
+    "breaker.open": ("ERROR", "circuit breaker open for calls to {callee}"),
+    "breaker.half_open": ("WARN", "circuit breaker half-open for {callee}: sending trial calls"),
+    "breaker.closed": ("INFO", "circuit breaker closed for {callee}: calls resumed"),
+}
+REASONS = ("unexpected nil value", "invalid argument", "failed to decode payload", "index error")
+
+STACKS = {
+    "go": "panic: runtime error: invalid memory address or nil pointer dereference\n"
+    "[signal SIGSEGV: segmentation violation code=0x1 addr=0x0 pc=0x8a3f21]\n\n"
+    "goroutine {n} [running]:\nmain.(*{Camel}).Handle(0xc0001a2000, {{0xc0, 0x1}})\n"
+    "\t/src/{service}/handlers.go:{line} +0x1d2\nmain.(*server).ServeHTTP(...)\n"
+    "\t/src/{service}/main.go:88 +0x3a",
+    "java": 'java.lang.NullPointerException: Cannot invoke "String.length()" because '
+    '"key" is null\n\tat hipstershop.{Camel}.handle({Camel}.java:{line})\n'
+    "\tat io.grpc.stub.ServerCalls$UnaryServerCallHandler.onHalfClose(ServerCalls.java:182)\n"
+    "\tat java.base/java.lang.Thread.run(Thread.java:833)",
+    "python": "Traceback (most recent call last):\n"
+    '  File "/app/{service}_server.py", line {line}, in Handle\n'
+    "    item = catalog[request.product_id]\nKeyError: '{product}'",
+    "node": "TypeError: Cannot read properties of undefined (reading 'units')\n"
+    "    at handle (/usr/src/app/server.js:{line}:27)\n"
+    "    at Object.onReceiveMessage (/usr/src/app/node_modules/@grpc/grpc-js/build/src/"
+    "server.js:1024:21)",
+    "csharp": "System.NullReferenceException: Object reference not set to an instance of an "
+    "object.\n   at {Camel}.Handle(String userId) in /app/{Camel}.cs:line {line}\n"
+    "   at Grpc.AspNetCore.Server.Internal.CallHandlers.UnaryServerCallHandler`3.HandleCall()",
+}
+LANGUAGE_WORDS = (
+    ("node.js", "node"),
+    ("python", "python"),
+    ("java", "java"),
+    ("c#", "csharp"),
+    ("go", "go"),
+)
+
+
+def _language(description: str) -> str:
+    """The service's language from its description (stack trace style); Go by default."""
+    words = description.lower().replace(";", " ").replace(",", " ").split()
+    for word, lang in LANGUAGE_WORDS:
+        if word in words or (word == "node.js" and "node.js" in description.lower()):
+            return lang
+    return "go"
+
+
+def _camel(name: str) -> str:
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+
+
+@lru_cache(maxsize=1024)
+def _day_iso(day: int) -> str:
+    return datetime.fromtimestamp(EPOCH_UNIX_S + day * 86400, tz=UTC).strftime("%Y-%m-%d")
+
+
+def iso_time(t: float) -> str:
+    """Simulated seconds → ISO 8601 UTC with milliseconds, on the scenario's calendar.
+
+    The epoch is a midnight, so only the date needs the calendar (cached per day).
+    """
+    ms = int(math.floor(t * 1000.0 + 1e-6))
+    day, ms_of_day = divmod(ms, 86_400_000)
+    sec, ms = divmod(ms_of_day, 1000)
+    minute, sec = divmod(sec, 60)
+    hour, minute = divmod(minute, 60)
+    return f"{_day_iso(day)}T{hour:02d}:{minute:02d}:{sec:02d}.{ms:03d}Z"
+
+
+def _norm_sf(x: np.ndarray) -> np.ndarray:
+    """Standard normal upper tail (Abramowitz–Stegun 7.1.26, error below 1.5e-7)."""
+    z = np.abs(x) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * z)
+    poly = 1.061405429
+    for coef in (-1.453152027, 1.421413741, -0.284496736, 0.254829592):
+        poly = coef + t * poly
+    poly = t * poly
+    erfc = poly * np.exp(-z * z)
+    return np.where(x >= 0, 0.5 * erfc, 1.0 - 0.5 * erfc)
+
+
+@lru_cache(maxsize=65536)
+def _quoted(text: str) -> str:
+    return json.dumps(text)
+
+
+def _fields(text: str) -> tuple[str, ...]:
+    return tuple(name for _, name, _, _ in string.Formatter().parse(text) if name)
+
+
+class LogSink:
+    """Writes `logs.jsonl` chunk by chunk; also a span listener (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: Path,
+        scenario: Scenario,
+        names: Sequence[str],
+        edges: Sequence[tuple[str, str]],
+        *,
+        seed: int,
+        info_rate: float = DEFAULT_INFO_RATE,
+        error_rate: float = DEFAULT_ERROR_RATE,
+    ) -> None:
+        for label, value in (("info_rate", info_rate), ("error_rate", error_rate)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{label} must be in [0, 1], got {value!r}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = self.path.open("w", encoding="utf-8")
+        self.names = tuple(names)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.dt = float(scenario.tick)
+        self.info_rate, self.error_rate = float(info_rate), float(error_rate)
+        self.draws = RandomPool(stream(seed, "logs"))
+        self.edges = edge_settings(scenario, self.names, edges)
+        self.model = EdgeArrays.build(self.edges, len(self.names))
+        self._setup_services(scenario)
+        self.lines = 0
+        self._pending: Chunk | None = None
+        self._spans: dict[tuple[int, int, bool], list[tuple[str, str]]] = {}
+        self._client_failures: dict[tuple[int, int, str], list[tuple[str, str]]] = {}
+        self._deployed: dict[str, str] = {}  # service → version deployed, until rolled back
+        self._memory_warned = np.full(len(self.names), -np.inf)
+        self._closed = False
+
+    def _setup_services(self, scenario: Scenario) -> None:
+        services = scenario.topology.services
+        entries = {c.entry for c in scenario.workload.classes}
+        self.templates: list[tuple[tuple[str, str, tuple[str, ...]], ...]] = []
+        self.language: list[str] = []
+        self.port: list[int] = []
+        self.memory_limit: list[float] = []
+        for name in self.names:
+            svc = services[name]
+            role = "store" if svc.kind == "store" else "entry" if name in entries else "service"
+            chosen = TRAFFIC.get(name) or GENERIC[role]
+            self.templates.append(tuple((tid, text, _fields(text)) for tid, text in chosen))
+            self.language.append(_language(svc.description))
+            self.port.append(6379 if svc.kind == "store" else 8080 if role == "entry" else 50051)
+            self.memory_limit.append(svc.memory_limit_mb)
+        # a request is slow past half the shortest timeout its callers give it
+        slow = np.full(len(self.names), np.inf)
+        for e in self.edges:
+            slow[e.dst] = min(slow[e.dst], 0.5 * e.timeout)
+        self.slow_s = np.where(np.isinf(slow), DEFAULT_SLOW_S, slow)
+        self.memory_limit_arr = np.array(self.memory_limit)
+
+    # -- span listener -------------------------------------------------------------------------
+    def on_spans(self, spans: Sequence[Span]) -> None:
+        """Remember a few span ids per (tick, service) to tie log lines to traces."""
+        dt, index, kept = self.dt, self.index, SPANS_KEPT
+        for span in spans:
+            s = index.get(span.service)
+            if s is None:
+                continue
+            tick = int(span.start // dt)
+            if span.kind == "client":
+                if span.error:
+                    key = (tick, s, str(span.attributes.get("peer.service", "")))
+                    bucket = self._client_failures.setdefault(key, [])
+                    if len(bucket) < kept:
+                        bucket.append((span.trace_id, span.span_id))
+                continue
+            bucket = self._spans.setdefault((tick, s, bool(span.error)), [])
+            if len(bucket) < kept:
+                bucket.append((span.trace_id, span.span_id))
+
+    # -- the sink -----------------------------------------------------------------------------
+    def on_chunk(self, chunk: Chunk) -> None:
+        if self._pending is not None:
+            self._write_chunk(self._pending)
+        self._pending = chunk
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        if self._pending is not None:
+            self._write_chunk(self._pending)
+            self._pending = None
+        self.file.close()
+        self._closed = True
+
+    def _write_chunk(self, chunk: Chunk) -> None:
+        if len(chunk.times) == 0:
+            return
+        records: list[tuple[float, int, str]] = []
+        first_tick = int(round(chunk.times[0] / self.dt))
+        self._traffic(chunk, first_tick, records)
+        self._failures(chunk, first_tick, records)
+        self._memory(chunk, first_tick, records)
+        self._events(chunk, records)
+        records.sort(key=lambda r: (r[0], r[1]))
+        self.file.write("".join(line for _, _, line in records))
+        self.file.flush()
+        self.lines += len(records)
+        last = first_tick + len(chunk.times)
+        self._spans = {k: v for k, v in self._spans.items() if k[0] >= last}
+        self._client_failures = {k: v for k, v in self._client_failures.items() if k[0] >= last}
+
+    # -- record building -------------------------------------------------------------------------
+    def _record(
+        self,
+        records: list,
+        t: float,
+        s: int,
+        template_id: str,
+        level: str,
+        message: str,
+        ids: tuple[str, str] | None,
+        **extra: Any,
+    ) -> None:
+        """One JSON line, built by hand: lines are many and their layout is fixed."""
+        trace_id, span_id = ids if ids else (self.draws.trace_id(), None)
+        t = round(t, 6)
+        text = (
+            f'{{"time":"{iso_time(t)}","t":{t!r},"service":{_quoted(self.names[s])},'
+            f'"level":"{level}","template_id":"{template_id}","message":{_quoted(message)},'
+            f'"trace_id":"{trace_id}"'
+        )
+        if span_id is not None:
+            text += f',"span_id":"{span_id}"'
+        for key, value in extra.items():
+            text += f',"{key}":{json.dumps(value)}'
+        records.append((t, len(records), text + "}\n"))
+
+    def _span_ids(self, tick: int, s: int, error: bool) -> tuple[str, str] | None:
+        """Ids of a remembered span of s in this tick (an erroring one for error lines)."""
+        for flag in (error, not error) if error else (False,):
+            bucket = self._spans.get((tick, s, flag))
+            if bucket:
+                return bucket.pop()
+        return None
+
+    def _fill(self, fields: tuple[str, ...], mu: float, sigma: float, shift: float, s: int):
+        """Values for a template's fields, drawn from the service's state in that tick."""
+        d = self.draws
+        out: dict[str, Any] = {}
+        for name in fields:
+            if name in ("d", "us"):
+                value = shift + math.exp(mu + sigma * d.normal())
+                out[name] = f"{value * 1000.0:.1f}" if name == "d" else str(int(value * 1e6))
+            elif name == "product":
+                out[name] = PRODUCTS[int(d.uniform() * len(PRODUCTS))]
+            elif name == "currency":
+                out[name] = CURRENCIES[int(d.uniform() * len(CURRENCIES))]
+            elif name == "word":
+                out[name] = WORDS[int(d.uniform() * len(WORDS))]
+            elif name == "n":
+                out[name] = str(1 + int(d.uniform() * 5))
+            elif name == "amount":
+                out[name] = f"{5.0 + 195.0 * d.uniform():.2f}"
+            elif name in ("user", "order", "tracking"):
+                raw = d.span_id()
+                out[name] = f"{raw[:8]}-{raw[8:12]}-{raw[12:]}" if name != "tracking" else raw[:10]
+            elif name == "service":
+                out[name] = self.names[s]
+            else:
+                out[name] = ""
+        return out
+
+    def _traffic(self, chunk: Chunk, first: int, records: list) -> None:
+        """Sampled INFO lines, as many as the completed requests times `info_rate`."""
+        if self.info_rate <= 0.0:
+            return
+        thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0)
+        counts = self.draws.rng.poisson(thr * (self.info_rate * self.dt))
+        rows, services = np.nonzero(counts)
+        times, d, dt = chunk.times.tolist(), self.draws, self.dt
+        params = chunk.dist[rows, services].tolist()  # Python scalars: the loop is per line
+        many = counts[rows, services].tolist()
+        for row, s, n, (mu, sigma, shift) in zip(
+            rows.tolist(), services.tolist(), many, params, strict=True
+        ):
+            templates = self.templates[s]
+            for _ in range(n):
+                tid, text, fields = templates[int(d.uniform() * len(templates))]
+                t = times[row] + d.uniform() * dt
+                message = text.format(**self._fill(fields, mu, sigma, shift, s))
+                ids = self._span_ids(first + row, s, False)
+                self._record(records, t, s, tid, "INFO", message, ids)
+
+    def _failures(self, chunk: Chunk, first: int, records: list) -> None:
+        """ERROR lines for failed calls and own failures, WARN lines for slow requests.
+
+        The failure state is computed only for ticks that get a line: own failures are drawn
+        by thinning a bound (own failures never exceed failures / OWN_ERROR_MIN_OK).
+        """
+        if self.error_rate <= 0.0:
+            return
+        scale = self.error_rate * self.dt
+        rng = self.draws.rng
+        call_counts = rng.poisson(np.maximum(chunk.edge_values[:, :, 1], 0.0) * scale)
+        bound = np.maximum(chunk.values[:, :, M["error_rate"]], 0.0) * (scale / OWN_ERROR_MIN_OK)
+        candidates = rng.poisson(bound)
+        self._slow_lines(chunk, first, records)
+        rows = np.union1d(
+            np.nonzero(call_counts.any(axis=1))[0], np.nonzero(candidates.any(axis=1))[0]
+        )
+        if len(rows) == 0:
+            return
+        sub = select_rows(chunk, rows)
+        ticks = (first + rows).tolist()
+        state = failure_state(sub, self.model)
+        own_rate = state["done"] * state["err_own"] * scale
+        sub_bound = bound[rows]
+        accept = np.divide(own_rate, sub_bound, out=np.zeros_like(own_rate), where=sub_bound > 0)
+        own_counts = rng.binomial(candidates[rows], np.clip(accept, 0.0, 1.0))
+        sub_calls = call_counts[rows]
+        for i, e in zip(*np.nonzero(sub_calls), strict=True):
+            for _ in range(int(sub_calls[i, e])):
+                self._call_failure(sub, state, int(i), int(e), ticks[i], records)
+        for i, s in zip(*np.nonzero(own_counts), strict=True):
+            for _ in range(int(own_counts[i, s])):
+                self._own_failure(sub, int(i), int(s), ticks[i], records)
+
+    def _slow_lines(self, chunk: Chunk, first: int, records: list) -> None:
+        """WARN lines for the requests slower than half their callers' timeout."""
+        mu, sigma, shift = chunk.dist[:, :, 0], chunk.dist[:, :, 1], chunk.dist[:, :, 2]
+        x = np.log(np.maximum(self.slow_s - shift, 1e-12))
+        p_slow = np.where(shift >= self.slow_s, 1.0, _norm_sf((x - mu) / np.maximum(sigma, 1e-9)))
+        v = chunk.values
+        up = v[:, :, M["latency_p50_ms"]] > 0.0
+        expected = np.maximum(v[:, :, M["throughput"]], 0.0) * p_slow * up
+        counts = self.draws.rng.poisson(expected * (self.error_rate * self.dt))
+        for row, s in zip(*np.nonzero(counts), strict=True):
+            for _ in range(int(counts[row, s])):
+                self._slow(chunk, int(row), int(s), first + int(row), records)
+
+    def _slow(self, sub: Chunk, i: int, s: int, tick: int, records: list) -> None:
+        t = float(sub.times[i]) + self.draws.uniform() * self.dt
+        mu, sigma, shift = sub.dist[i, s].tolist()
+        limit = float(self.slow_s[s])
+        body = math.exp(mu + sigma * abs(self.draws.normal()))
+        value = max(shift + body, limit * (1.0 + 0.2 * self.draws.uniform()))
+        message = MESSAGES["request.slow"][1].format(
+            d=f"{value * 1000.0:.1f}", limit_ms=f"{limit * 1000.0:g}"
+        )
+        ids = self._span_ids(tick, s, False)
+        self._record(records, t, s, "request.slow", "WARN", message, ids)
+
+    def _call_cause(self, chunk: Chunk, state: dict, row: int, e: int) -> str:
+        """Why a call on edge e failed in this tick, drawn in proportion to the causes seen."""
+        edge = self.edges[e]
+        d = edge.dst
+        if state["block"][row, e] >= 1.0:
+            return "call.breaker"
+        if state["down"][row, d]:
+            return "call.refused"
+        if state["hang"][row, e]:
+            return "call.timeout"
+        mu, sigma, shift = chunk.dist[row, d].tolist()
+        x = edge.timeout - shift
+        p_timeout = (
+            1.0
+            if x <= 0
+            else 0.5 * math.erfc((math.log(x) - mu) / (max(sigma, 1e-9) * math.sqrt(2.0)))
+        )
+        weights = (
+            ("call.breaker", state["block"][row, e]),
+            ("call.timeout", p_timeout),
+            ("call.rejected", state["p_shed"][row, d]),
+            ("call.error", state["errp"][row, d]),
+        )
+        total = sum(w for _, w in weights)
+        if total <= 0.0:
+            return "call.error"
+        pick = self.draws.uniform() * total
+        for name, weight in weights:
+            pick -= weight
+            if pick < 0.0:
+                return name
+        return "call.error"
+
+    def _call_failure(
+        self, chunk: Chunk, state: dict, row: int, e: int, tick: int, records: list
+    ) -> None:
+        edge = self.edges[e]
+        cause = self._call_cause(chunk, state, row, e)
+        t = float(chunk.times[row]) + self.draws.uniform() * self.dt
+        bucket = self._client_failures.get((tick, edge.src, edge.callee))
+        ids = bucket.pop() if bucket else self._span_ids(tick, edge.src, True)
+        level, text = MESSAGES[cause]
+        message = text.format(callee=edge.callee, port=self.port[edge.dst])
+        self._record(records, t, edge.src, cause, level, message, ids, peer_service=edge.callee)
+
+    def _own_failure(self, chunk: Chunk, row: int, s: int, tick: int, records: list) -> None:
+        t = float(chunk.times[row]) + self.draws.uniform() * self.dt
+        ids = self._span_ids(tick, s, True)
+        version = self._deployed.get(self.names[s])
+        if version is not None:
+            message = MESSAGES["request.exception"][1].format(version=version)
+            stack = self._stack(s)
+            self._record(records, t, s, "request.exception", "ERROR", message, ids, stack=stack)
+            return
+        reason = REASONS[int(self.draws.uniform() * len(REASONS))]
+        message = MESSAGES["request.error"][1].format(reason=reason)
+        self._record(records, t, s, "request.error", "ERROR", message, ids)
+
+    def _stack(self, s: int) -> str:
+        name = self.names[s]
+        return STACKS[self.language[s]].format(
+            service=name,
+            Camel=_camel(name),
+            n=1 + int(self.draws.uniform() * 5000),
+            line=40 + int(self.draws.uniform() * 400),
+            product=PRODUCTS[int(self.draws.uniform() * len(PRODUCTS))],
+        )
+
+    def _memory(self, chunk: Chunk, first: int, records: list) -> None:
+        """A WARN a minute per service while its replicas sit near their memory limit."""
+        mem = chunk.values[:, :, M["memory_mb"]]
+        high = mem > MEMORY_WARN_SHARE * self.memory_limit_arr
+        for row, s in zip(*np.nonzero(high), strict=True):
+            t = float(chunk.times[row])
+            if t - self._memory_warned[s] < MEMORY_WARN_EVERY_S:
+                continue
+            self._memory_warned[s] = t
+            message = MESSAGES["memory.high"][1].format(
+                mb=f"{mem[row, s]:.0f}", limit=f"{self.memory_limit[s]:g}"
+            )
+            ids = self._span_ids(first + int(row), int(s), False)
+            self._record(records, t + 0.5 * self.dt, int(s), "memory.high", "WARN", message, ids)
+
+    def _events(self, chunk: Chunk, records: list) -> None:
+        """One line per control-plane event of a service; fault events are ground truth: skipped."""
+        for event in chunk.events:
+            kind = event.get("kind")
+            service = event.get("service") or event.get("source")
+            s = self.index.get(service) if isinstance(service, str) else None
+            if s is None:
+                continue
+            t = float(event.get("time", 0.0))
+            if kind == "pod_crash":
+                self._pod_crash(event, s, t, records)
+            elif kind == "pod_ready":
+                self._emit(records, t, s, "pod.ready", port=self.port[s], pod=event.get("pod"))
+            elif kind == "pod_restart":
+                self._emit(records, t, s, "pod.shutdown", pod=event.get("pod"))
+            elif kind == "deploy":
+                version = str(event.get("version", "new"))
+                self._deployed[service] = version
+                self._emit(records, t, s, "deploy.start", service=service, version=version)
+            elif kind == "rollback":
+                self._deployed.pop(service, None)
+                self._emit(records, t, s, "deploy.rollback", service=service)
+            elif kind == "breaker":
+                state = str(event.get("state", "open"))
+                template = f"breaker.{state}" if f"breaker.{state}" in MESSAGES else "breaker.open"
+                self._emit(records, t, s, template, callee=event.get("target"))
+
+    def _pod_crash(self, event: dict, s: int, t: float, records: list) -> None:
+        reason, pod = event.get("reason"), event.get("pod")
+        service = self.names[s]
+        if reason == "OOMKilled":
+            limit = f"{self.memory_limit[s]:g}"
+            self._emit(records, t, s, "pod.oom", service=service, pod=pod, limit=limit)
+        elif reason != "CrashLoopBackOff":
+            self._emit(records, t, s, "pod.crash", service=service, pod=pod, stack=self._stack(s))
+        backoff = float(event.get("backoff_s") or 0.0)
+        if backoff > 0.0 or reason == "CrashLoopBackOff":
+            self._emit(
+                records, t + 1e-3, s, "pod.backoff",
+                service=service, pod=pod, restarts=event.get("restarts", 1), backoff=f"{backoff:g}",
+            )  # fmt: skip
+
+    def _emit(self, records: list, t: float, s: int, template_id: str, **fields: Any) -> None:
+        level, text = MESSAGES[template_id]
+        stack = fields.pop("stack", None)
+        message = text.format(**fields)
+        extra: dict[str, Any] = {}
+        if fields.get("pod"):
+            extra["pod"] = fields["pod"]
+        if stack:
+            extra["stack"] = stack
+        self._record(records, t, s, template_id, level, message, None, **extra)
