@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from twin.fields import M
-from twin.flow.kernel import erlang_c
+from twin.flow.queueing import erlang_c
 from twin.scenario.loader import load_scenario
 
 FAULT_KINDS = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin.flow.kernel import fit_shifted_lognormal, truncated_moments
+from twin.flow.queueing import fit_shifted_lognormal, truncated_moments
 
 
 @pytest.mark.parametrize(

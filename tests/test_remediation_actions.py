@@ -39,7 +39,7 @@ from twin.control.actions import (
 )
 from twin.errors import FirebreakError
 from twin.flow.engine import Simulation
-from twin.flow.kernel import Z95, Z99, mixture_quantile
+from twin.flow.queueing import Z95, Z99, mixture_quantile
 from twin.request.engine import RequestSimulation
 from twin.run.runner import run_scenario
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from twin import fields as f
 from twin.control.faults import fault_label
 from twin.errors import FirebreakError
-from twin.flow.kernel import failover_share
+from twin.flow.service import failover_share
 from twin.scenario.schema import BadDeployFault, MisconfigurationFault
 
 if TYPE_CHECKING:

@@ -27,7 +27,8 @@ from twin.control.hpa import hpa_process
 from twin.control.pods import PodController
 from twin.errors import FirebreakError
 from twin.flow.compiled import CompiledTopology, compile_topology
-from twin.flow.kernel import EVENT_OOM, flow_tick
+from twin.flow.kernel import flow_tick
+from twin.flow.stages import EVENT_OOM
 from twin.rng import stream
 from twin.scenario.schema import Scenario
 from twin.scenario.workload import rate_curves, sample_arrivals

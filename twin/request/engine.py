@@ -24,13 +24,9 @@ from twin.control.faults import FaultInjector
 from twin.control.hpa import hpa_process
 from twin.control.pods import PodController
 from twin.flow.compiled import CompiledTopology, compile_topology
-from twin.flow.kernel import (
-    CFS_PERIOD_S,
-    METRICS_WINDOW_S,
-    _breaker_block,
-    _breaker_step,
-    _cpu_available,
-)
+from twin.flow.queueing import CFS_PERIOD_S
+from twin.flow.service import breaker_block, breaker_step, cpu_available
+from twin.flow.stages import METRICS_WINDOW_S
 from twin.request.walk import EdgeSpec, Pool, RandomBuffer, TraceContext, Walker, lognormal_shape
 from twin.rng import stream
 from twin.scenario.schema import Scenario
@@ -210,7 +206,7 @@ class RequestSimulation:
         work = S[f.P_CPU_PER_REQ, s] * S[f.F_CPU_FACTOR, s]
         share = min(work / base, 1.0) if base > 0.0 else 0.0
         cap = ready * S[f.P_CPU_LIMIT, s]
-        rate = _cpu_available(s, S) if cap > 0.0 else 0.0
+        rate = cpu_available(s, S) if cap > 0.0 else 0.0
         # a hog's share of the quota stretches the CPU part of the own time (as in the flow
         # kernel); contention between requests is the CFS bucket in own_time
         stretch = 1.0 + share * (cap / rate - 1.0) if rate > 0.0 else 1.0
@@ -231,7 +227,7 @@ class RequestSimulation:
         self.edge_loss = E[f.E_FAULT_FAIL].tolist()
         self.edge_fault_latency = E[f.E_FAULT_LAT].tolist()
         self.edge_partition = (E[f.E_PARTITION] > 0.0).tolist()
-        self.breaker_block = [_breaker_block(e, E) for e in range(self.topo.n_edges)]
+        self.breaker_block = [breaker_block(e, E) for e in range(self.topo.n_edges)]
 
     # -- hooks the walk calls --------------------------------------------------------------
     def own_time(self, s: int) -> float:
@@ -390,7 +386,7 @@ class RequestSimulation:
             self.pods.oom_kill(s)
         for s in range(n):
             self.refresh_service(s)
-        self.breaker_block = [_breaker_block(e, E) for e in range(self.topo.n_edges)]
+        self.breaker_block = [breaker_block(e, E) for e in range(self.topo.n_edges)]
 
     def _memory(self, s: int, t: float) -> float:
         S = self.S
@@ -413,7 +409,7 @@ class RequestSimulation:
             eout[e, 1] = self.edge_final_fail[e] / dt
             eout[e, 2] = self.edge_latency[e] / attempts * 1000.0 if attempts else 0.0
             E[f.E_P_ATTEMPT, e] = fails / attempts if attempts else 0.0
-            n_ev = _breaker_step(t, dt, e, E, float(attempts), float(fails), self._kev, n_ev)
+            n_ev = breaker_step(t, dt, e, E, float(attempts), float(fails), self._kev, n_ev)
             eout[e, 3] = E[f.E_BR_STATE, e] if E[f.E_FORCED, e] < 0.0 else 3.0 + E[f.E_FORCED, e]
             self.edge_attempts[e] = self.edge_attempt_fail[e] = self.edge_final_fail[e] = 0
             self.edge_latency[e] = 0.0
