@@ -13,7 +13,7 @@ from hypothesis import settings
 
 from twin.fields import M
 from twin.flow.engine import Simulation
-from twin.scenario.loader import apply_topology_patch, check_scenario
+from twin.scenario.loader import apply_topology_patch, check_scenario, load_scenario
 from twin.scenario.schema import Scenario
 
 # CI replays the same examples every run (a red build must be reproducible); the "explore"
@@ -118,3 +118,22 @@ def chain_topology(breaker: bool = False, workers: int = 8, mid_to_leaf_required
 @pytest.fixture(scope="session")
 def online_boutique() -> dict:
     return topology_dict("online-boutique")
+
+
+# -- runs with traces and logs (test_traces_and_logs, test_import_traces) --------------------
+@pytest.fixture(scope="module")
+def steady(tmp_path_factory):
+    """An hour of Online Boutique, one request in 200 traced."""
+    from trace_runs import run_with
+
+    scenario = load_scenario(SCENARIOS / "steady-state.yaml", duration=3600)
+    return run_with(scenario, tmp_path_factory.mktemp("steady"), rate=0.005)
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory):
+    """redis-cart refuses connections from 45 to 60 min."""
+    from trace_runs import run_with
+
+    scenario = load_scenario(SCENARIOS / "dependency-outage.yaml", duration=3600)
+    return run_with(scenario, tmp_path_factory.mktemp("outage"), rate=0.003)

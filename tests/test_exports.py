@@ -3,6 +3,9 @@ and `firebreak export`.
 
 Runs are ten simulated minutes of a small chain with an error fault (for 500s) and a crash
 (for 503s); the served runs last a few wall-clock seconds.
+
+Over 500 lines because the three exposition formats and both commands are checked on the
+same two runs.
 """
 
 from __future__ import annotations

@@ -10,10 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from experiments.impact.claim_defs import CLAIM_KEYS, CLAIMS, CLAIMS_COLUMNS
 from experiments.impact.claims import (
-    CLAIM_KEYS,
-    CLAIMS,
-    CLAIMS_COLUMNS,
     claims_table,
     estimate,
     paired,

@@ -3,6 +3,9 @@
 The detectors here are small stubs (an EWMA z-score per signal) so these tests do not
 depend on the real detectors; the stream is seeded noise with injected incidents whose
 ground truth is fed back as incident feedback.
+
+Over 500 lines because the registry, the monitor and the rollout are tested on one seeded
+stream with the same stub detectors.
 """
 
 from __future__ import annotations

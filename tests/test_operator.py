@@ -12,7 +12,7 @@ from conftest import SCENARIOS
 from agents.deciding.analysis import IncidentAnalyst, confidence
 from agents.deciding.signature import signature_of
 from agents.loop.telemetry_view import TelemetryView, share_within
-from agents.safety.guardrails import GuardrailConfig
+from agents.safety.guardrail_config import GuardrailConfig
 from detectors.anomaly.evaluation import FaultLabel
 from detectors.base import Alert
 from detectors.rca.randomwalk import RandomWalkRca
@@ -208,7 +208,8 @@ def test_same_seed_same_operations(rehearsals, tmp_path):
 
 def test_guardrails_refusing_an_action_pages_the_engineer(tmp_path, monkeypatch):
     from agents.safety.audit import read_audit
-    from agents.safety.guardrails import Guardrails, Verdict
+    from agents.safety.guardrails import Guardrails
+    from agents.safety.verdict import Verdict
 
     def refuse(self, action, view):
         if action.kind in ("noop", "escalate"):

@@ -4,6 +4,9 @@ feature a needless rollback loses, a standby's replica-hours).
 
 Chain topology (conftest): entry → mid → leaf, entry → other; mid's call to leaf is
 required, with no retries, so a fault on leaf reaches mid's errors one for one.
+
+Over 500 lines because every action kind's time, cost and risk is checked on the same chain
+scenario.
 """
 
 from __future__ import annotations

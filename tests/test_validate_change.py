@@ -19,11 +19,12 @@ from experiments.change.canary import rehearse_canary
 from experiments.change.spec import ChangeError, apply_change, load_change, parse_change
 from experiments.change.suite import (
     SuiteTiming,
+    ValidationConfig,
     build_suite,
     case_scenario,
     critical_services,
 )
-from experiments.change.validate import ValidationConfig, validate_change
+from experiments.change.validate import validate_change
 from firebreak.cli import main
 from twin.errors import FirebreakError
 from twin.scenario.loader import load_scenario

@@ -16,6 +16,9 @@ Two ways to run a system, on the same stream:
 The operator sees frames only (telemetry) and acts only through `Simulation.act`. The one
 exception is by design: the simulated engineer is part of the world, not of the AI stack,
 and consults the fault schedule, but only through its diagnosis accuracy (agents.oncall).
+
+Over 500 lines because both operations modes share one incident loop, one judge of actions
+and one report.
 """
 
 from __future__ import annotations

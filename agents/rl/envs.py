@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.rl.gate import GuardrailGate, autoscale_guardrails
-from agents.safety.guardrails import GuardrailConfig
+from agents.safety.guardrail_config import GuardrailConfig
 from twin.envs import AutoscaleEnv, RemediationEnv, RobustZScorer
 
 REMEDIATION_ID = "firebreak/Remediation-v0"

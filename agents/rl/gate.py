@@ -7,7 +7,8 @@ and blast-radius windows see what the policy did, exactly as the operator's woul
 
 from __future__ import annotations
 
-from agents.safety.guardrails import GuardrailConfig, Guardrails
+from agents.safety.guardrail_config import GuardrailConfig
+from agents.safety.guardrails import Guardrails
 from twin.control.actions import Action
 from twin.envs.base import GateView
 

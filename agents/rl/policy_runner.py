@@ -25,7 +25,7 @@ import numpy as np
 from agents.rl.envs import AUTOSCALE_ID, REMEDIATION_ID
 from agents.rl.gate import GuardrailGate, autoscale_guardrails
 from agents.rl.train import TrainingError, load_policy
-from agents.safety.guardrails import GuardrailConfig
+from agents.safety.guardrail_config import GuardrailConfig
 from twin.control.actions import Action, ActionError, ScaleTo
 from twin.envs.autoscale import CHOICES, SCALE_CAP, SCALE_OUT_BY
 from twin.envs.base import GateView

@@ -43,19 +43,27 @@ to apply and `Verdict.reasons` says what was cut. Rate limits are never clamped.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from agents.contracts import SystemView
+from agents.safety.guardrail_config import (
+    GuardrailConfig,
+    GuardrailError,
+)
+from agents.safety.verdict import (
+    Acted,
+    Verdict,
+    plain_action,
+    replace_fields,
+    setting_key,
+    targets,
+)
 from twin.control.actions import Action
-from twin.errors import FirebreakError
+
+__all__ = ["Guardrails", "planned_restarts"]
 
 ALWAYS_ALLOWED = frozenset({"noop", "escalate"})
 KNOWN_KINDS = frozenset(
@@ -71,8 +79,6 @@ KNOWN_KINDS = frozenset(
         "shed_load",
     }
 )
-# fields that name a service an action acts on
-TARGET_FIELDS = ("service", "entry", "source", "target")
 # kinds that set one value the guardrails can put back: kind -> (field, value before any
 # action set it; None means it is read from the view at check time)
 SETTINGS: dict[str, tuple[str, Any]] = {
@@ -83,197 +89,6 @@ SETTINGS: dict[str, tuple[str, Any]] = {
 }
 _EPS = 1e-9
 _MAX_APPLIED = 64  # applied actions remembered for post-checks
-
-
-class GuardrailError(FirebreakError):
-    """A guardrail configuration is invalid, or the guardrails were used out of order."""
-
-
-# ------------------------------------------------------------------------------ config
-def _int(lo: int) -> tuple[str, Callable[[Any], bool]]:
-    def ok(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= lo
-
-    return f"an integer >= {lo}", ok
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _share(zero_ok: bool) -> tuple[str, Callable[[Any], bool]]:
-    def ok(v: Any) -> bool:
-        return _number(v) and (v >= 0 if zero_ok else v > 0) and v <= 1
-
-    return ("a number in [0, 1]" if zero_ok else "a number in (0, 1]"), ok
-
-
-_POSITIVE = ("a number > 0", lambda v: _number(v) and v > 0)
-
-_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "max_restart_share": _share(zero_ok=False),
-    "min_replicas_after": _int(0),
-    "max_scale_step": _int(1),
-    "max_replicas": _int(1),
-    "max_shed_share": _share(zero_ok=True),
-    "max_failover_share": _share(zero_ok=True),
-    "max_services": _int(1),
-    "max_actions": _int(1),
-    "window_s": _POSITIVE,
-    "max_actions_per_service": _int(1),
-    "service_window_s": _POSITIVE,
-    "health_tolerance": _share(zero_ok=True),
-    "breaker_failures": _int(1),
-    "breaker_window_s": ("a number > 0 or null", lambda v: v is None or _POSITIVE[1](v)),
-    "clamp": ("true or false", lambda v: isinstance(v, bool)),
-    "allow_kinds": (
-        "a list of action kind names",
-        lambda v: isinstance(v, tuple) and all(isinstance(k, str) and k for k in v),
-    ),
-}
-
-
-def _validate(values: Mapping[str, Any], where: str) -> None:
-    for name, (text, ok) in _RULES.items():
-        if name in values and not ok(values[name]):
-            raise GuardrailError(f"{where}.{name}: must be {text}, got {values[name]!r}")
-    lo, hi = values.get("min_replicas_after"), values.get("max_replicas")
-    if lo is not None and hi is not None and lo > hi:
-        raise GuardrailError(f"{where}.min_replicas_after: {lo} is above max_replicas {hi}")
-
-
-@dataclass(frozen=True)
-class GuardrailConfig:
-    """The limits, validated on construction (a bad field names itself and its value).
-
-    `breaker_window_s` None: the breaker opens after `breaker_failures` consecutive failed
-    actions (a success resets the count). A number: it opens after that many failures
-    within the window, successes in between notwithstanding.
-    """
-
-    max_restart_share: float = 0.5
-    min_replicas_after: int = 1
-    max_scale_step: int = 4
-    max_replicas: int = 50
-    max_shed_share: float = 0.5
-    max_failover_share: float = 1.0
-    max_services: int = 3
-    max_actions: int = 6
-    window_s: float = 600.0
-    max_actions_per_service: int = 2
-    service_window_s: float = 300.0
-    health_tolerance: float = 0.05
-    breaker_failures: int = 3
-    breaker_window_s: float | None = None
-    clamp: bool = True
-    allow_kinds: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.allow_kinds, list):
-            object.__setattr__(self, "allow_kinds", tuple(self.allow_kinds))
-        _validate(dataclasses.asdict(self), "guardrails")
-
-    @classmethod
-    def from_mapping(cls, data: Any, where: str = "guardrails") -> GuardrailConfig:
-        """Build from plain data (a YAML mapping); errors read `guardrails.field: ...`."""
-        if data is None:
-            return cls()
-        if not isinstance(data, Mapping):
-            raise GuardrailError(f"{where}: expected a mapping of fields, got {data!r}")
-        names = [fld.name for fld in dataclasses.fields(cls)]
-        for key in data:
-            if key not in names:
-                raise GuardrailError(f"{where}.{key}: unknown field (fields: {', '.join(names)})")
-        values = dict(data)
-        if isinstance(values.get("allow_kinds"), list):
-            values["allow_kinds"] = tuple(values["allow_kinds"])
-        _validate(values, where)
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["allow_kinds"] = list(self.allow_kinds)
-        return out
-
-
-def load_guardrail_config(path: str | Path) -> GuardrailConfig:
-    """Read a YAML file (safe_load) holding the fields, or a `guardrails:` key holding them."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GuardrailError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise GuardrailError(f"{path}: malformed YAML: {exc}") from None
-    if isinstance(data, Mapping) and set(data) == {"guardrails"}:
-        data = data["guardrails"]
-    return GuardrailConfig.from_mapping(data, where=f"{path}: guardrails")
-
-
-# ----------------------------------------------------------------------------- verdicts
-def _plain_action(action: Any) -> Any:
-    if action is None:
-        return None
-    if hasattr(action, "to_dict"):
-        return action.to_dict()
-    return {"action": getattr(action, "kind", type(action).__name__)}
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The answer to a pre-check: whether to act, and with what.
-
-    `action` is what to apply when allowed (the proposal, or a clamped form of it; see
-    `adjusted`) and None when refused. `reasons` says why it was refused or cut.
-    """
-
-    allowed: bool
-    proposed: Action
-    action: Action | None
-    reasons: tuple[str, ...] = ()
-
-    @property
-    def adjusted(self) -> bool:
-        return self.allowed and self.action != self.proposed
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "allowed": self.allowed,
-            "adjusted": self.adjusted,
-            "proposed": _plain_action(self.proposed),
-            "action": _plain_action(self.action),
-            "reasons": list(self.reasons),
-        }
-
-
-@dataclass(frozen=True)
-class _Acted:
-    time: float
-    kind: str
-    services: tuple[str, ...]
-
-
-def targets(action: Any) -> tuple[str, ...]:
-    """The services an action names, in field order, each once."""
-    out: list[str] = []
-    for name in TARGET_FIELDS:
-        value = getattr(action, name, None)
-        if isinstance(value, str) and value not in out:
-            out.append(value)
-    return tuple(out)
-
-
-def _setting_key(action: Any) -> tuple[str, ...]:
-    """What a setting belongs to: the kind and the services it names (not its tuning)."""
-    return (action.kind, *targets(action))
-
-
-def _replace(action: Any, **changes: Any) -> Any | None:
-    """A copy with fields changed, or None when the kind refuses those values."""
-    try:
-        return dataclasses.replace(action, **changes)
-    except (FirebreakError, TypeError, ValueError):
-        return None
 
 
 # --------------------------------------------------------------------------- guardrails
@@ -289,7 +104,7 @@ class Guardrails:
 
     def __init__(self, config: GuardrailConfig | None = None) -> None:
         self.config = config if config is not None else GuardrailConfig()
-        self._history: deque[_Acted] = deque()
+        self._history: deque[Acted] = deque()
         self._failures: deque[float] = deque()
         self._streak = 0
         self._tripped_at: float | None = None
@@ -409,7 +224,7 @@ class Guardrails:
             f"min_replicas_after {cfg.min_replicas_after} ready)"
         )
         if cfg.clamp and allowed >= 1:
-            cut = _replace(action, share=None, count=allowed)
+            cut = replace_fields(action, share=None, count=allowed)
             if cut is not None:
                 return cut, [f"{why}: cut to count={allowed}"], []
         return None, [], [f"{why}; scale out first or escalate"]
@@ -441,7 +256,7 @@ class Guardrails:
         why = f"scale_to {service}: {current} -> {target} replicas is {' and '.join(broken)}"
         same_way = (bounded - current) * (target - current) > 0
         if cfg.clamp and same_way:
-            cut = _replace(action, replicas=bounded)
+            cut = replace_fields(action, replicas=bounded)
             if cut is not None:
                 return cut, [f"{why}: cut to {bounded}"], []
         return None, [], [why]
@@ -453,7 +268,7 @@ class Guardrails:
         who = ", ".join(targets(action)) or "?"
         why = f"{action.kind} {who}: share {share} is above {name} {limit}"
         if self.config.clamp and limit > 0:
-            cut = _replace(action, share=limit)
+            cut = replace_fields(action, share=limit)
             if cut is not None:
                 return cut, [f"{why}: cut to {limit}"], []
         return None, [], [why]
@@ -495,7 +310,7 @@ class Guardrails:
         default = SETTINGS[action.kind][1]
         if action.kind == "scale_to":
             return int(view.replicas(action.service))
-        return self._settings.get(_setting_key(action), default)
+        return self._settings.get(setting_key(action), default)
 
     def record(
         self, action: Action, view: SystemView, result: Mapping[str, Any] | None = None
@@ -522,7 +337,7 @@ class Guardrails:
         prior = None
         if kind in SETTINGS:
             field, default = SETTINGS[kind]
-            key = _setting_key(action)
+            key = setting_key(action)
             if result is not None and f"{field}_from" in result:
                 prior = result[f"{field}_from"]
             elif self._snapshot is not None and self._snapshot[0] == action:
@@ -537,7 +352,7 @@ class Guardrails:
         while len(self._applied) > _MAX_APPLIED:
             self._applied.popitem(last=False)
         if not is_undo:
-            self._history.append(_Acted(now, kind, targets(action)))
+            self._history.append(Acted(now, kind, targets(action)))
         self._prune(now)
 
     def _expire_undos(self, now: float) -> None:
@@ -587,13 +402,13 @@ class Guardrails:
         if worse and action.kind in SETTINGS and prior is not None:
             field, _ = SETTINGS[action.kind]
             if getattr(action, field) != prior:
-                undo = _replace(action, **{field: prior})
+                undo = replace_fields(action, **{field: prior})
         self.last_post_check = {
-            "action": _plain_action(action),
+            "action": plain_action(action),
             "health_before": before_health,
             "health_after": after_health,
             "worsened": worse,
-            "undo": _plain_action(undo),
+            "undo": plain_action(undo),
         }
         self.record_outcome(not worse, when, what=f"{action.kind} {', '.join(targets(action))}")
         if undo is not None:
@@ -645,7 +460,7 @@ class Guardrails:
             "settings": [
                 {"key": list(key), "value": value} for key, value in self._settings.items()
             ],
-            "pending_undos": [_plain_action(u) for u, _ in self._undos],
+            "pending_undos": [plain_action(u) for u, _ in self._undos],
             "last_reset": self.last_reset,
         }
 

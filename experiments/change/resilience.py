@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from experiments.change.suite import FLASH, STEADY, build_suite, case_scenario, run_case
+from experiments.change.spec import ChangeError
+from experiments.change.suite import (
+    FLASH,
+    STEADY,
+    ValidationConfig,
+    build_suite,
+    case_scenario,
+    run_case,
+)
 from experiments.sweep import Job, run_sweep
 from twin.scenario.schema import Scenario
 from twin.scenario.topology import Topology
-
-if TYPE_CHECKING:
-    from experiments.change.validate import ValidationConfig
 
 TIMEOUT_P99_MULTIPLES = (3.0, 10.0, 30.0)
 RETRIES = (0, 1, 3)
@@ -103,12 +108,8 @@ def search_resilience(
 ) -> dict:
     """Grid-search the calls into `service` on `topology`; rank; recommend the best."""
     if service not in topology.services:
-        from experiments.change.spec import ChangeError
-
         raise ChangeError(f"--search: unknown service {service!r}")
     if not any(c.target == service for c in topology.calls):
-        from experiments.change.spec import ChangeError
-
         raise ChangeError(f"--search: nothing calls {service!r}, so it has no client settings")
     p99 = (steady_p99_ms or {}).get(service) or 10.0
     timing = config.timing

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -365,3 +365,17 @@ def run_case(
         svc = np.concatenate(probe.svc_p99)[scored]
         row["service_p99_ms"] = {n: float(svc[:, i].mean()) for i, n in enumerate(names)}
     return row
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """How to validate: which suite, how many paired seeds, where the runs go."""
+
+    suite: str = "standard"
+    seeds: int = 5
+    timing: SuiteTiming = field(default_factory=SuiteTiming)
+    backend: str = "process"
+    jobs_n: int | None = None
+    progress: bool = True
+    search: str | None = "auto"  # a service, "auto" (a callee whose calls changed) or None
+    search_seeds: int = 2

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from experiments.change import canary as canary_mod
+from experiments.change.resilience import search_resilience
 from experiments.change.spec import Change, Regression, VersionProfile, apply_change, version_faults
 from experiments.change.suite import (
     STEADY,
     SuiteCase,
-    SuiteTiming,
+    ValidationConfig,
     build_suite,
     case_scenario,
     run_case,
@@ -47,20 +47,6 @@ BURN_REL = 0.2
 ADHERENCE_MARGIN = 0.01
 P99_REL = 0.2
 DEFAULT_REGRESSION = Regression(name="5x latency", latency_factor=5.0)
-
-
-@dataclass(frozen=True)
-class ValidationConfig:
-    """How to validate: which suite, how many paired seeds, where the runs go."""
-
-    suite: str = "standard"
-    seeds: int = 5
-    timing: SuiteTiming = field(default_factory=SuiteTiming)
-    backend: str = "process"
-    jobs_n: int | None = None
-    progress: bool = True
-    search: str | None = "auto"  # a service, "auto" (a callee whose calls changed) or None
-    search_seeds: int = 2
 
 
 def ci95(x: Sequence[float]) -> tuple[float, float, float]:
@@ -220,8 +206,6 @@ def validate_change(
     status: Callable[[str], None] | None = None,
 ) -> dict:
     """Everything the verdict rests on, as plain data (the report is written from it)."""
-    from experiments.change.resilience import search_resilience
-
     config = config or ValidationConfig()
     say = status or (lambda _msg: None)
     changed = apply_change(base, change, source)

@@ -13,7 +13,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from experiments.impact.claims import Claim
+from experiments.impact.claim_defs import Claim
 
 
 def _pct(x: float) -> str:

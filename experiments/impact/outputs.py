@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.impact.claims import CLAIM_KEYS, CLAIMS
+from experiments.impact.claim_defs import CLAIM_KEYS, CLAIMS
 from experiments.impact.explain import observations
 from experiments.impact.suite import FAMILIES
 

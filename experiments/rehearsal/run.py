@@ -21,7 +21,8 @@ from agents.deciding.selection import OutcomeModel, RiskAwareSelector
 from agents.loop.operator import MODES, Operator, OperatorConfig
 from agents.oncall import FaultTruth, OnCallEngineer, OnCallProfile
 from agents.safety.audit import AuditLog
-from agents.safety.guardrails import GuardrailConfig, Guardrails
+from agents.safety.guardrail_config import GuardrailConfig
+from agents.safety.guardrails import Guardrails
 from agents.scaling.predictive import PredictiveScaler
 from detectors.anomaly.evaluation import parse_labels
 from detectors.anomaly.pipeline import TieredPipeline

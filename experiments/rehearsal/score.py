@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.safety.guardrails import GuardrailConfig
+from agents.safety.guardrail_config import GuardrailConfig
 from detectors.anomaly.evaluation import DEFAULT_GRACE_S, FaultLabel, evaluate
 from detectors.base import Alert
 from twin.run.slo import SloTracker

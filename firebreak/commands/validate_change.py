@@ -20,8 +20,8 @@ EXIT_RISKY_STRICT = 4
 def cmd_validate_change(args: argparse.Namespace) -> int:
     from experiments.change.report import summary_lines, write_report
     from experiments.change.spec import load_change
-    from experiments.change.suite import SUITES
-    from experiments.change.validate import ValidationConfig, validate_change
+    from experiments.change.suite import SUITES, ValidationConfig
+    from experiments.change.validate import validate_change
     from twin.errors import FirebreakError
     from twin.scenario.loader import load_scenario
 

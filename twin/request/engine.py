@@ -7,6 +7,9 @@ requests that finished in it are summarised into the same services × metrics ro
 kernel writes, so every sink works on either fidelity. Arrivals are the flow run's own
 per-tick counts (same seed, same stream) spread uniformly over the tick, as a Poisson
 process conditioned on its count is.
+
+Over 500 lines because the run loop, the per-tick caches the walk reads and the tick
+summaries share one state.
 """
 
 from __future__ import annotations

@@ -141,6 +141,53 @@ def run_scenario(
         raise ScenarioError(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
     out = Path(out)
     wall0 = time.perf_counter()
+    run = _start(scenario, out, fidelity, actions, controller, labels)
+    sim = run.sim
+    end = sim.n_ticks * sim.dt
+    if controller is not None:
+        controller.drive(sim)
+        sim.finish()
+    else:
+        sim.run(progress=(lambda t: progress("simulate", t, end)) if progress else None)
+    run.streams.close()
+    sim_seconds = sim.tick_index * sim.dt
+    sim_wall = time.perf_counter() - wall0
+
+    closed_loop = controller is not None or bool(actions)
+    if not (truth is not None and closed_loop and labels and not sim.interrupted):
+        truth = _label(scenario, run, labels, closed_loop, sim_seconds, progress)
+    write_json(out / "labels.json", truth)
+
+    summary = _summarise(scenario, run, fidelity, sim_seconds, wall0, sim_wall)
+    if controller is not None:
+        summary["stacks"] = {controller.mode: controller.finish(truth, run.slo, summary)}
+    write_json(out / "summary.json", summary)
+    if scenario.telemetry.plot:
+        _plot(scenario, run, truth, out, sim_seconds)
+    return RunResult(out=out, summary=summary, interrupted=sim.interrupted)
+
+
+@dataclass
+class _Run:
+    """A run in progress: the simulation and every sink that records it."""
+
+    sim: Any
+    streams: _Streams
+    slo: SloTracker
+    means: WindowedMeans
+    signals: SignalRecorder | None
+    trace_rate: float
+
+
+def _start(
+    scenario: Scenario,
+    out: Path,
+    fidelity: str,
+    actions: Sequence[tuple[float, Action]],
+    controller: RunController | None,
+    labels: bool,
+) -> _Run:
+    """The simulation in the chosen fidelity with its run-directory writer and sinks."""
     tel = scenario.telemetry
     rate = tel.trace_rate if tel.trace_rate is not None else DEFAULT_TRACE_RATE[fidelity]
     if fidelity == "flow":
@@ -158,59 +205,68 @@ def run_scenario(
     if labels and scenario.faults and fidelity == "flow":
         signals = SignalRecorder(sim.n_ticks, len(names))
     sim.sinks.extend([writer, slo, means, *streams.sinks] + ([signals] if signals else []))
-    end = sim.n_ticks * sim.dt
-    if controller is not None:
-        controller.drive(sim)
-        sim.finish()
-    else:
-        sim.run(progress=(lambda t: progress("simulate", t, end)) if progress else None)
-    streams.close()
-    sim_seconds = sim.tick_index * sim.dt
-    sim_wall = time.perf_counter() - wall0
+    return _Run(sim, streams, slo, means, signals, rate)
 
-    closed_loop = controller is not None or bool(actions)
-    if truth is not None and closed_loop and labels and not sim.interrupted:
-        pass  # the same scenario's fault-only labels, computed by an earlier rehearsal
-    elif labels and scenario.faults and not sim.interrupted:
+
+def _label(
+    scenario: Scenario,
+    run: _Run,
+    labels: bool,
+    closed_loop: bool,
+    sim_seconds: float,
+    progress: Callable[[str, float, float], None] | None,
+) -> dict:
+    """Causal ground truth by but-for replays; what is known when labelling is off or the
+    run was interrupted (the faults that had started, their ends and effects unknown)."""
+    sim = run.sim
+    names = sim.topo.names
+    if labels and scenario.faults and not sim.interrupted:
+        signals = run.signals
         faulted = (
             signals.data if signals is not None and not closed_loop else record_signals(scenario)
         )
-        truth = ground_truth(
+        return ground_truth(
             scenario,
             faulted[: sim.tick_index],
             names,
             sim_seconds,
             progress=(lambda i, n: progress("label", i, n)) if progress else None,
         )
-    else:
-        truth = {
-            "scenario": scenario.name,
-            "seed": scenario.seed,
-            "faults": [],
-            "method": "none: "
-            + ("run interrupted" if sim.interrupted else "no faults or disabled"),
-        }
-        if sim.interrupted:
-            truth["faults"] = [
-                {
-                    "id": f.name or f"{f.kind}-{i}",
-                    "kind": f.kind,
-                    "target": f.target,
-                    "start": f.start,
-                    "end": None,
-                    "affected": None,
-                }
-                for i, f in enumerate(scenario.faults)
-                if f.start < sim_seconds
-            ]
-    write_json(out / "labels.json", truth)
+    truth: dict[str, Any] = {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "faults": [],
+        "method": "none: " + ("run interrupted" if sim.interrupted else "no faults or disabled"),
+    }
+    if sim.interrupted:
+        truth["faults"] = [
+            {
+                "id": f.name or f"{f.kind}-{i}",
+                "kind": f.kind,
+                "target": f.target,
+                "start": f.start,
+                "end": None,
+                "affected": None,
+            }
+            for i, f in enumerate(scenario.faults)
+            if f.start < sim_seconds
+        ]
+    return truth
 
+
+def _summarise(
+    scenario: Scenario, run: _Run, fidelity: str, sim_seconds: float, wall0: float, sim_wall: float
+) -> dict[str, Any]:
+    """The figures summary.json carries: speed, SLOs, requests, cost, events, traces."""
+    sim = run.sim
+    names, edges = sim.topo.names, sim.topo.edges
+    tel = scenario.telemetry
     cons = sim.conservation()
     entries = sorted({sim.topo.service_index(c.entry) for c in scenario.workload.classes})
-    slo_report = slo.report()
+    slo_report = run.slo.report()
     standby_hours = sim.pods.standby_replica_seconds(sim_seconds) / 3600.0  # failovers
-    replica_hours = round(_replica_hours(means) + standby_hours, 3)
-    summary = {
+    replica_hours = round(_replica_hours(run.means) + standby_hours, 3)
+    return {
         "scenario": scenario.name,
         "seed": scenario.seed,
         "fidelity": fidelity,
@@ -233,7 +289,7 @@ def run_scenario(
         "features_lost": len(sim.pods.features_lost),
         "feature_loss_hours": round(sim.pods.feature_loss_hours(sim_seconds), 3),
         "events": dict(sorted(sim.events.counts.items())),
-        "traces": {"rate": rate if tel.traces else 0.0, "spans": streams.spans()},
+        "traces": {"rate": run.trace_rate if tel.traces else 0.0, "spans": run.streams.spans()},
         "faults": len(scenario.faults),
         "stacks": {
             "none": {
@@ -246,26 +302,25 @@ def run_scenario(
             },
         },
     }
-    if controller is not None:
-        summary["stacks"] = {controller.mode: controller.finish(truth, slo, summary)}
-    write_json(out / "summary.json", summary)
-    if scenario.telemetry.plot:
-        times, series = means.series()
-        fault_spans = [
-            {
-                "kind": f["kind"],
-                "target": f["target"],
-                "start": f["start"],
-                "end": f["end"] if f.get("end") is not None else sim_seconds,
-            }
-            for f in truth["faults"]
-        ]
-        overview_plot(
-            out / "overview.png",
-            f"{scenario.name} (seed {scenario.seed})",
-            times,
-            series,
-            names,
-            fault_spans,
-        )
-    return RunResult(out=out, summary=summary, interrupted=sim.interrupted)
+
+
+def _plot(scenario: Scenario, run: _Run, truth: dict, out: Path, sim_seconds: float) -> None:
+    """overview.png: load, p99, errors and replicas per service with the faults shaded."""
+    times, series = run.means.series()
+    fault_spans = [
+        {
+            "kind": f["kind"],
+            "target": f["target"],
+            "start": f["start"],
+            "end": f["end"] if f.get("end") is not None else sim_seconds,
+        }
+        for f in truth["faults"]
+    ]
+    overview_plot(
+        out / "overview.png",
+        f"{scenario.name} (seed {scenario.seed})",
+        times,
+        series,
+        run.sim.topo.names,
+        fault_spans,
+    )

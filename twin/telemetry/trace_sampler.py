@@ -21,6 +21,9 @@ What telemetry does not show is taken from the topology as declared: timeouts, r
 policies and call counts (a misconfiguration or retry-storm fault that changes them is
 reflected only through the latencies and error rates it causes), and packet loss shows only
 as callee-side latency, not as extra lost attempts.
+
+Over 500 lines because one walk builds a span tree's timing and its errors together from the
+same per-tick state; apart, that state would be passed back and forth.
 """
 
 from __future__ import annotations
