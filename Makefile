@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/firebreak rehearse scenarios/black-friday.yaml --ops both --out runs/black-friday
+	$(BIN)/firebreak rehearse scenarios/black-friday.yaml --ops both --out runs/black-friday --force
 	@echo "open runs/black-friday/report.html in a browser (run directories: runs/black-friday/traditional, runs/black-friday/ai)"
 
 test: $(STAMP)
@@ -34,7 +34,7 @@ bench: $(STAMP)
 
 .PHONY: impact
 impact: $(STAMP)
-	$(BIN)/firebreak impact-study --out runs/impact-study
+	$(BIN)/firebreak impact-study --out runs/impact-study --force
 	@echo "summary: runs/impact-study/impact_summary.md"
 
 lint: $(STAMP)

@@ -85,7 +85,9 @@ def peak_rss_of_7_day_run(out: Path) -> dict:
     return {
         "peak_rss_mib": round(peak_kib / 1024, 1),
         "wall_s": round(wall, 2),
-        "metrics_parquet_mib": round((out / "metrics.parquet").stat().st_size / 2**20, 1),
+        "metrics_parquet_mib": round(
+            sum(f.stat().st_size for f in (out / "metrics.parquet").glob("*.parquet")) / 2**20, 1
+        ),
     }
 
 

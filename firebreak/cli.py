@@ -5,15 +5,41 @@ from __future__ import annotations
 import argparse
 import importlib
 import shutil
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from firebreak.outdir import add_force, prepare_output_dir, prepare_output_file
 from twin.errors import FirebreakError
 from twin.scenario.durations import parse_duration
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+# Commands that write a directory or a file: (argument, option as the user types it). Their
+# parsers get `--force` (directories), and main() checks the paths before the command runs
+# (see firebreak.outdir).
+OUTPUT_DIRS: dict[str, tuple[str, str]] = {
+    "run": ("out", "--out"),
+    "rehearse": ("out", "--out"),
+    "detect": ("out", "--out"),
+    "detect-suite": ("out", "--out"),
+    "rca-suite": ("out", "--out"),
+    "real-bench": ("out", "--out"),
+    "capacity-study": ("out", "--out"),
+    "forecast": ("out", "--out"),
+    "validate-change": ("out", "--out"),
+    "train": ("out", "--out"),
+    "evaluate": ("out", "--out"),
+    "impact-study": ("out", "--out"),
+    "nab": ("out", "--out"),
+}
+OUTPUT_FILES: dict[str, tuple[str, str]] = {
+    "generate-topology": ("output", "-o"),
+    "import-traces": ("output", "-o"),
+    "export": ("output", "-o"),
+}
 
 # Commands that live in modules of their own: each module has `register(subparsers)`.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -99,6 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=update,
             labels=not args.no_labels,
             fidelity=args.fidelity,
+            allow_large=args.allow_large,
         )
     finally:
         close()
@@ -175,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="share of external requests traced (default 1e-4 flow, 1e-3 request)",
     )
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run even when the estimated memory, disk or time passes this machine's limits",
+    )
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check scenario files")
@@ -189,13 +221,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(sub)
+    for name in OUTPUT_DIRS:
+        if name in sub.choices:
+            add_force(sub.choices[name])
     return parser
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse an empty, clashing or occupied output path before any work starts; with
+    --force, clear an occupied directory (never `.`, a parent of it, home or a git repo)."""
+    if args.command in OUTPUT_DIRS:
+        attr, option = OUTPUT_DIRS[args.command]
+        value = getattr(args, attr, None)
+        if value is not None:
+            path = Path(value) if str(value).strip() else None
+            if path is None or path.exists():  # a new directory is made by the command
+                prepare_output_dir(value, getattr(args, "force", False), option)
+    elif args.command in OUTPUT_FILES:
+        attr, option = OUTPUT_FILES[args.command]
+        value = getattr(args, attr, None)
+        if value is not None and str(value) != "-":
+            prepare_output_file(value, option)
+
+
+def _terminate_as_interrupt() -> object:
+    """SIGTERM (docker stop, kill) stops a run like Ctrl-C: what was simulated is kept."""
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave signals alone
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = _terminate_as_interrupt()
     try:
+        _check_outputs(args)
         return args.func(args)
     except FirebreakError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -203,6 +269,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except RecursionError:
+        print("error: input nested too deeply to read", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print(
+            "error: out of memory (the scenario or input is too large for this machine; "
+            "shorten the run or reduce its size)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _os_error(exc: OSError) -> str:
+    """An OS error as a user reads it: the file first, then what went wrong."""
+    what = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{exc.filename}: {what}"
+    return what
 
 
 if __name__ == "__main__":

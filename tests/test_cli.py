@@ -51,6 +51,13 @@ DETERMINISTIC_FILES = (
 TIMEOUT_S = 120
 
 
+def content(path: Path) -> bytes:
+    """A file's bytes, or a Parquet dataset's parts (names and bytes, in order)."""
+    if path.is_dir():
+        return b"".join(p.name.encode() + p.read_bytes() for p in sorted(path.glob("*.parquet")))
+    return path.read_bytes()
+
+
 def command(*args: Any) -> list[str]:
     return [sys.executable, "-m", "firebreak.cli", *map(str, args)]
 
@@ -219,8 +226,8 @@ def test_run_writes_the_run_directory(outage_runs: dict[str, Any]) -> None:
     assert "Traceback" not in run["stderr"]
     out: Path = run["out"]
     for name in RUN_FILES:
-        assert (out / name).is_file(), name
-        assert (out / name).stat().st_size > 0, name
+        assert content(out / name), name
+    assert sorted(p.name for p in (out / "metrics.parquet").iterdir())[0] == "part-000000.parquet"
     assert str(out) in run["stdout"]
 
     summary = json.loads((out / "summary.json").read_text())
@@ -255,16 +262,14 @@ def test_same_seed_gives_identical_bytes(outage_runs: dict[str, Any]) -> None:
     a, b = outage_runs["a"], outage_runs["b"]
     assert a["rc"] == 0 and b["rc"] == 0, (a["stderr"], b["stderr"])
     for name in DETERMINISTIC_FILES:
-        assert (a["out"] / name).read_bytes() == (b["out"] / name).read_bytes(), name
+        assert content(a["out"] / name) == content(b["out"] / name), name
 
 
 def test_seed_flag_changes_the_output(outage_runs: dict[str, Any]) -> None:
     a, c = outage_runs["a"], outage_runs["c"]
     assert c["rc"] == 0, c["stderr"]
     assert json.loads((c["out"] / "summary.json").read_text())["seed"] == 12
-    assert (a["out"] / "metrics.parquet").read_bytes() != (
-        c["out"] / "metrics.parquet"
-    ).read_bytes()
+    assert content(a["out"] / "metrics.parquet") != content(c["out"] / "metrics.parquet")
     values_a = pq.read_table(a["out"] / "metrics.parquet")["value"]
     values_c = pq.read_table(c["out"] / "metrics.parquet")["value"]
     assert not values_a.equals(values_c)
@@ -291,8 +296,8 @@ def test_interrupted_run_keeps_what_it_simulated(tmp_path: Path) -> None:
     )
     try:
         deadline = time.monotonic() + 180  # a fresh clone compiles the kernel first
-        # the file is created empty-ish when the writer opens; it grows once chunks arrive
-        while not (metrics.exists() and metrics.stat().st_size > 10_000):
+        # the dataset's first part appears once the first chunk is written
+        while not (metrics.is_dir() and any(metrics.glob("part-*.parquet"))):
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "metrics never started"
             time.sleep(0.1)
@@ -310,6 +315,7 @@ def test_interrupted_run_keeps_what_it_simulated(tmp_path: Path) -> None:
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True
+    assert summary["status"] == "interrupted"
     assert 0 < summary["sim_seconds"] < 30 * 86400
     times = pq.read_table(metrics, columns=["time"])["time"]
     max_time = pc.max(times).as_py()

@@ -215,7 +215,7 @@ def test_firebreak_detect_writes_scores_and_alerts(tmp_path):
     assert len(pd.read_csv(out / "scores.csv")) == 1500
     res = subprocess.run(
         [sys.executable, "-m", "firebreak.cli", "detect", str(tmp_path / "nope.csv"), "--out",
-         str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120,
+         str(tmp_path / "out2")], capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert res.returncode == 2 and "no such file" in res.stderr
 

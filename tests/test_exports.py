@@ -326,7 +326,7 @@ def test_streamed_parquet_reader_equals_the_table_reader(run_dir, long_table):
     assert streamed_cube[1:3] == table_cube[1:3]
     assert np.array_equal(streamed_cube[0], table_cube[0])
     assert np.array_equal(streamed_cube[3], table_cube[3], equal_nan=True)
-    with pytest.raises(FirebreakError, match="no such metrics file"):
+    with pytest.raises(FirebreakError, match="no such metrics table"):
         read_cube(run_dir / "missing")
 
 

@@ -353,7 +353,7 @@ def test_cli_exit_codes_and_report(tmp_path: Path, capsys) -> None:
     assert _cli(tmp_path, "aggressive-retries") == 3
     assert "verdict: UNSAFE" in capsys.readouterr().out
     assert _cli(tmp_path, "canary-5x-latency") == 0  # risky passes ...
-    assert _cli(tmp_path, "canary-5x-latency", "--strict") == 4  # ... unless strict
+    assert _cli(tmp_path, "canary-5x-latency", "--strict", "--force") == 4  # ... unless strict
     capsys.readouterr()
     report = tmp_path / "aggressive-retries"
     html = (report / "verdict.html").read_text(encoding="utf-8")
@@ -369,7 +369,7 @@ def test_cli_exit_codes_and_report(tmp_path: Path, capsys) -> None:
 
 def test_cli_bad_input_exits_2_without_traceback(tmp_path: Path, capsys) -> None:
     bad = _write(tmp_path, {"version": {"service": "nosuch"}})
-    code = main(["validate-change", str(BASE), str(bad), "--quiet", "--out", str(tmp_path)])
+    code = main(["validate-change", str(BASE), str(bad), "--quiet", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and "version.service: unknown service 'nosuch'" in err

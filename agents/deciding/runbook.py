@@ -31,6 +31,7 @@ from twin.control.actions import ACTIONS, Action, ActionError, action_from_dict
 from twin.errors import FirebreakError
 from twin.scenario.loader import format_location
 from twin.scenario.topology import Frozen
+from twin.strict import StrictLoader
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOK_DIR = ROOT / "runbooks"
@@ -360,7 +361,7 @@ def _bindings(view: IncidentView, needed: set[str]) -> list[dict[str, str]]:
 # --- loading ------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(StrictLoader):
     """SafeLoader, except that a signed integer (`+2`, `-1`) stays a string.
 
     Relative replica counts are written `replicas: +2`; plain YAML would read that as 2.

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from twin.errors import FirebreakError
+from twin.strict import StrictFormatError, load_yaml, read_text
 
 
 class GuardrailError(FirebreakError):
@@ -132,11 +131,9 @@ def load_guardrail_config(path: str | Path) -> GuardrailConfig:
     """Read a YAML file (safe_load) holding the fields, or a `guardrails:` key holding them."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise GuardrailError(f"{path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise GuardrailError(f"{path}: malformed YAML: {exc}") from None
+        data = load_yaml(read_text(path, "file"), path)
+    except StrictFormatError as exc:
+        raise GuardrailError(str(exc)) from None
     if isinstance(data, Mapping) and set(data) == {"guardrails"}:
         data = data["guardrails"]
     return GuardrailConfig.from_mapping(data, where=f"{path}: guardrails")

@@ -27,13 +27,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from twin.errors import FirebreakError, ScenarioError
 from twin.scenario.loader import apply_topology_patch, check_topology, format_location
 from twin.scenario.schema import BadDeployFault, Scenario
 from twin.scenario.topology import Call, CallDefaults, Frozen, Seconds, Service, Topology
+from twin.strict import StrictFormatError, load_yaml, read_text
 
 
 class ChangeError(FirebreakError):
@@ -232,14 +232,9 @@ def load_change(path: str | Path) -> Change:
     if not path.is_file():
         raise ChangeError(f"{source}: file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ChangeError(f"{source}: malformed YAML{where}: {problem}") from None
-    except UnicodeDecodeError:
-        raise ChangeError(f"{source}: not a UTF-8 text file") from None
+        raw = load_yaml(read_text(path, "change file"), source)
+    except StrictFormatError as exc:
+        raise ChangeError(str(exc)) from None
     return parse_change(raw, source)
 
 

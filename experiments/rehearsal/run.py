@@ -123,6 +123,15 @@ class RehearsalController:
             self.scaler = PredictiveScaler(sim)
             kwargs["on_frame"] = self.scaler.observe
             self.audit = AuditLog(self.out / "audit.jsonl")
+            # a log that outlives one rehearsal (a reused directory) says where each begins
+            self.audit.event(
+                "run_start",
+                0.0,
+                scenario=self.scenario.name,
+                seed=self.scenario.seed,
+                mode=self.mode,
+                duration_s=self.scenario.duration,
+            )
             entries = sorted({c.entry for c in self.scenario.workload.classes})
             kwargs |= {
                 "analyst": IncidentAnalyst(RandomWalkRca(), graph, entries),
@@ -208,6 +217,7 @@ def rehearse(
     settings: StackSettings | None = None,
     progress=None,
     truth: dict | None = None,
+    allow_large: bool = False,
 ) -> RunResult:
     """Run one operations mode on the scenario; the run directory holds the scored summary.
 
@@ -216,4 +226,11 @@ def rehearse(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     controller = RehearsalController(scenario, mode, out, settings or StackSettings())
-    return run_scenario(scenario, out, progress=progress, controller=controller, truth=truth)
+    return run_scenario(
+        scenario,
+        out,
+        progress=progress,
+        controller=controller,
+        truth=truth,
+        allow_large=allow_large,
+    )

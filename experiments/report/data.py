@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from detectors.anomaly.evaluation import FaultLabel, load_labels
 from twin.errors import FirebreakError
+from twin.telemetry.longtable import open_long_table
 
 STEP_S = 60.0
 REPORT_METRICS = ("arrival_rate", "latency_p99_ms", "error_ratio", "ready_replicas")
@@ -82,11 +82,11 @@ def minute_means(
 ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
     """(bin starts, services, bins × services × metrics means) of a long metrics table."""
     try:
-        pf = pq.ParquetFile(path)
+        dataset = open_long_table(path)
         services: dict[str, int] = {}
         parts = []
-        for rg in range(pf.num_row_groups):
-            t = pf.read_row_group(rg, columns=["time", "service", "metric", "value"])
+        for batch in dataset.to_batches(columns=["time", "service", "metric", "value"]):
+            t = pa.Table.from_batches([batch])
             m_codes, m_names = _codes(t.column("metric"))
             m_map = np.array([metrics.index(n) if n in metrics else -1 for n in m_names])
             m_idx = m_map[m_codes] if len(m_map) else np.zeros(0, int)
@@ -101,7 +101,7 @@ def minute_means(
                     t.column("value").to_numpy()[keep],
                 )
             )
-    except (OSError, KeyError, pa.ArrowException) as exc:
+    except (OSError, KeyError, pa.ArrowException, FirebreakError) as exc:
         raise ReportError(f"{path}: cannot read the metrics: {exc}") from None
     if not parts or not sum(len(p[0]) for p in parts):
         raise ReportError(f"{path}: no rows for {', '.join(metrics)}")
@@ -120,14 +120,14 @@ def minute_means(
 
 def call_edges(path: Path) -> list[tuple[str, str]]:
     """The topology's call edges, named `caller->callee` in edge_metrics.parquet."""
-    if not path.is_file():
+    if not path.exists():
         return []
     try:
-        pf = pq.ParquetFile(path)
-        if pf.num_row_groups == 0:
+        batch = next(iter(open_long_table(path).to_batches(columns=["edge"])), None)
+        if batch is None:
             return []
-        _, names = _codes(pf.read_row_group(0, columns=["edge"]).column("edge"))
-    except (OSError, KeyError, pa.ArrowException) as exc:
+        _, names = _codes(pa.Table.from_batches([batch]).column("edge"))
+    except (OSError, KeyError, pa.ArrowException, FirebreakError) as exc:
         raise ReportError(f"{path}: cannot read the edges: {exc}") from None
     return [tuple(n.split("->", 1)) for n in names if "->" in n]
 

@@ -39,7 +39,7 @@ def _edge_cube(run_dir: Path, times: np.ndarray) -> tuple[list[tuple[str, str]],
     from twin.telemetry.widecsv import read_cube
 
     path = run_dir / "edge_metrics.parquet"
-    if not path.is_file():
+    if not path.exists():
         return [], np.zeros((len(times), 0, len(EDGE_METRICS)))
     e_times, names, metrics, cube = read_cube(path, entity="edge")
     block = np.zeros((len(times), len(names), len(EDGE_METRICS)))

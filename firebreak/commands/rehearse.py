@@ -76,17 +76,23 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
             f"rehearsing {scenario.name} (seed {scenario.seed}) with {mode} operations ...",
             file=sys.stderr,
         )
-        result = rehearse(scenario, mode, target, settings=settings, truth=truth)
+        result = rehearse(
+            scenario, mode, target, settings=settings, truth=truth, allow_large=args.allow_large
+        )
         if truth is None and not result.interrupted:
             truth = json.loads((target / "labels.json").read_text())
         name = mode.partition(":")[0]  # rl:DIR reports as "rl"
         stacks[name] = result.summary["stacks"][name]
         interrupted |= result.interrupted
         print(f"{mode}: run directory {target}", file=sys.stderr)
+        if interrupted:  # Ctrl-C or SIGTERM: stop here, keep what was rehearsed
+            break
     print(table(stacks))
-    if not interrupted:
-        names = [m.partition(":")[0] for m in modes]
-        print(f"report: {write_report(out, report_modes(out, names))}")
+    if interrupted:
+        print(f"interrupted: kept the run directories in {out}", file=sys.stderr)
+        return 130
+    names = [m.partition(":")[0] for m in modes]
+    print(f"report: {write_report(out, report_modes(out, names))}")
     return 0
 
 
@@ -115,4 +121,9 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--duration", type=_duration_arg, default=None, help="override duration")
     p.add_argument("--runbook", default=None, help="runbook YAML (default: runbooks/default.yaml)")
+    p.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="run even when the estimated memory, disk or time passes this machine's limits",
+    )
     p.set_defaults(func=cmd_rehearse)

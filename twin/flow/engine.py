@@ -261,7 +261,10 @@ class Simulation:
         return self.n_ticks * self.dt
 
     def run(self, progress: Callable[[float], None] | None = None) -> None:
-        """Simulate to the end (or until Ctrl-C), handing chunks to the sinks as it goes."""
+        """Simulate to the end, handing chunks to the sinks as it goes. Ctrl-C (SIGTERM in
+        the CLI) marks the run interrupted, hands the sinks what was simulated and closes
+        them, then propagates: the caller decides whether that ends everything (a
+        fault-free replay or a what-if fork must not carry on as if complete)."""
         end = self.end
         step = self.chunk_size * self.dt
         try:
@@ -275,6 +278,8 @@ class Simulation:
                 self._run_until(end + self.dt * 0.5)
         except KeyboardInterrupt:
             self.interrupted = True
+            self.finish()
+            raise
         self.finish()
 
     def advance(self, until: float) -> None:

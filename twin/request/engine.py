@@ -446,7 +446,9 @@ class RequestSimulation:
 
     # -- driving -------------------------------------------------------------------------
     def run(self, progress: Callable[[float], None] | None = None) -> None:
-        """Simulate to the end (or until Ctrl-C), handing chunks to the sinks as it goes."""
+        """Simulate to the end, handing chunks to the sinks as it goes. Ctrl-C (SIGTERM in
+        the CLI) marks the run interrupted, hands the sinks what was simulated and closes
+        them, then propagates: the caller decides whether that ends everything."""
         end = self.n_ticks * self.dt
         step = max(self.dt, min(60.0, end / 100.0))
         try:
@@ -459,6 +461,11 @@ class RequestSimulation:
             self.env.run(until=end + self.dt * 0.5)
         except KeyboardInterrupt:
             self.interrupted = True
+            self._close_sinks()
+            raise
+        self._close_sinks()
+
+    def _close_sinks(self) -> None:
         self._flush(self.tick_index)
         for sink in self.sinks:
             sink.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from twin.errors import ScenarioError
 from twin.fields import N_SERVICE_METRICS, M
 from twin.flow.engine import Simulation
 from twin.request.engine import RequestSimulation
+from twin.run.budget import check_budget, estimate
 from twin.run.directory import RunDirectoryWriter, write_json
 from twin.run.labels import ground_truth, record_signals
 from twin.run.slo import SloTracker
@@ -120,6 +122,7 @@ def run_scenario(
     actions: Sequence[tuple[float, Action]] = (),
     controller: RunController | None = None,
     truth: dict | None = None,
+    allow_large: bool = False,
 ) -> RunResult:
     """Simulate, write the run directory as the run goes, then label faults and summarise.
 
@@ -136,35 +139,111 @@ def run_scenario(
     scenario without its actions, so they describe the faults, not the operator's response;
     such labels depend on the scenario alone, so a caller rehearsing it again may pass them
     back as `truth` instead of recomputing them.
+
+    Before anything is written, the run's memory, disk and wall time are estimated from the
+    scenario (twin/run/budget.py) and a run past the machine's limits is refused, unless
+    `allow_large`.
     """
     if fidelity not in FIDELITIES:
         raise ScenarioError(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
     out = Path(out)
+    if not allow_large:
+        cost = estimate(scenario, fidelity, labels=labels)
+        check_budget(cost, out, f"scenario {scenario.name!r}")
     wall0 = time.perf_counter()
     run = _start(scenario, out, fidelity, actions, controller, labels)
     sim = run.sim
-    end = sim.n_ticks * sim.dt
-    if controller is not None:
-        controller.drive(sim)
-        sim.finish()
-    else:
-        sim.run(progress=(lambda t: progress("simulate", t, end)) if progress else None)
+    try:
+        write_json(out / "summary.json", _status_only(scenario, fidelity, "running"))
+        _simulate(run, controller, progress)
+    except BaseException as exc:
+        _abandon(run, scenario, fidelity, out, exc)
+        raise
     run.streams.close()
     sim_seconds = sim.tick_index * sim.dt
     sim_wall = time.perf_counter() - wall0
 
+    status = "interrupted" if sim.interrupted else "complete"
     closed_loop = controller is not None or bool(actions)
-    if not (truth is not None and closed_loop and labels and not sim.interrupted):
-        truth = _label(scenario, run, labels, closed_loop, sim_seconds, progress)
-    write_json(out / "labels.json", truth)
+    try:
+        if not (truth is not None and closed_loop and labels and not sim.interrupted):
+            try:
+                truth = _label(scenario, run, labels, closed_loop, sim_seconds, progress)
+            except KeyboardInterrupt:  # Ctrl-C or SIGTERM while labelling: keep the run
+                status = "interrupted"
+                truth = _unlabelled(scenario, sim_seconds, "labelling interrupted")
+        write_json(out / "labels.json", truth)
+        summary = _summarise(scenario, run, fidelity, sim_seconds, wall0, sim_wall)
+        summary["status"] = status
+        if controller is not None:
+            summary["stacks"] = {controller.mode: controller.finish(truth, run.slo, summary)}
+        write_json(out / "summary.json", summary)
+        if scenario.telemetry.plot and status == "complete":
+            try:
+                _plot(scenario, run, truth, out, sim_seconds)
+            except KeyboardInterrupt:
+                summary["status"] = status = "interrupted"
+                write_json(out / "summary.json", summary)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            _abandon(run, scenario, fidelity, out, exc)
+        raise
+    return RunResult(out=out, summary=summary, interrupted=status == "interrupted")
 
-    summary = _summarise(scenario, run, fidelity, sim_seconds, wall0, sim_wall)
-    if controller is not None:
-        summary["stacks"] = {controller.mode: controller.finish(truth, run.slo, summary)}
-    write_json(out / "summary.json", summary)
-    if scenario.telemetry.plot:
-        _plot(scenario, run, truth, out, sim_seconds)
-    return RunResult(out=out, summary=summary, interrupted=sim.interrupted)
+
+def _simulate(
+    run: _Run,
+    controller: RunController | None,
+    progress: Callable[[str, float, float], None] | None,
+) -> None:
+    """Drive the simulation to its end; Ctrl-C (or SIGTERM, which the CLI turns into it)
+    stops it where it is and keeps what was simulated."""
+    sim = run.sim
+    end = sim.n_ticks * sim.dt
+    if controller is None:
+        with contextlib.suppress(KeyboardInterrupt):  # sim.interrupted says so
+            sim.run(progress=(lambda t: progress("simulate", t, end)) if progress else None)
+        return
+    try:
+        controller.drive(sim)
+    except KeyboardInterrupt:
+        sim.interrupted = True
+    sim.finish()
+
+
+def _status_only(scenario: Scenario, fidelity: str, status: str, **extra: Any) -> dict:
+    """The summary a run has before it has figures: what it is and how far it got."""
+    return {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "fidelity": fidelity,
+        "status": status,
+        **extra,
+    }
+
+
+def _abandon(run: _Run, scenario: Scenario, fidelity: str, out: Path, exc: BaseException) -> None:
+    """A run that failed part way: close every writer (what was flushed stays readable) and
+    say so in summary.json. Never raises: the original error is what the caller needs."""
+    with contextlib.suppress(BaseException):
+        run.sim.finish()  # hands the sinks what was simulated, then closes them
+    for closer in [*run.sim.sinks, run.streams]:  # whatever finish() could not close
+        with contextlib.suppress(BaseException):
+            closer.close()
+    sim = run.sim
+    status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+    error = "interrupted" if status == "interrupted" else f"{type(exc).__name__}: {exc}"
+    with contextlib.suppress(OSError):
+        write_json(
+            out / "summary.json",
+            _status_only(
+                scenario,
+                fidelity,
+                status,
+                error=error,
+                sim_seconds=sim.tick_index * sim.dt,
+            ),
+        )
 
 
 @dataclass
@@ -198,12 +277,16 @@ def _start(
         sim = RequestSimulation(scenario, trace_rate=rate if tel.traces else 0.0)
     names, edges = sim.topo.names, sim.topo.edges
     writer = RunDirectoryWriter(out, names, edges)
-    streams = _trace_and_log_sinks(scenario, sim, out, rate)
-    slo = SloTracker(scenario, names)
-    means = WindowedMeans(scenario.duration, sim.dt, len(names), N_SERVICE_METRICS)
-    signals = None
-    if labels and scenario.faults and fidelity == "flow":
-        signals = SignalRecorder(sim.n_ticks, len(names))
+    try:
+        streams = _trace_and_log_sinks(scenario, sim, out, rate)
+        slo = SloTracker(scenario, names)
+        means = WindowedMeans(scenario.duration, sim.dt, len(names), N_SERVICE_METRICS)
+        signals = None
+        if labels and scenario.faults and fidelity == "flow":
+            signals = SignalRecorder(sim.n_ticks, len(names))
+    except BaseException:
+        writer.close()  # nothing left open behind an error
+        raise
     sim.sinks.extend([writer, slo, means, *streams.sinks] + ([signals] if signals else []))
     return _Run(sim, streams, slo, means, signals, rate)
 
@@ -232,14 +315,24 @@ def _label(
             sim_seconds,
             progress=(lambda i, n: progress("label", i, n)) if progress else None,
         )
-    truth: dict[str, Any] = {
+    if sim.interrupted:
+        return _unlabelled(scenario, sim_seconds, "run interrupted")
+    return {
         "scenario": scenario.name,
         "seed": scenario.seed,
         "faults": [],
-        "method": "none: " + ("run interrupted" if sim.interrupted else "no faults or disabled"),
+        "method": "none: no faults or disabled",
     }
-    if sim.interrupted:
-        truth["faults"] = [
+
+
+def _unlabelled(scenario: Scenario, sim_seconds: float, why: str) -> dict:
+    """What is known without the but-for replays: the faults that had started, their ends
+    and effects unknown."""
+    return {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "method": f"none: {why}",
+        "faults": [
             {
                 "id": f.name or f"{f.kind}-{i}",
                 "kind": f.kind,
@@ -250,8 +343,8 @@ def _label(
             }
             for i, f in enumerate(scenario.faults)
             if f.start < sim_seconds
-        ]
-    return truth
+        ],
+    }
 
 
 def _summarise(

@@ -6,12 +6,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from twin.errors import ScenarioError
 from twin.scenario.schema import Scenario
 from twin.scenario.topology import Topology
+from twin.strict import StrictFormatError, load_yaml, read_text
 
 TOPOLOGY_DIR_NAMES = ("topologies",)
 
@@ -28,19 +28,10 @@ def format_location(loc: Iterable[Any]) -> str:
 
 
 def _read_yaml(path: Path) -> Any:
-    if not path.exists():
-        raise ScenarioError(f"{path}: file not found")
-    if path.is_dir():
-        raise ScenarioError(f"{path}: is a directory, expected a YAML file")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ScenarioError(f"{path}: malformed YAML{where}: {problem}") from None
-    except UnicodeDecodeError as exc:
-        raise ScenarioError(f"{path}: not a UTF-8 text file ({exc.reason})") from None
+        return load_yaml(read_text(path, "YAML file"), path)
+    except StrictFormatError as exc:
+        raise ScenarioError(str(exc)) from None
 
 
 def _validation_message(source: str, exc: ValidationError, prefix: tuple = ()) -> str:

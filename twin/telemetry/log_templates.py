@@ -1,11 +1,17 @@
 """The words of the twin's logs: templates per service and role, causes, stack traces.
 
-Data, not logic: what each Online Boutique service prints on traffic (after the real
+Mostly data: what each Online Boutique service prints on traffic (after the real
 services' log lines), generic lines by role for every other topology, failure messages by
-cause, and stack traces in the style of each service's language.
+cause, stack traces in the style of each service's language, and the timestamp format.
 """
 
 from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from twin.telemetry.spans import EPOCH_UNIX_S
 
 PRODUCTS = ("OLJCESPC7Z", "66VCHSJNUP", "1YMWWN1N4O", "L9ECAV7KIM", "2ZYFJ3GM2N", "9SIQT8TOJO")
 CURRENCIES = ("EUR", "USD", "JPY", "GBP", "CAD", "TRY")
@@ -152,3 +158,21 @@ def language_of(description: str) -> str:
 
 def camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+
+
+@lru_cache(maxsize=1024)
+def _day_iso(day: int) -> str:
+    return datetime.fromtimestamp(EPOCH_UNIX_S + day * 86400, tz=UTC).strftime("%Y-%m-%d")
+
+
+def iso_time(t: float) -> str:
+    """Simulated seconds → ISO 8601 UTC with milliseconds, on the scenario's calendar.
+
+    The epoch is a midnight, so only the date needs the calendar (cached per day).
+    """
+    ms = int(math.floor(t * 1000.0 + 1e-6))
+    day, ms_of_day = divmod(ms, 86_400_000)
+    sec, ms = divmod(ms_of_day, 1000)
+    minute, sec = divmod(sec, 60)
+    hour, minute = divmod(minute, 60)
+    return f"{_day_iso(day)}T{hour:02d}:{minute:02d}:{sec:02d}.{ms:03d}Z"

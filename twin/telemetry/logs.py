@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import string
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import numpy as np
 from twin.fields import M
 from twin.rng import stream
 from twin.scenario.schema import Scenario
+from twin.telemetry.files import open_truncated, write_all
 from twin.telemetry.frame import Chunk
 from twin.telemetry.log_templates import (
     CURRENCIES,
@@ -45,9 +46,10 @@ from twin.telemetry.log_templates import (
     TRAFFIC,
     WORDS,
     camel,
+    iso_time,
     language_of,
 )
-from twin.telemetry.spans import EPOCH_UNIX_S, Span
+from twin.telemetry.spans import Span
 from twin.telemetry.trace_sampler import (
     OWN_ERROR_MIN_OK,
     EdgeArrays,
@@ -62,25 +64,8 @@ DEFAULT_ERROR_RATE = 0.01  # ERROR lines per failed request (services rate-limit
 MEMORY_WARN_SHARE = 0.85  # of the memory limit
 MEMORY_WARN_EVERY_S = 60.0
 SPANS_KEPT = 4  # spans remembered per (tick, service) and kind, to lend their ids to lines
+MAX_LINES_PER_TICK = 100  # per service (or call edge) and kind of line, per tick
 DEFAULT_SLOW_S = 1.0  # slow-request threshold of a service nobody calls with a timeout
-
-
-@lru_cache(maxsize=1024)
-def _day_iso(day: int) -> str:
-    return datetime.fromtimestamp(EPOCH_UNIX_S + day * 86400, tz=UTC).strftime("%Y-%m-%d")
-
-
-def iso_time(t: float) -> str:
-    """Simulated seconds → ISO 8601 UTC with milliseconds, on the scenario's calendar.
-
-    The epoch is a midnight, so only the date needs the calendar (cached per day).
-    """
-    ms = int(math.floor(t * 1000.0 + 1e-6))
-    day, ms_of_day = divmod(ms, 86_400_000)
-    sec, ms = divmod(ms_of_day, 1000)
-    minute, sec = divmod(sec, 60)
-    hour, minute = divmod(minute, 60)
-    return f"{_day_iso(day)}T{hour:02d}:{minute:02d}:{sec:02d}.{ms:03d}Z"
 
 
 def _norm_sf(x: np.ndarray) -> np.ndarray:
@@ -93,6 +78,12 @@ def _norm_sf(x: np.ndarray) -> np.ndarray:
     poly = t * poly
     erfc = poly * np.exp(-z * z)
     return np.where(x >= 0, 0.5 * erfc, 1.0 - 0.5 * erfc)
+
+
+def _capped(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
+    """Poisson line counts, at most MAX_LINES_PER_TICK per cell: services and log shippers
+    rate-limit their lines, and the cost of a tick stays bounded under any load."""
+    return np.minimum(rng.poisson(np.minimum(lam, MAX_LINES_PER_TICK)), MAX_LINES_PER_TICK)
 
 
 @lru_cache(maxsize=65536)
@@ -123,7 +114,8 @@ class LogSink:
                 raise ValueError(f"{label} must be in [0, 1], got {value!r}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = self.path.open("w", encoding="utf-8")
+        # whole lines per write, so a killed run leaves a readable file (see twin/run)
+        self._fd = open_truncated(self.path)
         self.names = tuple(names)
         self.index = {name: i for i, name in enumerate(self.names)}
         self.dt = float(scenario.tick)
@@ -194,7 +186,7 @@ class LogSink:
         if self._pending is not None:
             self._write_chunk(self._pending)
             self._pending = None
-        self.file.close()
+        os.close(self._fd)
         self._closed = True
 
     def _write_chunk(self, chunk: Chunk) -> None:
@@ -207,8 +199,8 @@ class LogSink:
         self._memory(chunk, first_tick, records)
         self._events(chunk, records)
         records.sort(key=lambda r: (r[0], r[1]))
-        self.file.write("".join(line for _, _, line in records))
-        self.file.flush()
+        data = "".join(line for _, _, line in records).encode("utf-8")
+        write_all(self._fd, data)
         self.lines += len(records)
         last = first_tick + len(chunk.times)
         self._spans = {k: v for k, v in self._spans.items() if k[0] >= last}
@@ -280,7 +272,7 @@ class LogSink:
         if self.info_rate <= 0.0:
             return
         thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0)
-        counts = self.draws.rng.poisson(thr * (self.info_rate * self.dt))
+        counts = _capped(self.draws.rng, thr * (self.info_rate * self.dt))
         rows, services = np.nonzero(counts)
         times, d, dt = chunk.times.tolist(), self.draws, self.dt
         params = chunk.dist[rows, services].tolist()  # Python scalars: the loop is per line
@@ -306,9 +298,9 @@ class LogSink:
             return
         scale = self.error_rate * self.dt
         rng = self.draws.rng
-        call_counts = rng.poisson(np.maximum(chunk.edge_values[:, :, 1], 0.0) * scale)
+        call_counts = _capped(rng, np.maximum(chunk.edge_values[:, :, 1], 0.0) * scale)
         bound = np.maximum(chunk.values[:, :, M["error_rate"]], 0.0) * (scale / OWN_ERROR_MIN_OK)
-        candidates = rng.poisson(bound)
+        candidates = _capped(rng, bound)
         self._slow_lines(chunk, first, records)
         rows = np.union1d(
             np.nonzero(call_counts.any(axis=1))[0], np.nonzero(candidates.any(axis=1))[0]
@@ -338,7 +330,7 @@ class LogSink:
         v = chunk.values
         up = v[:, :, M["latency_p50_ms"]] > 0.0
         expected = np.maximum(v[:, :, M["throughput"]], 0.0) * p_slow * up
-        counts = self.draws.rng.poisson(expected * (self.error_rate * self.dt))
+        counts = _capped(self.draws.rng, expected * (self.error_rate * self.dt))
         for row, s in zip(*np.nonzero(counts), strict=True):
             for _ in range(int(counts[row, s])):
                 self._slow(chunk, int(row), int(s), first + int(row), records)

@@ -14,6 +14,7 @@ Encoding follows OTLP/JSON, not proto3's default JSON mapping: ids are lowercase
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from twin.telemetry.files import append_bytes
 from twin.telemetry.spans import EPOCH_UNIX_S, Span
 
 KIND_SERVER = 2
@@ -98,7 +100,7 @@ def span_json(span: Span) -> str:
 
 
 class OtlpTraceWriter:
-    """Streams spans to per-service temporary files; `close()` writes `path` as one document.
+    """Streams spans to per-service JSON-lines spools; `close()` writes `path` as one document.
 
     `service_names` fixes the order of the resource groups (services seen in spans but not
     named there are appended in order of first appearance), so equal inputs give equal bytes.
@@ -143,7 +145,7 @@ class OtlpTraceWriter:
         if service not in self._index:
             self._index[service] = len(self.order)
             self.order.append(service)
-        return self._tmp_dir() / f"{self._index[service]}.part"
+        return self._tmp_dir() / f"{self._index[service]}.spans.jsonl"
 
     def add(self, spans: Sequence[Span]) -> None:
         """Encode a batch and append it to its services' files."""
@@ -156,10 +158,8 @@ class OtlpTraceWriter:
         for span in spans:
             groups.setdefault(span.service, []).append(span_json(span))
         for service, encoded in groups.items():
-            text = ",\n".join(encoded)
-            sep = ",\n" if self._written.get(service) else ""
-            with self._file_for(service).open("a", encoding="utf-8") as fh:
-                fh.write(sep + text)
+            # one span per line, whole lines per write: a killed run leaves JSON lines
+            append_bytes(self._file_for(service), ("\n".join(encoded) + "\n").encode("utf-8"))
             self._written[service] = self._written.get(service, 0) + len(encoded)
         self.count += len(spans)
 
@@ -191,7 +191,8 @@ class OtlpTraceWriter:
         self._closed = True
         self.path.parent.mkdir(parents=True, exist_ok=True)
         scope = json.dumps(SCOPE, separators=(",", ":"))
-        with self.path.open("w", encoding="utf-8") as out:
+        tmp = self.path.with_name(f".{self.path.name}.tmp")  # renamed when whole
+        with tmp.open("w", encoding="utf-8") as out:
             out.write('{"resourceSpans":[')
             first = True
             for service in self.order:
@@ -203,10 +204,12 @@ class OtlpTraceWriter:
                 out.write(("" if first else ",") + '\n{"resource":' + resource)
                 out.write(',"scopeSpans":[{"scope":' + scope + ',"spans":[\n')
                 with self._file_for(service).open(encoding="utf-8") as part:
-                    shutil.copyfileobj(part, out)
+                    for i, line in enumerate(part):
+                        out.write(("" if i == 0 else ",\n") + line.rstrip("\n"))
                 out.write("]}]}")
                 first = False
             out.write("\n]}\n")
+        os.replace(tmp, self.path)
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None

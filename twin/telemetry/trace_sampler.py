@@ -42,6 +42,8 @@ from twin.telemetry.frame import Chunk
 from twin.telemetry.otlp import OtlpTraceWriter
 from twin.telemetry.spans import Span
 
+MAX_TRACES_PER_TICK = 200  # per request class and tick: the sampler's cost stays bounded
+
 DEFAULT_RATE = 1e-4  # one request in 10,000: ~860 traces a day at Online Boutique's 100 rps
 REFUSED_S = 0.001  # a refused or rejected attempt costs the caller about a millisecond
 ASYNC_SEND_S = 0.0005  # a fire-and-forget call occupies its caller only while sending
@@ -312,7 +314,10 @@ class TraceSampler:
             + values[:, :, M["shed_rate"]]
         )[:, self.class_entry]
         lam = np.maximum(entry_total, 0.0) * (self.class_share * self.rate * self.dt)
-        counts = self.draws.rng.poisson(lam)
+        # a bounded cost per tick whatever the offered load (a flood of shed requests
+        # included), as a tail-sampling collector's per-second budget bounds it
+        lam = np.minimum(lam, MAX_TRACES_PER_TICK)
+        counts = np.minimum(self.draws.rng.poisson(lam), MAX_TRACES_PER_TICK)
         ticks, classes = np.nonzero(counts)
         if len(ticks) == 0:
             return

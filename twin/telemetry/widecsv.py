@@ -37,11 +37,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from twin.errors import FirebreakError
 from twin.fields import SERVICE_METRICS
 from twin.telemetry.exposition import MIB, dist_from_quantiles
+from twin.telemetry.longtable import open_long_table, read_long_table
 from twin.telemetry.spans import EPOCH_UNIX_S
 
 Z90 = 1.2815515655446004
@@ -66,15 +66,7 @@ def rcaeval_service_name(name: str) -> str:
 
 def read_long_metrics(path: Path) -> pd.DataFrame:
     """A run's long table (time, service, metric, value); a run directory or the file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.parquet"
-    if not path.is_file():
-        raise FirebreakError(f"{path}: no such metrics file (is this a run directory?)")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise FirebreakError(f"{path}: cannot read as Parquet: {exc}") from None
+    return read_long_table(path).to_pandas()
 
 
 def long_to_cube(
@@ -101,29 +93,24 @@ def read_cube(
 ) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...], np.ndarray]:
     """`long_to_cube` of a Parquet file, batch by batch, so a day-long run never sits in
     memory as a table (only its cube: ticks × entities × metrics floats)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "metrics.parquet"
-    if not path.is_file():
-        raise FirebreakError(f"{path}: no such metrics file (is this a run directory?)")
     columns = ["time", entity, "metric", "value"]
+    dataset = open_long_table(path)
     try:
-        pf = pq.ParquetFile(path)
-        missing = [c for c in columns if c not in pf.schema_arrow.names]
+        missing = [c for c in columns if c not in dataset.schema.names]
         if missing:
             raise FirebreakError(f"{path}: long metrics table lacks column(s) {missing}")
         # pass 1: the ticks and the names, in order of first appearance
         entities: dict[str, int] = {}
         metrics: dict[str, int] = {}
         seen_times = [np.zeros(0)]
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns[:3]):
+        for batch in dataset.to_batches(columns=columns[:3], batch_size=batch_rows):
             seen_times.append(np.unique(batch.column(0).to_numpy()))
             _global_codes(batch.column(1), entities)
             _global_codes(batch.column(2), metrics)
         times = np.unique(np.concatenate(seen_times))
         # pass 2: the values into their cells
         cube = np.full((len(times), len(entities), len(metrics)), np.nan)
-        for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+        for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
             t_idx = np.searchsorted(times, batch.column(0).to_numpy())
             e_idx = _global_codes(batch.column(1), entities)
             m_idx = _global_codes(batch.column(2), metrics)
