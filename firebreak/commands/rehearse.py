@@ -71,7 +71,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     truth = None  # the fault labels depend on the scenario alone: computed once
     for mode in modes:
         target = out / mode if len(modes) > 1 else out
-        settings = StackSettings(runbook=args.runbook)
+        settings = StackSettings(runbook=args.runbook, trust_pickle=args.trust_pickle)
         print(
             f"rehearsing {scenario.name} (seed {scenario.seed}) with {mode} operations ...",
             file=sys.stderr,
@@ -92,6 +92,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from firebreak.cli import _duration_arg
+    from firebreak.commands.evaluate import add_trust_pickle
 
     p = subparsers.add_parser(
         "rehearse",
@@ -115,4 +116,5 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="override the scenario's seed")
     p.add_argument("--duration", type=_duration_arg, default=None, help="override duration")
     p.add_argument("--runbook", default=None, help="runbook YAML (default: runbooks/default.yaml)")
+    add_trust_pickle(p)
     p.set_defaults(func=cmd_rehearse)
