@@ -50,7 +50,12 @@ def crafted_policy_dir(folder: Path, marker: Path, env_id: str, algo: str = "ppo
     settings = {
         "algo": algo,
         "env_id": env_id,
-        "env_settings": {"observation": "ranked", "top_k": 5, "decision_s": 10.0},
+        "env_settings": {
+            "observation": "ranked",
+            "top_k": 5,
+            "decision_s": 10.0,
+            "topologies": ["online-boutique"],
+        },
         "env_kwargs": {},
     }
     (folder / "settings.json").write_text(json.dumps(settings))

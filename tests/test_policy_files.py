@@ -213,6 +213,13 @@ def _edit_description(folder: Path, edit) -> None:
     path.write_text(json.dumps(data))
 
 
+def _edit_settings(folder: Path, edit) -> None:
+    path = folder / "settings.json"
+    data = json.loads(path.read_text())
+    edit(data)
+    path.write_text(json.dumps(data))
+
+
 def _set(path: list, value):
     def edit(data):
         node = data
@@ -235,7 +242,7 @@ def _resized_weights(folder: Path) -> None:
     from safetensors.torch import load, save
 
     tensors = load((folder / WEIGHTS_FILE).read_bytes())
-    name = next(iter(tensors))
+    name = min(k for k, t in tensors.items() if t.shape[0] > 1)
     tensors[name] = tensors[name][:1].clone()
     data = save(tensors)
     (folder / WEIGHTS_FILE).write_bytes(data)
@@ -289,6 +296,18 @@ DAMAGE = [
     (lambda f: (f / "settings.json").unlink(), r"settings\.json: the policy's settings file is"),
     (lambda f: (f / "settings.json").write_text("{}"), r"settings\.json: algo: expected a str"),
     (lambda f: (f / DESCRIPTION_FILE).unlink(), r"policy\.json: no saved policy there"),
+    (
+        lambda f: _edit_settings(f, _set(["env_id"], "CartPole-v1")),
+        r"settings\.json: env_id: unknown 'CartPole-v1'",
+    ),
+    (
+        lambda f: _edit_settings(f, _set(["env_settings", "top_k"], "five")),
+        r"settings\.json: env_settings\.top_k: expected an integer in \[1, 1000\], got 'five'",
+    ),
+    (
+        lambda f: _edit_settings(f, lambda d: d["env_settings"].pop("observation")),
+        r"settings\.json: env_settings\.observation: expected 'ranked' or 'services', got None",
+    ),
 ]
 
 
@@ -300,8 +319,18 @@ def test_damaged_policy_files_are_clear_errors(tmp_path, saved, capsys, damage, 
     with pytest.raises(PolicyFileError, match=message) as info:
         load_policy(folder)
     assert isinstance(info.value, FirebreakError)
-    code, text = _cli(capsys, "evaluate", "--policy", str(folder), "--quiet")
+    out = tmp_path / "evaluation"
+    code, text = _cli(capsys, "evaluate", "--policy", str(folder), "--out", str(out), "--quiet")
     assert code == 2 and "Traceback" not in text and f"error: {info.value}" in text
+
+
+def test_evaluate_names_an_env_keyword_that_does_not_exist(tmp_path, saved, capsys):
+    folder = tmp_path / "policy"
+    shutil.copytree(saved, folder)
+    _edit_settings(folder, _set(["env_kwargs", "bogus"], 1))
+    code, text = _cli(capsys, "evaluate", "--policy", str(folder), "--out", str(tmp_path / "e"))
+    assert code == 2 and "Traceback" not in text
+    assert "settings.json: env_kwargs:" in text and "bogus" in text
 
 
 def test_a_policy_path_that_is_not_one(tmp_path, saved):

@@ -149,6 +149,9 @@ def test_codec_keeps_every_kind_of_value() -> None:
     assert back.inner.weights.dtype == np.int16
     assert torch.equal(back.tensor, obj.tensor)
     assert np.array_equal(back.rng.random(5), rng.random(5))  # the stream continues
+    shared = np.zeros(3)
+    again = decode(encode(Holder(a=shared, b=shared, c=shared.copy())))
+    assert again.a is again.b and again.c is not again.a  # aliasing kept, copies stay apart
 
 
 def test_what_is_not_data_is_refused_when_saving(tmp_path: Path) -> None:

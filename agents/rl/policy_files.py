@@ -29,6 +29,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from agents.rl.envs import ENV_IDS, REMEDIATION_ID
 from agents.rl.policy_spec import (
     ALGOS,
     MAX_PARAMETERS,
@@ -188,9 +189,43 @@ def _settings(folder: Path) -> tuple[dict[str, Any], Path]:
             )
     if settings["algo"] not in ALGOS:
         raise PolicyFileError(f"{path}: algo: unknown {settings['algo']!r}")
+    if settings["env_id"] not in ENV_IDS:
+        raise PolicyFileError(
+            f"{path}: env_id: unknown {settings['env_id']!r} (envs: {', '.join(ENV_IDS)})"
+        )
     if not isinstance(settings.get("env_kwargs") or {}, dict):
         raise PolicyFileError(f"{path}: env_kwargs: expected an object")
+    _check_env_settings(settings["env_settings"], settings["env_id"], path)
     return settings, path
+
+
+def _check_env_settings(env: dict[str, Any], env_id: str, path: Path) -> None:
+    """The env settings the policy runner and `evaluate` read: present and sane."""
+
+    def bad(key: str, want: str) -> PolicyFileError:
+        return PolicyFileError(
+            f"{path}: env_settings.{key}: expected {want}, got {env.get(key)!r:.80}"
+        )
+
+    if env.get("observation") not in ("ranked", "services"):
+        raise bad("observation", "'ranked' or 'services'")
+    decision = env.get("decision_s")
+    if (
+        isinstance(decision, bool)
+        or not isinstance(decision, int | float)
+        or not 0 < decision < 1e6
+    ):
+        raise bad("decision_s", "a number of seconds in (0, 1e6)")
+    topologies = env.get("topologies")
+    if not isinstance(topologies, list) or not all(isinstance(t, str) for t in topologies):
+        raise bad("topologies", "a list of topology names")
+    if env_id == REMEDIATION_ID:
+        top_k = env.get("top_k")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 1000:
+            raise bad("top_k", "an integer in [1, 1000]")
+        share = env.get("shed_share", 0.3)
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise bad("shed_share", "a share in [0, 1]")
 
 
 def _weights(desc_path: Path, entry: Any) -> dict[str, Any]:

@@ -92,13 +92,19 @@ def is_storable(cls: type) -> bool:
 class _Encoder:
     def __init__(self) -> None:
         self.arrays: dict[str, np.ndarray] = {}
+        self._seen: dict[int, str] = {}  # an array held twice is stored once, shared on load
         self._open: set[int] = set()  # containers on the current path (a cycle is refused)
 
-    def _array(self, a: np.ndarray, where: str) -> str:
-        if a.dtype.hasobject:
+    def _array(self, a: np.ndarray, where: str, held: bool = False) -> str:
+        """The npz key of `a`; `held`: `a` lives as long as the object (safe to key by id)."""
+        if held and id(a) in self._seen:
+            return self._seen[id(a)]
+        if a.dtype.hasobject:  # np.save would pickle it
             raise StateError(f"{where}: an array of Python objects cannot be stored as data")
         key = f"a{len(self.arrays)}"
         self.arrays[key] = a  # np.save keeps shape, dtype and order (0-d included)
+        if held:
+            self._seen[id(a)] = key
         return key
 
     def value(self, v: Any, where: str, depth: int = 0) -> Any:
@@ -110,7 +116,7 @@ class _Encoder:
         if kind is float:
             return v if math.isfinite(v) else {"float": repr(v)}
         if kind is np.ndarray:
-            return {"array": self._array(v, where)}
+            return {"array": self._array(v, where, held=True)}
         if isinstance(v, np.generic):
             return {"scalar": self._array(np.asarray(v), where)}
         if isinstance(v, np.random.Generator):
@@ -199,11 +205,14 @@ def encode(obj: Any, where: str = "detector") -> bytes:
 class _Decoder:
     def __init__(self, npz: Any) -> None:
         self.npz = npz
+        self._loaded: dict[str, np.ndarray] = {}
 
     def _array(self, key: Any, where: str) -> np.ndarray:
         if not isinstance(key, str) or key == TREE or key not in self.npz.files:
             raise StateError(f"{where}: names array {key!r:.40}, which is not in the file")
-        return self.npz[key]
+        if key not in self._loaded:
+            self._loaded[key] = self.npz[key]  # read with allow_pickle=False (np.load below)
+        return self._loaded[key]
 
     def value(self, node: Any, where: str, depth: int = 0) -> Any:
         if depth > MAX_DEPTH:

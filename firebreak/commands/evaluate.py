@@ -76,7 +76,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     masked = settings["algo"] == "maskable-ppo"
     for suite, env_kwargs in suites.items():
-        probe = gym.make(env_id, **env_kwargs)
+        try:
+            probe = gym.make(env_id, **env_kwargs)
+        except TypeError as exc:  # the settings name an env keyword that does not exist
+            raise FirebreakError(f"{args.policy}: settings.json: env_kwargs: {exc}") from None
         if layout.layout == "services":
             layout = ObservationLayout("services", 1, probe.unwrapped.encoder.n_services)
         n_actions = probe.action_space.n
