@@ -34,6 +34,7 @@ from detectors.safety.rollout import (
     alerts_from_scores,
     read_audit_log,
 )
+from detectors.safety.state import register_storable
 from twin.errors import FirebreakError
 
 SERVICES = ["cart", "checkout", "frontend", "payment"]
@@ -42,6 +43,7 @@ STEP = 60.0
 DAY_STEPS = 1440
 
 
+@register_storable
 class ZStub:
     """Per-signal EWMA z-score; optionally frozen after ``freeze_after`` learned frames."""
 
@@ -157,7 +159,7 @@ def test_round_trip_gives_identical_scores(tmp_path: Path) -> None:
     rng = np.random.default_rng(1)
     det = warmed(rng, gain=1.3, alpha=0.02)
     mv = reg.save("zs", det, metrics={"f1": np.float64(0.91)})
-    assert mv.version == 1 and mv.format == "pickle"
+    assert mv.version == 1 and mv.format == "arrays" and mv.state_file.name == "state.npz"
     assert mv.params == {"gain": 1.3, "alpha": 0.02, "freeze_after": None}
     assert mv.metrics == {"f1": 0.91}
     assert mv.created == 1_700_000_001.0  # the injected clock, never wall time
@@ -170,6 +172,7 @@ def test_round_trip_gives_identical_scores(tmp_path: Path) -> None:
         loaded.learn_one(x)
 
 
+@register_storable
 class TinyAE(torch.nn.Module):
     """A two-layer autoencoder: its constructor params rebuild it."""
 
@@ -191,7 +194,7 @@ def test_torch_module_saved_as_state_dict(tmp_path: Path) -> None:
     module = TinyAE(n=4, hidden=2)
     reg = registry(tmp_path)
     mv = reg.save("ae", module)
-    assert mv.format == "torch" and mv.state_file.name == "state.pt"
+    assert mv.format == "safetensors" and mv.state_file.name == "state.safetensors"
     assert mv.params == {"n": 4, "hidden": 2}
     loaded = reg.load("ae", 1)
     x = torch.randn(16, 4)

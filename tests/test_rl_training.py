@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from agents.rl.envs import AUTOSCALE_ID, REMEDIATION_ID
+from agents.rl.policy_files import load_policy
 from agents.rl.policy_runner import PolicyRunner
-from agents.rl.train import TrainConfig, TrainingError, load_policy, train
+from agents.rl.train import TrainConfig, TrainingError, train, train_model
 from firebreak.cli import main
 from twin.flow.engine import Simulation
 from twin.scenario.loader import load_scenario
@@ -33,22 +34,41 @@ def trained(tmp_path_factory):
         eval_freq=256,
         progress_bar=False,
     )
-    summary = train(config)
-    return out, summary
+    model, summary = train_model(config)
+    return out, summary, model
 
 
 def test_training_writes_policy_settings_logs_and_checkpoints(trained):
-    out, summary = trained
-    assert (out / "policy.zip").is_file()
+    out, summary, _ = trained
+    assert (out / "policy.safetensors").is_file() and (out / "policy.json").is_file()
     settings = json.loads((out / "settings.json").read_text())
     assert settings["algo"] == "maskable-ppo" and settings["env_id"] == REMEDIATION_ID
     assert settings["env_settings"]["episode_s"] == 300.0
     assert settings["env_kwargs"] == SHORT
     assert any((out / "tensorboard").rglob("events.out.tfevents*"))
-    assert any((out / "checkpoints").glob("*.zip"))
+    checkpoints = sorted((out / "checkpoints").glob("policy_*_steps.json"))
+    assert checkpoints and all(p.with_suffix(".safetensors").is_file() for p in checkpoints)
+    assert (out / "best" / "policy.json").is_file()
     assert (out / "eval" / "evaluations.npz").is_file()
+    assert not list(out.rglob("*.zip"))  # nothing that loading would have to unpickle
     _model, loaded = load_policy(out)
     assert loaded == settings and summary["steps"] == 256
+    for path in (out / "best", checkpoints[-1]):  # best and checkpoints load the same way
+        assert load_policy(path)[1] == settings
+
+
+def test_the_saved_policy_predicts_what_the_trained_model_does(trained):
+    """The safe file, rebuilt without pickle, answers as the in-memory trained model."""
+    import gymnasium as gym
+
+    out, _, model = trained
+    policy, _ = load_policy(out)
+    env = gym.make(REMEDIATION_ID, **SHORT)
+    env.observation_space.seed(1)
+    obs = np.stack([env.observation_space.sample() for _ in range(512)])
+    want, _ = model.predict(obs, deterministic=True)
+    got, _ = policy.predict(obs, deterministic=True)
+    assert np.array_equal(want, got) and len(np.unique(want)) > 1
 
 
 @pytest.mark.parametrize(("algo", "env_id"), [("ppo", AUTOSCALE_ID), ("dqn", REMEDIATION_ID)])
@@ -65,7 +85,7 @@ def test_other_algorithms_train(tmp_path, algo, env_id):
         progress_bar=False,
     )
     train(config)
-    _model, settings = load_policy(tmp_path / "policy.zip")
+    _model, settings = load_policy(tmp_path / "policy.json")
     assert settings["algo"] == algo
 
 
@@ -76,7 +96,7 @@ def test_dqn_refuses_a_multidiscrete_env(tmp_path):
 
 
 def test_policy_runner_drives_a_live_simulation(trained):
-    out, _ = trained
+    out, _, _ = trained
     scenario = load_scenario("scenarios/steady-state.yaml", duration=600)
     sim = Simulation(scenario)
     runner = PolicyRunner.load(out, sim)
@@ -127,7 +147,7 @@ def test_train_cli_errors(tmp_path, capsys, extra, message):
 
 
 def test_evaluate_cli_errors(tmp_path, capsys, trained):
-    out, _ = trained
+    out, _, _ = trained
     code, text = _cli(capsys, "evaluate", "--policy", str(tmp_path / "none"), "--quiet")
     assert code == 2 and "no saved policy there" in text
     code, text = _cli(capsys, "evaluate", "--policy", str(out), "--episodes", "1", "--quiet")
@@ -141,7 +161,7 @@ def test_evaluate_cli_errors(tmp_path, capsys, trained):
 
 
 def test_evaluate_cli_writes_table_csv_and_plot(tmp_path, capsys, trained):
-    out, _ = trained
+    out, _, _ = trained
     report = tmp_path / "report"
     code, text = _cli(
         capsys,

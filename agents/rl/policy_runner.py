@@ -24,7 +24,8 @@ import numpy as np
 
 from agents.rl.envs import AUTOSCALE_ID, REMEDIATION_ID
 from agents.rl.gate import GuardrailGate, autoscale_guardrails
-from agents.rl.train import TrainingError, load_policy
+from agents.rl.policy_files import load_policy
+from agents.rl.train import TrainingError
 from agents.safety.guardrail_config import GuardrailConfig
 from twin.control.actions import Action, ActionError, ScaleTo
 from twin.envs.autoscale import CHOICES, SCALE_CAP, SCALE_OUT_BY
@@ -98,9 +99,13 @@ class PolicyRunner:
                 )
 
     @classmethod
-    def load(cls, path: str | Path, sim: Simulation, **kwargs: Any) -> PolicyRunner:
-        """A runner for the policy saved at `path` (a `firebreak train` output directory)."""
-        model, settings = load_policy(path)
+    def load(
+        cls, path: str | Path, sim: Simulation, *, trust_pickle: bool = False, **kwargs: Any
+    ) -> PolicyRunner:
+        """A runner for the policy saved at `path` (a `firebreak train` output directory).
+
+        `trust_pickle` lets a stable-baselines3 zip load, running any code it holds."""
+        model, settings = load_policy(path, trust_pickle=trust_pickle)
         return cls(model, settings, sim, **kwargs)
 
     # ---------------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 
 One call sets up vectorised envs (in-process: one core), evaluation on held-out seeds
 during training (the best model is kept), checkpoints, TensorBoard logs and a progress
-bar, and writes `policy.zip` plus `settings.json` (the algorithm, the env id and every env
+bar, and writes `policy.safetensors` + `policy.json` (weights and the network described as
+data: `agents.rl.policy_files`) and `settings.json` (the algorithm, the env id and every env
 setting) into the output directory, which is what `load_policy` and the policy runner read.
+The best model (`best/`) and the checkpoints (`checkpoints/policy_N_steps.*`) are saved the
+same way; no stable-baselines3 zip is written, since loading one can run code.
 """
 
 from __future__ import annotations
@@ -16,11 +19,8 @@ from typing import Any
 
 from agents.rl.envs import ENV_IDS
 from agents.rl.evaluation import EVAL_SEED_BASE
+from agents.rl.policy_files import ALGOS, SETTINGS_FILE, save_policy
 from twin.errors import FirebreakError
-
-ALGOS = ("ppo", "maskable-ppo", "dqn")
-POLICY_FILE = "policy.zip"
-SETTINGS_FILE = "settings.json"
 
 
 class TrainingError(FirebreakError):
@@ -97,11 +97,46 @@ def _algo_class(algo: str):
     return PPO
 
 
+def _safe_saver(algo: str, env_id: str, folder: Path, stem: str | None):
+    """An SB3 callback writing the model's policy in Firebreak's safe format when called.
+
+    `stem` None names each file by the step count (checkpoints); a fixed stem overwrites
+    (the best model). Built here so SB3 is imported only when training.
+    """
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class SafeSave(BaseCallback):
+        def __init__(self, every: int = 0) -> None:
+            super().__init__()
+            self.every = every
+
+        def _on_step(self) -> bool:
+            if self.every and self.n_calls % self.every:
+                return True
+            name = stem or f"policy_{self.num_timesteps}_steps"
+            save_policy(self.model.policy, algo=algo, env_id=env_id, folder=folder, stem=name)
+            return True
+
+    return SafeSave
+
+
+def _write_settings(out: Path, summary: dict[str, Any]) -> None:
+    path = out / SETTINGS_FILE
+    tmp = path.with_name(f".{SETTINGS_FILE}.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
 def train(config: TrainConfig) -> dict[str, Any]:
     """Train, evaluate on held-out seeds as it goes, save; returns the run's summary."""
+    return train_model(config)[1]
+
+
+def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """`train`, also handing back the trained SB3 model (to compare with what was saved)."""
     import gymnasium as gym
     import torch
-    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+    from stable_baselines3.common.callbacks import CallbackList
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan
 
@@ -120,6 +155,18 @@ def train(config: TrainConfig) -> dict[str, Any]:
             f"{probe.action_space} (use ppo or maskable-ppo)"
         )
     probe.close()
+    summary: dict[str, Any] = {
+        "algo": config.algo,
+        "env_id": config.env_id,
+        "env_settings": settings,
+        "env_kwargs": kwargs,
+        "steps": config.steps,
+        "seed": config.seed,
+        "n_envs": config.n_envs,
+        "threads": config.threads,
+        "eval_seed_base": EVAL_SEED_BASE + 500_000 + config.seed,
+    }
+    _write_settings(out, summary)  # now, so checkpoints of an interrupted run are loadable
     envs = make_vec_env(
         config.env_id,
         n_envs=config.n_envs,
@@ -138,19 +185,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
         device="cpu",
         **_hyperparameters(config.algo, config.n_envs),
     )
-    callbacks = [
-        CheckpointCallback(
-            save_freq=max(config.steps // (config.checkpoints * config.n_envs), 1),
-            save_path=str(out / "checkpoints"),
-            name_prefix="policy",
-        )
-    ]
+    checkpoint = _safe_saver(config.algo, config.env_id, out / "checkpoints", None)
+    callbacks = [checkpoint(max(config.steps // (config.checkpoints * config.n_envs), 1))]
     if config.eval_episodes > 0:
         eval_env = VecCheckNan(
             make_vec_env(
                 config.env_id,
                 n_envs=1,
-                seed=EVAL_SEED_BASE + 500_000 + config.seed,
+                seed=summary["eval_seed_base"],
                 env_kwargs=kwargs,
                 vec_env_cls=DummyVecEnv,
             ),
@@ -160,7 +202,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         eval_kw = {
             "n_eval_episodes": config.eval_episodes,
             "eval_freq": max(freq // config.n_envs, 1),
-            "best_model_save_path": str(out / "best"),
+            "callback_on_new_best": _safe_saver(
+                config.algo, config.env_id, out / "best", "policy"
+            )(),
             "log_path": str(out / "eval"),
             "deterministic": True,
             "verbose": 0,
@@ -181,43 +225,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         tb_log_name=config.algo,
     )
     wall = time.perf_counter() - began
-    model.save(out / POLICY_FILE)
-    summary = {
-        "algo": config.algo,
-        "env_id": config.env_id,
-        "env_settings": settings,
-        "env_kwargs": kwargs,
-        "steps": config.steps,
-        "seed": config.seed,
-        "n_envs": config.n_envs,
-        "threads": config.threads,
-        "wall_s": round(wall, 1),
-        "steps_per_s": round(config.steps / wall, 1) if wall > 0 else None,
-        "eval_seed_base": EVAL_SEED_BASE + 500_000 + config.seed,
-    }
-    (out / SETTINGS_FILE).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    save_policy(model.policy, algo=config.algo, env_id=config.env_id, folder=out)
+    summary["wall_s"] = round(wall, 1)
+    summary["steps_per_s"] = round(config.steps / wall, 1) if wall > 0 else None
+    _write_settings(out, summary)
     envs.close()
-    return summary
-
-
-def load_policy(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """A saved policy and its settings: `path` is the training directory or its zip."""
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    zip_path = path / POLICY_FILE if path.is_dir() else path
-    settings_path = folder / SETTINGS_FILE
-    if not settings_path.is_file() and (folder.parent / SETTINGS_FILE).is_file():
-        settings_path = folder.parent / SETTINGS_FILE  # best/ and checkpoints/ models
-    if not zip_path.is_file():
-        raise TrainingError(f"{zip_path}: no saved policy there (train one with firebreak train)")
-    if not settings_path.is_file():
-        raise TrainingError(f"{settings_path}: the policy's settings file is missing")
-    try:
-        settings = json.loads(settings_path.read_text(encoding="utf-8"))
-        algo = settings["algo"]
-    except (json.JSONDecodeError, KeyError) as exc:
-        raise TrainingError(f"{settings_path}: unreadable settings ({exc})") from None
-    if algo not in ALGOS:
-        raise TrainingError(f"{settings_path}: unknown algo {algo!r}")
-    model = _algo_class(algo).load(zip_path, device="cpu")
-    return model, settings
+    return model, summary

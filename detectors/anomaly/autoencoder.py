@@ -100,6 +100,32 @@ class AutoencoderDetector(Tier2Base):
         self.threshold_ = self._threshold(self._raw(self._z(cal)))
         return self
 
+    def state_as_data(self) -> dict:
+        """What the model registry stores: the network as its tensors, not the module.
+
+        The optimiser is dropped: online SGD without momentum keeps no state of its own."""
+        state = {k: v for k, v in vars(self).items() if k not in ("net_", "_online_opt")}
+        state.pop("weights_", None)  # re-derived from the network
+        if hasattr(self, "net_"):
+            state["net_"] = {k: v.detach().clone() for k, v in self.net_.state_dict().items()}
+        return state
+
+    def load_state_data(self, state: dict) -> None:
+        """Rebuild from `state_as_data`: the same network, the tensors loaded strictly."""
+        tensors = state.pop("net_", None)
+        self.__dict__.update(state)
+        if tensors is not None:
+            d = int(self.n_features_in_)
+            first, middle = tensors.get("0.weight"), tensors.get("2.weight")
+            if first is None or middle is None or tuple(first.shape) != (self.hidden, d):
+                raise ValueError(f"net_: the stored layers do not fit d={d}, hidden={self.hidden}")
+            if middle.shape[0] != min(self.code, d):  # checked before anything is allocated
+                raise ValueError(f"net_: the stored code layer does not fit code={self.code}")
+            self.net_ = _network(d, self.hidden, min(self.code, d))
+            self.net_.load_state_dict(tensors, strict=True)
+            self._online_opt = None
+            self._cache()
+
     def _cache(self) -> None:
         """numpy copies of the weights for the scoring path."""
         layers = [m for m in self.net_ if isinstance(m, nn.Linear)]

@@ -157,6 +157,13 @@ class IsolationForestDetector(Tier2Base):
         self.feature_, self.thresh_ = self.feature_.ravel(), self.thresh_.ravel()
         self.path_, self.roots_ = self.path_.ravel(), base.ravel()
 
+    def state_as_data(self) -> dict:
+        """What the model registry stores: everything but `forest_`.
+
+        Scoring and refitting use only the flattened arrays; scikit-learn's trees are compiled
+        objects with no data-only form, so a registry-loaded detector has no `forest_`."""
+        return {k: v for k, v in vars(self).items() if k != "forest_"}
+
     def _raw(self, Z: np.ndarray) -> np.ndarray:
         out = np.empty(len(Z))
         for lo in range(0, len(Z), 2048):

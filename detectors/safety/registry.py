@@ -3,7 +3,7 @@
 Layout under ``root``::
 
     <name>/v000001/meta.json     version, created, class path, params, metrics, parent, hash
-    <name>/v000001/state.pkl     the fitted detector (pickle), or state.pt (torch state_dict)
+    <name>/v000001/state.npz     the fitted detector as data, or state.safetensors (a torch module)
     <name>/promoted.json         the mutable pointer: which version is deployed, and the one before
 
 A version directory is written under a temporary name and published with one atomic
@@ -11,21 +11,27 @@ rename, so a crash never leaves a half-written version visible; an existing vers
 never overwritten. Each version carries a SHA-256 over its state bytes and its metadata,
 checked on every load, so a corrupt or edited file fails loudly instead of scoring silently.
 
-State format (the choice): a ``torch.nn.Module`` is saved as its ``state_dict`` with
-``torch.save`` and rebuilt as ``cls(**params)`` then ``load_state_dict`` (loaded with
-``weights_only=True``), so its constructor params must rebuild it. Anything else (numpy
-banks, scikit-learn models, plain Python) is pickled whole. Pickle runs code when loaded:
-only load registries you wrote; the hash guards against corruption, not against an attacker.
+State formats: nothing is pickled, so loading a registry runs no code it holds.
+
+- ``arrays`` (``state.npz``): any other detector, as numpy arrays and a JSON tree of its
+  attributes (`detectors.safety.state`), loaded with ``allow_pickle=False``. A detector whose
+  state is not plain data (a scikit-learn forest, an open file) is refused when saving, unless
+  its class says what to keep (`state_as_data`).
+- ``safetensors`` (``state.safetensors``): a ``torch.nn.Module``, as its ``state_dict``;
+  rebuilt as ``cls(**params)`` then ``load_state_dict`` (strict), so its constructor params
+  must rebuild it.
+
+Only storable classes are rebuilt (the project's detectors, and classes passed to
+`register_storable`): a class path in ``meta.json`` is looked up in that list, never imported
+at will. The hash guards against corruption; the formats guard against code.
+Versions an earlier Firebreak pickled (``pickle``, ``torch``) are refused, not loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import io
 import json
 import os
-import pickle
 import re
 import shutil
 import sys
@@ -38,9 +44,12 @@ from typing import Any
 
 import numpy as np
 
+from detectors.safety.state import StateError, class_path, decode, encode, storable_class
 from twin.errors import FirebreakError
 
-FORMAT = 1
+FORMAT = 2
+STATE_FILES = {"arrays": "state.npz", "safetensors": "state.safetensors"}
+LEGACY = ("pickle", "torch")  # format 1: pickled, so never loaded
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _VDIR = re.compile(r"^v(\d{6})$")
 META = "meta.json"
@@ -57,6 +66,10 @@ class UnknownModelError(RegistryError):
 
 class CorruptModelError(RegistryError):
     """A stored version fails to parse or its content hash does not match."""
+
+
+class UnsafeModelError(RegistryError):
+    """A stored version is in a format that runs code when loaded (a pickle): refused."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +89,7 @@ class ModelVersion:
 
     @property
     def state_file(self) -> Path:
-        return self.path / ("state.pt" if self.format == "torch" else "state.pkl")
+        return self.path / STATE_FILES[self.format]
 
 
 def _jsonable(value: Any, where: str) -> Any:
@@ -108,19 +121,7 @@ def _is_torch_module(obj: Any) -> bool:
 
 
 def _class_path(obj: Any) -> str:
-    cls = type(obj)
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _import_class(path: str) -> type:
-    module, _, qualname = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as exc:
-        raise CorruptModelError(f"class {path!r} cannot be imported: {exc}") from exc
-    return obj
+    return class_path(type(obj))
 
 
 def _digest(meta: Mapping[str, Any], state: bytes) -> str:
@@ -201,7 +202,11 @@ class ModelRegistry:
         if params is None:
             get_params = getattr(detector, "get_params", None)
             params = get_params() if callable(get_params) else {}
-        fmt = "torch" if _is_torch_module(detector) else "pickle"
+        fmt = "safetensors" if _is_torch_module(detector) else "arrays"
+        try:
+            storable_class(_class_path(detector))
+        except StateError as exc:
+            raise RegistryError(f"model {name!r}: {exc}") from None
         state = self._serialise(detector, fmt, name)
         meta: dict[str, Any] = {
             "format_version": FORMAT,
@@ -220,8 +225,7 @@ class ModelRegistry:
         tmp = model_dir / f".tmp-{uuid.uuid4().hex}"
         tmp.mkdir()
         try:
-            state_name = "state.pt" if fmt == "torch" else "state.pkl"
-            _write_durable(tmp / state_name, state)
+            _write_durable(tmp / STATE_FILES[fmt], state)
             _write_durable(tmp / META, (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
             for p in tmp.iterdir():
                 p.chmod(0o444)
@@ -239,16 +243,19 @@ class ModelRegistry:
 
     @staticmethod
     def _serialise(detector: Any, fmt: str, name: str) -> bytes:
-        try:
-            if fmt == "torch":
-                import torch
+        """The state bytes: data only, or a clear refusal naming what is not data."""
+        if fmt == "arrays":
+            try:
+                return encode(detector, where=f"model {name!r}")
+            except StateError as exc:
+                raise RegistryError(f"{exc}; nothing was saved") from None
+        from safetensors.torch import save as save_tensors
 
-                buf = io.BytesIO()
-                torch.save(detector.state_dict(), buf)
-                return buf.getvalue()
-            return pickle.dumps(detector, protocol=5)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            raise RegistryError(f"model {name!r}: detector cannot be serialised: {exc}") from exc
+        state = {k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items()}
+        try:
+            return save_tensors(state)
+        except (RuntimeError, ValueError) as exc:
+            raise RegistryError(f"model {name!r}: tensors cannot be saved: {exc}") from None
 
     # ---- read ----------------------------------------------------------------------------
     @staticmethod
@@ -272,15 +279,26 @@ class ModelRegistry:
             meta = json.loads((path / META).read_text())
             if not isinstance(meta, dict):
                 raise ValueError("not a JSON object")
-            missing = {"name", "version", "created", "class_path", "params", "format"} - set(meta)
+            required = {"name", "version", "created", "class_path", "params", "metrics"}
+            required |= {"parent", "format", "sha256"}
+            missing = required - set(meta)
             if missing:
                 raise ValueError(f"missing fields {sorted(missing)}")
-            if meta["format"] not in ("pickle", "torch"):
+            for key, kind in (("params", dict), ("metrics", dict), ("created", int | float)):
+                if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+                    raise ValueError(f"{key}: unexpected value {meta[key]!r:.60}")
+            if meta["format"] in LEGACY:
+                raise UnsafeModelError(
+                    f"model {name!r} version {version}: {path}: stored by an earlier Firebreak "
+                    f"in its {meta['format']!r} format, a pickle; pickles can run code when "
+                    "loaded, so it is refused (fit the detector again and save a new version)"
+                )
+            if meta["format"] not in STATE_FILES:
                 raise ValueError(f"unknown state format {meta['format']!r}")
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:
             raise CorruptModelError(
                 f"model {name!r} version {version}: {path / META}: {exc}"
-            ) from exc
+            ) from None
         if meta["name"] != name or meta["version"] != version:
             raise CorruptModelError(
                 f"model {name!r} version {version}: {path / META} describes "
@@ -335,21 +353,31 @@ class ModelRegistry:
     @staticmethod
     def _deserialise(mv: ModelVersion, state: bytes) -> Any:
         where = f"model {mv.name!r} version {mv.version}"
-        if mv.format == "torch":
-            import torch
-
-            cls = _import_class(mv.class_path)
+        if mv.format == "arrays":
             try:
-                module = cls(**mv.params)
-                module.load_state_dict(torch.load(io.BytesIO(state), weights_only=True))
-            except Exception as exc:  # any failure here means the stored model is unusable
-                raise CorruptModelError(f"{where}: cannot rebuild torch module: {exc}") from exc
-            module.eval()
-            return module
+                return decode(state, where=where)
+            except StateError as exc:
+                raise CorruptModelError(str(exc)) from None
+            except (TypeError, RuntimeError) as exc:  # a storable class refusing its state
+                raise CorruptModelError(f"{where}: cannot rebuild: {exc}") from None
+        import torch
+        from safetensors import SafetensorError
+        from safetensors.torch import load as load_tensors
+
         try:
-            return pickle.loads(state)
-        except Exception as exc:  # unpickling raises anything; report it as corruption
-            raise CorruptModelError(f"{where}: cannot unpickle state: {exc}") from exc
+            cls = storable_class(mv.class_path)
+        except StateError as exc:
+            raise CorruptModelError(f"{where}: {exc}") from None
+        if not issubclass(cls, torch.nn.Module):
+            raise CorruptModelError(f"{where}: {mv.class_path} is not a torch module")
+        try:
+            tensors = load_tensors(state)
+            module = cls(**mv.params)
+            module.load_state_dict(tensors, strict=True)
+        except (SafetensorError, TypeError, ValueError, RuntimeError) as exc:
+            raise CorruptModelError(f"{where}: cannot rebuild torch module: {exc}") from None
+        module.eval()
+        return module
 
     # ---- promoted pointer ---------------------------------------------------------------
     def promoted(self, name: str) -> ModelVersion | None:

@@ -59,6 +59,7 @@ class StackSettings:
     outcomes: OutcomeModel | None = None
     policy: AutomationPolicy | None = None
     tier2: str | None = "pca"
+    trust_pickle: bool = False  # let `rl:DIR` load a stable-baselines3 zip (runs its code)
 
 
 def fault_truths(scenario: Scenario) -> tuple[FaultTruth, ...]:
@@ -87,7 +88,11 @@ class RehearsalController:
             raise RehearsalError(f"--ops: expected traditional, ai or rl:POLICY_DIR, got {mode!r}")
         self.scenario = scenario
         self.mode = kind  # the stack's name in summary.json
-        self.policy_path = Path(path) if path else None
+        self.rl_policy = None
+        if path:  # read the policy now: a bad one fails before the run directory is opened
+            from agents.rl.policy_files import load_policy
+
+            self.rl_policy = load_policy(path, trust_pickle=settings.trust_pickle)
         self.runner = None
         self.out = out
         self.settings = settings
@@ -115,7 +120,8 @@ class RehearsalController:
         if self.mode == "rl":
             from agents.rl.policy_runner import PolicyRunner
 
-            self.runner = PolicyRunner.load(self.policy_path, sim, guardrails=s.guardrails)
+            model, policy_settings = self.rl_policy
+            self.runner = PolicyRunner(model, policy_settings, sim, guardrails=s.guardrails)
             kwargs["on_frame"] = self.runner.observe
         if self.mode == "ai":
             # demand forecasting and pre-emptive scaling: it takes over a service's HPA once

@@ -29,7 +29,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         summarise,
     )
     from agents.rl.policies import DoNothingPolicy, RandomPolicy, RunbookPolicy
-    from agents.rl.train import load_policy
+    from agents.rl.policy_files import load_policy
     from twin.envs import TOPOLOGIES, ObservationLayout
     from twin.errors import FirebreakError
 
@@ -37,7 +37,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise FirebreakError(
             f"--episodes: need at least 2 for a confidence interval, got {args.episodes}"
         )
-    model, settings = load_policy(args.policy)
+    model, settings = load_policy(args.policy, trust_pickle=args.trust_pickle)
     env_id = settings["env_id"]
     if env_id != agents.rl.REMEDIATION_ID:
         raise FirebreakError(
@@ -76,7 +76,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     masked = settings["algo"] == "maskable-ppo"
     for suite, env_kwargs in suites.items():
-        probe = gym.make(env_id, **env_kwargs)
+        try:
+            probe = gym.make(env_id, **env_kwargs)
+        except TypeError as exc:  # the settings name an env keyword that does not exist
+            raise FirebreakError(f"{args.policy}: settings.json: env_kwargs: {exc}") from None
         if layout.layout == "services":
             layout = ObservationLayout("services", 1, probe.unwrapped.encoder.n_services)
         n_actions = probe.action_space.n
@@ -160,6 +163,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_trust_pickle(parser: argparse.ArgumentParser) -> None:
+    """`--trust-pickle`, shared by every command that loads a policy."""
+    parser.add_argument(
+        "--trust-pickle",
+        action="store_true",
+        help=(
+            "also load a stable-baselines3 zip (policy.zip): this unpickles it, which RUNS ANY "
+            "CODE the file holds; use only for a file from someone you trust. Without it only "
+            "the safe policy.safetensors + policy.json that `firebreak train` writes are loaded"
+        ),
+    )
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "evaluate",
@@ -172,6 +188,7 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--policy", required=True, help="a `firebreak train` output directory")
+    add_trust_pickle(p)
     p.add_argument("--episodes", type=int, default=30, help="episodes per suite (default 30)")
     p.add_argument(
         "--unseen-topology",

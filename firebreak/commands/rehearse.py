@@ -71,7 +71,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     truth = None  # the fault labels depend on the scenario alone: computed once
     for mode in modes:
         target = out / mode if len(modes) > 1 else out
-        settings = StackSettings(runbook=args.runbook)
+        settings = StackSettings(runbook=args.runbook, trust_pickle=args.trust_pickle)
         print(
             f"rehearsing {scenario.name} (seed {scenario.seed}) with {mode} operations ...",
             file=sys.stderr,
@@ -98,6 +98,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from firebreak.cli import _duration_arg
+    from firebreak.commands.evaluate import add_trust_pickle
 
     p = subparsers.add_parser(
         "rehearse",
@@ -126,4 +127,5 @@ def register(subparsers) -> None:
         action="store_true",
         help="run even when the estimated memory, disk or time passes this machine's limits",
     )
+    add_trust_pickle(p)
     p.set_defaults(func=cmd_rehearse)

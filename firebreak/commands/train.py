@@ -42,8 +42,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"trained {summary['algo']} on {summary['env_id']} for {summary['steps']} steps "
         f"({summary['n_envs']} envs, seed {summary['seed']}) in {summary['wall_s']:g} s "
-        f"({summary['steps_per_s']:g} steps/s); policy {Path(args.out) / 'policy.zip'}, "
-        f"settings.json, tensorboard/, checkpoints/ and best/ beside it",
+        f"({summary['steps_per_s']:g} steps/s); policy {Path(args.out) / 'policy.safetensors'} "
+        "+ policy.json (data only, no pickle), settings.json, tensorboard/, checkpoints/ and "
+        "best/ beside it",
         file=sys.stdout,
     )
     return 0
@@ -56,7 +57,8 @@ def register(subparsers) -> None:
         description=(
             "Vectorised envs, evaluation on held-out seeds during training (best model kept), "
             "checkpoints, TensorBoard logs in OUT/tensorboard, a progress bar; saves "
-            "OUT/policy.zip and OUT/settings.json."
+            "OUT/policy.safetensors (weights) + OUT/policy.json (the network as data) and "
+            "OUT/settings.json: files that hold no code, unlike a stable-baselines3 zip."
         ),
     )
     p.add_argument("--algo", required=True, help="ppo, maskable-ppo or dqn")
