@@ -6,9 +6,11 @@ from __future__ import annotations
 import base64
 import contextlib
 import io
+import os
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -124,6 +126,28 @@ def test_single_mode_report_has_one_column(rehearsal, tmp_path):
     page = _parse(path.read_text())
     assert "ai" in page.headers and "traditional" not in page.headers
     assert not any(" vs " in h for h in page.headers)
+
+
+def test_report_is_byte_identical_across_processes(rehearsal, tmp_path):
+    """Same runs, same report.html, whatever the process's string hashing (PYTHONHASHSEED
+    changes set order, which once reordered the service graph)."""
+    out, _ = rehearsal
+    code = (
+        "import sys; from pathlib import Path;"
+        "from experiments.report.html import report_modes, write_report;"
+        "out = Path(sys.argv[1]); dest = Path(sys.argv[2]); dest.mkdir();"
+        "write_report(dest, report_modes(out, ['traditional', 'ai']))"
+    )
+    pages = []
+    for seed in ("1", "2", "3"):
+        dest = tmp_path / f"report-{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
+        subprocess.run(
+            [sys.executable, "-c", code, str(out), str(dest)],
+            check=True, env=env, cwd=ROOT, timeout=120,
+        )  # fmt: skip
+        pages.append((dest / "report.html").read_bytes())
+    assert pages[0] == pages[1] == pages[2]
 
 
 def test_report_errors_name_the_directory(tmp_path):

@@ -329,10 +329,19 @@ def _layered_layout(graph: nx.DiGraph) -> dict[str, np.ndarray]:
     depth: dict[int, int] = {}
     for c in nx.topological_sort(dag):
         depth[c] = max((depth[p] + 1 for p in dag.predecessors(c)), default=0)
-    for node in graph:
-        graph.nodes[node]["layer"] = depth[dag.graph["mapping"][node]]
-    pos = nx.multipartite_layout(graph, subset_key="layer", align="horizontal")
-    return {n: np.array([x, -y]) for n, (x, y) in pos.items()}
+    members: dict[int, list[str]] = {}
+    for node in graph:  # the topology's order within a layer: the same picture every run
+        layer = depth[dag.graph["mapping"][node]]
+        graph.nodes[node]["layer"] = layer
+        members.setdefault(layer, []).append(node)
+    # networkx's multipartite layout orders a layer by set iteration, which follows Python's
+    # per-process string hashing; placing nodes here keeps report.html byte-identical
+    pos = {}
+    for layer, nodes in members.items():
+        xs = np.linspace(-1.0, 1.0, len(nodes)) if len(nodes) > 1 else np.zeros(1)
+        for node, x in zip(nodes, xs, strict=True):
+            pos[node] = np.array([float(x), -float(layer)])
+    return pos
 
 
 def graph_png(runs: Mapping[str, RunData], faults: Sequence[FaultLabel]) -> bytes:
