@@ -72,6 +72,17 @@ def _duration_arg(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """An argument that counts something: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
 def _share_arg(text: str) -> float:
     try:
         value = float(text)

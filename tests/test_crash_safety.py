@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
+from run_files import assert_every_file_opens
 
 ROOT = Path(__file__).resolve().parents[1]
 STEADY = ROOT / "scenarios" / "steady-state.yaml"
@@ -51,26 +52,7 @@ def _wait(condition, proc: subprocess.Popen[str], what: str, timeout_s: float = 
 
 
 def _every_file_opens(out: Path) -> None:
-    """Each visible file of the run directory opens with the reader its format calls for;
-    files still being written are hidden (`.name.tmp`) until renamed into place."""
-    for path in sorted(out.rglob("*")):
-        if path.is_dir() or any(part.startswith(".") for part in path.relative_to(out).parts):
-            continue
-        if path.suffix == ".parquet" and path.parent.name.endswith(".parquet"):
-            ds.dataset(path).to_table()
-        elif path.suffix == ".json":
-            json.loads(path.read_text())
-        elif path.suffix == ".jsonl":
-            for line in path.read_text().splitlines():
-                json.loads(line)
-        elif path.suffix == ".png":
-            assert path.read_bytes()[:4] == b"\x89PNG", path
-        else:
-            raise AssertionError(f"unexpected file {path}")
-    # hidden spools still hold whole JSON lines (the trace spool of a killed run)
-    for path in sorted(out.rglob(".*/*.jsonl")):
-        for line in path.read_text().splitlines():
-            json.loads(line)
+    assert_every_file_opens(out)
 
 
 def _metrics_times(out: Path) -> np.ndarray:

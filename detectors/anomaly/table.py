@@ -62,6 +62,13 @@ def read_table(path: Path, time_column: str | None = None) -> tuple[np.ndarray, 
             bad = int(parsed.isna().to_numpy().argmax())
             raise TableError(f"{path}: row {bad + 2}: unreadable time {raw.iloc[bad]!r}")
         times = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
+    finite = np.isfinite(times)
+    if not finite.all():
+        bad = int(np.argmin(finite))
+        raise TableError(
+            f"{path}: row {bad + 2}: column {time_column!r}: time {raw.iloc[bad]!r} is not a "
+            "finite number"
+        )
     if len(times) > 1 and np.any(np.diff(times) < 0):
         raise TableError(f"{path}: times are not in order")
     numeric = df.select_dtypes(include="number")

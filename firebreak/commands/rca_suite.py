@@ -48,7 +48,10 @@ def cmd_rca_suite(args: argparse.Namespace) -> int:
         specs = generate_cases(args.cases, args.seed, args.topologies or TOPOLOGIES)
     except ValueError as exc:
         raise FirebreakError(str(exc)) from None
-    methods, notes = load_methods(args.methods or DEFAULT_METHODS)
+    try:
+        methods, notes = load_methods(args.methods or DEFAULT_METHODS)
+    except KeyError as exc:
+        raise FirebreakError(f"--methods: {exc.args[0]}") from None
     ok, why = rcaeval_available()
     if not ok:
         notes.append(f"RCAEval's BARO and NSigma not compared: {why}")
@@ -99,6 +102,8 @@ def cmd_rca_suite(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from firebreak.cli import positive_int
+
     p = subparsers.add_parser(
         "rca-suite",
         help="RCA methods vs RCAEval BARO/NSigma on seeded twin fault cases",
@@ -107,7 +112,9 @@ def register(subparsers) -> None:
             "method with the true and the detector-inferred start, and write a tidy table."
         ),
     )
-    p.add_argument("--cases", type=int, default=200, help="number of fault cases (default 200)")
+    p.add_argument(
+        "--cases", type=positive_int, default=200, help="number of fault cases (default 200)"
+    )
     p.add_argument("--seed", type=int, default=0, help="suite seed (default 0)")
     p.add_argument("--topologies", nargs="+", default=None, help="topologies (default all)")
     p.add_argument("--methods", nargs="+", default=None, help="methods (default all known)")

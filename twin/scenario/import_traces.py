@@ -85,12 +85,16 @@ def _load_documents(path: Path) -> list[Any]:
         return [json.loads(text)]
     except json.JSONDecodeError as exc:
         first_error = exc
+    except RecursionError:
+        raise TraceImportError(f"{path}: JSON nested too deeply to read") from None
     docs = []
     for line in text.splitlines():
         if not line.strip():
             continue
         try:
             docs.append(json.loads(line))
+        except RecursionError:
+            raise TraceImportError(f"{path}: JSON nested too deeply to read") from None
         except json.JSONDecodeError:
             e = first_error
             raise TraceImportError(

@@ -14,7 +14,7 @@ class RequestClass(Frozen):
 
     name: str
     entry: str
-    rate: float = Field(ge=0, description="baseline requests per second")
+    rate: float = Field(ge=0, le=1e9, description="baseline requests per second")
 
 
 class FlashCrowd(Frozen):

@@ -15,6 +15,13 @@ from twin.scenario.durations import parse_duration
 Seconds = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
 
+# Stated bounds, far past any real deployment: a typo (1e9 replicas) fails at once with the
+# field named, instead of exhausting memory building pods
+MAX_REPLICAS = 100_000
+MAX_WORKERS = 100_000
+MAX_QUEUE = 100_000_000
+
+
 class Frozen(BaseModel):
     """Base for every scenario object: immutable, strict about unknown keys."""
 
@@ -59,8 +66,8 @@ class Breaker(Frozen):
 class Hpa(Frozen):
     """Kubernetes HorizontalPodAutoscaler on CPU utilisation of the CPU request."""
 
-    min_replicas: int = Field(default=1, ge=1)
-    max_replicas: int = Field(default=10, ge=1)
+    min_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    max_replicas: int = Field(default=10, ge=1, le=MAX_REPLICAS)
     target_cpu: float = Field(default=0.7, gt=0, le=5)
     sync_s: Seconds = 15.0
     tolerance: float = Field(default=0.1, ge=0, lt=1)
@@ -72,8 +79,10 @@ class Service(Frozen):
 
     kind: Literal["service", "store"] = "service"
     description: str = ""
-    replicas: int = Field(default=1, ge=0)
-    workers: int = Field(default=16, ge=1, description="concurrent requests per replica")
+    replicas: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    workers: int = Field(
+        default=16, ge=1, le=MAX_WORKERS, description="concurrent requests per replica"
+    )
     service_time: ServiceTime
     parallel_calls: bool = Field(default=False, description="fan out to dependencies concurrently")
     cpu_per_request_ms: float = Field(default=5.0, ge=0, description="CPU-milliseconds per request")
@@ -84,7 +93,9 @@ class Service(Frozen):
         default=0.1, ge=0, description="per in-flight request (buffers, a goroutine or thread)"
     )
     memory_limit_mb: float = Field(default=256.0, gt=0)
-    queue_limit: int = Field(default=100, ge=0, description="queued requests per replica")
+    queue_limit: int = Field(
+        default=100, ge=0, le=MAX_QUEUE, description="queued requests per replica"
+    )
     startup_s: Seconds = 10.0
     error_rate: float = Field(default=0.0, ge=0, lt=1)
     hpa: Hpa | None = None
