@@ -41,6 +41,7 @@ from twin.control.actions import (
     action_from_dict,
 )
 from twin.errors import FirebreakError
+from twin.fields import M
 from twin.flow.engine import Simulation
 from twin.flow.queueing import Z95, Z99, mixture_quantile
 from twin.request.engine import RequestSimulation
@@ -123,6 +124,20 @@ def test_failover_of_a_slow_service_brings_its_callers_latency_back_by_about_the
         assert _mean(run, "mid", "latency_p99_ms") < _mean(broken, "mid", "latency_p99_ms")
         # the leaf's own row is what its callers saw: primary and standby mixed
         assert _mean(run, "leaf", "latency_mean_ms") < _mean(broken, "leaf", "latency_mean_ms")
+
+
+def test_queue_telemetry_stays_the_queue_during_a_failover():
+    """Regression: the latency quantiles of a failing-over service were computed in a
+    variable that also held its queue, so the queue column read the p99 in seconds."""
+    scenario = _chain(_fault("latency", factor=20.0))
+    run = simulate(scenario, actions=[(AT, Failover("leaf", 0.5))])
+    s = run.names.index("leaf")
+    t = (run.times >= AT) & (run.times < 1400)
+    queue = run.values[t, s, M["queue"]]
+    in_flight = run.values[t, s, M["in_flight"]]
+    p99_s = run.values[t, s, M["latency_p99_ms"]] / 1000.0
+    assert np.all(queue <= in_flight + 1e-9)
+    assert not np.allclose(queue, p99_s)
 
 
 def test_failover_shifts_over_its_shift_time_and_share_zero_hands_traffic_back():
