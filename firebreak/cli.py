@@ -269,7 +269,10 @@ def _terminate_as_interrupt() -> object:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's usage errors (2) and --help (0) as a return code
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     previous = _terminate_as_interrupt()
     try:
         _check_outputs(args)

@@ -198,8 +198,7 @@ def test_rehearse_refuses_a_crafted_policy_dir(tmp_path, capsys):
 
 @pytest.mark.parametrize("command", ["evaluate", "rehearse"])
 def test_trust_pickle_says_what_it_means(capsys, command):
-    with pytest.raises(SystemExit):
-        main([command, "--help"])
+    assert main([command, "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "--trust-pickle" in text and "RUNS ANY CODE the file holds" in text
 
