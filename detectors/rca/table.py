@@ -1,32 +1,26 @@
-"""RCA on a recorded wide table, so the methods run on real data and not only the twin's.
+"""RCA on recorded telemetry, so the methods run on real data and not only the twin's.
 
-The table is RCAEval's: a time column (unix seconds or ISO timestamps) and one numeric
-column per `<service>_<metric>`. The anomaly time is given in the same clock, as a number
-or an ISO timestamp; the graph, when there is one, comes from a topology or scenario YAML.
+Metrics come in any format `detectors.ingest` reads (RCAEval wide CSV, long CSV,
+Prometheus JSON, PetShop CSV, a directory of per-pod files) and become the wide table:
+`time` plus `<service>_<metric>` columns. The anomaly time is given in the same clock, as
+a number or an ISO timestamp; the graph, when there is one, comes from a topology or
+scenario YAML, and its service names help split the columns.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 import pandas as pd
 
-from detectors.anomaly.table import read_table
-from detectors.rca.base import Cause, RcaError, RcaMethod
-from detectors.rca.randomwalk import RandomWalkRca
-from detectors.rca.robust import RobustScoreRca
+from detectors.ingest.read import read_metrics
+from detectors.ingest.table import SignalTable
+from detectors.rca.base import Cause, RcaError
+from detectors.rca.registry import make_method
 from twin.errors import FirebreakError
-
-METHODS: dict[str, type] = {"robust": RobustScoreRca, "randomwalk": RandomWalkRca}
-
-
-def make_method(name: str, **params: Any) -> RcaMethod:
-    """A method by its name (`robust`, `randomwalk`), with its window settings."""
-    if name not in METHODS:
-        raise RcaError(f"unknown RCA method {name!r} (expected one of {', '.join(METHODS)})")
-    return METHODS[name](**params)
 
 
 def parse_time(text: str | float) -> float:
@@ -41,11 +35,24 @@ def parse_time(text: str | float) -> float:
     return (stamp - pd.Timestamp(0, tz="UTC")).total_seconds()
 
 
-def read_wide_table(path: str | Path, time_column: str | None = None) -> pd.DataFrame:
-    """The table with its time as seconds in a `time` column, first."""
-    times, signals = read_table(Path(path), time_column)
-    signals = signals.drop(columns=[c for c in signals.columns if c == "time"])
-    return pd.concat([pd.Series(times, name="time", index=signals.index), signals], axis=1)
+def read_signal_table(
+    path: str | Path,
+    time_column: str | None = None,
+    services: Iterable[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> SignalTable:
+    """Any supported metrics file or directory, ingested (with its notes)."""
+    return read_metrics(Path(path), time_column=time_column, services=services, exclude=exclude)
+
+
+def read_wide_table(
+    path: str | Path,
+    time_column: str | None = None,
+    services: Iterable[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> pd.DataFrame:
+    """The RCA table of a metrics file: `time` (seconds) first, then `<service>_<metric>`."""
+    return read_signal_table(path, time_column, services, exclude).wide()
 
 
 def load_graph(path: str | Path) -> nx.DiGraph:
