@@ -151,3 +151,26 @@ def test_detect_subprocess_has_no_traceback_on_missing_file(tmp_path: Path) -> N
          str(tmp_path / "o")], capture_output=True, text=True, cwd=ROOT, timeout=120,
     )  # fmt: skip
     assert res.returncode == 2 and "no such file" in res.stderr and "Traceback" not in res.stderr
+
+
+class _KindModel:
+    """A stand-in tier 2: records what it was asked and confirms large latency z-scores."""
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def score_one(self, z: np.ndarray) -> float:
+        self.seen.append(z.copy())
+        return float(abs(z[0]) / 3.0)  # KINDS[0] is latency
+
+
+def test_tier2_reads_one_kind_pooled_vector_per_service(tmp_path: Path) -> None:
+    from detectors.ingest.kinds import KINDS
+
+    path = tmp_path / "labelled.csv"
+    labelled_csv(path)
+    model = _KindModel()
+    result = detect_table(read_table(path), tier2=model)
+    assert model.seen and all(z.shape == (len(KINDS),) for z in model.seen)
+    assert {a.detector for a in result.alerts} == {"table.tiered"}
+    assert any(a.signal == "latency_p90" for a in result.alerts)

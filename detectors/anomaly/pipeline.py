@@ -125,7 +125,9 @@ class TieredPipeline:
         return agreed, zr
 
     def _directed(self, z: np.ndarray) -> np.ndarray:
-        return np.where(self.two_sided, np.abs(z), np.maximum(self.sign * z, 0.0))
+        if self._members is not None:  # any signal set: some signals are bad going down
+            z = self.sign * z
+        return np.where(self.two_sided, np.abs(z), np.maximum(z, 0.0))
 
     def kind_vector(self, z: np.ndarray, members: np.ndarray) -> np.ndarray:
         """One service's z-scores pooled per signal kind: the strongest of each (0 if none)."""

@@ -70,8 +70,9 @@ def methods_for(
         elif name in EXTERNAL:
             if ok:
                 methods[name] = load_method(name)
-            elif f"RCAEval: {why}" not in notes:
-                notes.append(f"RCAEval's BARO and NSigma not run: {why}")
+            else:
+                note = f"RCAEval's BARO and NSigma not run: {why}"
+                notes += [] if note in notes else [note]
         else:
             known = ", ".join([*METHODS, FIRST_RULE, *EXTERNAL])
             raise KeyError(f"unknown method {name!r} (known: {known})")

@@ -79,10 +79,22 @@ def traced_graph(data: NezhaDay, until: float) -> nx.DiGraph:
     return graph
 
 
-def cases(root: Path, days: tuple[str, ...] = DAYS, limit: int | None = None) -> list[RealCase]:
-    """Every fault of the given days as a case (the first `limit` per day when given)."""
+def days_of(root: Path) -> tuple[str, ...]:
+    """The days a copy of the dataset holds (those with a fault list)."""
+    return tuple(
+        d.name
+        for d in sorted((root / "rca_data").iterdir())
+        if (d / f"{d.name}-fault_list.json").is_file()
+    )
+
+
+def cases(
+    root: Path, days: tuple[str, ...] | None = None, limit: int | None = None
+) -> list[RealCase]:
+    """Every fault of the given days (default: all present) as a case (the first `limit`
+    per day when given)."""
     out = []
-    for day in days:
+    for day in days or days_of(root):
         data = load_day(root, day)
         telemetry = IncidentTelemetry(
             spans=data.spans,

@@ -35,8 +35,13 @@ def dataset_dir(root: Path) -> Path:
 
 
 def is_petshop(root: Path) -> bool:
+    return bool(regimes_of(root))
+
+
+def regimes_of(root: Path) -> tuple[str, ...]:
+    """The traffic regimes a copy of the dataset holds."""
     base = dataset_dir(root)
-    return all((base / r / "graph.csv").is_file() for r in REGIMES[:1])
+    return tuple(r for r in REGIMES if (base / r / "graph.csv").is_file())
 
 
 def read_graph(path: Path) -> nx.DiGraph:
@@ -63,11 +68,13 @@ def cases(root: Path, splits: tuple[str, ...] = SPLITS, limit: int | None = None
     """Every issue of the given splits (the first `limit` per regime and split when given)."""
     base = dataset_dir(root)
     out = []
-    for regime in REGIMES:
+    for regime in regimes_of(root):
         graph = read_graph(base / regime / "graph.csv")
         normal = _normal(base, regime)
         for split in splits:
             folder = base / regime / split
+            if not folder.is_dir():
+                continue
             issues = sorted(
                 (p for p in folder.iterdir() if p.is_dir()),
                 key=lambda p: int(p.name.split("_")[-1]),
