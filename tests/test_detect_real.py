@@ -20,9 +20,12 @@ from firebreak.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL = Path(__file__).parent / "data" / "real"
-NAB = ROOT.parent.parent / "shared" / "data" / "nab" / "data"
-if not NAB.is_dir():
-    NAB = Path("/work/shared/data/nab/data")
+# ../shared/data next to the repository (a worktree sits one level deeper)
+SHARED = next(
+    (p / "shared" / "data" for p in (ROOT.parent, ROOT.parent.parent) if (p / "shared").is_dir()),
+    ROOT.parent / "shared" / "data",
+)
+NAB = SHARED / "nab" / "data"
 
 
 def labelled_csv(path: Path, n: int = 1200) -> None:

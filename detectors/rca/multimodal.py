@@ -115,7 +115,8 @@ class MultimodalRca:
             sat, top = saturation_scores(table, anomaly_time, self.before_s, self.after_s)
             cols["metrics"] = sat
             for svc, col in top.items():
-                evidence.setdefault(svc, {})["metric"] = f"{col} z {sat[svc]:.3g}"
+                if sat[svc] > 0:
+                    evidence.setdefault(svc, {})["metric"] = f"{col} z {sat[svc]:.3g}"
         spans_in, base_spans = self._spans(t, anomaly_time)
         if spans_in is not None and "latency" in self.modalities:
             fam = family_scores(spans_in, base_spans, self.latency)
