@@ -171,3 +171,26 @@ def test_rcaeval_adapter_folds_columns_at_the_last_underscore() -> None:
     table = pd.DataFrame({"time": [1.0, 2.0], "site_cpu": [1.0, np.nan]})
     causes = RcaevalMethod("fake", fake).rank(table, 1.5)
     assert [c.service for c in causes] == ["PetSearch_AWS::ECS::Fargate", "site"]
+
+
+def test_an_adjacency_csv_is_a_topology(tmp_path: Path, capsys) -> None:
+    from detectors.rca.table import load_graph
+
+    nodes = ["site", "search", "lb", "db", "client"]
+    adj = pd.DataFrame(0, index=nodes, columns=nodes)
+    for a, b in GRAPH.edges:
+        adj.loc[a, b] = 1
+    path = tmp_path / "graph.csv"
+    adj.to_csv(path)
+    assert set(load_graph(path).edges) == set(GRAPH.edges)
+    incident, normal = write_case(tmp_path)
+    code = main(["rca", str(incident), "--normal", str(normal), "--target", "site",
+                 "--target-kind", "latency", "--topology", str(path)])  # fmt: skip
+    assert code == 0
+    assert "not called by site" not in capsys.readouterr().out.splitlines()[-4]
+    text = path.read_text().splitlines()
+    cells = text[2].split(",")
+    cells[3] = "x"  # row 2 (search), column lb
+    path.write_text("\n".join([*text[:2], ",".join(cells), *text[3:]]) + "\n")
+    assert main(["rca", str(incident), "--at", str(AT), "--topology", str(path)]) == 2
+    assert "column 'lb', row 2: not a number: 'x'" in capsys.readouterr().err

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from detectors.rca.base import RcaError, RcaMethod
+if TYPE_CHECKING:  # the registry stays light: the CLI reads its names at start-up
+    from detectors.rca.base import RcaMethod
 
 METHODS: dict[str, tuple[str, str]] = {
     "robust": ("detectors.rca.robust", "RobustScoreRca"),
@@ -25,6 +26,8 @@ DEFAULT_METHOD = "auto"
 
 
 def method_class(name: str) -> type:
+    from detectors.rca.base import RcaError
+
     if name not in METHODS:
         raise RcaError(f"unknown RCA method {name!r} (expected one of {', '.join(METHODS)})")
     module, cls = METHODS[name]

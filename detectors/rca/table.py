@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 
 from detectors.ingest.read import read_metrics
@@ -55,10 +56,37 @@ def read_wide_table(
     return read_signal_table(path, time_column, services, exclude).wide()
 
 
+def read_adjacency(path: str | Path) -> nx.DiGraph:
+    """A call graph saved as a square adjacency CSV, row calls column (PetShop's graph.csv)."""
+    from detectors.ingest.errors import require_file
+    from detectors.ingest.wide_csv import read_csv_frame
+
+    adj = read_csv_frame(require_file(path), index_col=0)
+    if [str(i) for i in adj.index] != [str(c) for c in adj.columns]:
+        raise RcaError(f"{path}: not a square adjacency matrix (row and column names differ)")
+    values = adj.apply(pd.to_numeric, errors="coerce")
+    if values.isna().any().any():
+        row, col = next(zip(*np.nonzero(values.isna().to_numpy()), strict=True))
+        raise RcaError(
+            f"{path}: column {adj.columns[col]!r}, row {row + 1}: not a number: "
+            f"{adj.iloc[row, col]!r}"
+        )
+    graph = nx.DiGraph()
+    graph.add_nodes_from(map(str, adj.index))
+    rows, cols = np.nonzero(values.to_numpy() > 0)
+    graph.add_edges_from(
+        (str(adj.index[r]), str(adj.columns[c])) for r, c in zip(rows, cols, strict=True)
+    )
+    return graph
+
+
 def load_graph(path: str | Path) -> nx.DiGraph:
-    """The call graph of a topology YAML, or of the topology a scenario YAML names."""
+    """The call graph of a topology YAML, of the topology a scenario YAML names, or of an
+    adjacency CSV (row calls column)."""
     from twin.scenario.loader import load_scenario, load_topology
 
+    if str(path).lower().endswith((".csv", ".csv.gz")):
+        return read_adjacency(path)
     try:
         return load_topology(path).graph()
     except FirebreakError as as_topology:

@@ -16,12 +16,11 @@ import json
 from functools import cache
 from pathlib import Path
 
-import networkx as nx
 import pandas as pd
 
-from detectors.ingest.errors import IngestError
 from detectors.ingest.petshop_csv import read_petshop_csv
 from detectors.rca.base import IncidentTelemetry
+from detectors.rca.table import read_adjacency
 from experiments.realbench.cases import Answer, CaseInputs, RealCase
 
 REGIMES = ("low_traffic", "high_traffic", "temporal_traffic1", "temporal_traffic2")
@@ -44,14 +43,6 @@ def regimes_of(root: Path) -> tuple[str, ...]:
     return tuple(r for r in REGIMES if (base / r / "graph.csv").is_file())
 
 
-def read_graph(path: Path) -> nx.DiGraph:
-    """graph.csv: a square adjacency matrix, row calls column."""
-    adj = pd.read_csv(path, index_col=0)
-    if list(adj.index) != list(adj.columns):
-        raise IngestError(f"{path}: not a square adjacency matrix with matching row/column names")
-    return nx.from_pandas_adjacency(adj, create_using=nx.DiGraph)
-
-
 @cache
 def _normal(base: Path, regime: str) -> pd.DataFrame | None:
     path = base / regime / "noissue" / "metrics.csv"
@@ -69,7 +60,7 @@ def cases(root: Path, splits: tuple[str, ...] = SPLITS, limit: int | None = None
     base = dataset_dir(root)
     out = []
     for regime in regimes_of(root):
-        graph = read_graph(base / regime / "graph.csv")
+        graph = read_adjacency(base / regime / "graph.csv")
         normal = _normal(base, regime)
         for split in splits:
             folder = base / regime / split

@@ -136,7 +136,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--target-kind", choices=("latency", "errors"), default=None, help="what the symptom was"
     )
-    p.add_argument("--topology", default=None, help="topology or scenario YAML (call graph)")
+    p.add_argument(
+        "--topology", default=None, help="call graph: topology or scenario YAML, or adjacency CSV"
+    )
     p.add_argument("--exclude", nargs="+", default=[], help="columns never used (globs)")
     p.add_argument("--top", type=int, default=5, help="causes to print")
     p.add_argument("--json", default=None, help="also write the ranking as JSON here")
