@@ -17,15 +17,6 @@ SPAN_COLUMNS = (
 )  # fmt: skip
 
 
-def empty_spans() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            c: pd.Series(dtype=float if c in ("start", "end", "dur_ms") else object)
-            for c in SPAN_COLUMNS
-        }
-    )
-
-
 def finish_spans(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """Spans de-duplicated on (trace, span) and sorted by start, with notes."""
     notes = []

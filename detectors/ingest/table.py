@@ -65,14 +65,9 @@ class SignalTable:
         """Services in first-seen order."""
         return list(dict.fromkeys(s.service for s in self.signals if s.service))
 
-    def frame(self) -> pd.DataFrame:
-        """`time` plus the source's own column names (for detection outputs)."""
-        out = pd.DataFrame(self.values, columns=self.columns)
-        out.insert(0, "time", self.times)
-        return out
-
     def wide(self) -> pd.DataFrame:
-        """The RCA table: `time` plus `<service>_<metric>` columns (signals with a service)."""
+        """The RCA table: `time` plus `<service>_<metric>` columns (signals with a service;
+        two that share a name are averaged)."""
         keep = [i for i, s in enumerate(self.signals) if s.wide_name]
         names = [self.signals[i].wide_name for i in keep]
         out = pd.DataFrame(self.values[:, keep], columns=names)
@@ -86,17 +81,6 @@ class SignalTable:
             self.times[:rows], self.values[:rows], list(self.signals), self.source,
             list(self.notes), list(self.excluded),
         )  # fmt: skip
-
-    def select(self, keep: list[int]) -> SignalTable:
-        """A table of the chosen signal indices (same rows)."""
-        return SignalTable(
-            self.times,
-            self.values[:, keep],
-            [self.signals[i] for i in keep],
-            self.source,
-            list(self.notes),
-            list(self.excluded),
-        )
 
 
 def assemble(

@@ -22,7 +22,6 @@ from detectors.rca.base import IncidentTelemetry
 from detectors.rca.span_graph import call_graph, call_tree
 from experiments.realbench.cases import Answer, CaseInputs, RealCase
 
-DAYS = ("2023-01-29", "2023-01-30")
 DEV_DAY = "2023-01-29"
 WINDOW_S = 180.0  # the incident window the methods read (FRAMING in harness)
 
