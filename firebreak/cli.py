@@ -52,6 +52,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.commands.nab",
     "firebreak.commands.rca",
     "firebreak.commands.rca_suite",
+    "firebreak.commands.real_bench",
     "firebreak.commands.capacity_study",
     "firebreak.commands.forecast",
     "firebreak.commands.validate_change",

@@ -42,6 +42,7 @@ from agents.safety.audit import AuditLog
 from agents.safety.guardrails import Guardrails
 from detectors.base import Alert
 from detectors.correlation import Correlator, Incident
+from detectors.rca.registry import default_method
 from twin.control.actions import Action, ActionError, ForceBreaker, ShedLoad
 from twin.flow.engine import Simulation
 from twin.telemetry.frame import Frame
@@ -109,10 +110,11 @@ class Operator:
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-        if mode == "ai" and None in (analyst, runbook, selector, policy, guardrails):
-            raise ValueError(
-                "ai mode needs an analyst, a runbook, a selector, a policy, guardrails"
-            )
+        if mode == "ai" and analyst is None:  # the project's default RCA (detectors.rca.registry)
+            entries = sorted({c.entry for c in sim.scenario.workload.classes})
+            analyst = IncidentAnalyst(default_method(), sim.scenario.topology.graph(), entries)
+        if mode == "ai" and None in (runbook, selector, policy, guardrails):
+            raise ValueError("ai mode needs a runbook, a selector, a policy, guardrails")
         self.sim = sim
         self.mode = mode
         self.detector = detector

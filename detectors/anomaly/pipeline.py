@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detectors.anomaly.features import SIGNAL_NAMES, K, layout_for
+from detectors.anomaly.features import SIGNAL_NAMES, K, SignalLayout, layout_for
 from detectors.anomaly.tier1 import Ewma, RobustZ, Seasonal
 from detectors.base import Alert
+from detectors.ingest.kinds import KINDS
 
 # smallest spread judged against, per signal (log-space signals: ~5%; ratios: absolute)
 FLOORS = {
@@ -70,18 +71,34 @@ class TieredPipeline:
     tier2_always: bool = False
     window: int = 1800
     detector_name: str = "pipeline"
+    layout: SignalLayout | None = None  # None: the twin's seven signals per service
     stats: PipelineStats = field(default_factory=PipelineStats)
 
     def __post_init__(self) -> None:
-        self.layout = layout_for(self.services)
-        n = self.layout.size
-        floor = np.tile([FLOORS[name] for name in SIGNAL_NAMES], len(self.services))
+        generic = self.layout
+        if generic is None:
+            self.layout = layout_for(self.services)
+            n = self.layout.size
+            floor = np.tile([FLOORS[name] for name in SIGNAL_NAMES], len(self.services))
+            self.two_sided = np.tile(
+                [name in TWO_SIDED for name in SIGNAL_NAMES], len(self.services)
+            )
+            self.sign = np.ones(n)
+            self._members = None
+        else:
+            self.services = generic.services
+            n = generic.size
+            floor = generic.floors
+            self.two_sided = generic.two_sided
+            self.sign = generic.sign
+            self._members = [np.flatnonzero(generic.group == i) for i in range(len(self.services))]
+            self._kind_index = np.array([KINDS.index(k) for k in generic.kinds])
         self.robust = RobustZ(n, window=self.window, floor=floor)
         self.ewma = Ewma(n, half_life=self.window / 3.0, floor=floor)
         self.seasonal = Seasonal(n, floor=floor)
-        self.two_sided = np.tile([name in TWO_SIDED for name in SIGNAL_NAMES], len(self.services))
         self.state = [_ServiceState() for _ in self.services]
         self.last_scores = np.zeros(len(self.services))
+        self.last_signal_scores = np.zeros(n)
 
     def get_params(self) -> dict:
         return {
@@ -108,7 +125,18 @@ class TieredPipeline:
         return agreed, zr
 
     def _directed(self, z: np.ndarray) -> np.ndarray:
+        if self._members is not None:  # any signal set: some signals are bad going down
+            z = self.sign * z
         return np.where(self.two_sided, np.abs(z), np.maximum(z, 0.0))
+
+    def kind_vector(self, z: np.ndarray, members: np.ndarray) -> np.ndarray:
+        """One service's z-scores pooled per signal kind: the strongest of each (0 if none)."""
+        out = np.zeros(len(KINDS))
+        for j in members:
+            k = self._kind_index[j]
+            if abs(z[j]) > abs(out[k]):
+                out[k] = z[j]
+        return out
 
     def learn(self, x: np.ndarray, t: float) -> None:
         self.robust.learn_one(x)
@@ -117,7 +145,8 @@ class TieredPipeline:
 
     # -- one frame ------------------------------------------------------------------------
     def process(self, t: float, values: np.ndarray) -> list[Alert]:
-        """Score one frame (services × metrics), learn it, and return the alerts it raises."""
+        """Score one frame, learn it, and return the alerts it raises. `values` is the twin's
+        services × metrics matrix, or with a `layout` one raw value per signal."""
         x = self.layout.transform(values)
         stats = self.stats
         stats.frames += 1
@@ -126,17 +155,33 @@ class TieredPipeline:
         alerts: list[Alert] = []
         if self.robust.ready and self.ewma.ready:
             agreed, zr = self.tier1_scores(x, t)
-            per_service = agreed.reshape(n_svc, K)
-            worst = per_service.max(axis=1)
-            self.last_scores = worst
-            zr_clipped = np.clip(zr, -Z_CLIP, Z_CLIP).reshape(n_svc, K)
-            for i in range(n_svc):
-                alerts.extend(self._service_step(i, t, worst[i], per_service[i], zr_clipped[i]))
+            self.last_signal_scores = agreed
+            zr_clipped = np.clip(zr, -Z_CLIP, Z_CLIP)
+            if self._members is None:
+                per_service = agreed.reshape(n_svc, K)
+                worst = per_service.max(axis=1)
+                self.last_scores = worst
+                zr_clipped = zr_clipped.reshape(n_svc, K)
+                for i in range(n_svc):
+                    alerts.extend(self._service_step(i, t, worst[i], per_service[i], zr_clipped[i]))
+            else:
+                for i, members in enumerate(self._members):
+                    signals = agreed[members]
+                    worst = float(signals.max()) if members.size else 0.0
+                    self.last_scores[i] = worst
+                    z = self.kind_vector(zr_clipped, members)
+                    alerts.extend(self._service_step(i, t, worst, signals, z, members))
         self.learn(x, t)
         return alerts
 
     def _service_step(
-        self, i: int, t: float, worst: float, signals: np.ndarray, z: np.ndarray
+        self,
+        i: int,
+        t: float,
+        worst: float,
+        signals: np.ndarray,
+        z: np.ndarray,
+        members: np.ndarray | None = None,
     ) -> list[Alert]:
         st = self.state[i]
         st.streak = st.streak + 1 if worst >= self.escalate_z else 0
@@ -165,11 +210,12 @@ class TieredPipeline:
         hot = np.flatnonzero(signals >= self.escalate_z)
         if len(hot) == 0:
             hot = [int(np.argmax(signals))]
+        names = SIGNAL_NAMES if members is None else [self.layout.names[m] for m in members]
         alerts = [
             Alert(
                 time=t,
                 service=self.services[i],
-                signal=SIGNAL_NAMES[j],
+                signal=names[j],
                 score=round(float(signals[j]), 4),
                 severity=severity,
                 detector=self.detector_name,

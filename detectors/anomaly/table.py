@@ -1,122 +1,95 @@
-"""Detection on any recorded table: a time column plus one column per signal.
+"""Detection on any recorded table: the tiered pipeline on a real system's own signals.
 
-So the stack runs on real data (a Prometheus export, an RCAEval CSV), not only on the
-twin's frames. Every column is a signal scored two-sided by the tier-1 detectors (the
-rolling median/MAD, the EWMA and, once a day of history exists, the time-of-day baseline),
-which must agree; a signal above `z` for `persist` rows raises an alert. A column named
-`<service>_<metric>` is attributed to its service.
+The file is read by `detectors.ingest` (wide or long CSV, Prometheus JSON, PetShop CSV, a
+directory of per-pod files): times sorted, repeated ones merged, counters turned into
+rates, ground-truth columns (`label`, `is_anomaly`, ... and `exclude`) set aside, each
+repair noted. Each signal's kind (from its name and unit) sets how it is watched
+(`features.SignalLayout`); the rows then stream through `TieredPipeline`, tier 1 only
+unless a tier-2 model fitted on kind-pooled z-scores is given. A missing value repeats the
+signal's last one (a detector cannot wait for a scrape that never came).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from detectors.anomaly.tier1 import Ewma, RobustZ, Seasonal
+from detectors.anomaly.features import signal_layout
+from detectors.anomaly.pipeline import TieredPipeline
 from detectors.base import Alert
-from twin.errors import FirebreakError
+from detectors.ingest.errors import IngestError
+from detectors.ingest.read import read_metrics
+from detectors.ingest.table import SignalTable
 
-TIME_COLUMNS = ("time", "timestamp", "ts")
-
-
-class TableError(FirebreakError):
-    """A table the detectors cannot read."""
+TableError = IngestError  # a table the detectors cannot read (kept name)
 
 
 @dataclass
 class TableResult:
     times: np.ndarray  # seconds
     columns: list[str]
-    scores: np.ndarray  # rows × columns, agreed |z|
+    scores: np.ndarray  # rows × columns, agreed tier-1 score
     alerts: list[Alert]
+    notes: list[str] = field(default_factory=list)
+    excluded: list[str] = field(default_factory=list)
 
 
-def read_table(path: Path, time_column: str | None = None) -> tuple[np.ndarray, pd.DataFrame]:
-    """(times in seconds, numeric signal columns) from a CSV, with clear errors."""
-    path = Path(path)
-    if not path.exists():
-        raise TableError(f"{path}: no such file")
-    try:
-        df = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise TableError(f"{path}: not a readable CSV ({exc})") from None
-    if time_column is None:
-        found = [c for c in df.columns if c.lower() in TIME_COLUMNS]
-        if not found:
-            raise TableError(
-                f"{path}: no time column (expected one of {', '.join(TIME_COLUMNS)}; "
-                f"columns: {', '.join(map(str, df.columns[:8]))})"
-            )
-        time_column = found[0]
-    elif time_column not in df.columns:
-        raise TableError(f"{path}: no column {time_column!r}")
-    raw = df.pop(time_column)
-    if pd.api.types.is_numeric_dtype(raw):
-        times = raw.to_numpy(dtype=float)
-    else:
-        parsed = pd.to_datetime(raw, errors="coerce", utc=True)
-        if parsed.isna().any():
-            bad = int(parsed.isna().to_numpy().argmax())
-            raise TableError(f"{path}: row {bad + 2}: unreadable time {raw.iloc[bad]!r}")
-        times = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy()
-    finite = np.isfinite(times)
-    if not finite.all():
-        bad = int(np.argmin(finite))
-        raise TableError(
-            f"{path}: row {bad + 2}: column {time_column!r}: time {raw.iloc[bad]!r} is not a "
-            "finite number"
-        )
-    if len(times) > 1 and np.any(np.diff(times) < 0):
-        raise TableError(f"{path}: times are not in order")
-    numeric = df.select_dtypes(include="number")
-    if numeric.shape[1] == 0:
-        raise TableError(f"{path}: no numeric signal columns")
-    return times, numeric
+def read_table(
+    path: str | Path,
+    time_column: str | None = None,
+    *,
+    exclude: Sequence[str] = (),
+    fmt: str = "auto",
+) -> SignalTable:
+    """A recorded metrics file, ingested; fails clearly when it has no signal to watch."""
+    table = read_metrics(Path(path), fmt=fmt, time_column=time_column, exclude=exclude)
+    if not table.signals:
+        raise IngestError(f"{path}: no numeric signal columns")
+    return table
+
+
+def _carried(values: np.ndarray) -> np.ndarray:
+    """Missing values replaced by the signal's last one (its first one before that)."""
+    frame = pd.DataFrame(values).ffill().bfill()
+    return frame.fillna(0.0).to_numpy(dtype=float)
 
 
 def detect_table(
-    times: np.ndarray,
-    signals: pd.DataFrame,
+    table: SignalTable,
     *,
     z: float = 6.0,
     persist: int = 3,
     window: int = 720,
+    tier2: object | None = None,
 ) -> TableResult:
-    """Stream the rows through tier 1 and collect scores and alerts."""
-    columns = [str(c) for c in signals.columns]
-    X = signals.to_numpy(dtype=float)
-    X = np.where(np.isfinite(X), X, np.nan)
-    n = X.shape[1]
-    scale = np.nanmedian(np.abs(X), axis=0)
-    floor = np.maximum(0.01 * np.nan_to_num(scale, nan=1.0), 1e-9)
-    robust = RobustZ(n, window=window, refresh=10, floor=floor)
-    ewma = Ewma(n, half_life=window / 3.0, floor=floor)
-    seasonal = Seasonal(n, floor=floor)
-    scores = np.zeros_like(X)
-    streak = np.zeros(n, dtype=int)
+    """Stream the rows through the tiered pipeline; per-signal scores and alerts."""
+    layout = signal_layout(table)
+    pipeline = TieredPipeline(
+        layout.services,
+        tier2=tier2,
+        escalate_z=z,
+        persist=persist,
+        window=window,
+        detector_name="table.tiered" if tier2 is not None else "table.tier1",
+        layout=layout,
+    )
+    values = _carried(table.values)
+    scores = np.zeros_like(values)
     alerts: list[Alert] = []
-    last = np.nan_to_num(X[0], nan=0.0) if len(X) else np.zeros(n)
-    for r, (t, row) in enumerate(zip(times, X, strict=True)):
-        x = np.where(np.isnan(row), last, row)
-        last = x
-        if robust.ready and ewma.ready:
-            sr, se = np.abs(robust.score_one(x)), np.abs(ewma.score_one(x))
-            zs = seasonal.score_one(x, t, noise=robust.spread)
-            agreed = np.minimum(sr, se)
-            if zs is not None:
-                agreed = np.maximum(agreed, np.minimum(np.maximum(sr, se), np.abs(zs)))
-            scores[r] = agreed
-            streak = np.where(agreed >= z, streak + 1, 0)
-            for j in np.flatnonzero(streak == persist):
-                service, _, metric = columns[j].partition("_")
-                alerts.append(
-                    Alert(float(t), service, metric or columns[j], round(float(agreed[j]), 3),
-                          "critical" if agreed[j] >= 2 * z else "warning", "table.tier1")
-                )  # fmt: skip
-        robust.learn_one(x)
-        ewma.learn_one(x)
-        seasonal.learn_one(x, t)
-    return TableResult(times=times, columns=columns, scores=scores, alerts=alerts)
+    for r, (t, row) in enumerate(zip(table.times, values, strict=True)):
+        found = pipeline.process(float(t), row)
+        if pipeline.robust.ready and pipeline.ewma.ready:
+            scores[r] = pipeline.last_signal_scores
+        alerts.extend(found)
+    return TableResult(
+        times=table.times,
+        columns=table.columns,
+        scores=scores,
+        alerts=alerts,
+        notes=list(table.notes),
+        excluded=list(table.excluded),
+    )

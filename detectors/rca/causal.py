@@ -25,29 +25,33 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from detectors.ingest.kinds import kind_of as signal_kind
+from detectors.ingest.kinds import words
 from detectors.rca.base import Cause, RcaError, services_of
 from detectors.rca.pc import correlation, pc_skeleton
 
 KIND_ORDER = ("workload", "mem", "cpu", "latency", "error")
 UPSTREAM_KINDS = ("latency", "error")  # what a callee's trouble does to its callers
 CALLER_KINDS = ("mem", "cpu", "latency", "error")  # the caller signals it can reach
-LATENCY_PREFERENCE = ("latency-90", "latency", "latency-50")
+# ingested signal kinds (`detectors.ingest.kinds`) → the variables of the model
+KIND_NAMES = {
+    "load": "workload",
+    "memory": "mem",
+    "cpu": "cpu",
+    "latency": "latency",
+    "errors": "error",
+}
+# which latency column stands for a service: a tail quantile near p90 first, the median last
+LATENCY_PREFERENCE = ("p90", "90", "p95", "95", "p99", "99", "average", "avg", "mean", "p50", "50")
 
 
 def kind_of(metric: str) -> str | None:
-    """The signal kind of a metric name (`latency-90` → latency), None when not used."""
-    m = metric.lower()
-    if m.startswith("latency"):
-        return "latency"
-    if m.startswith("error"):
-        return "error"
-    if m.startswith("cpu"):
-        return "cpu"
-    if m.startswith("mem"):
-        return "mem"
-    if m.startswith("workload"):
-        return "workload"
-    return None
+    """The model variable a metric feeds (`lat_90`, `PodClientLatencyP90(s)` → latency;
+    `requests-Sum` → workload), None for other signals and a node's shared ones."""
+    kind = signal_kind(metric)
+    if kind.host:
+        return None
+    return KIND_NAMES.get(kind.kind)
 
 
 def select_signals(table: pd.DataFrame, kinds: Sequence[str]) -> list[tuple[str, str, str]]:
@@ -64,10 +68,15 @@ def select_signals(table: pd.DataFrame, kinds: Sequence[str]) -> list[tuple[str,
     return [(s, k, c) for (s, k), c in chosen.items()]
 
 
+def _latency_rank(metric: str) -> float:
+    found = words(metric)
+    unnamed = LATENCY_PREFERENCE.index("p50") - 0.5  # a plain `latency`: above the median
+    return next((i for i, w in enumerate(LATENCY_PREFERENCE) if w in found), unnamed)
+
+
 def _prefer(metric: str, current: str) -> bool:
     """Whether `metric` is a better latency column than `current` (p90 over mean over p50)."""
-    rank = {m: i for i, m in enumerate(LATENCY_PREFERENCE)}
-    return rank.get(metric, len(rank)) < rank.get(current, len(rank))
+    return _latency_rank(metric) < _latency_rank(current)
 
 
 class CausalRca:

@@ -1,11 +1,12 @@
 """RCA methods for the suite, by name: ours (imported lazily, as they land) and RCAEval's.
 
 RCAEval (`pip install rcaeval`, an optional extra) ranks metric columns; its BARO and
-NSigma return `{"ranks": [column, ...], ...}` best first. Its evaluation takes a column's
-service as the text before the first underscore, which is why the twin's wide table turns
-`_` in service names into `-`; the adapter folds columns to services the same way and
-keeps each service's first (best) place. Missing methods are skipped with a note, never
-an error: the suite must run with whatever exists.
+NSigma return `{"ranks": [column, ...], ...}` best first. The table's columns are
+`<service>_<metric>` with no `_` in the metric part (ingestion makes them so), so the
+adapter folds a column to the text before its last underscore (service names may hold `_`,
+as PetShop's do) and keeps each service's first (best) place. The table is cleaned as
+RCAEval's own reader does (±inf to NaN, forward fill, then 0). Missing methods are skipped
+with a note, never an error: the suite must run with whatever exists.
 """
 
 from __future__ import annotations
@@ -15,15 +16,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 
 from detectors.rca.base import Cause, RcaMethod
+from detectors.rca.registry import METHODS
 
-OURS = {
-    "robust": ("detectors.rca.robust", "RobustScoreRca"),
-    "randomwalk": ("detectors.rca.randomwalk", "RandomWalkRca"),
-    "causal": ("detectors.rca.causal", "CausalRca"),
-}
+OURS = dict(METHODS)
 EXTERNAL = {
     "baro": ("RCAEval.e2e.baro", "baro"),
     "nsigma": ("RCAEval.e2e", "nsigma"),
@@ -42,11 +41,12 @@ class RcaevalMethod:
     def rank(
         self, table: pd.DataFrame, anomaly_time: float, graph: nx.DiGraph | None = None
     ) -> list[Cause]:
-        result = self.func(table, anomaly_time, dataset=RCAEVAL_DATASET)
+        clean = table.replace([np.inf, -np.inf], np.nan).ffill().fillna(0.0)
+        result = self.func(clean, anomaly_time, dataset=RCAEVAL_DATASET)
         columns = list(result.get("ranks", []))
         causes: dict[str, Cause] = {}
         for place, column in enumerate(columns):
-            service = str(column).split("_")[0]
+            service = str(column).rpartition("_")[0] or str(column)
             if service not in causes:
                 causes[service] = Cause(
                     service, float(len(columns) - place), {"top_column": str(column)}
@@ -63,11 +63,12 @@ def rcaeval_available() -> tuple[bool, str]:
     return True, "rcaeval available"
 
 
-def load_method(name: str) -> RcaMethod:
-    """One method by suite name; ImportError/AttributeError if it does not exist (yet)."""
+def load_method(name: str, **params) -> RcaMethod:
+    """One method by suite name (ours take window settings as `params`);
+    ImportError/AttributeError if it does not exist (yet)."""
     if name in OURS:
         module, cls = OURS[name]
-        method = getattr(importlib.import_module(module), cls)()
+        method = getattr(importlib.import_module(module), cls)(**params)
         return method
     if name in EXTERNAL:
         module, func = EXTERNAL[name]
