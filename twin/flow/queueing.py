@@ -244,6 +244,37 @@ def _geometric_tail(x: float, a: float) -> tuple[float, float, float, float]:
 
 
 @njit(cache=True)
+def _power_sums(x: float, lo: float, hi: float) -> tuple[float, float, float, float]:
+    """Σ_{lo<n≤hi} x^(n-1)·n^p for p = 0..3 (whole lo ≤ hi; hi ≥ 1e12 is no bound). The
+    closed-form tails cancel badly when x is near 1 and the range short, so a short range
+    whose far end still carries weight is summed term by term."""
+    x = min(x, 1.0 - 1e-9)
+    if hi >= 1e12:
+        return _geometric_tail(x, lo)
+    if hi - lo <= 512.0 and x ** (hi - lo) > 0.5:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        w = x**lo
+        n = lo + 1.0
+        while n <= hi:
+            s0 += w
+            s1 += w * n
+            s2 += w * n * n
+            s3 += w * n * n * n
+            w *= x
+            n += 1.0
+        return s0, s1, s2, s3
+    # a long range with x near 1 (a queue hundreds deep, arrivals at capacity) has no
+    # stationary shape to speak of: hold its decay to e^-4 over the range
+    x = min(x, 1.0 - 4.0 / (hi - lo)) if hi - lo > 512.0 else x
+    f0, f1, f2, f3 = _geometric_tail(x, lo)
+    g0, g1, g2, g3 = _geometric_tail(x, hi)
+    return f0 - g0, f1 - g1, f2 - g2, f3 - g3
+
+
+@njit(cache=True)
 def pool_wait_params(c: float, hold: float, lam: float, scv: float) -> tuple[float, float, float]:
     """(P(wait), ratio x, rate) of a G/G/c pool's wait: Erlang C gives the chance of waiting;
     a waiting arrival has a geometric number m of requests to see finish before its turn
@@ -268,24 +299,22 @@ def level_wait_moments(
     m geometric (P(m > j) = x^j) under two bounds: the queue limit `room` truncates it
     (arrivals beyond are refused, so never wait), the callers' pools cap it at `cap_levels`
     (a caller holding its worker cannot send more: the excess waits upstream, in the
-    caller's own queue). All moments are closed-form sums; nothing is looped over."""
+    caller's own queue). The moments are closed-form sums (twin.flow.queueing._power_sums)."""
     if pc <= 0.0 or rate <= 0.0 or room < 1.0 or cap_levels < 1.0:
         return 0.0, 0.0, 0.0, 0.0
-    room = math.floor(room)
-    cap = math.floor(cap_levels)
+    room = float(math.floor(min(room, 1e15)))
+    cap = float(math.floor(min(cap_levels, 1e15)))
     top = min(cap, room)
-    z0, t1, t2, t3 = _geometric_tail(x, 0.0)
-    zr0, _, _, _ = _geometric_tail(x, room)
-    u0, u1, u2, u3 = _geometric_tail(x, top)
-    total = z0 - zr0  # the truncated geometric's mass
+    total, _, _, _ = _power_sums(x, 0.0, room)  # the truncated geometric's mass
     if total <= 0.0:
         return 0.0, 0.0, 0.0, 0.0
+    _, t1, t2, t3 = _power_sums(x, 0.0, top)
     capped = 0.0  # mass of levels past the cap, held at the cap
     if room > cap:
-        capped = u0 - zr0
-    e1 = (t1 - u1 + cap * capped) / total
-    e2 = (t2 - u2 + cap * cap * capped) / total
-    e3 = (t3 - u3 + cap**3 * capped) / total
+        capped, _, _, _ = _power_sums(x, cap, room)
+    e1 = (t1 + cap * capped) / total
+    e2 = (t2 + cap * cap * capped) / total
+    e3 = (t3 + cap**3 * capped) / total
     xr = x**room
     pw = pc * (1.0 - xr) / (1.0 - pc * xr)  # refused arrivals never wait
     m1 = pw * e1 / rate
@@ -324,15 +353,13 @@ def backlog_wait_moments(queued: float, lam: float, mu: float) -> tuple[float, f
     M/M/c/K queue of an overloaded pool, seen from its top); an arrival waits for the
     Gamma(queued + 1 - D, mu) completions ahead of it. A full queue's wait is thus not a
     constant: some requests get through under a caller's timeout, as they do in reality."""
-    top = math.floor(max(queued, 0.0))
-    x = min(mu / lam, 1.0 - 1e-9) if lam > 0.0 else 0.0
-    z0, t1, t2, t3 = _geometric_tail(x, 0.0)
-    zq, u1, u2, u3 = _geometric_tail(x, top + 1.0)
-    total = z0 - zq
+    top = float(math.floor(min(max(queued, 0.0), 1e12)))
+    x = min(mu / lam, 1.0) if lam > 0.0 else 0.0
+    total, t1, t2, t3 = _power_sums(x, 0.0, top + 1.0)
     # n'' = D + 1 on 1..top+1; completions n = top + 2 - n''
-    e1 = (t1 - u1) / total
-    e2 = (t2 - u2) / total
-    e3 = (t3 - u3) / total
+    e1 = t1 / total
+    e2 = t2 / total
+    e3 = t3 / total
     a = top + 2.0
     n1 = a - e1
     n2 = a * a - 2.0 * a * e1 + e2

@@ -189,10 +189,10 @@ def wait_in_pool(
             wait_mean, wait_var, wait_k3 = backlog_wait_moments(q, offered, mu_cap)
         else:
             room = ready * S[P_QLIMIT, s] - q
-            cap = S[X_CALLER_CAP, s] - c
+            cap = max(S[X_CALLER_CAP, s] - c, 0.0)  # queue places the callers can fill
             pc, x, rate = pool_wait_params(c, hold, offered, var / (hold * hold))
-            pw, wait_mean, wait_var, wait_k3 = level_wait_moments(pc, x, rate, room, cap)
-            out_p = pw * x**cap if cap < room else 0.0
+            _, wait_mean, wait_var, wait_k3 = level_wait_moments(pc, x, rate, room, cap)
+            out_p = pc * x**cap if cap < room else 0.0
             out_x = x
             out_rate = rate
             if spill_p > 0.0:
