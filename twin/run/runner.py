@@ -120,6 +120,7 @@ def run_scenario(
     actions: Sequence[tuple[float, Action]] = (),
     controller: RunController | None = None,
     truth: dict | None = None,
+    on_tick: Sequence[Callable[[Simulation], None]] = (),
 ) -> RunResult:
     """Simulate, write the run directory as the run goes, then label faults and summarise.
 
@@ -136,6 +137,9 @@ def run_scenario(
     scenario without its actions, so they describe the faults, not the operator's response;
     such labels depend on the scenario alone, so a caller rehearsing it again may pass them
     back as `truth` instead of recomputing them.
+
+    `on_tick` hooks (flow fidelity) see the simulation after every tick (the validity
+    envelope's watcher rides along this way).
     """
     if fidelity not in FIDELITIES:
         raise ScenarioError(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
@@ -145,6 +149,7 @@ def run_scenario(
     rate = tel.trace_rate if tel.trace_rate is not None else DEFAULT_TRACE_RATE[fidelity]
     if fidelity == "flow":
         sim = Simulation(scenario, actions=actions)
+        sim.on_tick.extend(on_tick)
     elif actions or controller is not None:
         raise ActionError("actions: scheduled actions and operators need flow fidelity")
     else:
