@@ -107,8 +107,10 @@ from twin.flow.stages import (
     K_DROPPED,
     K_STANDBY,
     METRICS_WINDOW_S,
+    UNBOUNDED,
     admit,
     conserve,
+    hold_back,
     use_resources,
     wait_in_pool,
     write_latency,
@@ -116,8 +118,6 @@ from twin.flow.stages import (
 from twin.flow.tipping import escape
 
 __all__ = ["flow_tick"]
-
-UNBOUNDED = 1e15  # the callers' pools put no bound on a service (an entry, an async call)
 
 
 @njit(cache=True)
@@ -239,7 +239,10 @@ def responses(
     S: np.ndarray,
     E: np.ndarray,
     order: np.ndarray,
+    src: np.ndarray,
     dst: np.ndarray,
+    in_ptr: np.ndarray,
+    in_idx: np.ndarray,
     out_ptr: np.ndarray,
     out_idx: np.ndarray,
     out: np.ndarray,
@@ -255,6 +258,7 @@ def responses(
     n_events = 0
     for oi in range(S.shape[1] - 1, -1, -1):
         s = order[oi]
+        hold_back(s, dt, S, E, counters, src, in_ptr, in_idx)
         ready = S[P_READY, s]
         down = ready <= 0.0 or S[F_OUTAGE, s] > 0.0
         own, var, k3 = own_moments(s, S)
@@ -358,8 +362,10 @@ def responses(
         k3 += calls_k3
         hold = own + calls_mean
         S[X_HOLD_VAR, s] = var
-        # the pool feels a new holding time only as requests started under it finish
-        S[X_HOLD_EFF, s] += (1.0 - math.exp(-dt / hold)) * (hold - S[X_HOLD_EFF, s])
+        # the pool feels a new holding time only as requests started under it finish, and
+        # a shorter one only as those already holding workers under the longer one do
+        pace = max(hold, S[X_HOLD_EFF, s])
+        S[X_HOLD_EFF, s] += (1.0 - math.exp(-dt / pace)) * (hold - S[X_HOLD_EFF, s])
         err_own = 1.0 - (1.0 - S[P_ERR_BASE, s]) * (1.0 - S[F_ERR, s])
         S[X_ERRP, s] = 1.0 - (1.0 - err_own) * p_ok
         S[X_HOLD, s] = hold
@@ -461,5 +467,6 @@ def flow_tick(
         failing_over,
     )  # fmt: skip
     return responses(
-        t, dt, S, E, order, dst, out_ptr, out_idx, out, eout, dist, events, counters, failing_over
-    )
+        t, dt, S, E, order, src, dst, in_ptr, in_idx, out_ptr, out_idx, out, eout, dist, events,
+        counters, failing_over,
+    )  # fmt: skip

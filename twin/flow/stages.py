@@ -13,6 +13,9 @@ import numpy as np
 from numba import njit
 
 from twin.fields import (
+    E_K,
+    E_P_ATTEMPT,
+    E_RETRIES,
     F_CPU_FACTOR,
     F_CPU_HOG,
     F_LAT_FACTOR,
@@ -62,9 +65,10 @@ from twin.flow.queueing import (
     mixture_quantile,
     pool_wait_params,
 )
-from twin.flow.service import cpu_available, cpu_capacity
+from twin.flow.service import attempts, breaker_block, cpu_available, cpu_capacity
 
 EVENT_OOM = 1.0
+UNBOUNDED = 1e15  # the callers' pools put no bound on a service (an entry, an async call)
 METRICS_WINDOW_S = 15.0  # metrics-server's resolution, the HPA's view of CPU
 
 # counters[s, k]: per-service scratch carried from the arrival stage to the later ones
@@ -138,6 +142,44 @@ def admit(
     counters[s, K_INTENSITY] = intensity
     counters[s, K_ARRIVALS] = arrivals + dropped
     counters[s, K_SHED] = shed + dropped
+
+
+@njit(cache=True, inline="always")
+def hold_back(
+    s: int, dt: float, S: np.ndarray, E: np.ndarray, counters: np.ndarray, src: np.ndarray,
+    in_ptr: np.ndarray, in_idx: np.ndarray,
+) -> None:  # fmt: skip
+    """Callees first: a service cannot queue more than its callers' held workers can send
+    (thread-per-request: a caller waits on one call at a time). What this tick's admission
+    queued beyond that cap never left the callers: it goes back to their queues, shared in
+    proportion to the calls each sent, where their own cap may send it further up."""
+    room = S[X_CALLER_CAP, s] - S[P_READY, s] * S[P_WORKERS, s]
+    excess = S[X_QUEUE, s] - max(room, 0.0)
+    if excess <= 1e-9 or S[X_CALLER_CAP, s] >= UNBOUNDED:
+        return
+    total = 0.0
+    for j in range(in_ptr[s], in_ptr[s + 1]):
+        e = in_idx[j]
+        total += S[X_SERVED, src[e]] * E[E_K, e] * (1.0 - breaker_block(e, E))
+    if total <= 0.0:
+        return
+    moved = 0.0
+    for j in range(in_ptr[s], in_ptr[s + 1]):
+        e = in_idx[j]
+        u = src[e]
+        per_request = E[E_K, e] * attempts(E[E_P_ATTEMPT, e], E[E_RETRIES, e])
+        calls = S[X_SERVED, u] * E[E_K, e] * (1.0 - breaker_block(e, E))
+        if calls <= 0.0 or per_request <= 0.0:
+            continue
+        back = min(excess * calls / total / per_request, S[X_SERVED, u] * dt)
+        S[X_SERVED, u] -= back / dt
+        S[X_SERVED_INT, u] = max(S[X_SERVED_INT, u] - back / dt, 0.0)
+        S[X_QUEUE, u] += back
+        moved += back * per_request
+    moved = min(moved, excess)
+    S[X_QUEUE, s] -= moved
+    counters[s, K_ARRIVALS] -= moved
+    counters[s, K_INTENSITY] = max(counters[s, K_INTENSITY] - moved / dt, 0.0)
 
 
 @njit(cache=True, inline="always")

@@ -11,7 +11,8 @@ The escape is modelled as the birth-death chain of the number N in the pool: bir
 offered rate amplified by the retries an arrival at level N would make (its wait is
 Gamma(N - c + 1, c/H) on top of the holding time, a lognormal by its moments), deaths at
 min(N, c)/H. The mean first-passage time from empty to the level past the barrier where
-arrivals outrun the pool by 20% is exact for that chain (a sum over levels). Each tick the
+arrivals outrun the pool by 20% (or halfway to every call making all its attempts, if that
+is less) is exact for that chain (a sum over levels). Each tick the
 kernel draws, from the run's own random stream, whether a burst arrived (probability
 1 - exp(-dt / T)); if so it moves that many requests into the fluid backlog, whose own
 dynamics then carry the storm, or drain it if the pool can take the retries after all.
@@ -111,8 +112,10 @@ def escape(
     rate the answer holds for). Rate 0 when no storm state exists or its barrier is too
     high ever to be crossed. `mu` is the pool's capacity (workers or CPU), `room` its queue."""
     base, full = _offered(s, S, E, src, in_ptr, in_idx, ext_rate)
-    if base <= 0.0 or full <= mu * COMMIT_OVERLOAD or hold <= 0.0 or mu <= 0.0:
+    if base <= 0.0 or full <= mu or hold <= 0.0 or mu <= 0.0:
         return 0.0, 0.0, base
+    # committed once arrivals outrun the pool by 20%, or halfway to all attempts if less
+    commit = min(COMMIT_OVERLOAD * mu, 0.5 * (mu + full))
     servers = min(c, mu * hold)
     errp = S[X_ERRP, s]
     log_pi = 0.0  # log π_n, π_0 = 1
@@ -133,7 +136,7 @@ def escape(
             in_well = lam < death
         elif not past_top:
             past_top = lam >= death
-        if past_top and lam >= COMMIT_OVERLOAD * mu:
+        if past_top and lam >= commit:
             return 1.0 / passage, max(n + 1.0 - servers, 1.0), base
         log_pi += math.log(lam / death)
         top = max(log_sum, log_pi)

@@ -1,21 +1,24 @@
 """Where the flow fidelity is known to be off, and whether a scenario goes there.
 
 A watcher on a flow run reads each service's operating point every few ticks and flags the
-regimes the stress suite and its probes (README, "Two fidelities") found the flow model
-weak in, naming the service and the reason:
+regimes where the stress suite's probes (README, "Two fidelities") measured the flow model
+off by more than the targets, naming the service and the reason:
 
-- utilisation: the arrival intensity sits just below the pool's capacity (workers or CPU)
-  for a while. The flow model waits as a stationary queue would at each tick's intensity;
-  near saturation a queue takes minutes to settle, longer than the traffic holds still.
-- pool tightness: the callers' pools hold back much of a service's queue (it spills into
-  the callers' queues). The spill model is exact for a chain with one bottleneck, not for
-  several callers sharing one.
-- retry amplification: calls retried at a rate that amplifies the load much, or a knife
-  edge: a burst can tip the service into a retry storm, at a random time in either
-  fidelity (the flow model draws it from an escape-time estimate), so one run says little.
+- utilisation: arrivals at 95% or more of a worker pool's capacity while the load moves
+  (a queue that close to saturation takes minutes to settle, longer than the traffic holds
+  still: the per-tick stationary wait is 12-58% low), or at 85% or more of a CPU limit
+  (the CFS quota's queue is then 19-73% off: its arrivals are throttled by the pool).
+- pool tightness: a service whose queue is held back by the pools of several callers
+  (the overflow's spill upstream is exact for one caller, 16% off for two).
+- retry amplification: a knife edge: enough retries that a storm state exists, and a burst
+  to reach it likely within the run but not at once. The storm starts at a random moment in
+  either fidelity (the flow model draws it from an escape-time estimate whose distribution
+  matches the request fidelity's), so one run of either says little: compare seeds.
 
-`check_envelope` runs the scenario in flow fidelity with the watcher (a few seconds for a
-day of Online Boutique); `EnvelopeWatcher` rides along a run that happens anyway.
+Utilisation and pool tightness make `--fidelity auto` run the request fidelity; a knife
+edge only warns. `check_envelope` runs the scenario in flow fidelity with the watcher (a
+few seconds for a day of Online Boutique); `EnvelopeWatcher` rides along a run that
+happens anyway.
 """
 
 from __future__ import annotations
@@ -29,15 +32,16 @@ from twin.flow.engine import Simulation
 from twin.flow.stages import K_INTENSITY
 from twin.scenario.schema import Scenario
 
-UTILISATION_LIMIT = 0.95  # intensity / capacity at or above which (short of 1) ...
-UTILISATION_SHARE = 0.10  # ... for this share of the run, the stationary wait is suspect
-SPILL_LIMIT = 0.25  # chance an arrival finds the queue past the callers' cap ...
-SPILL_SHARE = 0.10  # ... for this share of the run
-AMPLIFICATION_LIMIT = 1.25  # attempts per call in the healthy state
+POOL_LIMIT = 0.95  # intensity / worker capacity at or above which (short of 1) ...
+CPU_LIMIT = 0.85  # ... or / CPU capacity ...
+NEAR_SHARE, NEAR_S = 0.10, 300.0  # ... for this share of the run or this long, it is off
+STEADY_CV = 0.01  # a pool near saturation under load steadier than this is fine
+SPILL_LIMIT = 0.25  # chance an arrival finds the queue past the callers' cap (as long)
 ESCAPE_MIN_S, ESCAPE_RUNS = 30.0, 10.0  # a storm escape time in [30 s, 10 runs] is a knife edge
 SAMPLE_EVERY = 5  # ticks between readings
 
 REASONS = ("utilisation", "pool tightness", "retry amplification")
+SWITCHING = ("utilisation", "pool tightness")  # reasons that send --fidelity auto to request
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,8 @@ class Envelope:
 
     @property
     def inside(self) -> bool:
-        return not self.concerns
+        """No concern that makes the request fidelity the better judge."""
+        return not [c for c in self.concerns if c.reason in SWITCHING]
 
     @property
     def services(self) -> set[str]:
@@ -69,11 +74,16 @@ class Envelope:
 
     @property
     def warnings(self) -> list[str]:
-        return [
-            f"flow fidelity is known to be off here: {c} (firebreak fidelity compares it "
-            "with the request fidelity; --fidelity auto runs request fidelity)"
-            for c in self.concerns
-        ]
+        out = []
+        for c in self.concerns:
+            if c.reason in SWITCHING:
+                out.append(
+                    f"flow fidelity is known to be off here: {c} (firebreak fidelity compares "
+                    "it with the request fidelity; --fidelity auto runs request fidelity)"
+                )
+            else:
+                out.append(f"one run is one draw here: {c}")
+        return out
 
 
 class EnvelopeWatcher:
@@ -82,52 +92,48 @@ class EnvelopeWatcher:
     def __init__(self, every: int = SAMPLE_EVERY) -> None:
         self.every = every
         self.samples = 0
-        self._near = self._spill = self._amplified = None
-        self._escape = None
         self._names: tuple[str, ...] = ()
-        self._dst = self._src = None
         self._duration = 0.0
 
     def _start(self, sim: Simulation) -> None:
         n = sim.topo.n_services
         self._names = sim.topo.names
-        self._src, self._dst = sim.topo.src, sim.topo.dst
-        self._near = np.zeros(n)
-        self._spill = np.zeros(n)
-        self._amplified = np.zeros(n)
-        self._escape = np.full(n, np.inf)
         self._duration = sim.end
+        self._tick = sim.dt
+        self._callers = np.zeros(n)
+        np.add.at(self._callers, sim.topo.dst, sim.E[f.E_SYNC] > 0)
+        self._pool_near = np.zeros(n)  # samples near a worker pool's capacity
+        self._pool_sum = np.zeros(n)  # their load, and its square (is it moving?)
+        self._pool_sq = np.zeros(n)
+        self._cpu_near = np.zeros(n)
+        self._spill = np.zeros(n)
+        self._escape = np.full(n, np.inf)
 
     def __call__(self, sim: Simulation) -> None:
         if sim.tick_index % self.every:
             return
-        if self._near is None:
+        if not self.samples:
             self._start(sim)
-        S, E = sim.S, sim.E
+        S = sim.S
         ready = S[f.P_READY]
         up = (ready > 0) & (S[f.F_OUTAGE] <= 0)
-        hold = np.maximum(S[f.X_HOLD_EFF], 1e-9)
+        intensity = sim._scratch[:, K_INTENSITY]
         per_req = S[f.P_CPU_PER_REQ] * S[f.F_CPU_FACTOR]
         cores = np.maximum(ready * S[f.P_CPU_LIMIT] - S[f.F_CPU_HOG] * ready, 0.02 * ready)
         with np.errstate(divide="ignore", invalid="ignore"):
+            workers = ready * S[f.P_WORKERS] / np.maximum(S[f.X_HOLD_EFF], 1e-9)
             cpu = np.where(per_req > 0, cores / per_req, np.inf)
-            capacity = np.minimum(ready * S[f.P_WORKERS] / hold, cpu)
-            rho = np.where(up & (capacity > 0), sim._scratch[:, K_INTENSITY] / capacity, 0.0)
-        self._near += up & (rho >= UTILISATION_LIMIT) & (rho < 1.0)
+            rho_pool = np.where(up & (workers < cpu), intensity / workers, 0.0)
+            rho_cpu = np.where(up & (cpu <= workers), intensity / cpu, 0.0)
+        near = (rho_pool >= POOL_LIMIT) & (rho_pool < 1.0)
+        self._pool_near += near
+        self._pool_sum += np.where(near, rho_pool, 0.0)
+        self._pool_sq += np.where(near, rho_pool * rho_pool, 0.0)
+        self._cpu_near += (rho_cpu >= CPU_LIMIT) & (rho_cpu < 1.0)
         self._spill += up & (S[f.X_SPILL_P] >= SPILL_LIMIT)
-        p = E[f.E_P_ATTEMPT]
-        retries = E[f.E_RETRIES]
-        attempts = np.where(
-            retries > 0, (1.0 - p ** (retries + 1.0)) / np.maximum(1.0 - p, 1e-12), 1.0
-        )
-        healthy = S[f.X_QUEUE, self._dst] <= 0.0
-        amplified = np.zeros(len(self._names))
-        np.maximum.at(amplified, self._dst, np.where(healthy, attempts, 1.0))
-        self._amplified += amplified >= AMPLIFICATION_LIMIT
         rate = S[f.X_ESC_RATE]
         with np.errstate(divide="ignore"):
-            escape = np.where(rate > 0, 1.0 / rate, np.inf)
-        np.minimum(self._escape, escape, out=self._escape)
+            np.minimum(self._escape, np.where(rate > 0, 1.0 / rate, np.inf), out=self._escape)
         self.samples += 1
 
     def envelope(self) -> Envelope:
@@ -136,43 +142,56 @@ class EnvelopeWatcher:
             return Envelope()
         concerns = []
         figures = {}
+        step = self.every * self._tick  # seconds a sample stands for
+        long = NEAR_S / step
+
+        def lasting(count: float) -> bool:
+            return count / self.samples >= NEAR_SHARE or count >= long
+
         for i, name in enumerate(self._names):
-            near = self._near[i] / self.samples
+            near = self._pool_near[i]
+            moving = 0.0
+            if near > 0:
+                mean = self._pool_sum[i] / near
+                moving = float(np.sqrt(max(self._pool_sq[i] / near - mean * mean, 0.0)) / mean)
+            pool = near / self.samples
+            cpu = self._cpu_near[i] / self.samples
             spill = self._spill[i] / self.samples
-            amplified = self._amplified[i] / self.samples
             escape = float(self._escape[i])
             figures[name] = {
-                "near_saturation_share": round(float(near), 4),
+                "pool_near_share": round(float(pool), 4),
+                "pool_load_cv": round(moving, 4),
+                "cpu_near_share": round(float(cpu), 4),
                 "spill_share": round(float(spill), 4),
-                "amplified_share": round(float(amplified), 4),
+                "callers": int(self._callers[i]),
                 "storm_escape_s": escape,
             }
-            if near >= UTILISATION_SHARE:
+            if lasting(near) and moving >= STEADY_CV:
                 concerns.append(
                     Concern(
                         name,
                         "utilisation",
-                        f"arrivals at {UTILISATION_LIMIT:.0%}-100% of its capacity for "
-                        f"{near:.0%} of the run",
+                        f"arrivals at {POOL_LIMIT:.0%}-100% of its workers' capacity, and "
+                        f"moving, for {pool:.0%} of the run",
                     )
                 )
-            if spill >= SPILL_SHARE:
+            if lasting(self._cpu_near[i]):
+                concerns.append(
+                    Concern(
+                        name,
+                        "utilisation",
+                        f"arrivals at {CPU_LIMIT:.0%}-100% of its CPU limit's capacity for "
+                        f"{cpu:.0%} of the run ({self._cpu_near[i] * step:,.0f} s)",
+                    )
+                )
+            if lasting(self._spill[i]) and self._callers[i] >= 2:
                 concerns.append(
                     Concern(
                         name,
                         "pool tightness",
-                        f"its callers' pools hold back its queue (an arrival finds it past "
-                        f"their cap with probability >= {SPILL_LIMIT:g}) for {spill:.0%} "
-                        "of the run",
-                    )
-                )
-            if amplified >= UTILISATION_SHARE:
-                concerns.append(
-                    Concern(
-                        name,
-                        "retry amplification",
-                        f"its callers retry it {AMPLIFICATION_LIMIT:g}x or more per call "
-                        f"while it is healthy, for {amplified:.0%} of the run",
+                        f"{int(self._callers[i])} callers' pools hold back its queue (an "
+                        f"arrival finds it past their cap with probability {SPILL_LIMIT:g} "
+                        f"or more) for {spill:.0%} of the run",
                     )
                 )
             if ESCAPE_MIN_S <= escape <= ESCAPE_RUNS * self._duration:
@@ -180,8 +199,8 @@ class EnvelopeWatcher:
                     Concern(
                         name,
                         "retry amplification",
-                        f"a knife edge: a burst can tip it into a retry storm (mean time "
-                        f"to the first about {escape:,.0f} s), at a random moment in either "
+                        f"a knife edge: a burst can tip it into a retry storm (mean time to "
+                        f"the first about {escape:,.0f} s), at a random moment in either "
                         "fidelity; compare several seeds",
                     )
                 )
