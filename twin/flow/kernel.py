@@ -1,20 +1,26 @@
 """The flow fidelity's tick: one compiled pass over the services of a topology.
 
-Queueing model per service (see ../shared/reference/flow-model.md): a worker pool of
-c = replicas × workers servers held for a request's whole residence (own work plus its
-synchronous calls). Stable load waits as M/M/c (Erlang C); overload builds a fluid backlog
-capped by the queue limit, beyond which requests are shed. Timeouts fail the caller while
-the callee still does the work; retries multiply the callee's load; breakers stop calls.
-Nothing about cascades is scripted: they follow from these couplings.
+Queueing model per service (see ../shared/reference/flow-model.md and the README's "The
+model"): a worker pool of c = replicas × workers servers held for a request's whole
+residence (own work plus its synchronous calls). Stable load waits as G/G/c at the arrival
+intensity (Erlang C with Allen-Cunneen's variability factor), its queue capped by what the
+callers' held workers can send; overload builds a fluid backlog capped by the queue limit,
+beyond which requests are shed. Timeouts fail the caller while the callee still does the
+work; retries multiply the callee's load; breakers stop calls; a burst drawn from the run's
+stream can tip a pool into a retry storm (twin/flow/tipping.py). Nothing about cascades is
+scripted: they follow from these couplings.
 
 Order of a tick: arrivals flow top-down (callers first, back edges of cycles use the last
-tick's rates), then latencies and failure probabilities flow bottom-up (callees first).
-`flow_tick` runs the named stages below in that order: two compiled loops over the services
-(`arrivals` top-down, `responses` bottom-up), each calling per-service stages that numba
-inlines. Those two loops are compiled without reference counting (`_nrt=False`: they never
+tick's rates), then latencies and failure probabilities flow bottom-up (callees first,
+each first handing back to its callers what it queued past their cap). `flow_tick` runs
+the named stages below in that order: two compiled loops over the services (`arrivals`
+top-down, `responses` bottom-up), each calling per-service stages that numba inlines.
+Those two loops are compiled without reference counting (`_nrt=False`: they never
 allocate an array), since the inlined stages' array arguments otherwise cost 5-40% of the
 tick in refcount calls and plain calls cost as much in argument passing (measured against
-the single-function tick, 2026-12-04). The tick allocates nothing.
+the single-function tick, 2026-12-04). The tick allocates nothing. Numba's disk cache
+follows this file only: after editing a stage or a helper, touch this file (or clear
+__pycache__) so the tick is compiled anew.
 """
 
 from __future__ import annotations

@@ -365,6 +365,8 @@ def longest_call(e: int, E: np.ndarray) -> float:
     """The most one call on edge e can cost its caller: every attempt to its timeout, with
     every back-off between them."""
     retries = E[E_RETRIES, e]
+    if retries <= 0.0:
+        return E[E_TIMEOUT, e]
     mult = E[E_BACKOFF_MULT, e]
     if mult == 1.0:
         backoff = E[E_BACKOFF, e] * retries

@@ -1,5 +1,5 @@
-"""The per-service stages of the flow tick: admission, the wait for a worker, conservation,
-resources and the latency row.
+"""The per-service stages of the flow tick: admission, handing back what the callers' pools
+cannot have sent, the wait for a worker, conservation, resources and the latency row.
 
 Each is inlined into the tick's loops (`inline="always"`), so splitting them out costs
 nothing at run time (see twin/flow/kernel.py for how that was measured).
@@ -259,12 +259,13 @@ def wait_in_pool(
         k3 += wait_k3
     mean = hold + wait_mean + extra
     mu, sigma, shift = fit_shifted_lognormal(mean, var + wait_var, k3)
-    if calls_max > 0.0:
+    p99 = shift + math.exp(mu + Z99 * sigma)
+    if calls_max > 0.0 and p99 > calls_max:  # the bound below is at least calls_max
         b_mu, b_sigma, b_shift = fit_shifted_lognormal(
             own + wait_mean + extra, own_var + wait_var, own_k3 + wait_k3
         )
         bound = b_shift + math.exp(b_mu + Z99 * b_sigma) + calls_max
-        if shift + math.exp(mu + Z99 * sigma) > bound:
+        if p99 > bound:
             mu, sigma, shift = lognormal_through_p99(mean, bound)
     S[X_MU, s] = mu
     S[X_SIGMA, s] = sigma
