@@ -28,7 +28,7 @@ from twin.control.pods import PodController
 from twin.errors import FirebreakError
 from twin.flow.compiled import CompiledTopology, compile_topology
 from twin.flow.kernel import flow_tick
-from twin.flow.stages import EVENT_OOM, N_COUNTERS
+from twin.flow.stages import EVENT_OOM, K_INTENSITY, N_COUNTERS
 from twin.rng import stream
 from twin.scenario.schema import Scenario
 from twin.scenario.workload import rate_curves, sample_intensity_and_arrivals
@@ -453,6 +453,12 @@ class Simulation:
     @property
     def now(self) -> float:
         return self.env.now
+
+    @property
+    def arrival_intensity(self) -> np.ndarray:
+        """Each service's arrival intensity (requests/s, the Poisson rate behind the counts,
+        retries included) in the last tick: a view, valid until the next tick."""
+        return self._scratch[:, K_INTENSITY]
 
     def standby_replica_hours(self) -> float:
         """Replica-hours of failover standbys so far: part of what the run cost in pods."""

@@ -29,7 +29,6 @@ import numpy as np
 
 from twin import fields as f
 from twin.flow.engine import Simulation
-from twin.flow.stages import K_INTENSITY
 from twin.scenario.schema import Scenario
 
 POOL_LIMIT = 0.95  # intensity / worker capacity at or above which (short of 1) ...
@@ -117,7 +116,7 @@ class EnvelopeWatcher:
         S = sim.S
         ready = S[f.P_READY]
         up = (ready > 0) & (S[f.F_OUTAGE] <= 0)
-        intensity = sim._scratch[:, K_INTENSITY]
+        intensity = sim.arrival_intensity
         per_req = S[f.P_CPU_PER_REQ] * S[f.F_CPU_FACTOR]
         cores = np.maximum(ready * S[f.P_CPU_LIMIT] - S[f.F_CPU_HOG] * ready, 0.02 * ready)
         with np.errstate(divide="ignore", invalid="ignore"):
