@@ -109,7 +109,8 @@ E_P_ATTEMPT = 20  # per-attempt failure probability last tick
 E_FORCED = 21  # -1 none, 0 forced closed, 1 forced open (an operator's action)
 E_COST = 22  # what one call costs its caller this tick (retries, back-off), seconds
 E_COST_VAR = 23  # its variance
-N_EDGE_FIELDS = 24
+E_ATT_COST = 24  # what one attempt costs its caller (the callee's residence cut at the timeout)
+N_EDGE_FIELDS = 25
 
 BREAKER_STATES = ("closed", "open", "half_open")
 

@@ -39,6 +39,7 @@ from twin.fields import (
     C_COMPLETED,
     C_FAILED,
     C_SHED,
+    E_ATT_COST,
     E_BACKOFF,
     E_BACKOFF_MULT,
     E_BR_STATE,
@@ -110,6 +111,7 @@ from twin.flow.service import (
     standby_tick,
 )
 from twin.flow.stages import (
+    K_DONE,
     K_DROPPED,
     K_STANDBY,
     METRICS_WINDOW_S,
@@ -203,12 +205,21 @@ def arrivals(
             lam_int *= 1.0 - S[A_SHED, s]
         ext_rate = lam_int
         counters[s, K_DROPPED] = dropped
-        # a caller's worker waits on one call at a time: its pool bounds what it sends
+        counters[s, K_DONE] = 0.0
+        # a caller's worker waits on one call at a time: its pool bounds what it sends, but
+        # an attempt it gave up on stays in this service until done, so each worker counts
+        # for as many requests here as the residence outlasts the caller's wait
         cap = UNBOUNDED if lam_int > 0.0 or ext[s] > 0.0 else 0.0
+        residence = S[X_SHIFT, s] + math.exp(S[X_MU, s] + 0.5 * S[X_SIGMA, s] ** 2)
         for j in range(in_ptr[s], in_ptr[s + 1]):
             e = in_idx[j]
             u = src[e]
-            cap += S[P_READY, u] * S[P_WORKERS, u] if E[E_SYNC, e] > 0.0 else UNBOUNDED
+            if E[E_SYNC, e] > 0.0:
+                waited = E[E_ATT_COST, e]
+                outlasts = residence / waited if waited > 0.0 else 1.0
+                cap += S[P_READY, u] * S[P_WORKERS, u] * max(outlasts, 1.0)
+            else:
+                cap = UNBOUNDED
             block = breaker_block(e, E)
             if block >= 1.0:
                 continue
@@ -327,6 +338,7 @@ def responses(
                 block, k,
             )  # fmt: skip
             E[E_COST, e] = cost
+            E[E_ATT_COST, e] = c_att
             frac = k - math.floor(k)
             E[E_COST_VAR, e] = (e_var - frac * (1.0 - frac) * cost * cost) / k if k > 0.0 else 0.0
             if E[E_SYNC, e] > 0.0:

@@ -73,7 +73,8 @@ METRICS_WINDOW_S = 15.0  # metrics-server's resolution, the HPA's view of CPU
 
 # counters[s, k]: per-service scratch carried from the arrival stage to the later ones
 K_ARRIVALS, K_SHED, K_STANDBY, K_PREV_INFLIGHT, K_DROPPED, K_INTENSITY = 0, 1, 2, 3, 4, 5
-N_COUNTERS = 6
+K_DONE = 6  # 1 once the bottom-up stages have accounted for the service this tick
+N_COUNTERS = 7
 
 
 @njit(cache=True, inline="always")
@@ -152,7 +153,9 @@ def hold_back(
     """Callees first: a service cannot queue more than its callers' held workers can send
     (thread-per-request: a caller waits on one call at a time). What this tick's admission
     queued beyond that cap never left the callers: it goes back to their queues, shared in
-    proportion to the calls each sent, where their own cap may send it further up."""
+    proportion to the calls each sent, where their own cap may send it further up. A caller
+    on a cycle's back edge, already accounted for this tick, keeps its share here."""
+    counters[s, K_DONE] = 1.0
     room = S[X_CALLER_CAP, s] - S[P_READY, s] * S[P_WORKERS, s]
     excess = S[X_QUEUE, s] - max(room, 0.0)
     if excess <= 1e-9 or S[X_CALLER_CAP, s] >= UNBOUNDED:
@@ -169,7 +172,7 @@ def hold_back(
         u = src[e]
         per_request = E[E_K, e] * attempts(E[E_P_ATTEMPT, e], E[E_RETRIES, e])
         calls = S[X_SERVED, u] * E[E_K, e] * (1.0 - breaker_block(e, E))
-        if calls <= 0.0 or per_request <= 0.0:
+        if calls <= 0.0 or per_request <= 0.0 or counters[u, K_DONE] > 0.0:
             continue
         back = min(excess * calls / total / per_request, S[X_SERVED, u] * dt)
         S[X_SERVED, u] -= back / dt
