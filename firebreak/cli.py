@@ -120,6 +120,21 @@ def _progress_bar(enabled: bool):
     return update, close
 
 
+def _choose_fidelity(scenario, wanted: str):
+    """The fidelity to run and the watcher of the flow model's envelope. `auto` runs flow
+    unless a flow pre-pass finds the scenario outside the envelope (then request)."""
+    from twin.run.envelope import EnvelopeWatcher, check_envelope
+
+    if wanted == "auto":
+        envelope = check_envelope(scenario)
+        for warning in envelope.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        chosen = "flow" if envelope.inside else "request"
+        print(f"--fidelity auto: running {chosen} fidelity", file=sys.stderr)
+        return chosen, None
+    return wanted, EnvelopeWatcher() if wanted == "flow" else None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from twin.run.runner import run_scenario
     from twin.scenario.loader import load_scenario
@@ -128,6 +143,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.trace_rate is not None:
         telemetry = scenario.telemetry.model_copy(update={"trace_rate": args.trace_rate})
         scenario = scenario.model_copy(update={"telemetry": telemetry})
+    fidelity, watcher = _choose_fidelity(scenario, args.fidelity)
     show = sys.stderr.isatty() and not args.quiet
     update, close = _progress_bar(show)
     try:
@@ -136,11 +152,15 @@ def cmd_run(args: argparse.Namespace) -> int:
             Path(args.out),
             progress=update,
             labels=not args.no_labels,
-            fidelity=args.fidelity,
+            fidelity=fidelity,
             allow_large=args.allow_large,
+            on_tick=[watcher] if watcher is not None else (),
         )
     finally:
         close()
+    if watcher is not None:
+        for warning in watcher.envelope().warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     s = result.summary
     if result.interrupted:
         print(
@@ -203,9 +223,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--fidelity",
-        choices=("flow", "request"),
+        choices=("flow", "request", "auto"),
         default="flow",
-        help="flow: per-tick queueing model (fast, default); request: every request simulated",
+        help="flow: per-tick queueing model (fast, default); request: every request "
+        "simulated; auto: flow unless a flow pre-pass finds the scenario where flow is known "
+        "to be off (it warns either way)",
     )
     run.add_argument(
         "--trace-rate",

@@ -209,9 +209,13 @@ def test_flow_mode_single_station_is_mmc_and_obeys_little(workers, rho):
     expected = _erlang_c_factorial(workers, a) / (workers / mean_s - lam) + mean_s
     mean_latency = run.series("q", "latency_mean_ms")[steady].mean() / 1000
     assert mean_latency == pytest.approx(expected, rel=0.03)
+    # Little's law on the whole station and on its queue: in flight counts the requests
+    # waiting for a worker too (it once counted only those holding one)
     in_flight = run.series("q", "in_flight")[steady].mean()
-    in_service = in_flight  # the fluid backlog is empty when stable
-    assert in_service == pytest.approx(lam * mean_s, rel=0.03)  # Little's law on the workers
+    queue = run.series("q", "queue")[steady].mean()
+    assert in_flight == pytest.approx(lam * expected, rel=0.03)
+    assert queue == pytest.approx(lam * (expected - mean_s), rel=0.03, abs=1e-3)
+    assert in_flight - queue == pytest.approx(lam * mean_s, rel=0.03)  # and on the workers
 
 
 def test_restarts_shrinking_a_queue_never_make_a_call_cost_negative():

@@ -215,7 +215,9 @@ def test_online_boutique_flow_agrees_with_request_at_moderate_load():
         "throughput": True,
         "latency_mean_ms": True,
         "latency_p99_ms": True,
+        "error_ratio": True,
     }, report.table()
+    assert report.storms_agree() and report.storm_onset == {"flow": None, "request": None}
 
 
 def test_both_fidelities_see_the_same_services_hit_by_a_latency_fault():

@@ -51,7 +51,7 @@ C_COMPLETED = 35
 C_FAILED = 36
 C_SHED = 37
 X_HOLD_EFF = 38  # holding time as the worker pool feels it: lags the instant one by ~H
-X_LAM_SETTLED = 39  # arrival rate the queue has settled to (a moving average over SETTLE_S)
+X_SERVED_INT = 39  # the Poisson intensity behind X_SERVED (what queueing formulas need)
 # operator actions (set by twin.control.actions; zero when none is in effect)
 A_SHED = 40  # share of external arrivals dropped at the entry (load shedding)
 A_FO_FROM = 41  # failover: share sent to the standby when the current shift began ...
@@ -64,12 +64,25 @@ A_SB_WORKERS = 47  # its worker pool per replica (the declared one)
 # the standby's state, computed each tick while a failover is in effect
 X_FO = 48  # share of calls going to the standby this tick
 X_SB_RATE = 49  # requests/s the standby serves
-X_SB_LAM = 50  # its settled arrival rate (as X_LAM_SETTLED)
+X_SB_LAM = 50  # its arrival rate, settled over SETTLE_S
 X_SB_MU = 51  # its residence time, penalty included: shift + lognormal(mu, sigma)
 X_SB_SIGMA = 52
 X_SB_SHIFT = 53
 X_SB_ERRP = 54  # probability a request served by the standby fails
-N_SERVICE_FIELDS = 55
+# the stationary queue and the metastable escape (see twin/flow/tipping.py)
+X_WAITING = 55  # requests waiting for a worker beyond the fluid backlog: λ·W by Little's law
+X_HOLD_VAR = 56  # variance of the holding time, seconds²
+X_CALLER_CAP = 57  # most requests the callers' held workers can have inside (1e15: unbounded)
+X_ESC_RATE = 58  # rate (1/s) at which a queue burst tips the service into a retry storm
+X_ESC_LEVEL = 59  # backlog (requests) from which that storm sustains itself
+X_ESC_LAM = 60  # offered rate the escape was computed for (recomputed when it moves 2%)
+X_ESC_MU = 61  # capacity it was computed for
+# the queue a service's callers hold for it: arrivals past the callers' cap wait upstream
+X_SPILL_P = 62  # chance an arrival finds the queue past the cap
+X_SPILL_X = 63  # ratio of the geometric levels beyond it
+X_SPILL_RATE = 64  # completions per second that work those levels down
+P_SVC_K3 = 65  # third cumulant of the own service time per mean³ (its distribution's shape)
+N_SERVICE_FIELDS = 66
 
 # --- per-edge rows ----------------------------------------------------------------------
 E_K = 0  # expected calls per caller request (per_request × probability)
@@ -94,7 +107,10 @@ E_BR_CALLS = 18  # windowed attempts
 E_BR_FAILS = 19  # windowed failed attempts
 E_P_ATTEMPT = 20  # per-attempt failure probability last tick
 E_FORCED = 21  # -1 none, 0 forced closed, 1 forced open (an operator's action)
-N_EDGE_FIELDS = 22
+E_COST = 22  # what one call costs its caller this tick (retries, back-off), seconds
+E_COST_VAR = 23  # its variance
+E_ATT_COST = 24  # what one attempt costs its caller (the callee's residence cut at the timeout)
+N_EDGE_FIELDS = 25
 
 BREAKER_STATES = ("closed", "open", "half_open")
 

@@ -249,8 +249,9 @@ class PodController:
         if ready <= 0:
             return
         share = 1.0 / ready
-        lost = (S[f.X_QUEUE, index] + S[f.X_NSERV, index]) * share
+        lost = (S[f.X_QUEUE, index] + S[f.X_WAITING, index] + S[f.X_NSERV, index]) * share
         S[f.X_QUEUE, index] *= 1.0 - share
+        S[f.X_WAITING, index] *= 1.0 - share
         S[f.X_NSERV, index] *= 1.0 - share
         S[f.X_LOST, index] += lost
 

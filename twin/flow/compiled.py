@@ -91,6 +91,7 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
         S[f.P_READY, i] = svc.replicas
         S[f.P_SVC_MEAN, i] = svc.service_time.mean_ms / 1000.0
         S[f.P_SVC_CV, i] = svc.service_time.effective_cv
+        S[f.P_SVC_K3, i] = own_time_k3(svc.service_time.dist, svc.service_time.effective_cv)
         S[f.P_CPU_PER_REQ, i] = svc.cpu_per_request_ms / 1000.0
         S[f.P_CPU_LIMIT, i] = svc.cpu_limit
         S[f.P_CPU_REQUEST, i] = svc.cpu_request
@@ -104,6 +105,7 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
     reset_fault_rows(S)
     S[f.X_HOLD] = S[f.P_SVC_MEAN]
     S[f.X_HOLD_EFF] = S[f.P_SVC_MEAN]
+    S[f.X_HOLD_VAR] = (S[f.P_SVC_MEAN] * S[f.P_SVC_CV]) ** 2
     S[f.X_THROTTLE] = 1.0
     S[f.X_MU] = np.log(np.maximum(S[f.P_SVC_MEAN], 1e-9))
 
@@ -147,6 +149,16 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
         base_services=S,
         base_edges=E,
     )
+
+
+def own_time_k3(dist: str, cv: float) -> float:
+    """Third cumulant of a mean-one service time: an exponential's is 2, a deterministic
+    one's 0, a lognormal's cv³(cv² + 3). The tails of a waiting-plus-service sum follow it."""
+    if dist == "exponential":
+        return 2.0
+    if dist == "deterministic":
+        return 0.0
+    return cv**3 * (cv * cv + 3.0)
 
 
 def reset_fault_rows(S: np.ndarray) -> None:

@@ -28,10 +28,10 @@ from twin.control.pods import PodController
 from twin.errors import FirebreakError
 from twin.flow.compiled import CompiledTopology, compile_topology
 from twin.flow.kernel import flow_tick
-from twin.flow.stages import EVENT_OOM
+from twin.flow.stages import EVENT_OOM, K_INTENSITY, N_COUNTERS
 from twin.rng import stream
 from twin.scenario.schema import Scenario
-from twin.scenario.workload import rate_curves, sample_arrivals
+from twin.scenario.workload import rate_curves, sample_intensity_and_arrivals
 from twin.telemetry.frame import Chunk, Frame, Sink
 
 CHUNK_CELLS = 1_500_000  # telemetry values buffered before sinks get them
@@ -52,6 +52,7 @@ class RunInputs:
     class_rates: np.ndarray  # n_ticks × classes, expected external rate
     class_arrivals: np.ndarray  # n_ticks × classes, sampled arrivals per tick
     class_entry: np.ndarray  # classes × services, 1 where a class enters
+    class_intensity: np.ndarray  # n_ticks × classes, the Poisson mean behind each count
 
 
 def prepare_inputs(scenario: Scenario) -> RunInputs:
@@ -61,13 +62,15 @@ def prepare_inputs(scenario: Scenario) -> RunInputs:
     topo = compile_topology(scenario)
     workload = scenario.workload
     rates = rate_curves(workload, n_ticks, dt)
-    arrivals = sample_arrivals(rates, workload.noise, dt, stream(scenario.seed, "workload"))
+    intensity, arrivals = sample_intensity_and_arrivals(
+        rates, workload.noise, dt, stream(scenario.seed, "workload")
+    )
     entry = np.zeros((len(workload.classes), topo.n_services))
     for i, cls in enumerate(workload.classes):
         entry[i, topo.service_index(cls.entry)] = 1.0
-    for array in (topo.base_services, topo.base_edges, rates, arrivals, entry):
+    for array in (topo.base_services, topo.base_edges, rates, arrivals, entry, intensity):
         array.setflags(write=False)
-    return RunInputs(scenario, topo, rates, arrivals, entry)
+    return RunInputs(scenario, topo, rates, arrivals, entry, intensity)
 
 
 class _Urgent(simpy.Event):
@@ -129,6 +132,10 @@ class Simulation:
         self.class_rates = inputs.class_rates
         self.class_arrivals = inputs.class_arrivals
         self.class_entry = inputs.class_entry
+        self.class_intensity = inputs.class_intensity
+        # the flow model's own noise (bursts that tip a pool into a retry storm): drawn per
+        # chunk in tick order, so a replay or a fork draws the same numbers
+        self._noise_rng = stream(scenario.seed, "flow-noise")
         n, m = self.topo.n_services, self.topo.n_edges
 
         self.chunk_size = max(16, min(3600, CHUNK_CELLS // max(n * f.N_SERVICE_METRICS, 1)))
@@ -136,9 +143,11 @@ class Simulation:
         self._eout = np.zeros((self.chunk_size, m, f.N_EDGE_METRICS))
         self._dist = np.zeros((self.chunk_size, n, 3))
         self._ext = np.zeros((self.chunk_size, n))
+        self._ext_int = np.zeros((self.chunk_size, n))
+        self._draws = np.zeros((self.chunk_size, n))
         self._times = np.zeros(self.chunk_size)
         self._kernel_events = np.zeros((MAX_KERNEL_EVENTS, 4))
-        self._scratch = np.zeros((n, 5))
+        self._scratch = np.zeros((n, N_COUNTERS))
         self._chunk_start = 0
         self._chunk_events: list[dict] = []
 
@@ -159,12 +168,15 @@ class Simulation:
         stop = min(start + self.chunk_size, self.n_ticks)
         rows = stop - start
         np.matmul(self.class_arrivals[start:stop], self.class_entry, out=self._ext[:rows])
+        np.matmul(self.class_intensity[start:stop], self.class_entry, out=self._ext_int[:rows])
+        self._noise_rng.random(out=self._draws[:rows])
 
     def _tick_loop(self):
         dt, topo, S, E = self.dt, self.topo, self.S, self.E
         order, src, dst = topo.order, topo.src, topo.dst
         in_ptr, in_idx, out_ptr, out_idx = topo.in_ptr, topo.in_idx, topo.out_ptr, topo.out_idx
         out, eout, dist, ext = self._out, self._eout, self._dist, self._ext
+        ext_int, draws = self._ext_int, self._draws
         kev, scratch, times = self._kernel_events, self._scratch, self._times
         timeout = self.env.timeout
         self._fill_external(0)
@@ -189,6 +201,8 @@ class Simulation:
                 out_ptr,
                 out_idx,
                 ext[row],
+                ext_int[row],
+                draws[row],
                 out[row],
                 eout[row],
                 dist[row],
@@ -445,6 +459,12 @@ class Simulation:
     def now(self) -> float:
         return self.env.now
 
+    @property
+    def arrival_intensity(self) -> np.ndarray:
+        """Each service's arrival intensity (requests/s, the Poisson rate behind the counts,
+        retries included) in the last tick: a view, valid until the next tick."""
+        return self._scratch[:, K_INTENSITY]
+
     def standby_replica_hours(self) -> float:
         """Replica-hours of failover standbys so far: part of what the run cost in pods."""
         return self.pods.standby_replica_seconds(min(self.env.now, self.end)) / 3600.0
@@ -457,5 +477,5 @@ class Simulation:
             "completed": S[f.C_COMPLETED].copy(),
             "failed": S[f.C_FAILED].copy(),
             "shed": S[f.C_SHED].copy(),
-            "in_flight": S[f.X_QUEUE] + S[f.X_NSERV] + S[f.X_LOST],
+            "in_flight": S[f.X_QUEUE] + S[f.X_WAITING] + S[f.X_NSERV] + S[f.X_LOST],
         }

@@ -86,10 +86,12 @@ def truncated_moments(
 
 @njit(cache=True)
 def own_time_moments(
-    x_mean: float, cv: float, work_per_own: float, rho: float
+    x_mean: float, cv: float, work_per_own: float, rho: float, k3_unit: float
 ) -> tuple[float, float, float]:
     """Mean, variance and third cumulant of a request's own time X plus its wait for CPU
-    quota (the CFS bucket of the request fidelity). X is lognormal; its CPU work takes
+    quota (the CFS bucket of the request fidelity). With no quota wait to speak of, X keeps its
+    own shape (`k3_unit`, the third cumulant per mean³); otherwise X is taken as lognormal,
+    its CPU work takes
     S = work_per_own · X at the cores left, and must fit in the backlog V an arrival finds
     plus one period's quota: D = max(0, V + S - period). V is the M/G/1 workload: 0 with
     probability 1 - rho, else exponential with mean E[S²] / (2 E[S] (1 - rho)). Given X,
@@ -104,8 +106,7 @@ def own_time_moments(
     # backlog it would need to meet is e^-25 unlikely
     s_high = s_mean * math.exp(4.0 * sigma - 0.5 * sigma2)
     if s_high < CFS_PERIOD_S and (rho <= 0.0 or CFS_PERIOD_S - s_high > 25.0 * m):
-        var = (cv * x_mean) ** 2
-        return x_mean, var, lognormal_k3(x_mean, var)
+        return x_mean, (cv * x_mean) ** 2, k3_unit * x_mean**3
     e1 = 0.0
     e2 = 0.0
     e3 = 0.0
@@ -220,3 +221,160 @@ def mixture_quantile(
             return step
         x = step
     return x
+
+
+@njit(cache=True)
+def _geometric_tail(x: float, a: float) -> tuple[float, float, float, float]:
+    """Σ_{n>a} x^(n-1)·n^p for p = 0..3 in closed form (0 ≤ x < 1, a ≥ 0 a whole number):
+    x^a · Σ_{i≥1} x^(i-1)·(a+i)^p, expanded in the power sums of a geometric series."""
+    xa = x**a
+    if xa == 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    d = 1.0 - x
+    s0 = 1.0 / d
+    s1 = s0 * s0
+    s2 = (1.0 + x) * s1 * s0
+    s3 = (1.0 + 4.0 * x + x * x) * s1 * s1
+    return (
+        xa * s0,
+        xa * (a * s0 + s1),
+        xa * (a * a * s0 + 2.0 * a * s1 + s2),
+        xa * (a**3 * s0 + 3.0 * a * a * s1 + 3.0 * a * s2 + s3),
+    )
+
+
+@njit(cache=True)
+def _power_sums(x: float, lo: float, hi: float) -> tuple[float, float, float, float]:
+    """Σ_{lo<n≤hi} x^(n-1)·n^p for p = 0..3 (whole lo ≤ hi; hi ≥ 1e12 is no bound). The
+    closed-form tails cancel badly when x is near 1 and the range short, so a short range
+    whose far end still carries weight is summed term by term."""
+    x = min(x, 1.0 - 1e-9)
+    if hi >= 1e12:
+        return _geometric_tail(x, lo)
+    if hi - lo <= 512.0 and x ** (hi - lo) > 0.5:
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        w = x**lo
+        n = lo + 1.0
+        while n <= hi:
+            s0 += w
+            s1 += w * n
+            s2 += w * n * n
+            s3 += w * n * n * n
+            w *= x
+            n += 1.0
+        return s0, s1, s2, s3
+    # a long range with x near 1 (a queue hundreds deep, arrivals at capacity) has no
+    # stationary shape to speak of: hold its decay to e^-4 over the range
+    x = min(x, 1.0 - 4.0 / (hi - lo)) if hi - lo > 512.0 else x
+    f0, f1, f2, f3 = _geometric_tail(x, lo)
+    g0, g1, g2, g3 = _geometric_tail(x, hi)
+    return f0 - g0, f1 - g1, f2 - g2, f3 - g3
+
+
+@njit(cache=True)
+def pool_wait_params(c: float, hold: float, lam: float, scv: float) -> tuple[float, float, float]:
+    """(P(wait), ratio x, rate) of a G/G/c pool's wait: Erlang C gives the chance of waiting;
+    a waiting arrival has a geometric number m of requests to see finish before its turn
+    (P(m > j) = x^j, each a 1/(c/H) exponential step at `rate` = c/H), so its wait is
+    Gamma(m, c/H). The ratio x is set so the mean wait is Allen-Cunneen's (1 + cs²)/2 times
+    M/M/c's (Poisson arrivals, cs² the holding time's squared cv), and the tail decays like
+    Kingman's exponential."""
+    n = math.floor(c)
+    if n <= 0.0 or lam <= 0.0:
+        return 0.0, 0.0, 0.0
+    a = min(lam * hold, MAX_RHO * n)
+    pc = erlang_c(n, a)
+    g = 0.5 * (1.0 + scv)
+    return pc, max(1.0 - (1.0 - a / n) / g, 0.0), n / hold
+
+
+@njit(cache=True)
+def level_wait_moments(
+    pc: float, x: float, rate: float, room: float, cap_levels: float
+) -> tuple[float, float, float, float]:
+    """(P(wait), mean, variance, third cumulant) of Gamma(m, rate) waits with probability pc,
+    m geometric (P(m > j) = x^j) under two bounds: the queue limit `room` truncates it
+    (arrivals beyond are refused, so never wait), the callers' pools cap it at `cap_levels`
+    (a caller holding its worker cannot send more: the excess waits upstream, in the
+    caller's own queue). The moments are closed-form sums (twin.flow.queueing._power_sums)."""
+    if pc <= 0.0 or rate <= 0.0 or room < 1.0 or cap_levels < 1.0:
+        return 0.0, 0.0, 0.0, 0.0
+    room = float(math.floor(min(room, 1e15)))
+    cap = float(math.floor(min(cap_levels, 1e15)))
+    top = min(cap, room)
+    total, _, _, _ = _power_sums(x, 0.0, room)  # the truncated geometric's mass
+    if total <= 0.0:
+        return 0.0, 0.0, 0.0, 0.0
+    _, t1, t2, t3 = _power_sums(x, 0.0, top)
+    capped = 0.0  # mass of levels past the cap, held at the cap
+    if room > cap:
+        capped, _, _, _ = _power_sums(x, cap, room)
+    e1 = (t1 + cap * capped) / total
+    e2 = (t2 + cap * cap * capped) / total
+    e3 = (t3 + cap**3 * capped) / total
+    xr = x**room
+    pw = pc * (1.0 - xr) / (1.0 - pc * xr)  # refused arrivals never wait
+    m1 = pw * e1 / rate
+    m2 = pw * (e2 + e1) / rate**2
+    m3 = pw * (e3 + 3.0 * e2 + 2.0 * e1) / rate**3
+    var = max(m2 - m1 * m1, 0.0)
+    return pw, m1, var, m3 - 3.0 * m1 * m2 + 2.0 * m1**3
+
+
+@njit(cache=True)
+def wait_moments(
+    c: float, hold: float, lam: float, scv: float, room: float, cap_levels: float
+) -> tuple[float, float, float, float]:
+    """(P(wait), mean, variance, third cumulant) of the wait for a worker in a G/G/c pool
+    (pool_wait_params) with its queue limit and its callers' cap (level_wait_moments)."""
+    pc, x, rate = pool_wait_params(c, hold, lam, scv)
+    return level_wait_moments(pc, x, rate, room, cap_levels)
+
+
+@njit(cache=True)
+def lognormal_cdf(x: float, mean: float, var: float) -> float:
+    """P(X ≤ x) for a lognormal with this mean and variance (a step at the mean if var is 0)."""
+    if x <= 0.0:
+        return 0.0
+    if var <= 1e-24 * mean * mean:
+        return 1.0 if x >= mean else 0.0
+    s2 = math.log(1.0 + var / (mean * mean))
+    return 1.0 - norm_sf((math.log(x) - math.log(mean) + 0.5 * s2) / math.sqrt(s2))
+
+
+@njit(cache=True)
+def backlog_wait_moments(queued: float, lam: float, mu: float) -> tuple[float, float, float]:
+    """Mean, variance and third cumulant of the wait behind an overloaded pool's backlog of
+    `queued` requests (arrivals `lam` beyond its capacity `mu`, both per second). The queue
+    stands near its fluid level and dips below it by a geometric D (ratio mu/lam: the
+    M/M/c/K queue of an overloaded pool, seen from its top); an arrival waits for the
+    Gamma(queued + 1 - D, mu) completions ahead of it. A full queue's wait is thus not a
+    constant: some requests get through under a caller's timeout, as they do in reality."""
+    top = float(math.floor(min(max(queued, 0.0), 1e12)))
+    x = min(mu / lam, 1.0) if lam > 0.0 else 0.0
+    total, t1, t2, t3 = _power_sums(x, 0.0, top + 1.0)
+    # n'' = D + 1 on 1..top+1; completions n = top + 2 - n''
+    e1 = t1 / total
+    e2 = t2 / total
+    e3 = t3 / total
+    a = top + 2.0
+    n1 = a - e1
+    n2 = a * a - 2.0 * a * e1 + e2
+    n3 = a**3 - 3.0 * a * a * e1 + 3.0 * a * e2 - e3
+    m1 = n1 / mu
+    m2 = (n2 + n1) / mu**2
+    m3 = (n3 + 3.0 * n2 + 2.0 * n1) / mu**3
+    var = max(m2 - m1 * m1, 0.0)
+    return m1, var, m3 - 3.0 * m1 * m2 + 2.0 * m1**3
+
+
+@njit(cache=True)
+def lognormal_through_p99(mean: float, p99: float) -> tuple[float, float, float]:
+    """(mu, sigma, 0) of the lognormal with this mean whose 99th percentile is `p99` (the
+    narrower of the two that are): ln p99 - ln mean = Z99·σ - σ²/2."""
+    gap = math.log(max(p99, mean) / mean)
+    sigma = Z99 - math.sqrt(max(Z99 * Z99 - 2.0 * gap, 0.0))
+    return math.log(mean) - 0.5 * sigma * sigma, sigma, 0.0

@@ -21,6 +21,8 @@ from twin.fields import (
     A_SB_PENALTY,
     A_SB_REPLICAS,
     A_SB_WORKERS,
+    E_BACKOFF,
+    E_BACKOFF_MULT,
     E_BR_CALLS,
     E_BR_COOLDOWN,
     E_BR_FAILS,
@@ -31,7 +33,13 @@ from twin.fields import (
     E_BR_STATE,
     E_BR_THRESH,
     E_BR_WINDOW,
+    E_COST,
+    E_COST_VAR,
     E_FORCED,
+    E_K,
+    E_RETRIES,
+    E_SYNC,
+    E_TIMEOUT,
     F_CPU_FACTOR,
     F_CPU_HOG,
     F_LAT_FACTOR,
@@ -41,20 +49,22 @@ from twin.fields import (
     P_QLIMIT,
     P_READY,
     P_SVC_CV,
+    P_SVC_K3,
     P_SVC_MEAN,
-    X_LAM_SETTLED,
     X_SB_ERRP,
     X_SB_LAM,
     X_SB_MU,
     X_SB_RATE,
     X_SB_SHIFT,
     X_SB_SIGMA,
+    X_SERVED_INT,
     X_THROTTLE,
 )
 from twin.flow.queueing import (
     MAX_RHO,
     erlang_c,
     fit_shifted_lognormal,
+    lognormal_cdf,
     own_time_moments,
 )
 
@@ -149,8 +159,8 @@ def own_moments(s: int, S: np.ndarray) -> tuple[float, float, float]:
         available = cpu_available(s, S)
         share = min(per_req / base, 1.0)
         work_per_own = base * share / available / x_mean
-        rho = S[X_LAM_SETTLED, s] * per_req / available
-    return own_time_moments(x_mean, S[P_SVC_CV, s], work_per_own, rho)
+        rho = S[X_SERVED_INT, s] * per_req / available
+    return own_time_moments(x_mean, S[P_SVC_CV, s], work_per_own, rho, S[P_SVC_K3, s])
 
 
 @njit(cache=True)
@@ -238,7 +248,7 @@ def standby_tick(
         work_per_own = min(per_req / base, 1.0) / cores
         rho = lam * per_req / cores
         cpu_cap = cores / per_req
-    own, var, k3 = own_time_moments(base, S[P_SVC_CV, s], work_per_own, rho)
+    own, var, k3 = own_time_moments(base, S[P_SVC_CV, s], work_per_own, rho, S[P_SVC_K3, s])
     hold = max(own + calls, 1e-9)
     var += calls_var
     k3 += calls_k3
@@ -286,3 +296,80 @@ def call_moments(
     e_var = k * (1.0 - block) * (att * v_att + retry_var)
     e_var += frac * (1.0 - frac) * cost * cost
     return att, cost, fail, e_var
+
+
+FANOUT_NODES = 48  # quadrature points over the slowest branch's range
+
+
+@njit(cache=True)
+def _all_done_by(
+    x: float, s: int, E: np.ndarray, out_ptr: np.ndarray, out_idx: np.ndarray
+) -> float:
+    """P(every parallel call of s has returned by x): a call made k ≥ 1 times returns when
+    its slowest copy does; one made by a share k < 1 of requests is absent otherwise."""
+    prob = 1.0
+    for j in range(out_ptr[s], out_ptr[s + 1]):
+        e = out_idx[j]
+        k = E[E_K, e]
+        if E[E_SYNC, e] <= 0.0 or k <= 0.0:
+            continue
+        f = lognormal_cdf(x, E[E_COST, e], E[E_COST_VAR, e])
+        whole = math.floor(k)
+        frac = k - whole
+        prob *= f**whole * (1.0 - frac + frac * f)
+    return prob
+
+
+@njit(cache=True)
+def fanout_moments(
+    s: int, E: np.ndarray, out_ptr: np.ndarray, out_idx: np.ndarray
+) -> tuple[float, float, float]:
+    """Mean, variance and third cumulant of the slowest of the parallel calls (their costs
+    set this tick in E_COST and E_COST_VAR, each a lognormal by its moments): E[M^r] =
+    ∫ r x^(r-1) P(M > x) dx by the midpoint rule over [0, the slowest call's 1 - 1e-7
+    quantile]. The largest mean alone misses that the slowest of several random calls is
+    slower than any one of them on average."""
+    top = 0.0
+    for j in range(out_ptr[s], out_ptr[s + 1]):
+        e = out_idx[j]
+        if E[E_SYNC, e] <= 0.0 or E[E_K, e] <= 0.0:
+            continue
+        mean = E[E_COST, e]
+        var = E[E_COST_VAR, e]
+        if mean <= 0.0:
+            continue
+        s2 = math.log(1.0 + var / (mean * mean))
+        high = mean * math.exp(5.2 * math.sqrt(s2) - 0.5 * s2)
+        top = max(top, high)
+    if top <= 0.0:
+        return 0.0, 0.0, 0.0
+    h = top / FANOUT_NODES
+    r1 = 0.0
+    r2 = 0.0
+    r3 = 0.0
+    for i in range(FANOUT_NODES):
+        x = (i + 0.5) * h
+        tail = 1.0 - _all_done_by(x, s, E, out_ptr, out_idx)
+        r1 += tail
+        r2 += 2.0 * x * tail
+        r3 += 3.0 * x * x * tail
+    r1 *= h
+    r2 *= h
+    r3 *= h
+    var = max(r2 - r1 * r1, 0.0)
+    return r1, var, r3 - 3.0 * r1 * r2 + 2.0 * r1**3
+
+
+@njit(cache=True)
+def longest_call(e: int, E: np.ndarray) -> float:
+    """The most one call on edge e can cost its caller: every attempt to its timeout, with
+    every back-off between them."""
+    retries = E[E_RETRIES, e]
+    if retries <= 0.0:
+        return E[E_TIMEOUT, e]
+    mult = E[E_BACKOFF_MULT, e]
+    if mult == 1.0:
+        backoff = E[E_BACKOFF, e] * retries
+    else:
+        backoff = E[E_BACKOFF, e] * (mult**retries - 1.0) / (mult - 1.0)
+    return (retries + 1.0) * E[E_TIMEOUT, e] + backoff

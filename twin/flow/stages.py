@@ -1,5 +1,5 @@
-"""The per-service stages of the flow tick: admission, the wait for a worker, conservation,
-resources and the latency row.
+"""The per-service stages of the flow tick: admission, handing back what the callers' pools
+cannot have sent, the wait for a worker, conservation, resources and the latency row.
 
 Each is inlined into the tick's loops (`inline="always"`), so splitting them out costs
 nothing at run time (see twin/flow/kernel.py for how that was measured).
@@ -13,6 +13,9 @@ import numpy as np
 from numba import njit
 
 from twin.fields import (
+    E_K,
+    E_P_ATTEMPT,
+    E_RETRIES,
     F_CPU_FACTOR,
     F_CPU_HOG,
     F_LAT_FACTOR,
@@ -28,9 +31,11 @@ from twin.fields import (
     P_READY,
     P_SVC_MEAN,
     P_WORKERS,
+    X_CALLER_CAP,
     X_ERRP,
+    X_ESC_LEVEL,
+    X_ESC_RATE,
     X_HOLD_EFF,
-    X_LAM_SETTLED,
     X_LOST,
     X_MU,
     X_NSERV,
@@ -39,27 +44,54 @@ from twin.fields import (
     X_SB_SHIFT,
     X_SB_SIGMA,
     X_SERVED,
+    X_SERVED_INT,
     X_SHEDFRAC,
     X_SHIFT,
     X_SIGMA,
+    X_SPILL_P,
+    X_SPILL_RATE,
+    X_SPILL_X,
     X_THROTTLE,
+    X_WAITING,
 )
-from twin.flow.queueing import MAX_RHO, Z95, Z99, erlang_c, fit_shifted_lognormal, mixture_quantile
-from twin.flow.service import SETTLE_S, cpu_available, cpu_capacity
+from twin.flow.queueing import (
+    MAX_RHO,
+    Z95,
+    Z99,
+    backlog_wait_moments,
+    fit_shifted_lognormal,
+    level_wait_moments,
+    lognormal_through_p99,
+    mixture_quantile,
+    pool_wait_params,
+)
+from twin.flow.service import attempts, breaker_block, cpu_available, cpu_capacity
 
 EVENT_OOM = 1.0
+UNBOUNDED = 1e15  # the callers' pools put no bound on a service (an entry, an async call)
 METRICS_WINDOW_S = 15.0  # metrics-server's resolution, the HPA's view of CPU
 
 # counters[s, k]: per-service scratch carried from the arrival stage to the later ones
-K_ARRIVALS, K_SHED, K_STANDBY, K_PREV_INFLIGHT, K_DROPPED = 0, 1, 2, 3, 4
+K_ARRIVALS, K_SHED, K_STANDBY, K_PREV_INFLIGHT, K_DROPPED, K_INTENSITY = 0, 1, 2, 3, 4, 5
+K_DONE = 6  # 1 once the bottom-up stages have accounted for the service this tick
+N_COUNTERS = 7
 
 
 @njit(cache=True, inline="always")
-def admit(s: int, dt: float, S: np.ndarray, counters: np.ndarray, arrivals: float, dropped: float):
+def admit(
+    s: int, dt: float, S: np.ndarray, counters: np.ndarray, arrivals: float, dropped: float,
+    intensity: float, draw: float,
+) -> None:  # fmt: skip
     """Workers, queue and shedding of one service for this tick's arrivals: dN/dt = admitted
-    - N/H solved over the tick (so N never exceeds c), a fluid backlog beyond the pool."""
+    - N/H solved over the tick (so N never exceeds c), a fluid backlog beyond the pool.
+
+    `intensity` is the Poisson rate behind the `arrivals` counted this tick; it decides the
+    regime (a tick's Poisson excess below capacity waits in the stationary queue, only a
+    sustained overload builds a backlog) and is what the callees' queueing formulas see.
+    `draw` is this tick's uniform from the run's stream: whether a burst tips the pool into
+    its retry storm (twin/flow/tipping.py)."""
     ready = S[P_READY, s]
-    prev_inflight = S[X_QUEUE, s] + S[X_NSERV, s]
+    prev_inflight = S[X_QUEUE, s] + S[X_NSERV, s] + S[X_WAITING, s]
     counters[s, K_PREV_INFLIGHT] = prev_inflight
     if ready <= 0.0 or S[F_OUTAGE, s] > 0.0:
         # no endpoint accepts connections: everything is refused, in-flight work is lost
@@ -67,7 +99,9 @@ def admit(s: int, dt: float, S: np.ndarray, counters: np.ndarray, arrivals: floa
         counters[s, K_PREV_INFLIGHT] = 0.0
         S[X_QUEUE, s] = 0.0
         S[X_NSERV, s] = 0.0
+        S[X_WAITING, s] = 0.0
         S[X_SERVED, s] = 0.0
+        S[X_SERVED_INT, s] = 0.0
         counters[s, K_ARRIVALS] = arrivals + dropped
         counters[s, K_SHED] = arrivals + dropped
         return
@@ -76,14 +110,25 @@ def admit(s: int, dt: float, S: np.ndarray, counters: np.ndarray, arrivals: floa
     decay = math.exp(-dt / hold)
     n_prev = min(S[X_NSERV, s], c)
     worker_room = (c - n_prev * decay) / (hold * (1.0 - decay))
-    mu_cap = min(worker_room, cpu_capacity(s, S))
-    backlog = S[X_QUEUE, s] + arrivals
+    cpu_cap = cpu_capacity(s, S)
+    mu_cap = min(worker_room, cpu_cap)
+    q_prev = S[X_QUEUE, s]
+    backlog = q_prev + arrivals
     limit = mu_cap
-    if S[X_QUEUE, s] <= 0.0 and S[X_LAM_SETTLED, s] < MAX_RHO * mu_cap:
-        # below capacity, a tick's Poisson excess waits in the stochastic queue that
-        # Erlang C already accounts for; only a sustained overload builds a backlog
-        limit = mu_cap + 3.0 * math.sqrt(mu_cap / dt)
+    stable = intensity < MAX_RHO * min(c / hold, cpu_cap)
+    if stable:
+        # below capacity, the tick's Poisson excess over the intensity waits in the
+        # stationary queue the wait formula already holds; a backlog left by an overload
+        # still drains at the pool's own pace
+        excess = max(arrivals / dt - intensity, 0.0)
+        limit = mu_cap + min(excess, 3.0 * math.sqrt(mu_cap / dt))
     served = min(backlog / dt, limit)
+    kick = 0.0
+    rate = S[X_ESC_RATE, s]
+    if stable and rate > 0.0 and draw < -math.expm1(-rate * dt):
+        # a burst queued past the barrier: the fluid backlog takes it from here
+        kick = min(S[X_ESC_LEVEL, s], served * dt)
+        served -= kick / dt
     S[X_NSERV, s] = min(n_prev * decay + served * hold * (1.0 - decay), c)
     q = backlog - served * dt
     qmax = ready * S[P_QLIMIT, s]
@@ -93,53 +138,138 @@ def admit(s: int, dt: float, S: np.ndarray, counters: np.ndarray, arrivals: floa
         q = qmax
     S[X_QUEUE, s] = q
     S[X_SERVED, s] = served
+    # what callees see: the intensity, plus a backlog's drain; the count once overloaded
+    S[X_SERVED_INT, s] = intensity + max(q_prev - q, 0.0) / dt if stable else served
+    counters[s, K_INTENSITY] = intensity
     counters[s, K_ARRIVALS] = arrivals + dropped
     counters[s, K_SHED] = shed + dropped
 
 
 @njit(cache=True, inline="always")
+def hold_back(
+    s: int, dt: float, S: np.ndarray, E: np.ndarray, counters: np.ndarray, src: np.ndarray,
+    in_ptr: np.ndarray, in_idx: np.ndarray,
+) -> None:  # fmt: skip
+    """Callees first: a service cannot queue more than its callers' held workers can send
+    (thread-per-request: a caller waits on one call at a time). What this tick's admission
+    queued beyond that cap never left the callers: it goes back to their queues, shared in
+    proportion to the calls each sent, where their own cap may send it further up. A caller
+    on a cycle's back edge, already accounted for this tick, keeps its share here."""
+    counters[s, K_DONE] = 1.0
+    room = S[X_CALLER_CAP, s] - S[P_READY, s] * S[P_WORKERS, s]
+    excess = S[X_QUEUE, s] - max(room, 0.0)
+    if excess <= 1e-9 or S[X_CALLER_CAP, s] >= UNBOUNDED:
+        return
+    total = 0.0
+    for j in range(in_ptr[s], in_ptr[s + 1]):
+        e = in_idx[j]
+        total += S[X_SERVED, src[e]] * E[E_K, e] * (1.0 - breaker_block(e, E))
+    if total <= 0.0:
+        return
+    moved = 0.0
+    for j in range(in_ptr[s], in_ptr[s + 1]):
+        e = in_idx[j]
+        u = src[e]
+        per_request = E[E_K, e] * attempts(E[E_P_ATTEMPT, e], E[E_RETRIES, e])
+        calls = S[X_SERVED, u] * E[E_K, e] * (1.0 - breaker_block(e, E))
+        if calls <= 0.0 or per_request <= 0.0 or counters[u, K_DONE] > 0.0:
+            continue
+        back = min(excess * calls / total / per_request, S[X_SERVED, u] * dt)
+        S[X_SERVED, u] -= back / dt
+        S[X_SERVED_INT, u] = max(S[X_SERVED_INT, u] - back / dt, 0.0)
+        S[X_QUEUE, u] += back
+        moved += back * per_request
+    moved = min(moved, excess)
+    S[X_QUEUE, s] -= moved
+    counters[s, K_ARRIVALS] -= moved
+    counters[s, K_INTENSITY] = max(counters[s, K_INTENSITY] - moved / dt, 0.0)
+
+
+@njit(cache=True, inline="always")
 def wait_in_pool(
-    s: int, dt: float, S: np.ndarray, hold: float, down: bool, var: float, k3: float
+    s: int,
+    S: np.ndarray,
+    counters: np.ndarray,
+    hold: float,
+    down: bool,
+    var: float,
+    k3: float,
+    spill_p: float,
+    spill_x: float,
+    spill_rate: float,
+    own: float,
+    own_var: float,
+    own_k3: float,
+    calls_max: float,
 ) -> tuple[float, float, float, float, float, float, float]:
-    """The wait for a worker (Erlang C while stable, the fluid backlog's wait beyond) on top
-    of the residence, fitted as a shifted lognormal. Sets the service's fit; returns (mean,
-    wait_var, k3, mu, sigma, shift, c)."""
+    """The wait for a worker on top of the residence, fitted as a shifted lognormal.
+
+    Stable load waits as G/G/c at this tick's arrival intensity (queueing.pool_wait_params),
+    its queue truncated at the room the fluid backlog leaves and capped by the callers'
+    pools; a backlog beyond it waits for its completions on top. What a callee's cap keeps
+    out of its queue (`spill_*`, the most congested callee's) waits here instead, in this
+    pool's queue, up to this pool's own callers' cap; the rest spills on upstream.
+    Overload waits behind the fluid backlog. A residence cannot pass its own time plus every
+    call's last timeout (`calls_max`): the fit's p99 is held there when the moments, made of
+    refused attempts and timeouts, would put it beyond.
+
+    Sets the service's fit, its stationary queue (Little: λ·W) and what it spills upstream;
+    returns (mean, wait_var, k3, mu, sigma, shift, c)."""
     ready = S[P_READY, s]
     c = ready * S[P_WORKERS, s]
     wait_mean = 0.0
     wait_var = 0.0
-    shift = 0.0
+    wait_k3 = 0.0
+    extra = 0.0
+    S[X_WAITING, s] = 0.0
+    S[X_SPILL_P, s] = 0.0
     if not down and c > 0.0:
         # the CPU limit caps throughput; below it, CPU contention is in the own time
         # (the quota bucket, see own_time_moments), not in fewer servers
-        mu_pool = c / hold
-        mu_cap = min(mu_pool, cpu_capacity(s, S))
-        # Erlang C already holds Poisson's tick-to-tick noise, so it sees the rate the queue
-        # has settled to: an unbiased moving average over SETTLE_S, about the relaxation
-        # time of a queue near saturation ((1+√ρ)²/(μ(1-√ρ)²), Odoni and Roth); a
-        # sustained overload still builds the fluid backlog at once
-        served = S[X_SERVED, s]
-        S[X_LAM_SETTLED, s] += (1.0 - math.exp(-dt / SETTLE_S)) * (served - S[X_LAM_SETTLED, s])
-        lam_in = min(S[X_LAM_SETTLED, s], MAX_RHO * mu_cap)
-        pc = erlang_c(c, lam_in * hold)
-        theta = mu_pool - lam_in
-        # the wait is 0 with probability 1 - pc, else exponential with rate theta
-        wait_mean = pc / theta
-        wait_var = (2.0 * pc - pc * pc) / (theta * theta)
-        wait_k3 = (6.0 * pc - 6.0 * pc * pc + 2.0 * pc**3) / theta**3
-        # a finite queue (M/M/c/K) bounds the wait near saturation; the fluid backlog
-        # below carries what is really queued
-        bound = ready * S[P_QLIMIT, s] / mu_cap
-        if wait_mean > bound:
-            wait_var *= (bound / wait_mean) ** 2
-            wait_k3 *= (bound / wait_mean) ** 3
-            wait_mean = bound
+        mu_cap = min(c / hold, cpu_capacity(s, S))
+        offered = counters[s, K_INTENSITY]
+        q = S[X_QUEUE, s]
+        if offered >= MAX_RHO * mu_cap:
+            # overloaded: the queue is the fluid backlog, give or take its fluctuation
+            wait_mean, wait_var, wait_k3 = backlog_wait_moments(q, offered, mu_cap)
+        else:
+            room = ready * S[P_QLIMIT, s] - q
+            cap = max(S[X_CALLER_CAP, s] - c, 0.0)  # queue places the callers can fill
+            pc, x, rate = pool_wait_params(c, hold, offered, var / (hold * hold))
+            _, wait_mean, wait_var, wait_k3 = level_wait_moments(pc, x, rate, room, cap)
+            out_p = pc * x**cap if cap < room else 0.0
+            out_x = x
+            out_rate = rate
+            if spill_p > 0.0:
+                _, in_mean, in_var, in_k3 = level_wait_moments(
+                    spill_p, spill_x, spill_rate, room, cap
+                )
+                if in_mean > wait_mean:
+                    wait_mean, wait_var, wait_k3 = in_mean, in_var, in_k3
+                rest = spill_p * spill_x**cap
+                if rest / ((1.0 - spill_x) * spill_rate) > out_p / ((1.0 - x) * rate + 1e-300):
+                    out_p, out_x, out_rate = rest, spill_x, spill_rate
+            S[X_SPILL_P, s] = out_p
+            S[X_SPILL_X, s] = out_x
+            S[X_SPILL_RATE, s] = out_rate
+            S[X_WAITING, s] = max(offered * wait_mean - q, 0.0)
+            # a backlog beyond the stationary queue (an overload draining, a burst) waits
+            # for its Gamma-distributed completions on top
+            ahead = max(q - offered * wait_mean, 0.0)
+            extra = ahead / mu_cap
+            wait_var += ahead / mu_cap**2
+            wait_k3 += 2.0 * ahead / mu_cap**3
         k3 += wait_k3
-        shift = S[X_QUEUE, s] / mu_cap
-    mean = hold + wait_mean
-    mu, sigma, fit_shift = fit_shifted_lognormal(mean, var + wait_var, k3)
-    shift += fit_shift
-    mean += shift - fit_shift  # the backlog's wait on top of the residence
+    mean = hold + wait_mean + extra
+    mu, sigma, shift = fit_shifted_lognormal(mean, var + wait_var, k3)
+    p99 = shift + math.exp(mu + Z99 * sigma)
+    if calls_max > 0.0 and p99 > calls_max:  # the bound below is at least calls_max
+        b_mu, b_sigma, b_shift = fit_shifted_lognormal(
+            own + wait_mean + extra, own_var + wait_var, own_k3 + wait_k3
+        )
+        bound = b_shift + math.exp(b_mu + Z99 * b_sigma) + calls_max
+        if p99 > bound:
+            mu, sigma, shift = lognormal_through_p99(mean, bound)
     S[X_MU, s] = mu
     S[X_SIGMA, s] = sigma
     S[X_SHIFT, s] = shift
@@ -148,19 +278,25 @@ def wait_in_pool(
 
 @njit(cache=True, inline="always")
 def conserve(s: int, S: np.ndarray, counters: np.ndarray, down: bool) -> tuple:
-    """Stage 3, arrivals = completed + failed + shed + Δ in-flight. Returns (arrivals, shed,
-    departures, failed, completed, q, n_target, lost)."""
+    """Stage 3, arrivals = completed + failed + shed + Δ in-flight (the fluid backlog, the
+    stationary queue and the workers). Returns (arrivals, shed, departures, failed,
+    completed, q, n_target, lost), q the whole queue."""
     arrivals = counters[s, K_ARRIVALS]
     shed = counters[s, K_SHED]
     prev_inflight = counters[s, K_PREV_INFLIGHT]
     lost = S[X_LOST, s]
     S[X_LOST, s] = 0.0
     n_target = 0.0 if down else S[X_NSERV, s]
+    waiting = S[X_WAITING, s]
     q = S[X_QUEUE, s]
-    departures = arrivals - shed + prev_inflight - (q + n_target)
+    departures = arrivals - shed + prev_inflight - (q + waiting + n_target)
     if departures < 0.0:
+        # the queue the formula wants is not there yet: it builds from what arrives
         departures = 0.0
-        n_target = max(prev_inflight + arrivals - shed - q, 0.0)
+        left = max(prev_inflight + arrivals - shed - q, 0.0)
+        waiting = min(waiting, left)
+        n_target = min(n_target, left - waiting)
+        S[X_WAITING, s] = waiting
     S[X_NSERV, s] = n_target
     failed = departures * S[X_ERRP, s] + lost
     completed = departures * (1.0 - S[X_ERRP, s])
@@ -173,7 +309,7 @@ def conserve(s: int, S: np.ndarray, counters: np.ndarray, down: bool) -> tuple:
         if own_arrivals > 0.0
         else (1.0 if down else 0.0)
     )
-    return arrivals, shed, departures, failed, completed, q, n_target, lost
+    return arrivals, shed, departures, failed, completed, q + waiting, n_target, lost
 
 
 @njit(cache=True, inline="always")

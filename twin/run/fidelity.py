@@ -9,6 +9,7 @@ weighted by the requests each tick served.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,9 @@ from twin.telemetry.frame import Chunk
 
 COMPARED = ("throughput", "error_ratio", "latency_mean_ms", "latency_p99_ms")
 TARGETS = {"throughput": 0.02, "latency_mean_ms": 0.10, "latency_p99_ms": 0.20}
+ERROR_RATIO_TARGET = 0.02  # absolute: the share of failed requests, flow against request
+# a storm (or any collapse): some service fails more than half its requests over 10 s
+STORM_ERROR_RATIO, STORM_WINDOW_S = 0.5, 10.0
 # a service is "affected" by a fault when its window average moves this much (both fidelities)
 AFFECTED_LATENCY_REL, AFFECTED_LATENCY_ABS_MS = 0.25, 2.0
 AFFECTED_ERROR_ABS = 0.02
@@ -72,8 +76,12 @@ class ServiceFigures:
     # standard error (batch means) of the request run's throughput minus the flow run's, per
     # tick: both see the same arrivals, so this is the request run's own sampling noise
     throughput_se: float = 0.0
-    # distribution-free 95% interval of the request run's exact p99 (order statistics)
+    # 95% interval of the request run's exact p99: order statistics, widened to the
+    # sections' spread where requests come in correlated bursts
     p99_ci: tuple[float, float] = (float("nan"), float("nan"))
+    arrival_rate: float = 0.0
+    # standard error (batch means) of the paired difference of the window's mean latencies
+    latency_mean_se: float = 0.0
 
 
 @dataclass
@@ -85,6 +93,8 @@ class FidelityReport:
     flow: list[ServiceFigures]
     request: list[ServiceFigures]
     wall_seconds: dict[str, float] = field(default_factory=dict)
+    # when each fidelity first fell into a storm (seconds), None if it never did
+    storm_onset: dict[str, float | None] = field(default_factory=dict)
 
     def relative_difference(self, metric: str) -> np.ndarray:
         """(flow − request) / request per service (NaN where the request figure is 0)."""
@@ -93,16 +103,30 @@ class FidelityReport:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(r != 0, (f - r) / r, np.where(f == 0, 0.0, np.nan))
 
-    def within_targets(self) -> dict[str, bool]:
-        """Every service inside each target, or inside the request run's own uncertainty:
-        throughput within two standard errors, p99 inside its 95% order-statistic interval
-        (a low-rate service's p99 rests on a few dozen requests)."""
-        ok = {}
-        for metric, tol in TARGETS.items():
+    def compared(self, min_rate: float = 0.0) -> np.ndarray:
+        """Which services are judged: those the request run sees above `min_rate` req/s."""
+        return np.array([r.arrival_rate > min_rate or min_rate <= 0.0 for r in self.request])
+
+    def misses(
+        self, targets: dict[str, float] | None = None, min_rate: float = 0.0
+    ) -> dict[str, list[str]]:
+        """Per metric, the judged services outside its target and outside the request run's
+        own uncertainty: throughput and mean latency within two standard errors of their
+        paired difference, p99 inside its 95% order-statistic interval (a low-rate
+        service's p99 rests on a few dozen requests), the error ratio within 0.02."""
+        targets = TARGETS if targets is None else targets
+        judged = self.compared(min_rate)
+        out: dict[str, list[str]] = {}
+        for metric, tol in targets.items():
             rel = np.abs(np.nan_to_num(self.relative_difference(metric), nan=1.0))
             if metric == "throughput":
                 noise = np.array(
                     [2.0 * r.throughput_se / max(r.throughput, 1e-12) for r in self.request]
+                )
+                rel = np.where(rel <= np.nan_to_num(noise, nan=0.0), 0.0, rel)
+            if metric == "latency_mean_ms":
+                noise = np.array(
+                    [2.0 * r.latency_mean_se / max(r.latency_mean_ms, 1e-12) for r in self.request]
                 )
                 rel = np.where(rel <= np.nan_to_num(noise, nan=0.0), 0.0, rel)
             if metric == "latency_p99_ms":
@@ -113,8 +137,29 @@ class FidelityReport:
                     ]
                 )
                 rel = np.where(inside, 0.0, rel)
-            ok[metric] = bool(np.all(rel <= tol))
-        return ok
+            out[metric] = [n for n, m in zip(self.services, judged & (rel > tol), strict=True) if m]
+        gap = np.array([abs(f.error_ratio - r.error_ratio) for f, r in self.pairs()])
+        bad = judged & (gap > ERROR_RATIO_TARGET)
+        out["error_ratio"] = [n for n, m in zip(self.services, bad, strict=True) if m]
+        return out
+
+    def within_targets(
+        self, targets: dict[str, float] | None = None, min_rate: float = 0.0
+    ) -> dict[str, bool]:
+        """Per metric (and the error ratio), whether every judged service is inside its target
+        or the request run's own uncertainty (see `misses`)."""
+        return {metric: not bad for metric, bad in self.misses(targets, min_rate).items()}
+
+    def pairs(self) -> list[tuple[ServiceFigures, ServiceFigures]]:
+        """(flow, request) figures per service."""
+        return list(zip(self.flow, self.request, strict=True))
+
+    def storms_agree(self, max_gap_s: float = 30.0) -> bool:
+        """Both fidelities fall into a storm, or neither; if both, within `max_gap_s`."""
+        flow, request = self.storm_onset.get("flow"), self.storm_onset.get("request")
+        if flow is None or request is None:
+            return flow is None and request is None
+        return abs(flow - request) <= max_gap_s
 
     def table(self) -> str:
         """A plain-text table: each metric for flow and request, and the relative difference."""
@@ -150,6 +195,30 @@ def quantile_ci(sorted_values: np.ndarray, q: float, z: float = 1.96) -> tuple[f
     return float(sorted_values[lo]), float(sorted_values[hi])
 
 
+def sectioned_p99_ci(visits: np.ndarray, start: float, scenario: Scenario, sections: int = 10):
+    """95% interval of the p99 from the p99s of consecutive sections of the window (Student
+    t on their spread). Order statistics assume independent requests; a CPU quota's bursts
+    or a queue's excursions make neighbours alike, and sections see that."""
+    edges = np.linspace(start, scenario.duration, sections + 1)
+    values = []
+    for lo, hi in itertools.pairwise(edges):
+        part = visits[(visits[:, 3] >= lo) & (visits[:, 3] < hi)]
+        if len(part) >= 20:
+            values.append(np.percentile(part[:, 3] - part[:, 1], 99.0) * 1000.0)
+    if len(values) < 4:
+        return float("nan"), float("nan")
+    half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
+    mid = float(np.mean(values))
+    return mid - half, mid + half
+
+
+def _widest(a: tuple[float, float], b: tuple[float, float]) -> tuple[float, float]:
+    """The union of two intervals (either may be NaN: the other stands)."""
+    lo = np.nanmin([a[0], b[0]])
+    hi = np.nanmax([a[1], b[1]])
+    return float(lo), float(hi)
+
+
 def _batch_means_se(series: np.ndarray, batches: int = 10) -> float:
     """Standard error of a time average from the means of consecutive batches."""
     usable = len(series) - len(series) % batches
@@ -183,9 +252,41 @@ def _window_figures(
                 error_ratio=float(bad / fin) if fin else 0.0,
                 latency_mean_ms=mean,
                 latency_p99_ms=float(p99),
+                arrival_rate=float(v[:, s, M["arrival_rate"]].mean()),
             )
         )
     return out
+
+
+def _batch_latency_means(values: np.ndarray, batches: int = 10) -> np.ndarray:
+    """Served-weighted mean latency per consecutive batch of ticks (batches × services)."""
+    usable = len(values) - len(values) % batches
+    v = values[:usable].reshape(batches, -1, *values.shape[1:])
+    w = v[..., M["throughput"]] + v[..., M["error_rate"]]
+    total = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, (v[..., M["latency_mean_ms"]] * w).sum(axis=1) / total, 0.0)
+
+
+def storm_onset(times: np.ndarray, values: np.ndarray) -> float | None:
+    """When some service first failed more than STORM_ERROR_RATIO of what it finished over
+    STORM_WINDOW_S (the window's start), or None: a storm, or any collapse."""
+    failed = values[:, :, M["error_rate"]] + values[:, :, M["shed_rate"]]
+    finished = failed + values[:, :, M["throughput"]]
+    width = max(int(round(STORM_WINDOW_S / max(times[1] - times[0], 1e-9))), 1)
+    if len(times) < width:
+        return None
+    kernel = np.ones(width)
+    for_each = [
+        (np.convolve(failed[:, s], kernel, "valid"), np.convolve(finished[:, s], kernel, "valid"))
+        for s in range(values.shape[1])
+    ]
+    first = None
+    for bad, total in for_each:
+        hit = np.nonzero((total > 0) & (bad > STORM_ERROR_RATIO * total))[0]
+        if hit.size and (first is None or hit[0] < first):
+            first = int(hit[0])
+    return None if first is None else float(times[first])
 
 
 def run_both(scenario: Scenario, warmup_s: float = 60.0) -> FidelityReport:
@@ -209,16 +310,23 @@ def run_both(scenario: Scenario, warmup_s: float = 60.0) -> FidelityReport:
     done = visits[visits[:, 3] >= warmup_s]
     exact, p99_ci = [], []
     for s in range(req.topo.n_services):
-        residences = np.sort(done[done[:, 0] == s, 3] - done[done[:, 0] == s, 1]) * 1000.0
+        mine = done[done[:, 0] == s]
+        residences = np.sort(mine[:, 3] - mine[:, 1]) * 1000.0
         exact.append(float(np.percentile(residences, 99.0)) if len(residences) else 0.0)
-        p99_ci.append(quantile_ci(residences, 0.99))
+        p99_ci.append(
+            _widest(quantile_ci(residences, 0.99), sectioned_p99_ci(mine, warmup_s, scenario))
+        )
     flow_arrays, request_arrays = keep_f.arrays(), keep_r.arrays()
     request_figures = _window_figures(*request_arrays, warmup_s, exact_p99=exact)
     sel = flow_arrays[0] >= warmup_s
     thr = M["throughput"]
     diff = request_arrays[1][sel][:, :, thr] - flow_arrays[1][sel][:, :, thr]
+    lat_diff = _batch_latency_means(request_arrays[1][sel]) - _batch_latency_means(
+        flow_arrays[1][sel]
+    )
     for s, fig in enumerate(request_figures):
         fig.throughput_se = _batch_means_se(diff[:, s])
+        fig.latency_mean_se = float(lat_diff[:, s].std(ddof=1) / np.sqrt(len(lat_diff)))
         fig.p99_ci = p99_ci[s]
     return FidelityReport(
         scenario=scenario.name,
@@ -228,6 +336,10 @@ def run_both(scenario: Scenario, warmup_s: float = 60.0) -> FidelityReport:
         flow=_window_figures(*flow_arrays, warmup_s),
         request=request_figures,
         wall_seconds={k: round(v, 3) for k, v in walls.items()},
+        storm_onset={
+            "flow": storm_onset(*flow_arrays[:2]),
+            "request": storm_onset(*request_arrays[:2]),
+        },
     )
 
 

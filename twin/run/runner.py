@@ -123,6 +123,7 @@ def run_scenario(
     controller: RunController | None = None,
     truth: dict | None = None,
     allow_large: bool = False,
+    on_tick: Sequence[Callable[[Simulation], None]] = (),
 ) -> RunResult:
     """Simulate, write the run directory as the run goes, then label faults and summarise.
 
@@ -143,6 +144,9 @@ def run_scenario(
     Before anything is written, the run's memory, disk and wall time are estimated from the
     scenario (twin/run/budget.py) and a run past the machine's limits is refused, unless
     `allow_large`.
+
+    `on_tick` hooks (flow fidelity) see the simulation after every tick (the validity
+    envelope's watcher rides along this way).
     """
     if fidelity not in FIDELITIES:
         raise ScenarioError(f"fidelity: expected one of {', '.join(FIDELITIES)}, got {fidelity!r}")
@@ -271,6 +275,7 @@ def _start(
     rate = tel.trace_rate if tel.trace_rate is not None else DEFAULT_TRACE_RATE[fidelity]
     if fidelity == "flow":
         sim = Simulation(scenario, actions=actions)
+        sim.on_tick.extend(on_tick)
     elif actions or controller is not None:
         raise ActionError("actions: scheduled actions and operators need flow fidelity")
     else:

@@ -292,6 +292,15 @@ def sample_arrivals(
     time (AR(1) in log space, correlation time NOISE_CORRELATION_S) and independent per class,
     so it wobbles like real traffic and the expected count stays rate · tick.
     """
+    return sample_intensity_and_arrivals(rates, noise, tick, rng)[1]
+
+
+def sample_intensity_and_arrivals(
+    rates: np.ndarray, noise: float, tick: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(expected count per tick, arrivals per tick): the Poisson intensity with its noise, and
+    the counts `sample_arrivals` draws from it (the same draws from the same generator). The
+    flow model's queueing formulas need the intensity, not one tick's count of it."""
     rates = np.asarray(rates, dtype=np.float64)
     if rates.ndim not in (1, 2):
         raise ValueError(f"rates must be (n_ticks,) or (n_ticks, n_classes), got {rates.shape}")
@@ -304,7 +313,7 @@ def sample_arrivals(
     lam = rates * tick
     if noise > 0 and lam.size:
         lam *= lognormal_ar1(lam.shape, noise, tick, rng)
-    return rng.poisson(lam).astype(np.float64)
+    return lam, rng.poisson(lam).astype(np.float64)
 
 
 def lognormal_ar1(
