@@ -155,7 +155,7 @@ def run_scenario(
         cost = estimate(scenario, fidelity, labels=labels)
         check_budget(cost, out, f"scenario {scenario.name!r}")
     wall0 = time.perf_counter()
-    run = _start(scenario, out, fidelity, actions, controller, labels)
+    run = _start(scenario, out, fidelity, actions, controller, labels, on_tick)
     sim = run.sim
     try:
         write_json(out / "summary.json", _status_only(scenario, fidelity, "running"))
@@ -269,6 +269,7 @@ def _start(
     actions: Sequence[tuple[float, Action]],
     controller: RunController | None,
     labels: bool,
+    on_tick: Sequence[Callable[[Simulation], None]] = (),
 ) -> _Run:
     """The simulation in the chosen fidelity with its run-directory writer and sinks."""
     tel = scenario.telemetry
