@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,9 +15,10 @@ from detectors.forecast.models import (
     Mstl,
     SeasonalNaive,
 )
+from detectors.forecast.traffic import find_nab_root
 from twin.errors import FirebreakError
 
-NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab"
+NAB = find_nab_root()
 STEP = 1800.0
 
 

@@ -99,6 +99,124 @@ def backtest(
     )
 
 
+def compare(
+    factories: dict[str, Callable[[], Forecaster]],
+    times: np.ndarray,
+    values: np.ndarray,
+    horizon: int,
+    step: int,
+    min_history: int,
+    *,
+    level: float = 0.9,
+) -> pd.DataFrame:
+    """`backtest` rows for every model at the same origins: a streaming model in one pass,
+    the others refitted at each origin (their history capped at eight weeks)."""
+    from detectors.forecast.registry import is_streaming
+
+    _, _, dt = check_series(times, values)
+    batch = {k: f for k, f in factories.items() if not is_streaming(f())}
+    frames = []
+    if batch:
+        week = period_steps(WEEK_S, dt)
+        frames.append(
+            backtest(batch, times, values, horizon, step, min_history, level=level, window=8 * week)
+        )
+    for name, factory in factories.items():
+        if name in batch:
+            continue
+        rows = online_backtest(
+            factory(),
+            times,
+            values,
+            horizon=horizon,
+            every=step,
+            warmup=min_history,
+            short=horizon,
+            level=level,
+        )
+        y = np.asarray(values, dtype=np.float64)
+        scale = np.array([mase_scale(y[:i], dt) for i in rows["index"]])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "forecaster": name,
+                    "origin": rows["origin"],
+                    "smape": rows["smape"],
+                    "mase": rows["mae"] / scale,
+                    "coverage": rows["coverage"],
+                    "width": rows["width"],
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def online_backtest(
+    model,
+    times: np.ndarray,
+    values: np.ndarray,
+    *,
+    horizon: int,
+    every: int,
+    warmup: int,
+    short: int,
+    observed: np.ndarray | None = None,
+    level: float = 0.9,
+) -> pd.DataFrame:
+    """One pass of a streaming forecaster (`learn_one`/`predict`), scored at rolling origins.
+
+    After `warmup` observations, every `every`-th one is an origin: the model forecasts
+    `horizon` steps from what it has seen, then keeps learning. Scores cover the targets
+    that were really observed (`observed`, e.g. not an interpolated gap, which the model is
+    told about through `learn_one(..., observed=False)`): sMAPE, MAE, the
+    MAE of the daily and weekly naive forecasts from the same origin, and the share inside
+    the interval over the whole horizon and over its first `short` steps.
+    """
+    t, y, dt = check_series(times, values)
+    seen = np.ones(y.size, bool) if observed is None else np.asarray(observed, bool)
+    day = period_steps(DAY_S, dt)
+    week = 7 * day
+    rows = []
+    for i in range(y.size):
+        if observed is None:
+            model.learn_one(float(t[i]), float(y[i]))
+        else:
+            model.learn_one(float(t[i]), float(y[i]), observed=bool(seen[i]))
+        origin = i + 1
+        if origin < warmup or (origin - warmup) % every or origin + horizon > y.size:
+            continue
+        fc = model.predict(horizon, level)
+        target = slice(origin, origin + horizon)
+        keep = seen[target]
+        if not keep.any():
+            continue
+        actual = y[target][keep]
+        lags = np.arange(origin, origin + horizon) - day * np.ceil(np.arange(1, horizon + 1) / day)
+        daily = y[lags.astype(np.int64)][keep]
+        row = {
+            "index": origin,
+            "origin": float(t[origin - 1]),
+            "history_days": origin / day,
+            "smape": smape(actual, fc.mean[keep]),
+            "mae": float(np.mean(np.abs(actual - fc.mean[keep]))),
+            "mae_daily_naive": float(np.mean(np.abs(actual - daily))),
+            "mae_weekly_naive": np.nan,
+            "coverage": coverage(actual, fc.lower[keep], fc.upper[keep]),
+            "coverage_short": np.nan,
+            "width": float(np.mean((fc.upper - fc.lower)[keep])),
+        }
+        if origin >= week and horizon <= week:
+            weekly = y[np.arange(origin, origin + horizon) - week][keep]
+            row["mae_weekly_naive"] = float(np.mean(np.abs(actual - weekly)))
+        first = keep[:short]
+        if first.any():
+            row["coverage_short"] = coverage(
+                y[origin : origin + short][first], fc.lower[:short][first], fc.upper[:short][first]
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Per forecaster: origins, mean and median sMAPE, mean MASE, mean coverage."""
     g = results.groupby("forecaster", sort=False)
