@@ -4,18 +4,22 @@ A model's analytic interval assumes the model is right; on real demand it is not
 band derived from day-to-day ratios explodes after a weekend → weekday jump. Here the
 interval comes from what the forecaster actually got wrong lately, horizon by horizon:
 
-- At every `stride`-th observation (an *origin*) the forecaster issues its point forecast at
-  a small grid of horizons (1 step … one day, log-spaced); when a target arrives, the error
-  (in the forecaster's log space) joins that horizon's ring of the last `window` errors.
+- At every origin the forecaster issues its point forecast at a small grid of horizons
+  (1 step … one day, log-spaced); when a target arrives, the error (in the forecaster's
+  log space) joins that horizon's ring of the last `window` errors.
 - The interval at horizon h adds the ring's lower and upper error quantiles to the point
-  forecast (split-conformal style: quantiles of held-out errors, not of model fit).
-- Adaptive conformal inference (Gibbs & Candès, 2021) corrects each tail's level online:
-  when an issued bound is crossed more often than its nominal share, its level tightens, and
-  loosens when it is crossed less. The long-run miss rate of each tail then tends to its
-  nominal share whatever the series does, so a level shift costs a transient, not a week of
-  wrong bands. Horizons between grid points interpolate in log-horizon.
+  forecast (split conformal: ranks floor((n+1)a) and ceil((n+1)(1−a)) of held-out errors).
+- Errors are also kept by the level the forecast was at (`categories`, e.g. low / middle /
+  high terciles): a Mondrian split (Vovk et al.), so a series that jumps from nothing to a
+  plateau does not carry its take-off error (×100) onto forecasts made on the plateau. A
+  category with too few errors uses the pooled ring.
+- Adaptive conformal inference (Gibbs & Candès, 2021) corrects each ring's tail levels
+  online: when an issued bound is crossed more often than its nominal share its level
+  tightens, and loosens when crossed less. The long-run miss rate of each tail then tends
+  to its nominal share whatever the series does, so a level shift costs a transient, not
+  a week of wrong bands. Horizons between grid points interpolate in log-horizon.
 
-Memory is bounded: `window` errors per grid horizon plus the forecasts still in flight.
+Memory is bounded: `window` errors per (category, grid horizon) plus forecasts in flight.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_ERRORS = 19
-"""Errors a horizon needs before its own quantiles are used: split conformal's bound for a
+"""Errors a ring needs before its own quantiles are used: split conformal's bound for a
 90% two-sided interval, the ceil((n + 1)·0.95)-th of n errors, is finite from n = 19."""
 
 
 def _order_stat(sorted_rows: np.ndarray, size: np.ndarray, rank: np.ndarray) -> np.ndarray:
-    """Per row, the rank-th smallest (1-based, clipped to 1..size) of its first `size`."""
+    """The rank-th smallest (1-based, clipped to 1..size) of each row's first `size`;
+    `rank` may carry a leading axis (one row of ranks per level)."""
     k = np.clip(rank, 1, size).astype(np.int64) - 1
     return sorted_rows[np.arange(sorted_rows.shape[0]), k]
 
@@ -44,38 +49,54 @@ def horizon_grid(max_steps: int, points: int = 12) -> np.ndarray:
 
 @dataclass
 class _Issued:
-    """A forecast in flight: its point values (log space) and the error quantiles it used."""
+    """A forecast in flight: point values (log space), category rows and issued bounds."""
 
     point: np.ndarray
-    lower: np.ndarray
+    rows: np.ndarray  # per grid horizon: the (category, horizon) ring it belongs to
+    lower: np.ndarray  # per ring row: the bound issued then (NaN: none yet)
     upper: np.ndarray
 
 
 class HorizonCalibrator:
-    """Rolling per-horizon error quantiles with adaptive conformal levels (see module doc)."""
+    """Rolling per-(category, horizon) error quantiles with adaptive conformal levels."""
 
     def __init__(
-        self, grid: np.ndarray, window: int, level: float = 0.9, gamma: float = 0.01
+        self,
+        grid: np.ndarray,
+        window: int,
+        level: float = 0.9,
+        gamma: float = 0.01,
+        categories: int = 1,
     ) -> None:
         self.grid = np.asarray(grid, dtype=np.int64)
         self.window = int(window)
         self.level = level
         self.gamma = gamma
+        self.categories = int(categories)
         g = self.grid.size
-        self.errors = np.full((g, self.window), np.nan)
-        self.count = np.zeros(g, dtype=np.int64)
-        self.alpha_low = np.full(g, (1 - level) / 2)
-        self.alpha_high = np.full(g, (1 - level) / 2)
-        self.misses_low = np.zeros(g, dtype=np.int64)
-        self.misses_high = np.zeros(g, dtype=np.int64)
-        self.checked = np.zeros(g, dtype=np.int64)
+        rows = (self.categories + 1) * g  # one block per category, then the pooled block
+        self.errors = np.full((rows, self.window), np.nan)
+        self.count = np.zeros(rows, dtype=np.int64)
+        self.alpha_low = np.full(rows, (1 - level) / 2)
+        self.alpha_high = np.full(rows, (1 - level) / 2)
+        self.misses_low = np.zeros(rows, dtype=np.int64)
+        self.misses_high = np.zeros(rows, dtype=np.int64)
+        self.checked = np.zeros(rows, dtype=np.int64)
+        self._pooled = self.categories * g
         self._due: dict[int, list[tuple[int, _Issued]]] = defaultdict(list)
+        self._sorted: np.ndarray | None = None  # errors sorted per row
+        self._sorted_n = np.zeros(rows, dtype=np.int64)  # errors per row in that copy
+        self._unsorted = 0  # errors added since the last sort
+        self._cache: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # levels -> quantiles
 
     # -- bookkeeping ---------------------------------------------------------------------
-    def issue(self, origin: int, point: np.ndarray) -> None:
-        """Remember a forecast made after observation `origin - 1` for targets origin-1+h."""
+    def issue(self, origin: int, point: np.ndarray, cats: np.ndarray | None = None) -> None:
+        """Remember a forecast made after observation `origin - 1` for targets origin-1+h;
+        `cats`: the level category of each grid horizon's point forecast (default 0)."""
+        g = self.grid.size
+        cats = np.zeros(g, np.int64) if cats is None else np.asarray(cats, np.int64)
         low, high = self.quantiles(self.level)
-        issued = _Issued(np.asarray(point, dtype=np.float64), low, high)
+        issued = _Issued(np.asarray(point, np.float64), cats * g + np.arange(g), low, high)
         for k, h in enumerate(self.grid):
             self._due[origin - 1 + int(h)].append((k, issued))
 
@@ -88,70 +109,119 @@ class HorizonCalibrator:
         due = self._due.pop(index, None)
         if not due or not score:
             return
+        self._unsorted += len(due)
+        # a sort costs n·log(n) per row: new errors join the sorted copy in batches of
+        # 1/64 of what is kept (the quantiles lag by that many errors)
+        if self._unsorted >= max(1, min(int(self.count.max()), self.window) // 64):
+            self._sorted, self._unsorted = None, 0
+        self._cache.clear()
+        nominal = (1 - self.level) / 2
         for k, issued in due:
             err = value - issued.point[k]
-            self.errors[k, self.count[k] % self.window] = err
-            self.count[k] += 1
-            if not (np.isfinite(issued.lower[k]) and np.isfinite(issued.upper[k])):
-                continue
-            miss_low = err < issued.lower[k]
-            miss_high = err > issued.upper[k]
-            self.checked[k] += 1
-            self.misses_low[k] += miss_low
-            self.misses_high[k] += miss_high
-            nominal = (1 - self.level) / 2
-            self.alpha_low[k] += self.gamma * (nominal - miss_low)
-            self.alpha_high[k] += self.gamma * (nominal - miss_high)
+            for row in (int(issued.rows[k]), self._pooled + k):
+                self.errors[row, self.count[row] % self.window] = err
+                self.count[row] += 1
+                low, high = issued.lower[row], issued.upper[row]
+                if not (np.isfinite(low) and np.isfinite(high)):
+                    continue
+                self.checked[row] += 1
+                self.misses_low[row] += err < low
+                self.misses_high[row] += err > high
+                self.alpha_low[row] += self.gamma * (nominal - (err < low))
+                self.alpha_high[row] += self.gamma * (nominal - (err > high))
 
     # -- intervals -----------------------------------------------------------------------
     def quantiles(self, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """(lower, upper) error quantiles per grid horizon; NaN where nothing is known yet.
+        """(lower, upper) error quantiles per ring row; NaN where too few errors."""
+        low, high = self.quantile_table((level,))
+        return low[0], high[0]
+
+    def quantile_table(self, levels) -> tuple[np.ndarray, np.ndarray]:
+        """(lower, upper) error quantiles, one row per level, one column per ring row.
 
         Each tail's level is the adaptive one shifted by (level − calibrated level) / 2, so
         other levels inherit the same correction.
         """
-        shift = (self.level - level) / 2
-        n = np.minimum(self.count, self.window)
+        key = tuple(float(v) for v in levels)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached[0].copy(), cached[1].copy()
+        shift = (self.level - np.asarray(key))[:, None] / 2
+        if self._sorted is None:
+            n = np.minimum(self.count, self.window)
+            filled = int(n.max()) if n.size else 0
+            # unused slots are NaN and sort last
+            self._sorted, self._sorted_n = np.sort(self.errors[:, :filled], axis=1), n
+        n = self._sorted_n
         ready = n >= MIN_ERRORS
-        low = np.full(self.grid.size, np.nan)
-        high = np.full(self.grid.size, np.nan)
+        low = np.full((len(key), n.size), np.nan)
+        high = np.full((len(key), n.size), np.nan)
         if ready.any():
-            errs = np.sort(self.errors[ready], axis=1)  # unused slots are NaN: sorted last
-            size = n[ready]
-            a_low = np.clip(self.alpha_low[ready] + shift, 0.0, 0.5)
-            a_high = np.clip(self.alpha_high[ready] + shift, 0.0, 0.5)
-            # split conformal's finite-sample ranks: floor((n+1)a) and ceil((n+1)(1-a))
-            low[ready] = _order_stat(errs, size, np.floor((size + 1) * a_low))
-            high[ready] = _order_stat(errs, size, np.ceil((size + 1) * (1.0 - a_high)))
-        return low, high
+            errs = self._sorted[ready]
+            size = n[ready][None, :]
+            a_low = np.clip(self.alpha_low[ready][None, :] + shift, 0.0, 0.5)
+            a_high = np.clip(self.alpha_high[ready][None, :] + shift, 0.0, 0.5)
+            low[:, ready] = _order_stat(errs, size, np.floor((size + 1) * a_low))
+            high[:, ready] = _order_stat(errs, size, np.ceil((size + 1) * (1.0 - a_high)))
+        self._cache[key] = (low, high)
+        return low.copy(), high.copy()
 
     def bands(
-        self, horizon: int, level: float, fallback: HorizonCalibrator | None = None
-    ) -> tuple[np.ndarray, np.ndarray] | None:
-        """Error quantiles for horizons 1..horizon (log-horizon interpolation), or None.
+        self,
+        horizon: int,
+        levels,
+        fallback: HorizonCalibrator | None = None,
+        cats: np.ndarray | None = None,
+    ) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Per level, error quantiles for horizons 1..horizon, or None while nothing is known.
 
-        A grid horizon without enough errors takes `fallback`'s (e.g. the errors of a
-        cruder forecaster that ran before this one could), else the nearest shorter
-        horizon's (errors grow with the horizon: the narrower choice, which ACI widens).
+        `cats` gives each horizon's level category (default: pooled). A ring with too few
+        errors takes the pooled one's, then `fallback`'s (e.g. the errors of a cruder
+        forecaster that ran before this one could), then the nearest shorter horizon's
+        (errors grow with the horizon: the narrower choice, which ACI widens).
         """
-        low, high = self.quantiles(level)
-        if fallback is not None:
-            f_low, f_high = fallback.quantiles(level)
-            gap = np.isnan(low)
-            low[gap], high[gap] = f_low[gap], f_high[gap]
-        for k in range(1, self.grid.size):
-            if np.isnan(low[k]):
-                low[k], high[k] = low[k - 1], high[k - 1]
-        ok = np.isfinite(low)
+        g = self.grid.size
+        low, high = self.quantile_table(levels)
+        low = low.reshape(len(low), self.categories + 1, g)
+        high = high.reshape(len(high), self.categories + 1, g)
+        pooled_low, pooled_high = low[:, -1], high[:, -1]
+        gap = np.isnan(pooled_low[0])
+        if fallback is not None and gap.any():
+            f_low, f_high = fallback.quantile_table(levels)
+            f_low = f_low.reshape(len(f_low), fallback.categories + 1, g)[:, -1]
+            f_high = f_high.reshape(len(f_high), fallback.categories + 1, g)[:, -1]
+            pooled_low[:, gap], pooled_high[:, gap] = f_low[:, gap], f_high[:, gap]
+        for k in range(1, g):
+            if np.isnan(pooled_low[0, k]):
+                pooled_low[:, k], pooled_high[:, k] = pooled_low[:, k - 1], pooled_high[:, k - 1]
+        ok = np.isfinite(pooled_low[0])
         if not ok.any():
             return None
+        for c in range(self.categories):  # a thin category leans on the pooled ring
+            thin = np.isnan(low[0, c])
+            low[:, c, thin], high[:, c, thin] = pooled_low[:, thin], pooled_high[:, thin]
         x = np.log(self.grid[ok].astype(np.float64))
         h = np.log(np.arange(1, horizon + 1, dtype=np.float64))
-        return np.interp(h, x, low[ok]), np.interp(h, x, high[ok])
+        pick = np.full(horizon, self.categories) if cats is None else np.asarray(cats)
+        out = []
+        for lo, hi in zip(low, high, strict=True):
+            band_lo = np.stack([np.interp(h, x, row[ok]) for row in lo])  # (categories+1, h)
+            band_hi = np.stack([np.interp(h, x, row[ok]) for row in hi])
+            cols = np.arange(horizon)
+            out.append((band_lo[pick, cols], band_hi[pick, cols]))
+        return out
 
     def observed_coverage(self) -> np.ndarray:
-        """Share of resolved forecasts inside their issued interval, per grid horizon."""
-        inside = self.checked - self.misses_low - self.misses_high
+        """Share of resolved forecasts inside their issued pooled interval, per horizon."""
+        rows = slice(self._pooled, None)
+        inside = self.checked[rows] - self.misses_low[rows] - self.misses_high[rows]
         return np.divide(
-            inside, self.checked, out=np.full(self.grid.size, np.nan), where=self.checked > 0
+            inside,
+            self.checked[rows],
+            out=np.full(self.grid.size, np.nan),
+            where=self.checked[rows] > 0,
         )
+
+    def pooled_count(self) -> np.ndarray:
+        """Errors seen per grid horizon (all categories)."""
+        return self.count[self._pooled :]

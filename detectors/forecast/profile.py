@@ -5,7 +5,8 @@ zeros are allowed and errors are relative):
 
     ẑ(t + h) = profile(t + h) + deviation · exp(−h·step / level_decay_s)
 
-- **profile**: the geometric mean of the same time of day over the last `profile_days` days
+- **profile**: the geometric mean of the same time of day (`season_s`: a day, unless a
+  test shortens it; a "week" is seven seasons) over the last `profile_days` days
   (daily), of the same time of week over the last `profile_weeks` weeks (weekly), or their
   average (blend), each smoothed over ±`smooth_s`. Which one is used is re-chosen every
   midnight by how each would have forecast the last week's days (past data only). With one
@@ -18,7 +19,8 @@ zeros are allowed and errors are relative):
   expected instead, and each past occurrence's lift (actual / expected) scales the forecast
   of a future one (models.Calendar).
 - **intervals**: calibration.HorizonCalibrator, i.e. quantiles of this forecaster's own
-  recent errors per horizon with adaptive conformal levels.
+  recent errors per horizon with adaptive conformal levels, kept apart by the forecast's
+  level (`level_bins` quantile bands of the history: a Mondrian split).
 
 State is a ring of `history_days` days plus the calibrator's rings, so memory and time per
 observation do not grow with the series: a month of 1-minute data is one pass
@@ -35,7 +37,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.forecast.base import Event, Forecast
-from detectors.forecast.calibration import HorizonCalibrator, horizon_grid
+from detectors.forecast.calibration import MIN_ERRORS, HorizonCalibrator, horizon_grid
 from detectors.forecast.models import DAY_S, Calendar, ForecastError, check_series, period_steps
 
 MODES = ("daily", "weekly", "blend")
@@ -67,10 +69,12 @@ class SeasonalProfile:
         level_decay_s: float = 6 * 3600.0,
         calib_days: float = 7.0,
         gamma: float = 0.01,
-        origins_per_day: int = 96,
-        max_horizon_s: float = DAY_S,
+        origins_per_day: int = 288,
+        max_horizon_s: float | None = None,
         offset: float = 0.1,
         level: float = 0.9,
+        level_bins: int = 3,
+        season_s: float = DAY_S,
     ) -> None:
         if not 1 <= profile_days < history_days:
             raise ForecastError(
@@ -95,8 +99,10 @@ class SeasonalProfile:
         self.gamma = gamma
         self.origins_per_day = origins_per_day
         self.max_horizon_s = max_horizon_s
+        self.season_s = season_s
         self.offset = offset
         self.level = level
+        self.level_bins = level_bins
         self.name = "seasonal-profile"
         self.step_: float | None = None
         self.events_: list[Event] = []
@@ -111,11 +117,11 @@ class SeasonalProfile:
 
     def _start(self, t0: float, step: float) -> None:
         self.step_ = step
-        self.m_ = period_steps(DAY_S, step)
+        self.m_ = period_steps(self.season_s, step)
         m, days = self.m_, self.history_days
         self.ring_ = np.full((days, m), np.nan)
         self.t0_ = t0
-        self.p0_ = int(round((t0 % DAY_S) / step)) % m
+        self.p0_ = int(round((t0 % self.season_s) / step)) % m
         self.n_ = 0  # observations so far
         self.day_first_ = self.p0_ // m
         self.kappa_ = 1.0 - 0.5 ** (step / self.level_halflife_s)
@@ -129,14 +135,17 @@ class SeasonalProfile:
         self.dev_ = 0.0
         self.mode_ = "daily"
         self._today: np.ndarray | None = None  # profile (log space) of the current day
-        max_h = max(1, int(round(self.max_horizon_s / step)))
+        max_h = max(1, int(round((self.max_horizon_s or self.season_s) / step)))
         self.stride_ = max(1, m // self.origins_per_day)
         window = max(MIN_WINDOW, int(round(self.calib_days * m / self.stride_)))
         grid = horizon_grid(max_h)
         # errors of the flat forecast that runs before the first midnight are kept apart:
         # they stand in only where the profile's own errors are still too few
-        self.calibrator_ = HorizonCalibrator(grid, window, self.level, self.gamma)
+        self.calibrator_ = HorizonCalibrator(
+            grid, window, self.level, self.gamma, categories=self.level_bins
+        )
         self.warm_calibrator_ = HorizonCalibrator(grid, window, self.level, self.gamma)
+        self.cuts_: np.ndarray | None = None  # level-category boundaries (log space)
         self.calendar = Calendar()
         if not hasattr(self, "_event_sums"):
             self.declare(self.events_)
@@ -222,8 +231,11 @@ class SeasonalProfile:
             self._new_day()
         if (i + 1) % self.stride_ == 0:
             grid = self.calibrator_.grid
-            cal = self.calibrator_ if self._today is not None else self.warm_calibrator_
-            cal.issue(i + 1, self._point(pos + grid, grid))
+            point = self._point(pos + grid, grid)
+            if self._today is not None:
+                self.calibrator_.issue(i + 1, point, self._category(point))
+            else:
+                self.warm_calibrator_.issue(i + 1, point)
 
     # -- events --------------------------------------------------------------------------
     def _inside_events(self, t: float) -> list[int]:
@@ -281,13 +293,24 @@ class SeasonalProfile:
         nxt = np.arange((self.day_n_ + 1) * m, (self.day_n_ + 2) * m)
         self._today = self._profile(nxt, self.mode_)
         self._today_day = self.day_n_ + 1
+        kept = self.ring_[np.isfinite(self.ring_)]
+        if kept.size and self.level_bins > 1:
+            z = np.log(kept + self.c_)
+            self.cuts_ = np.quantile(z, np.arange(1, self.level_bins) / self.level_bins)
+
+    def _category(self, z: np.ndarray) -> np.ndarray:
+        """Level category of forecasts (log space): which quantile band of the history."""
+        if self.cuts_ is None:
+            return np.zeros(np.shape(z), dtype=np.int64)
+        return np.searchsorted(self.cuts_, z)
 
     # -- forecasting ---------------------------------------------------------------------
     def _point(self, pos: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Point forecast (log space) at absolute positions `pos`, `h` steps ahead."""
         base = self._profile(np.asarray(pos), self.mode_)
         decay = np.exp(-np.asarray(h, dtype=np.float64) * self.step_ / self.level_decay_s)
-        return np.where(np.isfinite(base), base + self.dev_ * decay, self.flat_)
+        z = np.where(np.isfinite(base), base + self.dev_ * decay, self.flat_)
+        return np.maximum(z, math.log(self.c_))  # never below a zero rate
 
     def _point_now(self, pos: int) -> float:
         """What the model expected at `pos` before seeing it (for masking events)."""
@@ -297,27 +320,46 @@ class SeasonalProfile:
                 return float(base + self.dev_)
         return float(self.flat_)
 
+    def is_calibrated(self, horizon: int) -> bool:
+        """Whether the intervals up to `horizon` steps come from the profile's own errors,
+        not from the cruder first-day stand-in (a caller may then trust them to act)."""
+        cal = getattr(self, "calibrator_", None)
+        if cal is None:
+            return False
+        upto = cal.grid <= max(horizon, int(cal.grid[0]))
+        return bool((cal.pooled_count()[upto] >= MIN_ERRORS).all())
+
     def predict(self, horizon: int, level: float = 0.9, events: Sequence[Event] = ()) -> Forecast:
         """`horizon` steps after the last observation, with a central `level` interval."""
+        return self.predict_levels(horizon, (level,), events)[0]
+
+    def predict_levels(
+        self, horizon: int, levels: Sequence[float], events: Sequence[Event] = ()
+    ) -> list[Forecast]:
+        """One forecast per interval level, sharing the point forecast (cheaper than each)."""
         if self.step_ is None or self.c_ is None:
             raise ForecastError(f"{self.name}: predict called before enough history was seen")
         if horizon < 1:
             raise ForecastError(f"horizon must be >= 1, got {horizon}")
-        if not 0 < level < 1:
-            raise ForecastError(f"level must be in (0, 1), got {level}")
-        bands = self.calibrator_.bands(horizon, level, fallback=self.warm_calibrator_)
+        for level in levels:
+            if not 0 < level < 1:
+                raise ForecastError(f"level must be in (0, 1), got {level}")
+        h = np.arange(1, horizon + 1)
+        z = self._point(self.pos_ + h, h)
+        c = self.c_
+        mean = np.maximum(np.exp(z) - c, 0.0)
+        times = self.t0_ + self.step_ * (self.n_ - 1 + h)
+        bands = self.calibrator_.bands(
+            horizon, levels, fallback=self.warm_calibrator_, cats=self._category(z)
+        )
         if bands is None:
             raise ForecastError(
                 f"{self.name}: no forecast errors measured yet (needs about "
-                f"{8 * self.stride_ + 1} observations)"
+                f"{MIN_ERRORS * self.stride_ + 1} observations)"
             )
-        h = np.arange(1, horizon + 1)
-        z = self._point(self.pos_ + h, h)
-        low, high = bands
-        c = self.c_
-        mean = np.maximum(np.exp(z) - c, 0.0)
-        lower = np.minimum(np.maximum(np.exp(z + low) - c, 0.0), mean)
-        upper = np.maximum(np.exp(z + high) - c, mean)
-        times = self.t0_ + self.step_ * (self.n_ - 1 + h)
-        forecast = Forecast(times, mean, lower, upper, level)
-        return self.calendar.apply(forecast, events)
+        out = []
+        for level, (low, high) in zip(levels, bands, strict=True):
+            lower = np.minimum(np.maximum(np.exp(z + low) - c, 0.0), mean)
+            upper = np.maximum(np.exp(z + high) - c, mean)
+            out.append(self.calendar.apply(Forecast(times, mean, lower, upper, level), events))
+        return out
