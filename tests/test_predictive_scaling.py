@@ -228,7 +228,7 @@ def test_deterministic() -> None:
 
 def test_plans_hours_ahead() -> None:
     sim = Simulation(_scenario(hours=1.5, calendar=_sales(1.5)))
-    scaler = _scaler(sim, lookahead_s=2 * SEASON)
+    scaler = _scaler(sim, lookahead_s=2 * SEASON, plan_always=True)
     scaler.run()
     assert scaler.plans, "the scaler never planned"
     plan = next(iter(scaler.plans.values()))

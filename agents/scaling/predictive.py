@@ -134,12 +134,15 @@ class PredictiveScaler:
         history_days: float = 14.0,
         min_history_s: float = DAY_S,
         evidence_s: float = 7 * DAY_S,
+        plan_always: bool = False,
     ) -> None:
         """Stores parameters. `violation_cost`: replica-hours one SLO-violating minute is
         worth; `safe_share`: the share of the pods' saturation rate counted as served;
         `history_days`: history kept for a forecaster that refits (not streaming);
         `min_history_s`: history a forecast needs before it may take control (a day);
-        `evidence_s`: how long an observed outrun of the HPA counts as evidence."""
+        `evidence_s`: how long an observed outrun of the HPA counts as evidence;
+        `plan_always`: forecast every bin for `plans`, even where nothing could make it act
+        (by default it skips the forecast then, which is most of its cost)."""
         self.sim = sim
         self.interval_s = interval_s
         self.margin_s = margin_s
@@ -150,10 +153,12 @@ class PredictiveScaler:
         self.hand_back_s = hand_back_s
         self.min_history_s = min_history_s
         self.evidence_s = evidence_s
+        self.plan_always = plan_always
         self.history_bins = max(2, round(history_days * DAY_S / interval_s))
         self.factory = forecaster_factory or (lambda: make_forecaster(forecaster))
         # each service's latest plan: the forecast upper bound and the replicas it needs over
-        # the next `lookahead_s` (hours ahead, for capacity planning and the report)
+        # the next `lookahead_s` (hours ahead, for capacity planning and the report), from
+        # the last bin it forecast (every bin with `plan_always`)
         self.plans: dict[str, dict] = {}
         topo = sim.scenario.topology.services
         # bins are labelled by their end, so a forecast bin counts as in an event when it
@@ -311,6 +316,9 @@ class PredictiveScaler:
         lead_s = m.spec.startup_s + self.margin_s + step
         lead = max(1, math.ceil(lead_s / step))
         ahead = max(lead, math.ceil(self.lookahead_s / step))
+        steps = self._steps_possible(m, t, t + lead * step)
+        if not (steps or m.active or self.plan_always):
+            return  # nothing could make it act: the forecaster has learned, that is all
         ladder = self._forecasts(m, ahead)
         if ladder is None:
             if m.active:
@@ -334,7 +342,6 @@ class PredictiveScaler:
         # a breach lasts until the HPA has caught up, and counts in whole minutes
         catch_up_min = 1.0 + (hpa.sync_s + METRICS_WINDOW_S + m.spec.startup_s) / 60.0
         act_cost = max(need - now, 0) * lead_s / 3600.0
-        steps = self._steps_possible(m, t, t + lead * step)
         wait_cost = p_exceed * self.violation_cost * catch_up_min if steps else 0.0
         # a forecaster that says it has not calibrated its intervals on its own errors yet
         # (e.g. in its first hours) may not take control: its bands are a stand-in

@@ -108,33 +108,36 @@ def compare(
     min_history: int,
     *,
     level: float = 0.9,
+    events: Sequence[Event] = (),
+    keep: Callable[[int], bool] | None = None,
 ) -> pd.DataFrame:
     """`backtest` rows for every model at the same origins: a streaming model in one pass,
     the others refitted at each origin (their history capped at eight weeks)."""
     from detectors.forecast.registry import is_streaming
 
-    _, _, dt = check_series(times, values)
+    _, y, dt = check_series(times, values)
     batch = {k: f for k, f in factories.items() if not is_streaming(f())}
     frames = []
     if batch:
-        week = period_steps(WEEK_S, dt)
+        window = 8 * period_steps(WEEK_S, dt)
         frames.append(
-            backtest(batch, times, values, horizon, step, min_history, level=level, window=8 * week)
+            backtest(
+                batch, times, values, horizon, step, min_history,
+                level=level, events=events, window=window, keep=keep,
+            )  # fmt: skip
         )
     for name, factory in factories.items():
         if name in batch:
             continue
+        model = factory()
+        if hasattr(model, "declare"):
+            model.declare(events)
         rows = online_backtest(
-            factory(),
-            times,
-            values,
-            horizon=horizon,
-            every=step,
-            warmup=min_history,
-            short=horizon,
-            level=level,
-        )
-        y = np.asarray(values, dtype=np.float64)
+            model, times, values, horizon=horizon, every=step, warmup=min_history,
+            short=horizon, level=level, keep=keep, events=events,
+        )  # fmt: skip
+        if rows.empty:
+            continue
         scale = np.array([mase_scale(y[:i], dt) for i in rows["index"]])
         frames.append(
             pd.DataFrame(
@@ -148,7 +151,8 @@ def compare(
                 }
             )
         )
-    return pd.concat(frames, ignore_index=True)
+    columns = ["forecaster", "origin", "smape", "mase", "coverage", "width"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def online_backtest(
@@ -162,15 +166,17 @@ def online_backtest(
     short: int,
     observed: np.ndarray | None = None,
     level: float = 0.9,
+    keep: Callable[[int], bool] | None = None,
+    events: Sequence[Event] = (),
 ) -> pd.DataFrame:
     """One pass of a streaming forecaster (`learn_one`/`predict`), scored at rolling origins.
 
-    After `warmup` observations, every `every`-th one is an origin: the model forecasts
-    `horizon` steps from what it has seen, then keeps learning. Scores cover the targets
-    that were really observed (`observed`, e.g. not an interpolated gap, which the model is
-    told about through `learn_one(..., observed=False)`): sMAPE, MAE, the
-    MAE of the daily and weekly naive forecasts from the same origin, and the share inside
-    the interval over the whole horizon and over its first `short` steps.
+    After `warmup` observations, every `every`-th one is an origin (unless `keep(origin)`
+    says no): the model forecasts `horizon` steps from what it has seen, then keeps
+    learning. Scores cover the targets that were really observed (`observed`, e.g. not an
+    interpolated gap, which the model is told about through `learn_one(..., observed=False)`):
+    sMAPE, MAE, the MAE of the daily and weekly naive forecasts from the same origin, and
+    the share inside the interval over the whole horizon and over its first `short` steps.
     """
     t, y, dt = check_series(times, values)
     seen = np.ones(y.size, bool) if observed is None else np.asarray(observed, bool)
@@ -185,30 +191,32 @@ def online_backtest(
         origin = i + 1
         if origin < warmup or (origin - warmup) % every or origin + horizon > y.size:
             continue
-        fc = model.predict(horizon, level)
-        target = slice(origin, origin + horizon)
-        keep = seen[target]
-        if not keep.any():
+        if keep is not None and not keep(origin):
             continue
-        actual = y[target][keep]
+        fc = model.predict(horizon, level, events)
+        target = slice(origin, origin + horizon)
+        real = seen[target]
+        if not real.any():
+            continue
+        actual = y[target][real]
         lags = np.arange(origin, origin + horizon) - day * np.ceil(np.arange(1, horizon + 1) / day)
-        daily = y[lags.astype(np.int64)][keep]
+        daily = y[lags.astype(np.int64)][real]
         row = {
             "index": origin,
             "origin": float(t[origin - 1]),
             "history_days": origin / day,
-            "smape": smape(actual, fc.mean[keep]),
-            "mae": float(np.mean(np.abs(actual - fc.mean[keep]))),
+            "smape": smape(actual, fc.mean[real]),
+            "mae": float(np.mean(np.abs(actual - fc.mean[real]))),
             "mae_daily_naive": float(np.mean(np.abs(actual - daily))),
             "mae_weekly_naive": np.nan,
-            "coverage": coverage(actual, fc.lower[keep], fc.upper[keep]),
+            "coverage": coverage(actual, fc.lower[real], fc.upper[real]),
             "coverage_short": np.nan,
-            "width": float(np.mean((fc.upper - fc.lower)[keep])),
+            "width": float(np.mean((fc.upper - fc.lower)[real])),
         }
         if origin >= week and horizon <= week:
-            weekly = y[np.arange(origin, origin + horizon) - week][keep]
+            weekly = y[np.arange(origin, origin + horizon) - week][real]
             row["mae_weekly_naive"] = float(np.mean(np.abs(actual - weekly)))
-        first = keep[:short]
+        first = real[:short]
         if first.any():
             row["coverage_short"] = coverage(
                 y[origin : origin + short][first], fc.lower[:short][first], fc.upper[:short][first]
@@ -268,21 +276,20 @@ def taxi_ordinary_keep(nab_root: Path, times: np.ndarray) -> Callable[[int], boo
 
 
 def nyc_taxi_backtest(
-    nab_root: Path, factories: dict[str, Callable[[], Forecaster]], window_weeks: int = 8
+    nab_root: Path, factories: dict[str, Callable[[], Forecaster]]
 ) -> pd.DataFrame:
     """Next-day (48 × 30 min) forecasts from each midnight of the taxi series' ordinary weeks."""
     frame = pd.read_csv(nab_root / "data" / NYC_TAXI)
     times = to_seconds(frame["timestamp"])
     values = frame["value"].to_numpy(dtype=np.float64)
     day = period_steps(DAY_S, 1800.0)
-    return backtest(
+    return compare(
         factories,
         times,
         values,
         horizon=day,
         step=day,
         min_history=2 * 7 * day,
-        window=window_weeks * 7 * day,
         keep=taxi_ordinary_keep(nab_root, times),
     )
 
@@ -327,6 +334,6 @@ def twin_backtest(
     """Next-day forecasts from each midnight after two weeks, calendar events declared."""
     times, values, events = twin_series(seed, weeks)
     day = period_steps(DAY_S, 1800.0)
-    return backtest(
+    return compare(
         factories, times, values, horizon=day, step=day, min_history=14 * day, events=events
     )

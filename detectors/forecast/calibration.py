@@ -109,26 +109,33 @@ class HorizonCalibrator:
         due = self._due.pop(index, None)
         if not due or not score:
             return
-        self._unsorted += len(due)
-        # a sort costs n·log(n) per row: new errors join the sorted copy in batches of
-        # 1/64 of what is kept (the quantiles lag by that many errors)
+        # each forecast in `due` is at a different horizon, so every ring row is distinct
+        ks = np.fromiter((k for k, _ in due), np.int64, len(due))
+        err = value - np.fromiter((iss.point[k] for k, iss in due), np.float64, len(due))
+        own = np.fromiter((iss.rows[k] for k, iss in due), np.int64, len(due))
+        rows = np.concatenate([own, self._pooled + ks])
+        errs = np.concatenate([err, err])
+        low = np.concatenate([[iss.lower[r] for (_, iss), r in zip(due, own, strict=True)],
+                              [iss.lower[self._pooled + k] for k, iss in due]])  # fmt: skip
+        high = np.concatenate([[iss.upper[r] for (_, iss), r in zip(due, own, strict=True)],
+                               [iss.upper[self._pooled + k] for k, iss in due]])  # fmt: skip
+        self.errors[rows, self.count[rows] % self.window] = errs
+        self.count[rows] += 1
+        issued = np.isfinite(low) & np.isfinite(high)
+        miss_low = issued & (errs < low)
+        miss_high = issued & (errs > high)
+        self.checked[rows] += issued
+        self.misses_low[rows] += miss_low
+        self.misses_high[rows] += miss_high
+        nominal = (1 - self.level) / 2
+        self.alpha_low[rows] += np.where(issued, self.gamma * (nominal - miss_low), 0.0)
+        self.alpha_high[rows] += np.where(issued, self.gamma * (nominal - miss_high), 0.0)
+        self._cache.clear()
+        # a sort costs n·log(n) per row: new errors join the sorted copy every 1/64 of what
+        # a row keeps (so the quantiles lag by at most that many errors)
+        self._unsorted += 1
         if self._unsorted >= max(1, min(int(self.count.max()), self.window) // 64):
             self._sorted, self._unsorted = None, 0
-        self._cache.clear()
-        nominal = (1 - self.level) / 2
-        for k, issued in due:
-            err = value - issued.point[k]
-            for row in (int(issued.rows[k]), self._pooled + k):
-                self.errors[row, self.count[row] % self.window] = err
-                self.count[row] += 1
-                low, high = issued.lower[row], issued.upper[row]
-                if not (np.isfinite(low) and np.isfinite(high)):
-                    continue
-                self.checked[row] += 1
-                self.misses_low[row] += err < low
-                self.misses_high[row] += err > high
-                self.alpha_low[row] += self.gamma * (nominal - (err < low))
-                self.alpha_high[row] += self.gamma * (nominal - (err > high))
 
     # -- intervals -----------------------------------------------------------------------
     def quantiles(self, level: float) -> tuple[np.ndarray, np.ndarray]:

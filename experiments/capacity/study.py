@@ -156,7 +156,9 @@ def never_worse(table: pd.DataFrame) -> pd.DataFrame:
     """
     hpa = table[table.policy == "hpa"].set_index(["family", "seed"])
     pred = table[table.policy == "predictive"].set_index(["family", "seed"])
-    both = hpa.join(pred, lsuffix="_hpa", rsuffix="_pred", how="inner")
+    both = pd.merge(
+        hpa, pred, left_index=True, right_index=True, suffixes=("_hpa", "_pred"), how="inner"
+    )
     both["cost_ratio"] = both["replica_hours_pred"] / both["replica_hours_hpa"]
     both["can_help"] = both["slo_violating_min_hpa"] > 0
     both["cost_ok"] = both["can_help"] | (both["cost_ratio"] <= NEVER_WORSE_COST + 1e-12)
