@@ -120,12 +120,11 @@ def compare(
     frames = []
     if batch:
         window = 8 * period_steps(WEEK_S, dt)
-        frames.append(
-            backtest(
-                batch, times, values, horizon, step, min_history,
-                level=level, events=events, window=window, keep=keep,
-            )  # fmt: skip
-        )
+        rows = backtest(
+            batch, times, values, horizon, step, min_history,
+            level=level, events=events, window=window, keep=keep,
+        )  # fmt: skip
+        frames.append(rows)
     for name, factory in factories.items():
         if name in batch:
             continue
