@@ -135,6 +135,7 @@ class PredictiveScaler:
         min_history_s: float = DAY_S,
         evidence_s: float = 7 * DAY_S,
         plan_always: bool = False,
+        confirm_s: float = 60.0,
     ) -> None:
         """Stores parameters. `violation_cost`: replica-hours one SLO-violating minute is
         worth; `safe_share`: the share of the pods' saturation rate counted as served;
@@ -142,7 +143,9 @@ class PredictiveScaler:
         `min_history_s`: history a forecast needs before it may take control (a day);
         `evidence_s`: how long an observed outrun of the HPA counts as evidence;
         `plan_always`: forecast every bin for `plans`, even where nothing could make it act
-        (by default it skips the forecast then, which is most of its cost)."""
+        (by default it skips the forecast then, which is most of its cost); `confirm_s`:
+        how long the HPA must have wanted fewer pods before a forecast-confirmed scale-in
+        (the HPA itself waits its 5-minute stabilisation window)."""
         self.sim = sim
         self.interval_s = interval_s
         self.margin_s = margin_s
@@ -154,6 +157,7 @@ class PredictiveScaler:
         self.min_history_s = min_history_s
         self.evidence_s = evidence_s
         self.plan_always = plan_always
+        self.confirm_s = confirm_s
         self.history_bins = max(2, round(history_days * DAY_S / interval_s))
         self.factory = forecaster_factory or (lambda: make_forecaster(forecaster))
         # each service's latest plan: the forecast upper bound and the replicas it needs over
@@ -192,10 +196,11 @@ class PredictiveScaler:
     def observe(self, frame: Frame) -> None:
         """Take one tick of telemetry; act at HPA sync points and at bin boundaries."""
         vals = frame.values
-        a, th, inf, rd = (
+        a, th, inf, rd, q, sh = (
             frame.metrics.index(k)
-            for k in ("arrival_rate", "throughput", "in_flight", "ready_replicas")
-        )
+            for k in ("arrival_rate", "throughput", "in_flight", "ready_replicas", "queue",
+                      "shed_rate")
+        )  # fmt: skip
         t = frame.time + self.sim.dt
         for m in self.managed:
             row = vals[m.index]
@@ -203,7 +208,8 @@ class PredictiveScaler:
             m.acc_n += 1
             m.busy_acc += float(row[inf])
             m.done_acc += float(row[th])
-            self._watch_outrun(m, t, float(row[a]), int(row[rd]))
+            hurt = row[q] > 1.0 or row[sh] > 0.0
+            self._watch_outrun(m, t, float(row[a]), int(row[rd]), bool(hurt))
         for m in self.managed:
             if m.pending is not None and t >= m.pending[0] - 1e-9:
                 _, replicas, until = m.pending
@@ -224,13 +230,14 @@ class PredictiveScaler:
         """How long the HPA needs to add ready pods: metrics window, a sync, start-up."""
         return METRICS_WINDOW_S + m.spec.hpa.sync_s + m.spec.startup_s
 
-    def _watch_outrun(self, m: _Managed, t: float, rate: float, ready: int) -> None:
-        """Note when demand exceeded what the pods ready one reaction time ago can serve:
-        the HPA was outrun, so rises on this service can come faster than it follows."""
+    def _watch_outrun(self, m: _Managed, t: float, rate: float, ready: int, hurt: bool) -> None:
+        """Note when demand exceeded what the pods ready one reaction time ago can serve
+        and requests queued or were refused: the HPA was outrun, and it hurt, so rises on
+        this service can come faster than it follows."""
         m.ready_log.append((t, ready))
         while len(m.ready_log) > 1 and m.ready_log[1][0] <= t - self._reaction_s(m):
             m.ready_log.popleft()
-        if rate > self._saturation(m, m.ready_log[0][1]):
+        if hurt and rate > self._saturation(m, m.ready_log[0][1]):
             m.last_outrun = t
 
     def _steps_possible(self, m: _Managed, t: float, until: float) -> bool:
@@ -268,9 +275,13 @@ class PredictiveScaler:
             return
         if raw >= current:
             desired = raw
-        else:  # the HPA would shrink: at once if the forecast agrees, else after its window
+        else:
+            # the HPA would shrink: after its stabilisation window, or after a short one if
+            # the forecast agrees and nothing is queued (a backlog is drained first)
             stabilised = max(r for _, r in m.hpa_recs)
-            desired = min(stabilised, max(raw, m.forecast_need))
+            recent = max(r for s, r in m.hpa_recs if s >= t - self.confirm_s)
+            queued = float(row[frame.metrics.index("queue")]) > 1.0
+            desired = stabilised if queued else min(stabilised, max(recent, m.forecast_need))
         if desired > current:
             desired = min(desired, max(2 * current, current + 4))
         floor = m.floor if t < m.floor_until else 0
@@ -361,7 +372,8 @@ class PredictiveScaler:
             # (the floor then holds one bin into it: by then the HPA's rule sees the demand)
             first = int(np.argmax(ladder[-1].upper[:lead] > safe))
             due = self._due(t + first * step, step)
-            when, until = due - self.margin_s - m.spec.startup_s, due + step
+            when = due - self.margin_s - m.spec.startup_s
+            until = due + step + self._sync_s()  # past the next bin's check
             if when <= t + self.sim.dt:
                 self._set_floor(m, need, until)
                 self._scale(m, need, t, "forecast", rate=round(upper, 2))
