@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,9 +15,10 @@ from detectors.forecast.models import (
     Mstl,
     SeasonalNaive,
 )
+from detectors.forecast.traffic import find_nab_root
 from twin.errors import FirebreakError
 
-NAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "nab"
+NAB = find_nab_root()
 STEP = 1800.0
 
 
@@ -158,3 +157,33 @@ def test_nyc_taxi_weekly_naive_next_day_smape():
     assert summary["origins"] > 100
     # The median over ordinary-week days; unlabelled holidays (July 4, Labor Day) pull the mean up.
     assert abs(summary["smape_median"] - 5.9) <= 1.0
+
+
+def test_cli_backtest_scores_streaming_and_refitted_models_alike(tmp_path, capsys):
+    from firebreak.cli import main
+
+    t, y = synthetic(weeks=2.3)
+    csv = tmp_path / "rate.csv"
+    pd.DataFrame({"timestamp": t + 1.4e9, "value": y}).to_csv(csv, index=False)
+    assert main(["forecast", str(csv), "--backtest"]) == 0
+    table = capsys.readouterr().out
+    for name in ("seasonal-profile", "seasonal-naive", "holt-winters", "mstl-conformal"):
+        assert name in table
+    assert main(["forecast", str(csv), "--backtest", "--level", "1.5"]) == 2
+    assert "--level: must be in (0, 1)" in capsys.readouterr().err
+
+
+def test_bench_forecast_pieces(capsys):
+    from benchmarks.bench_forecast import _by_history, _scale_child, scale_series
+
+    t, y = scale_series(days=2)
+    assert t.size == 2 * 1440 and np.all(y > 0)
+    _scale_child("seasonal-naive")  # the month of minutes, in this process
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert '"finite": true' in line and '"wall_s"' in line
+    rows = pd.DataFrame(
+        {"history_days": [1.5, 3.0, 20.0], "mae": [2.0, 1.0, 1.0],
+         "mae_daily_naive": [2.0, 2.0, 4.0], "coverage": [0.9, 0.8, 1.0]}
+    )  # fmt: skip
+    by = _by_history(rows)
+    assert list(by.mae_vs_daily_naive) == [1.0, 0.5, 0.25]

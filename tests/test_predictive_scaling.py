@@ -1,17 +1,19 @@
-"""Predictive scaling: ahead of declared events, no forecast-only scale-in, fallback, study."""
+"""Predictive scaling: ahead of steps the HPA cannot follow, never in its way otherwise."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from agents.scaling.predictive import PredictiveScaler, replicas_for_rate
+from agents.scaling.predictive import LEVELS, PredictiveScaler, _exceedance, replicas_for_rate
 from detectors.forecast.base import Forecast
+from detectors.forecast.models import ForecastError
+from detectors.forecast.profile import SeasonalProfile
 from experiments.detection.suite import load_topology_dict
 from twin.flow.engine import Simulation
 from twin.scenario.schema import Scenario
 
-SEASON = 1800.0
+SEASON = 1800.0  # a half-hour "day", so a test sees several seasons in a few hours
 
 
 def _scenario(seed: int = 1, hours: float = 2.5, **workload) -> Scenario:
@@ -30,24 +32,41 @@ def _scenario(seed: int = 1, hours: float = 2.5, **workload) -> Scenario:
     )
 
 
-def _events(hours: float) -> list[dict]:
-    """A sale every half hour (lift 3 for 10 minutes): recurring, so its lift is learnable."""
+def _sales(hours: float, ramp_s: float = 10.0) -> list[dict]:
+    """A sale every half hour (lift 3 for 10 minutes): recurring, so its lift is learnable;
+    opening in `ramp_s`, faster than the HPA reacts (about 35 s for frontend)."""
     n = int(hours * 3600 // SEASON)
     return [
         {
             "name": f"sale-{k}",
             "kind": "campaign",
-            "start": k * SEASON + 900.0,
+            "start": k * SEASON + 930.0,
             "duration": 600.0,
             "lift": 3.0,
-            "ramp_s": 30.0,
+            "ramp_s": ramp_s,
         }
         for k in range(n)
     ]
 
 
+def _profile() -> SeasonalProfile:
+    return SeasonalProfile(
+        season_s=SEASON, smooth_s=0.0, level_halflife_s=300.0, level_decay_s=900.0
+    )
+
+
 def _scaler(sim: Simulation, **kw) -> PredictiveScaler:
-    return PredictiveScaler(sim, interval_s=60.0, margin_s=60.0, season_s=SEASON, **kw)
+    kw.setdefault("forecaster_factory", _profile)
+    return PredictiveScaler(sim, interval_s=60.0, min_history_s=SEASON, **kw)
+
+
+def _replicas_over_time(sim: Simulation, scaler: PredictiveScaler | None) -> dict[float, int]:
+    out = {}
+    for frame in sim.frames():
+        if scaler is not None:
+            scaler.observe(frame)
+        out[frame.time + sim.dt] = int(sim.pods.deployments[0].spec_replicas)
+    return out
 
 
 def test_capacity_model_hand_case() -> None:
@@ -70,83 +89,134 @@ def test_capacity_model_hand_case() -> None:
     )
 
 
-def test_scales_out_before_a_declared_recurring_event() -> None:
+def _ladder(mean: float, uppers: list[float]) -> list[Forecast]:
+    t = np.arange(2.0)
+    return [
+        Forecast(t, np.full(2, mean), np.zeros(2), np.full(2, up), lv)
+        for lv, up in zip(LEVELS, uppers, strict=True)
+    ]
+
+
+def test_exceedance_reads_the_interval_ladder() -> None:
+    uppers = [60.0, 80.0, 100.0, 120.0, 140.0, 160.0]  # levels 0.5 … 0.99
+    assert _exceedance(_ladder(50.0, uppers), 2, 200.0) == pytest.approx(0.005)
+    assert _exceedance(_ladder(50.0, uppers), 2, 110.0) == pytest.approx(0.05)  # 0.9 fits
+    assert _exceedance(_ladder(50.0, uppers), 2, 55.0) == pytest.approx(0.5)  # only the mean
+    assert _exceedance(_ladder(50.0, uppers), 2, 40.0) == 1.0
+
+
+def test_scales_out_before_a_declared_step_the_hpa_cannot_follow() -> None:
     hours = 2.5
-    sim = Simulation(_scenario(calendar=_events(hours), hours=hours))
+    scenario = _scenario(calendar=_sales(hours), hours=hours)
+    sim = Simulation(scenario)
     scaler = _scaler(sim, services=["frontend"])
-    replicas_at: dict[float, int] = {}
-    starts = [e.start for e in scaler.events]
-    startup = sim.scenario.topology.services["frontend"].startup_s
-    for frame in sim.frames():
-        scaler.observe(frame)
-        replicas_at[frame.time + sim.dt] = int(sim.pods.deployments[0].spec_replicas)
-    late = [s for s in starts if s > 2 * SEASON]  # after a season of history (warm-up)
+    predictive = _replicas_over_time(sim, scaler)
+    hpa = _replicas_over_time(Simulation(scenario), None)
+    late = [e.start for e in scenario.workload.calendar if e.start > 2 * SEASON]
     assert late
     for start in late:
-        before = start - startup - sim.dt
-        t = max(k for k in replicas_at if k <= before)
-        assert replicas_at[t] > 3, f"not scaled out {startup} s before the sale at {start}"
-    assert any(e["what"] == "scale" and e["reason"] == "forecast" for e in scaler.log)
+        t = max(k for k in predictive if k <= start)  # the last tick before the sale opens
+        assert predictive[t] > hpa[t], f"not scaled out before the sale at {start}"
+        assert predictive[t] >= 2 * hpa[t]  # sized for the sale, not a nudge
+    reasons = {e.get("reason") for e in scaler.log if e["what"] == "scale"}
+    assert "forecast" in reasons
+    assert any(e["what"] == "take_control" for e in scaler.log)
+    assert any(e["what"] == "hand_back" for e in scaler.log)  # and lets go after it
 
 
-class _Low:
-    """A stub forecaster that always predicts almost no traffic."""
+def test_stays_out_where_the_hpa_keeps_up() -> None:
+    # an afternoon's smooth rise to the evening peak, which the HPA follows: no step, no
+    # take-over, so the run is the HPA's own, tick for tick
+    shop = [{"name": "shop", "entry": "frontend", "rate": 180.0}]
+    scenario = _scenario(hours=2.0, daily_amplitude=0.6, start_hour=14.0, classes=shop)
+    sim = Simulation(scenario)
+    scaler = _scaler(sim)
+    predictive = _replicas_over_time(sim, scaler)
+    hpa = _replicas_over_time(Simulation(scenario), None)
+    assert len(set(hpa.values())) > 1  # the HPA did scale along
+    assert not [e for e in scaler.log if e["what"] in ("take_control", "scale")]
+    assert predictive == hpa
 
-    name = "low"
 
-    def fit(self, times, values, events=()):
+class _Stub:
+    """A forecaster that predicts a fixed rate with a tight band, for the decision rules."""
+
+    name = "stub"
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+
+    def learn_one(self, time, value, observed=True):
         return self
 
-    def predict(self, horizon, level=0.9, events=()):
-        z = np.full(horizon, 1.0)
-        return Forecast(np.arange(horizon, dtype=float), z, z, z, level)
+    def predict_levels(self, horizon, levels, events=()):
+        z = np.full(horizon, self.rate)
+        t = np.arange(horizon, dtype=float)
+        return [Forecast(t, z, 0.9 * z, 1.1 * z, lv) for lv in levels]
 
 
-def test_never_scales_in_on_forecast_alone() -> None:
-    sim = Simulation(_scenario(hours=1.0))
-    scaler = _scaler(sim, services=["frontend"], forecaster_factory=_Low)
+def _warm(scaler: PredictiveScaler, sim: Simulation, seconds: float) -> None:
     frames = sim.frames()
-    for _ in range(int(2 * SEASON / sim.dt) // 2 + 1):
+    for _ in range(int(seconds / sim.dt)):
         scaler.observe(next(frames))
+
+
+def test_a_forecast_surge_alone_does_not_take_over_without_evidence_of_steps() -> None:
+    sim = Simulation(_scenario(hours=1.2))
+    scaler = _scaler(sim, services=["frontend"], forecaster_factory=lambda: _Stub(2000.0))
+    _warm(scaler, sim, SEASON + 300.0)
     m = scaler.managed[0]
-    m.bins = [100.0] * (int(SEASON / 60) + 2)  # enough history to plan
+    assert m.last_outrun is None  # a steady 100 rps never outran the HPA
+    assert not any(e["what"] == "take_control" for e in scaler.log)
+    m.last_outrun = sim.now  # now it has been outrun: a predicted surge is worth acting on
+    scaler._plan(m, sim.now)
+    assert any(e["what"] == "take_control" for e in scaler.log)
+    assert sim.hpa_paused[0] is True
+
+
+def test_never_scales_in_on_a_forecast_alone() -> None:
+    sim = Simulation(_scenario(hours=1.2))
+    scaler = _scaler(sim, services=["frontend"], forecaster_factory=lambda: _Stub(1.0))
+    _warm(scaler, sim, SEASON + 300.0)
+    m = scaler.managed[0]
     from twin.control.actions import ScaleTo
 
-    sim.act(ScaleTo(service="frontend", replicas=6))
-    t = sim.now
+    sim.act(ScaleTo(service="frontend", replicas=8))
+    m.active, m.size_before = True, 3
+    sim.hpa_paused[0] = True
+    scaler._plan(m, sim.now)  # the forecast says almost nothing: need = min replicas
+    frames = sim.frames()
+    for _ in range(4):  # the HPA sees the load of 8 pods at ~100 rps: it wants fewer
+        scaler.observe(next(frames))
+    shrunk = sim.pods.deployments[0].spec_replicas
+    assert shrunk < 8  # the HPA agreed, and the forecast let it shrink without waiting
+    assert shrunk >= m.last_rec  # never below what the HPA itself recommends
+    m.last_rec = 0
     m.hpa_recs.clear()
-    m.hpa_recs.append((t, 6))  # the HPA disagrees: keep 6
-    scaler._plan(m, t)
-    assert sim.pods.deployments[0].spec_replicas == 6
-    assert sim.hpa_paused[0] is True
-    m.hpa_recs.clear()
-    m.hpa_recs.append((t, 4))  # the HPA agrees to shrink: the forecast sizes it (min 3)
-    scaler._plan(m, t)
-    assert sim.pods.deployments[0].spec_replicas == 3
+    m.hpa_recs.append((sim.now, 99))  # the HPA wants more: the forecast cannot veto that
+    current = int(sim.pods.deployments[0].spec_replicas)
+    assert min(max(99, m.forecast_need), 12) > current
 
 
-def test_falls_back_to_hpa_on_forecast_drift() -> None:
-    hours = 1.6
-    crowd = {"start": 2 * SEASON + 300.0, "duration": 1200.0, "multiplier": 3.0, "ramp_s": 30}
-    sim = Simulation(_scenario(hours=hours, flash_crowds=[crowd]))
-    scaler = _scaler(sim, services=["frontend"])
-    saw_paused, unpaused_on_fallback = False, []
-    for frame in sim.frames():
-        n = len(scaler.log)
-        scaler.observe(frame)
-        saw_paused |= bool(sim.hpa_paused.get(0))
-        if any(e["what"] == "fallback" for e in scaler.log[n:]):
-            unpaused_on_fallback.append(sim.hpa_paused[0] is False)
-    assert saw_paused
-    falls = [e for e in scaler.log if e["what"] == "fallback"]
-    assert falls and falls[0]["time"] >= crowd["start"]
-    assert falls[0]["mape"] > scaler.mape_threshold
-    assert unpaused_on_fallback and all(unpaused_on_fallback)  # the HPA runs it again
+def test_hands_back_when_the_forecaster_fails() -> None:
+    class _Broken(_Stub):
+        def predict_levels(self, horizon, levels, events=()):
+            raise ForecastError("broken")
+
+    sim = Simulation(_scenario(hours=1.2))
+    scaler = _scaler(sim, services=["frontend"], forecaster_factory=lambda: _Broken(1.0))
+    _warm(scaler, sim, 120.0)
+    m = scaler.managed[0]
+    m.active = True
+    sim.hpa_paused[0] = True
+    scaler._plan(m, sim.now)
+    assert m.active is False and sim.hpa_paused[0] is False
+    assert scaler.log[-1]["what"] == "fallback"
 
 
 def test_deterministic() -> None:
     def once(seed: int):
-        sim = Simulation(_scenario(seed=seed, hours=1.2, calendar=_events(1.2)))
+        sim = Simulation(_scenario(seed=seed, hours=1.6, calendar=_sales(1.6)))
         scaler = _scaler(sim)
         scaler.run()
         return scaler.log, [(t, a) for t, a in sim.action_log]
@@ -156,63 +226,9 @@ def test_deterministic() -> None:
     assert a[0]  # it did act
 
 
-@pytest.mark.parametrize("family", ["calendar", "surge"])
-def test_study_smoke(tmp_path, family) -> None:
-    from experiments.capacity.study import run_study, summarise, targets
-
-    table = run_study(seeds=2, families=(family,), days=0.05, tick=10.0)
-    assert len(table) == 6 and set(table.policy) == {"hpa", "static", "predictive"}
-    summary = summarise(table)
-    assert {"ci_low", "ci_high", "diff_vs_hpa"} <= set(summary.columns)
-    assert any("published claims" in line for line in targets(summary))
-
-
-def test_study_command(tmp_path, capsys) -> None:
-    from firebreak.cli import main
-
-    out = tmp_path / "study"
-    code = main(
-        [
-            "capacity-study",
-            "--seeds",
-            "2",
-            "--days",
-            "0.04",
-            "--families",
-            "daily",
-            "--out",
-            str(out),
-        ]
-    )
-    assert code == 0
-    assert (out / "capacity_runs.csv").exists() and (out / "capacity_study.png").exists()
-    assert "vs static peak" in capsys.readouterr().out
-
-
-def test_study_scenarios_are_a_fair_test() -> None:
-    from experiments.capacity.study import DAY_S, build_scenario
-
-    cal = build_scenario("calendar", seed=4, days=3.0)
-    services = cal.topology.services
-    for name in ("redis-cart", "recommendationservice"):  # the study's topology patch
-        assert services[name].hpa is not None
-    assert load_topology_dict("online-boutique")["services"]["redis-cart"].get("hpa") is None
-    sales = cal.workload.calendar
-    assert len(sales) == 3
-    hours = {round(e.start % DAY_S, 6) for e in sales}
-    assert len(hours) == 1  # recurring: same hour every day, so the lift is learnable
-    hpa = services["frontend"].hpa
-    fastest = min(s.startup_s for s in services.values() if s.hpa is not None)
-    for e in sales:
-        assert e.ramp_s < hpa.sync_s + fastest  # faster than the reactive HPA can follow
-        assert e.lift * (1 + cal.workload.daily_amplitude * 0.6) > 1 / (hpa.target_cpu * 0.5)
-    daily = build_scenario("daily", seed=0, days=2.0)
-    assert daily.workload.calendar == [] and daily.workload.flash_crowds == []
-
-
 def test_plans_hours_ahead() -> None:
-    sim = Simulation(_scenario(calendar=_events(2.5)))
-    scaler = _scaler(sim, lookahead_s=2 * SEASON)
+    sim = Simulation(_scenario(hours=1.5, calendar=_sales(1.5)))
+    scaler = _scaler(sim, lookahead_s=2 * SEASON, plan_always=True)
     scaler.run()
     assert scaler.plans, "the scaler never planned"
     plan = next(iter(scaler.plans.values()))

@@ -169,6 +169,21 @@ def test_replay_numeric_time_column_and_unnormalized(tmp_path: Path) -> None:
     assert r[8:] == pytest.approx(r[:4])
 
 
+@pytest.mark.parametrize(("normalize", "scale"), [("peak", 8.0), ("mean", 5.0), ("none", 1.0)])
+def test_replay_normalize_by_peak_mean_or_not(tmp_path: Path, normalize: str, scale: float):
+    file = write_csv(tmp_path / "s.csv", "t,rps\n0,4\n10,8\n20,2\n30,6\n")
+    replay = {"file": file, "time_column": "t", "value_column": "rps", "normalize": normalize}
+    r = rate_curves(make_workload({"a": 3.0}, replay=replay), 8, 5.0)[:, 0]
+    assert r[::2] == pytest.approx(3.0 * np.array([4, 8, 2, 6]) / scale)
+
+
+def test_replay_normalize_rejects_other_values() -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="normalize"):
+        make_workload(replay={"file": "x.csv", "normalize": "median"})
+
+
 def test_replay_step_spacing_and_events_on_top(tmp_path: Path) -> None:
     file = write_csv(tmp_path / "v.csv", "value\n1\n3\n")
     flash = {"start": 4.0, "duration": 2.0, "multiplier": 10.0, "ramp_s": 0}
@@ -179,7 +194,9 @@ def test_replay_step_spacing_and_events_on_top(tmp_path: Path) -> None:
 
 
 def test_replay_of_shared_nab_series_has_mean_rate() -> None:
-    nab = Path(__file__).parents[2] / "shared/data/nab/data/realTraffic/speed_6005.csv"
+    from detectors.forecast.traffic import NAB_ROOT
+
+    nab = NAB_ROOT / "data/realTraffic/speed_6005.csv"
     if not nab.is_file():
         pytest.skip("NAB corpus not available")
     wl = make_workload({"a": 7.0}, replay={"file": str(nab)})

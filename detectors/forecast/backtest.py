@@ -99,6 +99,131 @@ def backtest(
     )
 
 
+def compare(
+    factories: dict[str, Callable[[], Forecaster]],
+    times: np.ndarray,
+    values: np.ndarray,
+    horizon: int,
+    step: int,
+    min_history: int,
+    *,
+    level: float = 0.9,
+    events: Sequence[Event] = (),
+    keep: Callable[[int], bool] | None = None,
+) -> pd.DataFrame:
+    """`backtest` rows for every model at the same origins: a streaming model in one pass,
+    the others refitted at each origin (their history capped at eight weeks)."""
+    from detectors.forecast.registry import is_streaming
+
+    _, y, dt = check_series(times, values)
+    batch = {k: f for k, f in factories.items() if not is_streaming(f())}
+    frames = []
+    if batch:
+        window = 8 * period_steps(WEEK_S, dt)
+        rows = backtest(
+            batch, times, values, horizon, step, min_history,
+            level=level, events=events, window=window, keep=keep,
+        )  # fmt: skip
+        frames.append(rows)
+    for name, factory in factories.items():
+        if name in batch:
+            continue
+        model = factory()
+        if hasattr(model, "declare"):
+            model.declare(events)
+        rows = online_backtest(
+            model, times, values, horizon=horizon, every=step, warmup=min_history,
+            short=horizon, level=level, keep=keep, events=events,
+        )  # fmt: skip
+        if rows.empty:
+            continue
+        scale = np.array([mase_scale(y[:i], dt) for i in rows["index"]])
+        frames.append(
+            pd.DataFrame(
+                {
+                    "forecaster": name,
+                    "origin": rows["origin"],
+                    "smape": rows["smape"],
+                    "mase": rows["mae"] / scale,
+                    "coverage": rows["coverage"],
+                    "width": rows["width"],
+                }
+            )
+        )
+    columns = ["forecaster", "origin", "smape", "mase", "coverage", "width"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def online_backtest(
+    model,
+    times: np.ndarray,
+    values: np.ndarray,
+    *,
+    horizon: int,
+    every: int,
+    warmup: int,
+    short: int,
+    observed: np.ndarray | None = None,
+    level: float = 0.9,
+    keep: Callable[[int], bool] | None = None,
+    events: Sequence[Event] = (),
+) -> pd.DataFrame:
+    """One pass of a streaming forecaster (`learn_one`/`predict`), scored at rolling origins.
+
+    After `warmup` observations, every `every`-th one is an origin (unless `keep(origin)`
+    says no): the model forecasts `horizon` steps from what it has seen, then keeps
+    learning. Scores cover the targets that were really observed (`observed`, e.g. not an
+    interpolated gap, which the model is told about through `learn_one(..., observed=False)`):
+    sMAPE, MAE, the MAE of the daily and weekly naive forecasts from the same origin, and
+    the share inside the interval over the whole horizon and over its first `short` steps.
+    """
+    t, y, dt = check_series(times, values)
+    seen = np.ones(y.size, bool) if observed is None else np.asarray(observed, bool)
+    day = period_steps(DAY_S, dt)
+    week = 7 * day
+    rows = []
+    for i in range(y.size):
+        if observed is None:
+            model.learn_one(float(t[i]), float(y[i]))
+        else:
+            model.learn_one(float(t[i]), float(y[i]), observed=bool(seen[i]))
+        origin = i + 1
+        if origin < warmup or (origin - warmup) % every or origin + horizon > y.size:
+            continue
+        if keep is not None and not keep(origin):
+            continue
+        fc = model.predict(horizon, level, events)
+        target = slice(origin, origin + horizon)
+        real = seen[target]
+        if not real.any():
+            continue
+        actual = y[target][real]
+        lags = np.arange(origin, origin + horizon) - day * np.ceil(np.arange(1, horizon + 1) / day)
+        daily = y[lags.astype(np.int64)][real]
+        row = {
+            "index": origin,
+            "origin": float(t[origin - 1]),
+            "history_days": origin / day,
+            "smape": smape(actual, fc.mean[real]),
+            "mae": float(np.mean(np.abs(actual - fc.mean[real]))),
+            "mae_daily_naive": float(np.mean(np.abs(actual - daily))),
+            "mae_weekly_naive": np.nan,
+            "coverage": coverage(actual, fc.lower[real], fc.upper[real]),
+            "coverage_short": np.nan,
+            "width": float(np.mean((fc.upper - fc.lower)[real])),
+        }
+        if origin >= week and horizon <= week:
+            weekly = y[np.arange(origin, origin + horizon) - week][real]
+            row["mae_weekly_naive"] = float(np.mean(np.abs(actual - weekly)))
+        first = real[:short]
+        if first.any():
+            row["coverage_short"] = coverage(
+                y[origin : origin + short][first], fc.lower[:short][first], fc.upper[:short][first]
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def summarize(results: pd.DataFrame) -> pd.DataFrame:
     """Per forecaster: origins, mean and median sMAPE, mean MASE, mean coverage."""
     g = results.groupby("forecaster", sort=False)
@@ -150,21 +275,20 @@ def taxi_ordinary_keep(nab_root: Path, times: np.ndarray) -> Callable[[int], boo
 
 
 def nyc_taxi_backtest(
-    nab_root: Path, factories: dict[str, Callable[[], Forecaster]], window_weeks: int = 8
+    nab_root: Path, factories: dict[str, Callable[[], Forecaster]]
 ) -> pd.DataFrame:
     """Next-day (48 × 30 min) forecasts from each midnight of the taxi series' ordinary weeks."""
     frame = pd.read_csv(nab_root / "data" / NYC_TAXI)
     times = to_seconds(frame["timestamp"])
     values = frame["value"].to_numpy(dtype=np.float64)
     day = period_steps(DAY_S, 1800.0)
-    return backtest(
+    return compare(
         factories,
         times,
         values,
         horizon=day,
         step=day,
         min_history=2 * 7 * day,
-        window=window_weeks * 7 * day,
         keep=taxi_ordinary_keep(nab_root, times),
     )
 
@@ -209,6 +333,6 @@ def twin_backtest(
     """Next-day forecasts from each midnight after two weeks, calendar events declared."""
     times, values, events = twin_series(seed, weeks)
     day = period_steps(DAY_S, 1800.0)
-    return backtest(
+    return compare(
         factories, times, values, horizon=day, step=day, min_history=14 * day, events=events
     )

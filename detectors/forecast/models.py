@@ -123,9 +123,12 @@ class Calendar:
             base = float(np.sum(baseline[inside]))
             if base <= 0:
                 continue
-            lift = float(np.sum(actual[inside])) / base
-            self.by_name.setdefault(event.name, []).append(lift)
-            self.by_kind.setdefault(event.kind, []).append(lift)
+            self.add(event, float(np.sum(actual[inside])) / base)
+
+    def add(self, event: Event, lift: float) -> None:
+        """Record one past occurrence's lift (actual over what was expected without it)."""
+        self.by_name.setdefault(event.name, []).append(lift)
+        self.by_kind.setdefault(event.kind, []).append(lift)
 
     def lift(self, event: Event) -> tuple[float, float] | None:
         """(mean lift, sd) for an event, by name first, else by kind; None if never seen."""
@@ -305,12 +308,29 @@ def _ets_interval(fit, horizon: int, level: float) -> tuple[np.ndarray, np.ndarr
     return mean, mean - z * sd, mean + z * sd
 
 
-class _LogModel(_Base):
-    """Models fitted on log(1 + y): multiplicative seasonality, positive forecasts."""
+MAX_POINTS_PER_DAY = 48
+"""Resolution the statsmodels models fit at: finer series are averaged down to it first
+(a weekly ETS season of 10 080 one-minute steps needed 20 GB; 336 half-hours need little)."""
 
-    def __init__(self, log: bool = True) -> None:
+
+def coarse_factor(step: float) -> int:
+    """Smallest divisor f of a day's steps with at most MAX_POINTS_PER_DAY points of f steps."""
+    day = period_steps(DAY_S, step)
+    return next(f for f in range(1, day + 1) if day % f == 0 and day // f <= MAX_POINTS_PER_DAY)
+
+
+class _LogModel(_Base):
+    """Models fitted on log(1 + y): multiplicative seasonality, positive forecasts.
+
+    Memory and time stay bounded on any series: the history is averaged down to at most
+    MAX_POINTS_PER_DAY points a day and capped at `window_weeks`; the coarse forecast is
+    held over the fine steps it covers.
+    """
+
+    def __init__(self, log: bool = True, window_weeks: int | None = 8) -> None:
         super().__init__()
         self.log = log
+        self.window_weeks = window_weeks
 
     def _to(self, y: np.ndarray) -> np.ndarray:
         return np.log1p(np.maximum(y, 0.0)) if self.log else y
@@ -320,6 +340,28 @@ class _LogModel(_Base):
             return arrays
         return tuple(np.expm1(np.minimum(a, 700.0)) for a in arrays)
 
+    def _fit_baseline(self, y: np.ndarray, step: float) -> None:
+        f = self.factor_ = coarse_factor(step)
+        if self.window_weeks:
+            y = y[-self.window_weeks * period_steps(WEEK_S, step) :]
+        usable = y.size // f * f  # whole blocks that end at the last observation
+        self._fit_coarse(y[y.size - usable :].reshape(-1, f).mean(axis=1), step * f)
+
+    def _predict_baseline(
+        self, horizon: int, level: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = self.factor_
+        coarse = self._predict_coarse(-(-horizon // f), level)
+        return tuple(np.repeat(a, f)[:horizon] for a in coarse)
+
+    def _fit_coarse(self, y: np.ndarray, step: float) -> None:
+        raise NotImplementedError
+
+    def _predict_coarse(
+        self, horizon: int, level: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
 
 class HoltWinters(_LogModel):
     """Holt-Winters as an ETS(A, Ad, A) state-space model (statsmodels) with analytic intervals.
@@ -328,8 +370,13 @@ class HoltWinters(_LogModel):
     else daily; fitted on log(1 + y) unless `log=False`.
     """
 
-    def __init__(self, period: Literal["auto", "daily", "weekly"] = "auto", log: bool = True):
-        super().__init__(log)
+    def __init__(
+        self,
+        period: Literal["auto", "daily", "weekly"] = "auto",
+        log: bool = True,
+        window_weeks: int | None = 8,
+    ):
+        super().__init__(log, window_weeks)
         self.period = period
         self.name = "holt-winters"
 
@@ -338,14 +385,14 @@ class HoltWinters(_LogModel):
             return period_steps(DAY_S, step)  # the minimum; weekly chosen in fit if it fits
         return period_steps(_season_seconds(self.period), step)
 
-    def _fit_baseline(self, y: np.ndarray, step: float) -> None:
+    def _fit_coarse(self, y: np.ndarray, step: float) -> None:
         m = self._season(step)
         if self.period == "auto" and y.size >= self.min_periods * period_steps(WEEK_S, step):
             m = period_steps(WEEK_S, step)
         self.m_ = m
         self.fit_ = _ets(self._to(y), m)
 
-    def _predict_baseline(
+    def _predict_coarse(
         self, horizon: int, level: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return self._back(*_ets_interval(self.fit_, horizon, level))
@@ -361,19 +408,16 @@ class Mstl(_LogModel):
     min_periods = 2
 
     def __init__(self, log: bool = True, window_weeks: int | None = 8) -> None:
-        super().__init__(log)
-        self.window_weeks = window_weeks
+        super().__init__(log, window_weeks)
         self.name = "mstl"
 
     def _season(self, step: float) -> int:
         return period_steps(DAY_S, step)
 
-    def _fit_baseline(self, y: np.ndarray, step: float) -> None:
+    def _fit_coarse(self, y: np.ndarray, step: float) -> None:
         from statsmodels.tsa.seasonal import MSTL
 
         day, week = period_steps(DAY_S, step), period_steps(WEEK_S, step)
-        if self.window_weeks:
-            y = y[-self.window_weeks * week :]
         periods = (day, week) if y.size > 2 * week else (day,)  # as MSTL itself requires
         z = self._to(y)
         with warnings.catch_warnings():
@@ -384,7 +428,7 @@ class Mstl(_LogModel):
         self.periods_ = periods
         self.fit_ = _ets(z - seasonal.sum(axis=1), None)
 
-    def _predict_baseline(
+    def _predict_coarse(
         self, horizon: int, level: float
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         mean, _, upper = _ets_interval(self.fit_, horizon, level)

@@ -9,6 +9,7 @@ import numpy as np
 
 # the keys of detectors.forecast.registry.MODELS (kept here so --help stays fast; a test checks)
 MODEL_NAMES = (
+    "seasonal-profile",
     "seasonal-naive",
     "seasonal-naive-daily",
     "seasonal-naive-level",
@@ -73,25 +74,32 @@ def _plot(path: Path, times, values, forecast, title: str) -> None:
 def cmd_forecast(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from detectors.forecast.backtest import backtest, summarize
+    from detectors.forecast.backtest import compare, summarize
     from detectors.forecast.models import DAY_S, ForecastError, check_series, period_steps
     from detectors.forecast.registry import MODELS, make_forecaster
 
     times, values = _read(args)
     times, values, step = check_series(times, values)
+    if not 0 < args.level < 1:
+        raise ForecastError(f"--level: must be in (0, 1), got {args.level}")
     if args.backtest:
         day = period_steps(DAY_S, step)
         horizon = args.horizon or day
-        factories = dict(MODELS)
-        results = backtest(
-            factories, times, values, horizon=horizon, step=day, min_history=14 * day
+        results = compare(
+            dict(MODELS),
+            times,
+            values,
+            horizon=horizon,
+            step=day,
+            min_history=14 * day,
+            level=args.level,
         )
         if results.empty:
             raise ForecastError("series too short to backtest: need two weeks plus the horizon")
         print(summarize(results).to_string())
         return 0
-    if not args.horizon:
-        raise ForecastError("--horizon is required (steps to forecast) unless --backtest")
+    if not args.horizon or args.horizon < 1:
+        raise ForecastError("--horizon is required (steps to forecast, >= 1) unless --backtest")
     model = make_forecaster(args.model).fit(times, values)
     forecast = model.predict(args.horizon, level=args.level)
     out = Path(args.out)
@@ -117,8 +125,9 @@ def register(subparsers) -> None:
     p.add_argument("--horizon", type=int, default=None, help="steps to forecast")
     p.add_argument(
         "--model",
-        default="seasonal-naive",
+        default="seasonal-profile",
         choices=list(MODEL_NAMES),
+        help="default seasonal-profile: useful after a day, intervals from its own errors",
     )
     p.add_argument("--time-column", default="timestamp")
     p.add_argument("--value-column", default="value")

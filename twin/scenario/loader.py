@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from twin.errors import ScenarioError
-from twin.scenario.schema import Scenario
+from twin.scenario.schema import Replay, Scenario
 from twin.scenario.topology import Topology
 from twin.strict import StrictFormatError, load_yaml, read_text
 
@@ -250,7 +250,16 @@ def check_scenario(scenario: Scenario, source: str) -> None:
             raise ScenarioError(
                 f"{source}: slos[{i}].class: unknown request class {slo.request_class!r}"
             )
-    if scenario.workload.replay is not None and not Path(scenario.workload.replay.file).is_file():
-        raise ScenarioError(
-            f"{source}: workload.replay.file: file not found: {scenario.workload.replay.file!r}"
-        )
+    if scenario.workload.replay is not None:
+        check_replay(scenario.workload.replay, source)
+
+
+def check_replay(replay: Replay, source: str) -> None:
+    """Read the replayed CSV now (columns, values, times), so a bad file fails validation
+    naming the file and column instead of failing the run. The read is cached for the run."""
+    from twin.scenario.workload import load_replay
+
+    try:
+        load_replay(replay)
+    except ScenarioError as exc:
+        raise ScenarioError(f"{source}: {exc}") from None

@@ -40,7 +40,12 @@ class CalendarEvent(Frozen):
 
 
 class Replay(Frozen):
-    """A recorded rate series (CSV) that shapes the workload instead of the synthetic curve."""
+    """A recorded rate series (CSV) that shapes the workload instead of the synthetic curve.
+
+    Each class's `rate` multiplies the normalised series: with `normalize: mean` (or true)
+    `rate` is the mean rate, with `peak` it is the peak rate, with `none` (or false) the
+    recorded values are used as they are, times `rate`.
+    """
 
     file: str
     value_column: str = "value"
@@ -48,9 +53,18 @@ class Replay(Frozen):
     step_s: Seconds | None = Field(
         default=None, gt=0, description="sample spacing if no time column"
     )
-    normalize: bool = Field(
-        default=True, description="divide by the series mean, so rate keeps its meaning"
+    normalize: bool | Literal["mean", "peak", "none"] = Field(
+        default=True, description="divide by the series mean (true/mean) or peak, or not"
     )
+
+    @property
+    def scale_by(self) -> str:
+        """'mean', 'peak' or 'none'."""
+        if self.normalize is True:
+            return "mean"
+        if self.normalize is False:
+            return "none"
+        return self.normalize
 
 
 class Workload(Frozen):

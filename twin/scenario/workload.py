@@ -166,7 +166,7 @@ def replay_shape(replay: Replay, t: np.ndarray) -> np.ndarray:
 
 
 def load_replay(replay: Replay) -> tuple[np.ndarray, np.ndarray, float]:
-    """(times from 0 in s, values — mean-normalised if asked, period in s) of a replay CSV.
+    """(times from 0 in s, values — normalised as asked, period in s) of a replay CSV.
 
     Cached on the file's identity and modification time: sweeps and forks re-read nothing.
     """
@@ -197,14 +197,14 @@ def _load_replay_cached(
     values = _values(frame[replay.value_column], replay)
     times = _times(frame, replay)
     spacing = float(np.median(np.diff(times)))
-    if replay.normalize:
-        mean = float(values.mean())
-        if mean <= 0:
+    if replay.scale_by != "none":
+        scale = float(values.mean() if replay.scale_by == "mean" else values.max())
+        if scale <= 0:
             raise ScenarioError(
                 f"workload.replay.value_column: column {replay.value_column!r} in "
-                f"{replay.file!r} is all zero, cannot normalize by its mean"
+                f"{replay.file!r} is all zero, cannot normalize by its {replay.scale_by}"
             )
-        values = values / mean
+        values = values / scale
     times.setflags(write=False)
     values.setflags(write=False)
     return times, values, float(times[-1] + spacing)
