@@ -9,6 +9,12 @@ Suspects are the incident's services and everything they call, directly or not: 
 be silent (a dependency whose callers suffer), but a service the incident cannot reach is
 not its cause, however anomalous (during a sale every busy service looks anomalous). A
 rollout at the top cause within `DEPLOY_WINDOW_S` adds "deploy" to the signature.
+
+With infrastructure, the nodes are in the RCA's table (their own metrics) and graph: each
+service depends on the nodes its pods run on (from the scheduler's events), so a node can
+be ranked the cause. A node cause whose whole zone reports NotReady becomes the zone. Its
+signature is "node". Calls into the top cause per caller request rising by
+`RETRY_AMPLIFICATION` or more (retries multiplying attempts) add "retries".
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from twin.telemetry.spans import EPOCH_UNIX_S
 
 TOP_CAUSES = 5
 DEPLOY_WINDOW_S = 1800.0  # a rollout this recent at the top cause is a suspect change
+RETRY_AMPLIFICATION = 1.5  # calls per caller request this many times their normal level
 
 
 def confidence(scores: Sequence[float]) -> float:
@@ -64,11 +71,21 @@ class IncidentAnalyst:
             "callers": {k: list(v) for k, v in self.callers.items()},
             "entries": list(self.entries),
         }
+        placements = view.placements()
+        graph, table_graph = self._graphs(placements)
         try:
             table = view.table(since=incident.opened - self.history_s)
-            ranked = self.rca.rank(table, EPOCH_UNIX_S + incident.opened, self._table_graph)
-            suspects = self.suspects(incident.services)
+            ranked = self.rca.rank(table, EPOCH_UNIX_S + incident.opened, table_graph)
+            suspects = self.suspects(incident.services, graph)
             kept = [c for c in ranked if self._to_twin.get(c.service, c.service) in suspects]
+            # a node is a cause only if it shows something of its own (it is a hub of the
+            # graph: every service on it links to it, so a walk can drift there)
+            since = incident.opened - 600.0
+            kept = [
+                c
+                for c in kept
+                if c.service not in view.node_zone or view.node_symptoms(c.service, since)
+            ]
             causes = [(self._to_twin.get(c.service, c.service), float(c.score)) for c in kept]
             if kept:
                 evidence["rca"] = {"method": self.rca.name, "top": _plain(kept[0].evidence)}
@@ -76,11 +93,34 @@ class IncidentAnalyst:
             evidence["rca_error"] = str(exc)
         top = causes[0][0] if causes else _loudest(incident)
         conf = confidence([s for _, s in causes]) if causes else 0.0
-        signature = signature_of(incident.alerts, top)
-        deployed = view.deploys.get(top) if top else None
-        if deployed is not None and view.now - deployed <= DEPLOY_WINDOW_S:
-            evidence["deploy"] = {"service": top, "time": deployed}
-            signature = "deploy" if signature == "unknown" else f"{signature}+deploy"
+        kind = "node" if top in view.node_zone else "service"
+        if kind == "node":
+            zone = view.node_zone[top]  # type: ignore[index]
+            evidence["node"] = {
+                "node": top,
+                "zone": zone,
+                "shows": view.node_symptoms(top, incident.opened - 600.0),  # type: ignore[arg-type]
+            }
+            if view.zone_down(zone):
+                top, kind = zone, "zone"
+            signature = "node"
+        else:
+            signature = signature_of(incident.alerts, top)
+            deployed = view.deploys.get(top) if top else None
+            if deployed is not None and view.now - deployed <= DEPLOY_WINDOW_S:
+                evidence["deploy"] = {"service": top, "time": deployed}
+                signature = "deploy" if signature == "unknown" else f"{signature}+deploy"
+            if "traffic" in signature.split("+") and view.entry_growth(incident.opened) < 1.2:
+                # more calls at the cause but not more users: an echo (retries, a slow
+                # callee's backlog), not demand; scaling for it is not the remedy
+                evidence["traffic_echo"] = True
+                rest = [p for p in signature.split("+") if p != "traffic"]
+                signature = "+".join(rest) or "unknown"
+            if top is not None:
+                amp = view.call_amplification(top, incident.opened)
+                if amp >= RETRY_AMPLIFICATION:
+                    evidence["retries"] = {"service": top, "amplification": round(amp, 3)}
+                    signature = "retries" if signature == "unknown" else f"{signature}+retries"
         return IncidentView(
             id=incident.id,
             opened=incident.opened,
@@ -94,14 +134,31 @@ class IncidentAnalyst:
             causes=tuple(causes[:TOP_CAUSES]),
             signature=signature,
             evidence=evidence,
+            cause_kind=kind,
         )
 
-    def suspects(self, services: set[str] | frozenset[str]) -> set[str]:
-        """The incident's services and every service they depend on."""
+    def _graphs(self, placements: dict[str, set[str]]) -> tuple[nx.DiGraph, nx.DiGraph]:
+        """The dependency graph with service -> node edges where pods run (twin names, and
+        the table's names)."""
+        if not placements:
+            return self.graph, self._table_graph
+        graph = self.graph.copy()
+        table_graph = self._table_graph.copy()
+        for service, nodes in placements.items():
+            for node in nodes:
+                graph.add_edge(service, node)
+                table_graph.add_edge(self._to_table.get(service, service), node)
+        return graph, table_graph
+
+    def suspects(
+        self, services: set[str] | frozenset[str], graph: nx.DiGraph | None = None
+    ) -> set[str]:
+        """The incident's services and everything they depend on (nodes included)."""
+        graph = self.graph if graph is None else graph
         out = set(services)
         for s in services:
-            if s in self.graph:
-                out |= nx.descendants(self.graph, s)
+            if s in graph:
+                out |= nx.descendants(graph, s)
         return out
 
 
