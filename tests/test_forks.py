@@ -311,9 +311,11 @@ def test_constructor_actions_equal_act_calls_at_those_times():
     given_.run()
     assert _telemetry(keep_a) == _telemetry(keep_b)
     assert acted.action_log == given_.action_log == plan
-    # the rollback at 2400 s found no bad deploy yet, so the deploy still shipped
-    rollback = next(e for e in _telemetry(keep_a)["events"] if e.get("action") == "rollback")
-    assert any(e["kind"] == "feature_lost" for e in _telemetry(keep_a)["events"])
+    # the rollback at 2400 s found no bad deploy yet, so the deploy still shipped and the
+    # rollback, reverting nothing, cost a feature
+    events = _telemetry(keep_a)["events"]
+    assert any(e["kind"] == "fault_start" and e["fault_kind"] == "bad_deploy" for e in events)
+    assert any(e["kind"] == "feature_lost" for e in events)
 
 
 def test_forks_replay_the_actions_the_run_took():

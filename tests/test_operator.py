@@ -314,11 +314,9 @@ def _traditional_operator(config=None):
 
 
 def test_emergency_measures_are_lifted_when_their_incident_ends():
-    from agents.loop.operator import Case
+    from agents.loop.operator import Case, OperatorConfig
     from detectors.correlation import Incident
     from twin.control.actions import ShedLoad
-
-    from agents.loop.operator import OperatorConfig
 
     config = OperatorConfig(mitigation_min_hold_s=300.0, calm_s=0.0)
     sim, op = _traditional_operator(config)
