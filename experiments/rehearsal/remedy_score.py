@@ -6,9 +6,10 @@ Only this scoring reads it; neither stack ever does.
 
 A stack's *responses* to a fault are its own actions (automated, approved or the
 engineer's; never the operator's reverts of temporary measures, the guardrails' undos or an
-escalation) taken from the fault's start until its labelled end plus the grace, on an
-incident that touched one of the fault's services (its roots and the services it affected),
-or on no incident (an RL policy's). The fault's *first* response is right when it is one of
+escalation) taken from the fault's start until its labelled end plus the grace, aimed at
+one of the fault's names (its roots, a node's zone, the services it affected; shedding at
+an entry counts for any fault), on an incident that touched one of them or on no incident
+(an RL policy's). The fault's *first* response is right when it is one of
 the fault's ending remedies, aimed where the oracle says; *time to the right remedy* runs
 from the fault's start to its first right response. Faults no action ends (a leak, a
 network fault) are not scored: there is no right remedy to pick.
@@ -60,6 +61,10 @@ def responses(
             continue
         incident = a.get("incident")
         if incident is not None and not (incident_services.get(incident, set()) & names):
+            continue
+        act = a["action"]
+        aims = {act.get(k) for k in ("service", "source", "target", "node")} - {None}
+        if act.get("action") != "shed_load" and not aims & names:
             continue
         out.append(a)
     return sorted(out, key=lambda a: a["time"])

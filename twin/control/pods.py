@@ -198,6 +198,8 @@ class PodController:
             for pod in victims[: len(live) - replicas]:
                 self._terminate(dep, pod)
         dep.pods = [p for p in dep.pods if p.phase != "terminated"]
+        if replicas < len(live) and self.cluster is not None:
+            self.retry_pending()  # the freed requests may fit a Pending pod
         if replicas != before:
             self.sim.events.emit(
                 self.sim.env.now,
