@@ -15,6 +15,10 @@ would keep their own incident open).
 A lifted measure whose trouble comes back at the same service within `recur_s` only
 mitigated it: `mitigated_only` tells the deciding layer so, and it tries something else.
 Both operations modes use this: the simulated engineer cleans up after itself too.
+
+`SloBurn` is the other half of knowing when an incident is over: an SLO burn alert at every
+entry while users suffer, so an incident stays open after the anomaly detectors have
+learnt a lasting fault's level as the new normal (and its measures stay in place).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agents.loop.telemetry_view import TelemetryView
+from detectors.base import Alert
 from twin.control.actions import Action, Failover, ForceBreaker, ScaleTo, ShedLoad
 
 SCALE_IN_UTILIZATION = 0.6  # scale back only if the load would keep pods below this busy
@@ -191,3 +196,29 @@ class Leftovers:
         the trouble came back, so they only mitigated it."""
         names = set(services)
         return {(s, k) for t, s, k in self._lifted if s in names and now - t <= self.recur_s}
+
+
+class SloBurn:
+    """Alerts at the entries while health stays below `healthy` for `after_s` (again every
+    `every_s` while it lasts): what an SLO burn-rate alert pages on."""
+
+    def __init__(
+        self, entries: Iterable[str], healthy: float, after_s: float, every_s: float
+    ) -> None:
+        self.entries = tuple(entries)
+        self.healthy = healthy
+        self.after_s = after_s
+        self.every_s = every_s
+        self._since: float | None = None
+        self._last = -math.inf
+
+    def alerts(self, t: float, health: float) -> list[Alert]:
+        if health >= self.healthy:
+            self._since = None
+            return []
+        if self._since is None:
+            self._since = t
+        if t - self._since < self.after_s or t - self._last < self.every_s:
+            return []
+        self._last = t
+        return [Alert(t, e, "slo_burn", 1.0 - health, "critical", "slo") for e in self.entries]

@@ -36,7 +36,7 @@ from agents.deciding.decide import decide, record_outcome
 from agents.deciding.runbook import Runbook
 from agents.deciding.selection import RiskAwareSelector
 from agents.deciding.signature import signature_of
-from agents.loop.leftovers import Leftovers
+from agents.loop.leftovers import Leftovers, SloBurn
 from agents.loop.telemetry_view import HealthProbe, TelemetryView
 from agents.oncall import Diagnosis, FaultTruth, OnCallEngineer
 from agents.safety.audit import AuditLog
@@ -174,8 +174,10 @@ class Operator:
         self._noop_health: tuple[float, float] | None = None
         self._recurrences: set[tuple[str, str]] = set()  # mitigations learnt as such
         self._applied_at: dict[Action, float] = {}  # automated actions, when last applied
-        self._burning_since: float | None = None
-        self._slo_alerted = float("-inf")
+        cfg = self.config
+        self.slo_burn = SloBurn(
+            self.entries, cfg.success_health, cfg.slo_alert_s, cfg.slo_realert_s
+        )
 
     # ------------------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -187,7 +189,7 @@ class Operator:
         self.view.observe(frame)
         now = self.view.now
         alerts = list(self.detector.process(frame.time, frame.values))
-        alerts += self._slo_alerts(frame.time)
+        alerts += self.slo_burn.alerts(frame.time, self.view.health())
         for alert in alerts:
             self.alerts.append(alert)
             self.correlator.add(alert)
@@ -197,20 +199,6 @@ class Operator:
         self.leftovers.tick(now, {i.id for i in self.correlator.open_incidents})
         if self.on_frame is not None:
             self.on_frame(frame)
-
-    def _slo_alerts(self, t: float) -> list[Alert]:
-        """Entry alerts while the SLO burns (see OperatorConfig.slo_alert_s)."""
-        cfg = self.config
-        if self.view.health() >= cfg.success_health:
-            self._burning_since = None
-            return []
-        if self._burning_since is None:
-            self._burning_since = t
-        if t - self._burning_since < cfg.slo_alert_s or t - self._slo_alerted < cfg.slo_realert_s:
-            return []
-        self._slo_alerted = t
-        score = 1.0 - self.view.health()
-        return [Alert(t, e, "slo_burn", score, "critical", "slo") for e in self.entries]
 
     def _track_incidents(self, now: float) -> None:
         open_ids = {i.id for i in self.correlator.open_incidents}
@@ -301,18 +289,8 @@ class Operator:
         if chosen is None:
             level = "escalate"
         if level != "auto" and self._ticket(case, now, f"{level}: {reason}"):
-            self.decisions.append(
-                {
-                    "time": now,
-                    "incident": case.incident.id,
-                    "level": "ticket",
-                    "action": None if chosen is None else chosen.action.to_dict(),
-                    "signature": case.view.signature if case.view else None,
-                    "top_cause": case.view.top_cause if case.view else None,
-                    "confidence": case.view.cause_confidence if case.view else None,
-                    "reason": f"users are fine: a ticket instead of a page ({level}). {reason}",
-                }
-            )
+            why = f"users are fine: a ticket instead of a page ({level}). {reason}"
+            self._record_decision(case, now, "ticket", chosen, why)
             return
         decision = Decision(
             decision.incident_id, decision.time, level, chosen, decision.candidates, reason
@@ -561,20 +539,25 @@ class Operator:
         child.advance(until)
         return probe.health()
 
-    def _log_decision(self, case: Case, decision: Decision) -> str | None:
-        chosen = decision.chosen
+    def _record_decision(
+        self, case: Case, time: float, level: str, chosen: Candidate | None, reason: str
+    ) -> None:
+        view = case.view
         self.decisions.append(
             {
-                "time": decision.time,
+                "time": time,
                 "incident": case.incident.id,
-                "level": decision.level,
+                "level": level,
                 "action": None if chosen is None else chosen.action.to_dict(),
-                "signature": case.view.signature if case.view else None,
-                "top_cause": case.view.top_cause if case.view else None,
-                "confidence": case.view.cause_confidence if case.view else None,
-                "reason": decision.reason,
+                "signature": view.signature if view else None,
+                "top_cause": view.top_cause if view else None,
+                "confidence": view.cause_confidence if view else None,
+                "reason": reason,
             }
         )
+
+    def _log_decision(self, case: Case, decision: Decision) -> str | None:
+        self._record_decision(case, decision.time, decision.level, decision.chosen, decision.reason)
         if self.audit is None:
             return None
         return self.audit.decision(decision, case.view, guardrails=self.guardrails.state())

@@ -75,10 +75,12 @@ def _fault(kind: str, target: str, rng: np.random.Generator, **params: Any) -> d
 
 
 def _stores(topology: str) -> list[str]:
+    """The busy stores (any store, else any busy service: Train Ticket folds each store
+    into the service that owns it)."""
     services = _topology(topology)["services"]
     busy = set(busy_targets(topology))
     stores = sorted(n for n, s in services.items() if s.get("kind") == "store")
-    return sorted(set(stores) & busy) or stores
+    return sorted(set(stores) & busy) or stores or sorted(busy)
 
 
 def _service_fault(kind: str, **ranges: tuple[float, float]):
