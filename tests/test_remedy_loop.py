@@ -214,3 +214,36 @@ def test_a_replayed_day_without_faults(tmp_path):
     assert json.loads((tmp_path / "no_fault_day.json").read_text()) == report
     assert report["ai_replica_ratio"] > 0 and report["runs"]["ai"]["pages"] >= 0
     assert SCENARIOS.is_dir()
+
+
+def test_users_are_hit_when_an_objective_breaks_not_only_when_health_falls():
+    """An availability objective of 99.9% breaks at 0.5% errors, far above 0.99 health."""
+    import numpy as np
+    from conftest import chain_topology, make_scenario
+
+    from agents.loop.leftovers import SloBurn
+    from agents.loop.telemetry_view import TelemetryView
+    from twin.fields import N_SERVICE_METRICS, M
+    from twin.telemetry.frame import Frame
+
+    sc = make_scenario(
+        chain_topology(), slos=[{"availability": 0.999, "latency_ms": 500, "percentile": 99}]
+    )
+    names = sc.topology.service_names
+    view = TelemetryView(sc, names, 1.0)
+    burn = SloBurn(["entry"], 0.99, after_s=120.0, every_s=60.0)
+    fired = []
+    for t in range(400):
+        v = np.zeros((len(names), N_SERVICE_METRICS))
+        v[:, M["arrival_rate"]] = 50.0
+        v[:, M["latency_p50_ms"]], v[:, M["latency_p95_ms"]], v[:, M["latency_p99_ms"]] = 5, 9, 12
+        v[:, M["error_ratio"]] = 0.005 if t >= 100 else 0.0
+        view.observe(Frame(float(t), v, np.zeros((0, 4)), names, ()))
+        fired += burn.alerts(float(t), view.health(), view.users_hit(0.99))
+        if t == 99:
+            assert not view.users_hit(0.99)
+    assert view.health() > 0.99 and view.slo_violated() and view.users_hit(0.99)
+    times = [a.time for a in fired]
+    gaps = np.diff(times)
+    assert times and times[0] >= 100 + 120 and (gaps >= 60).all()
+    assert {a.signal for a in fired} == {"slo_burn"}

@@ -25,6 +25,7 @@ from typing import Any
 import networkx as nx
 
 from agents.contracts import IncidentView
+from agents.deciding.runbook import canonical_signature
 from agents.deciding.signature import signature_of
 from agents.loop.telemetry_view import TelemetryView
 from detectors.correlation import Incident
@@ -34,6 +35,9 @@ from twin.telemetry.spans import EPOCH_UNIX_S
 TOP_CAUSES = 5
 DEPLOY_WINDOW_S = 1800.0  # a rollout this recent at the top cause is a suspect change
 RETRY_AMPLIFICATION = 1.5  # calls per caller request this many times their normal level
+ECHO = 1.3  # load at the cause grew this many times more than the users': an echo
+BUSY = 0.8  # CPU or worker pool this busy at the cause ...
+DEMAND_RISE = 1.1  # ... while users stand this far above their usual level: demand
 
 
 def confidence(scores: Sequence[float]) -> float:
@@ -110,12 +114,8 @@ class IncidentAnalyst:
             if deployed is not None and view.now - deployed <= DEPLOY_WINDOW_S:
                 evidence["deploy"] = {"service": top, "time": deployed}
                 signature = "deploy" if signature == "unknown" else f"{signature}+deploy"
-            if "traffic" in signature.split("+") and view.entry_growth(incident.opened) < 1.2:
-                # more calls at the cause but not more users: an echo (retries, a slow
-                # callee's backlog), not demand; scaling for it is not the remedy
-                evidence["traffic_echo"] = True
-                rest = [p for p in signature.split("+") if p != "traffic"]
-                signature = "+".join(rest) or "unknown"
+            if top is not None:
+                signature = self._demand(signature, top, incident, view, evidence)
             if top is not None:
                 amp = view.call_amplification(top, incident.opened)
                 if amp >= RETRY_AMPLIFICATION:
@@ -136,6 +136,26 @@ class IncidentAnalyst:
             evidence=evidence,
             cause_kind=kind,
         )
+
+    @staticmethod
+    def _demand(
+        signature: str, top: str, incident: Incident, view: TelemetryView, evidence: dict
+    ) -> str:
+        """Whether the cause's load is user demand ("traffic") or an echo: more calls at the
+        cause than its callers' users explain (retries, a backlog) is no demand, so scaling
+        is not the remedy; a busy cause while users stand well above their usual level is
+        demand, even when the ramp was too gentle for a traffic alert."""
+        parts = [p for p in signature.split("+") if p != "unknown"]
+        cause = view.arrival_growth(top, incident.opened)
+        users = view.entry_growth(incident.opened)
+        busy = max(view.latest(top, "cpu_utilization"), view.latest(top, "worker_utilization"))
+        if "traffic" in parts and cause > ECHO * users:
+            evidence["traffic_echo"] = {"cause_growth": round(cause, 3), "users": round(users, 3)}
+            parts.remove("traffic")
+        elif "traffic" not in parts and busy >= BUSY and view.entry_rise() >= DEMAND_RISE:
+            evidence["demand"] = {"busy": round(busy, 3), "users_rise": round(view.entry_rise(), 3)}
+            parts.append("traffic")
+        return canonical_signature("+".join(parts)) if parts else "unknown"
 
     def _graphs(self, placements: dict[str, set[str]]) -> tuple[nx.DiGraph, nx.DiGraph]:
         """The dependency graph with service -> node edges where pods run (twin names, and

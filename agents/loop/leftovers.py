@@ -199,8 +199,9 @@ class Leftovers:
 
 
 class SloBurn:
-    """Alerts at the entries while health stays below `healthy` for `after_s` (again every
-    `every_s` while it lasts): what an SLO burn-rate alert pages on."""
+    """Alerts at the entries while users are hit (health below `healthy`, or an objective
+    broken) for `after_s`, again every `every_s` while it lasts: what an SLO burn alert
+    pages on."""
 
     def __init__(
         self, entries: Iterable[str], healthy: float, after_s: float, every_s: float
@@ -212,8 +213,9 @@ class SloBurn:
         self._since: float | None = None
         self._last = -math.inf
 
-    def alerts(self, t: float, health: float) -> list[Alert]:
-        if health >= self.healthy:
+    def alerts(self, t: float, health: float, hit: bool | None = None) -> list[Alert]:
+        """This tick's alerts; `hit` (default: health below `healthy`) says users are hit."""
+        if not (health < self.healthy if hit is None else hit):
             self._since = None
             return []
         if self._since is None:

@@ -51,6 +51,9 @@ Mode = Literal["traditional", "ai", "rl"]
 # "rl": a trained policy acts on its own (through `on_frame`); the operator only detects and
 # correlates, so the run is scored like the others
 MODES: tuple[Mode, ...] = ("traditional", "ai", "rl")
+# remedies worth a second try on the same incident: a restart's new pods may come up with
+# the trouble again (twin.control.mechanisms), a second one draws afresh
+REPEATABLE = frozenset({"rollout_restart", "restart_pods"})
 
 
 @dataclass(frozen=True)
@@ -189,7 +192,9 @@ class Operator:
         self.view.observe(frame)
         now = self.view.now
         alerts = list(self.detector.process(frame.time, frame.values))
-        alerts += self.slo_burn.alerts(frame.time, self.view.health())
+        alerts += self.slo_burn.alerts(
+            frame.time, self.view.health(), self.view.users_hit(self.config.success_health)
+        )
         for alert in alerts:
             self.alerts.append(alert)
             self.correlator.add(alert)
@@ -215,7 +220,7 @@ class Operator:
                 if case.state not in ("resolved", "closed"):
                     case.state = "closed"
                 continue
-            if case.state == "watch" and self.view.health() < self.config.success_health:
+            if case.state == "watch" and self.view.users_hit(self.config.success_health):
                 case.state = "new"  # users feel it now: decide again, paging if need be
             if case.state != "new":
                 continue
@@ -272,7 +277,9 @@ class Operator:
             target = cand.action.params().get("service")
             if (target, cand.action.kind) in recurred:
                 continue
-            if cand.action not in case.tried and cand.action.kind != "escalate":
+            tries = case.tried.count(cand.action)
+            again = cand.action.kind in REPEATABLE and tries < 2  # the trigger may recur
+            if (tries == 0 or again) and cand.action.kind != "escalate":
                 return cand
         return None
 
@@ -416,7 +423,7 @@ class Operator:
         cfg = self.config
         if self.mode != "ai" or not cfg.page_on_impact_only or case.human_engaged:
             return False
-        if self.view.health() < cfg.success_health:
+        if self.view.users_hit(cfg.success_health):
             return False
         case.state = "watch"
         if not case.ticketed:

@@ -52,10 +52,19 @@ class TelemetryView:
         classes = {c.name: c for c in scenario.workload.classes}
         slos = list(scenario.slos)
         self._targets: list[tuple[int, float]] = []  # (entry index, latency SLO ms)
+        self._objectives: list[tuple[int, float, float, float]] = []  # + availability, pct
         for slo in slos:
             chosen = [classes[slo.request_class]] if slo.request_class else list(classes.values())
             for c in chosen:
                 self._targets.append((services.index(c.entry), float(slo.latency_ms)))
+                self._objectives.append(
+                    (
+                        services.index(c.entry),
+                        float(slo.latency_ms),
+                        float(slo.availability),
+                        float(slo.percentile) / 100.0,
+                    )
+                )
         if not self._targets:
             entries = sorted({services.index(c.entry) for c in classes.values()})
             self._targets = [(i, 1000.0) for i in entries]
@@ -63,6 +72,8 @@ class TelemetryView:
         n = max(1, int(round(HEALTH_WINDOW_S / dt)))
         self._good: deque[float] = deque(maxlen=n)
         self._total: deque[float] = deque(maxlen=n)
+        # per objective, the last window's (requests, failed, served, fast) rates
+        self._slo_window: deque[np.ndarray] = deque(maxlen=n)
         self._now = 0.0
         self.deploys: dict[str, float] = {}  # service -> time of its last rollout
         infra = scenario.infrastructure
@@ -114,6 +125,8 @@ class TelemetryView:
         good, total = self.tick_health(frame.values)
         self._good.append(good)
         self._total.append(total)
+        if self._objectives:
+            self._slo_window.append(self._slo_tick(frame.values))
 
     def tick_health(self, v: np.ndarray) -> tuple[float, float]:
         """(good, all) request rates at the entries in one tick's services × metrics."""
@@ -131,6 +144,38 @@ class TelemetryView:
             total += rate
         return good, total
 
+    def _slo_tick(self, v: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(self._objectives), 4))
+        for k, (s, latency_ms, _, _) in enumerate(self._objectives):
+            rate = float(v[s, M["arrival_rate"]])
+            err = float(v[s, M["error_ratio"]])
+            fast = share_within(
+                latency_ms,
+                float(v[s, M["latency_p50_ms"]]),
+                float(v[s, M["latency_p95_ms"]]),
+                float(v[s, M["latency_p99_ms"]]),
+            )
+            out[k] = (rate, rate * err, rate * (1.0 - err), rate * (1.0 - err) * fast)
+        return out
+
+    def slo_violated(self) -> bool:
+        """Whether the last minute breaks an objective as the scenario states it (its
+        availability, or its share of requests under the latency target): users are hit."""
+        if not self._slo_window:
+            return False
+        total = np.sum(self._slo_window, axis=0)
+        for k, (_, _, availability, pct) in enumerate(self._objectives):
+            requests, failed, served, fast = total[k]
+            if requests > 0 and 1.0 - failed / requests < availability:
+                return True
+            if served > 0 and fast / served < pct:
+                return True
+        return False
+
+    def users_hit(self, healthy: float) -> bool:
+        """Health below `healthy`, or an objective broken in the last minute."""
+        return self.health() < healthy or self.slo_violated()
+
     def replica_map(self) -> dict[str, int]:
         return {name: self.replicas(name) for name in self.names}
 
@@ -145,6 +190,30 @@ class TelemetryView:
             node_cube = np.stack([f.node_values for f in frames])
             nodes = (frames[-1].nodes, NODE_METRICS, node_cube)
         return wide_from_cube(times, self.names, SERVICE_METRICS, cube, nodes=nodes)
+
+    def arrival_growth(self, service: str, split: float, recent_s: float = 120.0) -> float:
+        """Requests arriving at `service` over the last `recent_s` against the 10 minutes
+        before `split` (1.0 when there is nothing to compare)."""
+        s = self.names.index(service)
+        before = [
+            f.values[s, M["arrival_rate"]] for f in self._frames if split - 600.0 <= f.time < split
+        ]
+        after = [
+            f.values[s, M["arrival_rate"]] for f in self._frames if f.time >= self._now - recent_s
+        ]
+        if not before or not after or np.mean(before) <= 0:
+            return 1.0
+        return float(np.mean(after) / np.mean(before))
+
+    def entry_rise(self, recent_s: float = 120.0) -> float:
+        """Requests arriving at the entries over the last `recent_s` against their median
+        over the kept history (an hour): how far user demand stands above its usual."""
+        entries = sorted({i for i, _ in self._targets})
+        load = np.array([f.values[entries, M["arrival_rate"]].sum() for f in self._frames])
+        times = np.array([f.time for f in self._frames])
+        if load.size == 0 or np.median(load) <= 0:
+            return 1.0
+        return float(load[times >= self._now - recent_s].mean() / np.median(load))
 
     def entry_growth(self, split: float, recent_s: float = 120.0) -> float:
         """Requests arriving at the entries over the last `recent_s`, against the 10

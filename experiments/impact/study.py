@@ -212,8 +212,10 @@ def make_jobs(
     time_scale: float = 1.0,
     keep_dir: str | None = None,
     suite: str = "classic",
+    first_seed: int = 0,
 ) -> list[Job]:
-    """Every (family, seed, mode), the longest first so that a pool's workers end together."""
+    """Every (family, seed, mode) for seeds first_seed .. first_seed + seeds - 1, the
+    longest first so that a pool's workers end together."""
     known = suite_parts(suite)[0]
     unknown = [f for f in families if f not in known]
     if unknown:
@@ -222,6 +224,8 @@ def make_jobs(
         )
     if seeds < 1:
         raise ImpactStudyError(f"--seeds: must be at least 1, got {seeds}")
+    if first_seed < 0:
+        raise ImpactStudyError(f"--first-seed: must be at least 0, got {first_seed}")
     if not time_scale > 0:
         raise ImpactStudyError(f"time scale: must be positive, got {time_scale}")
     cost = {(f, m): estimate_job_s(f, m, time_scale, suite) for f in families for m in MODES}
@@ -239,7 +243,7 @@ def make_jobs(
             label=f"{f} seed {s} {m}",
         )
         for f in families
-        for s in range(seeds)
+        for s in range(first_seed, first_seed + seeds)
         for m in MODES
     ]
     order = sorted(
@@ -284,11 +288,12 @@ def run_study(
     keep_dir: str | None = None,
     progress: bool = True,
     suite: str = "classic",
+    first_seed: int = 0,
 ) -> pd.DataFrame:
     """Rehearse every (family, seed) under both modes and return the tidy table."""
     if backend not in BACKENDS:
         raise ImpactStudyError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     known = suite_parts(suite)[0]
-    jobs = make_jobs(list(families or known), seeds, time_scale, keep_dir, suite)
+    jobs = make_jobs(list(families or known), seeds, time_scale, keep_dir, suite, first_seed)
     rows = run_sweep(jobs, backend=backend, jobs_n=jobs_n, progress=progress, desc="rehearsals")
     return tidy(rows, suite)

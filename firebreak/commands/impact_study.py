@@ -75,7 +75,7 @@ def cmd_impact_study(args: argparse.Namespace) -> int:
     workers = args.jobs or os.cpu_count() or 1
     if args.backend == "serial":
         workers = 1
-    jobs = make_jobs(names, seeds, scale, keep, args.suite)
+    jobs = make_jobs(names, seeds, scale, keep, args.suite, args.first_seed)
     est = estimate_wall_s(jobs, min(workers, len(jobs)))
     print(
         f"impact study: {len(names)} scenario families x {seeds} seeds x 2 modes = "
@@ -94,6 +94,7 @@ def cmd_impact_study(args: argparse.Namespace) -> int:
         keep_dir=keep,
         progress=True,
         suite=args.suite,
+        first_seed=args.first_seed,
     )
     wall = time.perf_counter() - began
     controls = None
@@ -133,6 +134,8 @@ def cmd_impact_study(args: argparse.Namespace) -> int:
 def _command(args: argparse.Namespace, names: list[str], seeds: int, scale: float) -> str:
     """The command that reproduces this study (quick mode spelled out)."""
     parts = ["firebreak", "impact-study", "--suite", args.suite, "--seeds", str(seeds)]
+    if args.first_seed:
+        parts += ["--first-seed", str(args.first_seed)]
     parts += ["--time-scale", f"{scale:g}"]
     parts += ["--backend", args.backend, "--out", str(args.out)]
     if args.scenarios or args.quick:
@@ -173,6 +176,12 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--seeds", type=int, default=None, help="seeds per family (default 10)")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="first seed index (default 0): a study on seeds not looked at while developing",
+    )
     p.add_argument(
         "--suite",
         default="classic",
