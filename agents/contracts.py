@@ -18,7 +18,9 @@ Level = Literal["auto", "approval", "escalate"]
 LEVELS: tuple[Level, ...] = ("auto", "approval", "escalate")
 
 # symptom families a signature is built from (see agents.deciding.signature); "deploy" is a change
-# event (a rollout) at the top cause shortly before the incident, as change management sees
+# event (a rollout) at the top cause shortly before the incident, as change management sees;
+# "node": the top cause is a node or a zone (its metrics moved under the incident's
+# services); "retries": calls into the top cause per caller request rose (retries amplify)
 SYMPTOMS = (
     "latency",
     "errors",
@@ -28,6 +30,8 @@ SYMPTOMS = (
     "traffic",
     "logs",
     "deploy",
+    "node",
+    "retries",
 )
 
 
@@ -52,6 +56,7 @@ class IncidentView:
     causes: tuple[tuple[str, float], ...] = ()
     signature: str = "unknown"
     evidence: dict[str, Any] = field(default_factory=dict, compare=False)
+    cause_kind: str = "service"  # service, node or zone
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -70,11 +75,13 @@ class Candidate:
     cost: float = 0.0
     score: float = 0.0
     dry_run: dict[str, Any] | None = None
+    prior: float | None = None  # the runbook's belief it resolves the incident (Beta prior mean)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "action": self.action.to_dict(),
             "rule": self.rule,
+            "prior": self.prior,
             "p_success": self.p_success,
             "risk": self.risk,
             "cost": self.cost,

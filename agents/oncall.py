@@ -9,24 +9,15 @@ times, diagnoses, actions or approvals, and the operator decides what to do with
 randomness comes from the `numpy.random.Generator` given at construction, drawn in a fixed
 order, so the same seed gives the same engineer.
 
-Remedy table (`REMEDIES`; what a competent human does for a diagnosed kind):
-
-=====================  ==================================  =================================
-diagnosed kind         action                              fallback (kind not available)
-=====================  ==================================  =================================
-bad_deploy             rollback(service)                   -
-misconfiguration       rollback(service)                   -
-errors                 failover(service, 1.0)              force_breaker(caller→service, open)
-latency                failover(service, 1.0)              force_breaker(caller→service, open)
-crash                  restart_pods(service)               -
-memory_leak            restart_pods(service)               -
-cpu_hog, traffic       scale_to(service, ×scale_out)       -
-dependency_outage      failover(service, 1.0)              force_breaker(caller→service, open)
-network_partition      failover(service, 1.0)              force_breaker(caller→service, open)
-packet_loss            failover(service, 1.0)              force_breaker(caller→service, open)
-retry_storm            shed_load(entry, shed_share)        force_breaker(caller→service, open)
-none (false alarm)     noop                                -
-=====================  ==================================  =================================
+Remedy table (`REMEDIES`): what a competent human does for a diagnosed kind, read from
+the twin's fault mechanisms (`twin.control.mechanisms`, the same Kubernetes knowledge the
+runbook encodes): the remedy that ends the kind, preferring the gentlest (a rolling restart
+over deleting pods over a rollback), else the first that mitigates it (a leak: restart; a
+network fault: fail over). So the engineer has every remedy the AI has: rollout_restart
+for pod-state faults, rollback for bad deploys and misconfigurations, set_retries for a
+retry storm, drain for a node (or a zone), failover for a link; scale_to for a diagnosed
+overload ("traffic"); noop for a false alarm. Fallback when a failover cannot be built:
+open the breaker on a caller's edge into the service.
 
 When neither the action nor its fallback can be built (no caller or entry known), the
 engineer escalates (or, where `escalate` is not a twin action, records a noop).
@@ -43,6 +34,7 @@ import numpy as np
 
 from agents.contracts import Candidate, Decision, IncidentView
 from twin.control.actions import ACTIONS, Action, action_from_dict
+from twin.control.mechanisms import MECHANISMS
 from twin.errors import FirebreakError
 from twin.scenario.schema import FAULT_KINDS
 
@@ -52,39 +44,41 @@ SHIFTS: tuple[Shift, ...] = ("business_hours", "off_hours")
 # a cascade outlives its trigger: a fault that ended this recently still explains an incident
 LINGER_S = 900.0
 
+# the order a competent human prefers among remedies that end a fault (gentlest first)
+PREFERENCE = (
+    "rollout_restart",
+    "set_retries",
+    "drain",
+    "rollback",
+    "restart_pods",
+    "failover",
+    "force_breaker",
+    "shed_load",
+    "scale_to",
+)
+
+
+def _remedy_for(kind: str) -> str:
+    """The action a competent human takes for a fault of this kind (see the module doc)."""
+    m = MECHANISMS[kind]
+    for pool in (m.ending(), m.mitigating()):
+        kinds = {r.action for r in pool}
+        for action in PREFERENCE:
+            if action in kinds:
+                return action
+    return "noop"
+
+
 # diagnosed kind → the action kind a competent human reaches for first
-REMEDIES: dict[str, str] = {
-    "bad_deploy": "rollback",
-    "misconfiguration": "rollback",
-    # a sick primary with no recent change: move its traffic to the standby (rolling back a
-    # good version would lose a feature and fix nothing)
-    "errors": "failover",
-    "latency": "failover",
-    "crash": "restart_pods",
-    "memory_leak": "restart_pods",
-    "cpu_hog": "scale_to",
-    "traffic": "scale_to",
-    "dependency_outage": "failover",
-    "network_partition": "failover",
-    "packet_loss": "failover",
-    "retry_storm": "shed_load",
-    "none": "noop",
-}
+REMEDIES: dict[str, str] = {kind: _remedy_for(kind) for kind in FAULT_KINDS}
+REMEDIES["traffic"] = "scale_to"
+REMEDIES["none"] = "noop"
 KINDS: tuple[str, ...] = tuple(REMEDIES)
 
-# true fault kind → action kinds a reviewer should accept as a fix (aimed at a root service)
+# true fault kind → action kinds a reviewer should accept as a fix (aimed at a root): what
+# ends or mitigates it
 FITTING: dict[str, frozenset[str]] = {
-    "bad_deploy": frozenset({"rollback"}),
-    "misconfiguration": frozenset({"rollback"}),
-    "errors": frozenset({"failover", "force_breaker"}),
-    "latency": frozenset({"failover", "force_breaker"}),
-    "crash": frozenset({"restart_pods", "scale_to"}),
-    "memory_leak": frozenset({"restart_pods"}),
-    "cpu_hog": frozenset({"scale_to"}),
-    "dependency_outage": frozenset({"failover", "force_breaker"}),
-    "network_partition": frozenset({"failover", "force_breaker"}),
-    "packet_loss": frozenset({"failover", "force_breaker"}),
-    "retry_storm": frozenset({"shed_load", "force_breaker"}),
+    kind: frozenset(r.action for r in m.remedies) for kind, m in MECHANISMS.items()
 }
 # actions that act on the system as a whole, so their target need not be the root
 UNTARGETED = frozenset({"shed_load"})
@@ -194,6 +188,7 @@ class FaultTruth:
     start: float
     end: float
     peer: str | None = None
+    others: tuple[str, ...] = ()  # more names that count as finding it (a node's zone, ...)
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
@@ -206,8 +201,11 @@ class FaultTruth:
 
     @property
     def roots(self) -> frozenset[str]:
-        """Services whose naming counts as finding this fault."""
-        return frozenset({self.target} if self.peer is None else {self.target, self.peer})
+        """Names (services, nodes, zones) whose naming counts as finding this fault."""
+        names = {self.target, *self.others}
+        if self.peer is not None:
+            names.add(self.peer)
+        return frozenset(names)
 
     def explains(self, now: float) -> bool:
         """Whether the fault has begun by `now` and ended no longer than LINGER_S before it."""
@@ -217,12 +215,14 @@ class FaultTruth:
     def from_label(cls, label: Mapping[str, Any]) -> FaultTruth:
         """From one entry of labels.json's `faults` list."""
         params = label.get("params") or {}
+        roots = [str(r) for r in label.get("roots") or () if r != label["target"]]
         return cls(
             kind=str(label["kind"]),
             target=str(label["target"]),
             start=float(label["start"]),
             end=float(label["end"]),
             peer=params.get("peer"),
+            others=tuple(r for r in roots if r != params.get("peer")),
         )
 
 
@@ -378,8 +378,12 @@ class OnCallEngineer:
             current = int(replicas.get(service, 1))
             target = max(current + 1, math.ceil(current * self.profile.scale_out_factor - 1e-9))
             return action_from_dict({"action": "scale_to", "service": service, "replicas": target})
-        if primary in ("rollback", "restart_pods"):
+        if primary in ("rollback", "restart_pods", "rollout_restart"):
             return action_from_dict({"action": primary, "service": service})
+        if primary == "drain":
+            return action_from_dict({"action": "drain", "node": service})
+        if primary == "set_retries":
+            return action_from_dict({"action": "set_retries", "service": service, "retries": 1})
         if primary == "failover" and "failover" in ACTIONS:
             return action_from_dict({"action": "failover", "service": service, "share": 1.0})
         if primary == "shed_load" and "shed_load" in ACTIONS and entries:
@@ -461,7 +465,8 @@ def action_fits(action: Action, truth: Sequence[FaultTruth], now: float) -> bool
     if not live:
         return action.kind == "noop"
     params = action.params()
-    touched = {params[k] for k in ("service", "source", "target") if isinstance(params.get(k), str)}
+    keys = ("service", "source", "target", "node")
+    touched = {params[k] for k in keys if isinstance(params.get(k), str)}
     for fault in live:
         if action.kind not in FITTING[fault.kind]:
             continue

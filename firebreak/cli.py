@@ -33,6 +33,7 @@ OUTPUT_DIRS: dict[str, tuple[str, str]] = {
     "train": ("out", "--out"),
     "evaluate": ("out", "--out"),
     "impact-study": ("out", "--out"),
+    "no-fault-day": ("out", "--out"),
     "nab": ("out", "--out"),
 }
 OUTPUT_FILES: dict[str, tuple[str, str]] = {
@@ -60,6 +61,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.commands.train",
     "firebreak.commands.evaluate",
     "firebreak.commands.impact_study",
+    "firebreak.commands.no_fault_day",
 )
 
 

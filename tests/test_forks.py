@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from benchmarks.bench_fork import fork_cost
 from twin.control.actions import (
+    ROLLOUT_S,
     ActionError,
     ForceBreaker,
     NoOp,
@@ -254,9 +255,7 @@ def test_a_rollback_in_a_fork_diverges_only_from_the_fork_time_and_helps():
         "action": "rollback",
         "service": CATALOG,
         "rollout_s": 60.0,
-        "faults": ["bad_deploy-0"],
         "done_at": done,
-        "feature_lost": False,
     }
 
 
@@ -312,9 +311,11 @@ def test_constructor_actions_equal_act_calls_at_those_times():
     given_.run()
     assert _telemetry(keep_a) == _telemetry(keep_b)
     assert acted.action_log == given_.action_log == plan
-    # the rollback at 2400 s found no bad deploy yet, so the deploy still shipped
-    rollback = next(e for e in _telemetry(keep_a)["events"] if e.get("action") == "rollback")
-    assert rollback["faults"] == []
+    # the rollback at 2400 s found no bad deploy yet, so the deploy still shipped and the
+    # rollback, reverting nothing, cost a feature
+    events = _telemetry(keep_a)["events"]
+    assert any(e["kind"] == "fault_start" and e["fault_kind"] == "bad_deploy" for e in events)
+    assert any(e["kind"] == "feature_lost" for e in events)
 
 
 def test_forks_replay_the_actions_the_run_took():
@@ -402,7 +403,7 @@ def test_each_action_does_what_it_says_and_is_recorded():
     assert actions[2]["state_from"] == "auto"
     assert len(actions[4]["pods"]) == math.ceil(frontend_pods / 2)
     assert all(p.startswith("frontend-") for p in actions[4]["pods"])
-    assert actions[5]["faults"] == []
+    assert actions[5]["done_at"] == 1000.0 + ROLLOUT_S
     assert not any(e["kind"] == "rollback" for e in events)
     sim.run()
     rec = Recorded(sim, keep.chunks)

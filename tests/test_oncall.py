@@ -22,7 +22,8 @@ from agents.oncall import (
 from twin.control.actions import ACTIONS, Action, action_from_dict
 from twin.errors import FirebreakError
 from twin.flow.engine import Simulation
-from twin.scenario.schema import FAULT_KINDS
+from twin.scenario.infrastructure import Infrastructure
+from twin.scenario.schema import FAULT_KINDS, INFRA_FAULT_KINDS
 
 N = 4000
 
@@ -168,7 +169,8 @@ def test_false_alarm_and_root_only_incidents():
 # ----------------------------------------------------------------------------- remedies
 @pytest.fixture(scope="module")
 def sim() -> Simulation:
-    return Simulation(make_scenario(chain_topology(), duration=60))
+    scenario = make_scenario(chain_topology(), duration=60)
+    return Simulation(scenario.model_copy(update={"infrastructure": Infrastructure()}))
 
 
 @pytest.mark.parametrize("kind", sorted(REMEDIES))
@@ -176,6 +178,8 @@ def sim() -> Simulation:
 def test_remedy_for_every_kind_is_a_valid_twin_action(kind, context, sim):
     assert set(FAULT_KINDS) <= set(REMEDIES)
     service = None if kind == "none" else "leaf"
+    if kind in INFRA_FAULT_KINDS:
+        service = "zone-a" if kind == "zone_outage" else "node-a1"
     diagnosis = Diagnosis(service, kind, 0.0, 10.0, True)
     extra = {"callers": {"leaf": ["mid"]}, "entries": ["entry"]} if context else {}
     action = engineer().remedy(diagnosis, {"leaf": 2}, **extra)
@@ -183,24 +187,35 @@ def test_remedy_for_every_kind_is_a_valid_twin_action(kind, context, sim):
     assert action_from_dict(action.to_dict()) == action
     action.check(sim)  # every target exists in the twin
     if kind in FAULT_KINDS and context:  # what the human does for the true kind fits it
-        truth = (FaultTruth(kind, "leaf", 0.0, 100.0, peer="mid" if "net" in kind else None),)
+        peer = "mid" if "net" in kind and kind not in INFRA_FAULT_KINDS else None
+        truth = (FaultTruth(kind, service, 0.0, 100.0, peer=peer),)
         assert action_fits(action, truth, 50.0), action
 
 
 def test_remedy_table_choices():
     eng = engineer(scale_out_factor=1.5)
-    act = eng.remedy(Diagnosis("leaf", "cpu_hog", 0, 1, True), {"leaf": 4})
+    act = eng.remedy(Diagnosis("leaf", "traffic", 0, 1, False), {"leaf": 4})
     assert act.to_dict() == {"action": "scale_to", "service": "leaf", "replicas": 6}
     act = eng.remedy(Diagnosis("leaf", "traffic", 0, 1, False), {"leaf": 1})
     assert act.to_dict()["replicas"] == 2  # always at least one more
+    # the remedy that ends the diagnosed kind (twin.control.mechanisms), gentlest first
+    for kind in ("crash", "latency", "errors", "cpu_hog", "dependency_outage"):
+        assert eng.remedy(Diagnosis("leaf", kind, 0, 1, True), {}).kind == "rollout_restart"
     assert eng.remedy(Diagnosis("leaf", "bad_deploy", 0, 1, True), {}).kind == "rollback"
     assert eng.remedy(Diagnosis("leaf", "misconfiguration", 0, 1, True), {}).kind == "rollback"
-    assert eng.remedy(Diagnosis("leaf", "memory_leak", 0, 1, True), {}).kind == "restart_pods"
-    assert eng.remedy(Diagnosis("leaf", "crash", 0, 1, True), {}).kind == "restart_pods"
-    outage = eng.remedy(Diagnosis("leaf", "dependency_outage", 0, 1, True), {}, callers={})
-    assert outage.kind in {"failover", "escalate", "noop"}
-    storm = eng.remedy(Diagnosis("leaf", "retry_storm", 0, 1, True), {}, callers={"leaf": ["mid"]})
-    assert storm.kind in {"force_breaker", "shed_load"}
+    storm = eng.remedy(Diagnosis("leaf", "retry_storm", 0, 1, True), {})
+    assert storm.to_dict() == {
+        "action": "set_retries",
+        "service": "leaf",
+        "retries": 1,
+        "push_s": 10.0,
+    }
+    node = eng.remedy(Diagnosis("node-a1", "noisy_neighbour", 0, 1, True), {})
+    assert node.to_dict() == {"action": "drain", "node": "node-a1"}
+    # nothing ends a leak or a link fault: the first remedy that mitigates it
+    assert eng.remedy(Diagnosis("leaf", "memory_leak", 0, 1, True), {}).kind == "rollout_restart"
+    cut = eng.remedy(Diagnosis("leaf", "network_partition", 0, 1, True), {}, callers={})
+    assert cut.kind == "failover"
     with pytest.raises(OnCallError, match="unknown diagnosed kind 'gremlins'"):
         eng.remedy(Diagnosis("leaf", "gremlins", 0, 1, True), {})
 

@@ -11,12 +11,13 @@ from conftest import SCENARIOS
 
 from agents.deciding.analysis import IncidentAnalyst, confidence
 from agents.deciding.signature import signature_of
+from agents.loop.operator import OperatorConfig
 from agents.loop.telemetry_view import TelemetryView, share_within
 from agents.safety.guardrail_config import GuardrailConfig
 from detectors.anomaly.evaluation import FaultLabel
 from detectors.base import Alert
 from detectors.rca.randomwalk import RandomWalkRca
-from experiments.rehearsal.run import RehearsalError, rehearse
+from experiments.rehearsal.run import RehearsalError, StackSettings, rehearse
 from experiments.rehearsal.score import mttr, unsafe_actions
 from twin.scenario.loader import load_scenario
 from twin.telemetry.frame import Frame
@@ -126,7 +127,12 @@ def test_unsafe_actions_are_recounted_from_the_log():
 def rehearsals(tmp_path_factory):
     sc = short_bad_deploy()
     out = tmp_path_factory.mktemp("rehearse")
-    runs = {mode: rehearse(sc, mode, out / mode).summary for mode in ("traditional", "ai")}
+    # every decision pages here (by default the AI files a ticket while users are fine)
+    settings = StackSettings(operator=OperatorConfig(page_on_impact_only=False))
+    runs = {
+        mode: rehearse(sc, mode, out / mode, settings=settings).summary
+        for mode in ("traditional", "ai")
+    }
     return sc, out, runs
 
 
@@ -199,7 +205,8 @@ def test_the_operator_never_sees_ground_truth(tmp_path, monkeypatch):
 
 def test_same_seed_same_operations(rehearsals, tmp_path):
     sc, out, runs = rehearsals
-    again = rehearse(sc, "ai", tmp_path / "ai").summary
+    settings = StackSettings(operator=OperatorConfig(page_on_impact_only=False))
+    again = rehearse(sc, "ai", tmp_path / "ai", settings=settings).summary
     assert again["stacks"] == runs["ai"]["stacks"]
     assert (tmp_path / "ai" / "audit.jsonl").read_bytes() == (
         out / "ai" / "audit.jsonl"
@@ -218,7 +225,8 @@ def test_guardrails_refusing_an_action_pages_the_engineer(tmp_path, monkeypatch)
 
     monkeypatch.setattr(Guardrails, "check", refuse)
     out = tmp_path / "g"
-    stack = rehearse(short_bad_deploy(), "ai", out).summary["stacks"]["ai"]
+    settings = StackSettings(operator=OperatorConfig(page_on_impact_only=False))
+    stack = rehearse(short_bad_deploy(), "ai", out, settings=settings).summary["stacks"]["ai"]
     assert stack["actions_automated"] == stack["actions_approved"] == 0
     assert stack["unsafe_actions"] == 0
     log = read_audit(out / "audit.jsonl")
@@ -261,7 +269,8 @@ def test_labels_from_another_mode_are_the_same_labels(rehearsals, tmp_path):
     sc, out, runs = rehearsals
     truth = json.loads((out / "traditional" / "labels.json").read_text())
     assert truth == json.loads((out / "ai" / "labels.json").read_text())
-    again = rehearse(sc, "ai", tmp_path / "ai", truth=truth).summary
+    settings = StackSettings(operator=OperatorConfig(page_on_impact_only=False))
+    again = rehearse(sc, "ai", tmp_path / "ai", truth=truth, settings=settings).summary
     assert again["stacks"] == runs["ai"]["stacks"]
 
 
@@ -305,20 +314,24 @@ def _traditional_operator(config=None):
 
 
 def test_emergency_measures_are_lifted_when_their_incident_ends():
-    from agents.loop.operator import Case
+    from agents.loop.operator import Case, OperatorConfig
     from detectors.correlation import Incident
     from twin.control.actions import ShedLoad
 
-    sim, op = _traditional_operator()
+    config = OperatorConfig(mitigation_min_hold_s=300.0, calm_s=0.0)
+    sim, op = _traditional_operator(config)
     sim.advance(60.0)
     case = Case(Incident(id="inc-x", opened=10.0, updated=20.0, closed=50.0))
     op.cases["inc-x"] = case
     op._act(ShedLoad(entry="frontend", share=0.3), "human", case, 60.0)
-    assert case.mitigations
-    op._track_incidents(60.0)  # the incident is not open: its shedding is lifted
+    assert op.leftovers.holds(case)
+    op._track_incidents(60.0)  # the incident is not open: lifted once held 300 s and calm
+    op.leftovers.tick(200.0, set())
+    assert op.actions[-1]["by"] == "human" and op.leftovers.holds(case)
+    op.leftovers.tick(400.0, set())
     revert = op.actions[-1]
     assert revert["by"] == "revert" and revert["action"]["share"] == 0.0
-    assert not case.mitigations and case.state == "closed"
+    assert not op.leftovers.holds(case) and case.state == "closed"
 
 
 def test_ai_operations_run_the_predictive_scaler(tmp_path, monkeypatch):
@@ -371,4 +384,4 @@ def test_emergency_measures_expire_even_while_their_incident_stays_open():
         if op.view.now > at + 130.0:
             break
     lifted = [a for a in op.actions if a["by"] == "revert"]
-    assert lifted and lifted[0]["time"] >= at + 120.0 and not case.mitigations
+    assert lifted and lifted[0]["time"] >= at + 120.0 and not op.leftovers.holds(case)

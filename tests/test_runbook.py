@@ -20,6 +20,7 @@ from agents.deciding.runbook import (
     runbook_from_mapping,
 )
 from twin.control.actions import ACTIONS, Action, ForceBreaker, RestartPods, Rollback, ScaleTo
+from twin.control.remedy_actions import Drain, RolloutRestart, SetRetries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,8 +348,13 @@ def test_default_runbook_covers_each_symptom(symptom: str) -> None:
     ("signature", "expected"),
     [
         ("memory", RestartPods("cart", share=0.5)),
-        ("latency+errors", Rollback("cart")),
-        ("errors+logs", Rollback("cart")),
+        ("memory", RolloutRestart("cart")),
+        ("latency+errors", RolloutRestart("cart")),
+        ("latency+errors+deploy", Rollback("cart")),
+        ("errors+logs", RolloutRestart("cart")),
+        ("logs", Rollback("cart")),
+        ("node", Drain("cart")),
+        ("retries", SetRetries("cart", 1)),
         ("saturation", ScaleTo("cart", 5)),
         ("traffic", ScaleTo("cart", 5)),
         ("availability", RestartPods("cart", share=1.0)),

@@ -140,5 +140,23 @@ N_SERVICE_METRICS = len(SERVICE_METRICS)
 EDGE_METRICS = ("call_rate", "failure_rate", "latency_ms", "breaker_state")
 N_EDGE_METRICS = len(EDGE_METRICS)
 
+# per node, with infrastructure (twin.infra.cluster fills them)
+NODE_METRICS = (
+    "up",  # 1 while its node-exporter answers scrapes (0 from the moment it stops)
+    "ready",  # 1 Ready, 0 NotReady (as the API server reports it, 40 s after it stops)
+    "schedulable",  # 0 when cordoned or tainted NoSchedule
+    "cpu_cores",  # cores in use on the node (node-exporter: every process on it)
+    "cpu_other_cores",  # of those, used outside the topology's pods (node minus cAdvisor)
+    "cpu_utilization",  # of allocatable
+    "memory_mb",  # memory in use on the node
+    "memory_other_mb",  # of that, outside the topology's pods
+    "memory_utilization",  # of allocatable
+    "pods",  # pods bound to it
+    "io_wait_ms",  # I/O wait a write sees
+    "network_drop_ratio",  # share of packets its interface drops
+    "oom_kills",  # counter of containers the kernel killed there
+)
+NODE_M = {name: i for i, name in enumerate(NODE_METRICS)}
+
 # per-tick latency-distribution parameters kept for SLO evaluation (not written as metrics)
 DIST_FIELDS = ("mu", "sigma", "shift")

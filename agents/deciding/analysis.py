@@ -9,6 +9,12 @@ Suspects are the incident's services and everything they call, directly or not: 
 be silent (a dependency whose callers suffer), but a service the incident cannot reach is
 not its cause, however anomalous (during a sale every busy service looks anomalous). A
 rollout at the top cause within `DEPLOY_WINDOW_S` adds "deploy" to the signature.
+
+With infrastructure, the nodes are in the RCA's table (their own metrics) and graph: each
+service depends on the nodes its pods run on (from the scheduler's events), so a node can
+be ranked the cause. A node cause whose whole zone reports NotReady becomes the zone. Its
+signature is "node". Calls into the top cause per caller request rising by
+`RETRY_AMPLIFICATION` or more (retries multiplying attempts) add "retries".
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 import networkx as nx
 
 from agents.contracts import IncidentView
+from agents.deciding.runbook import canonical_signature
 from agents.deciding.signature import signature_of
 from agents.loop.telemetry_view import TelemetryView
 from detectors.correlation import Incident
@@ -27,6 +34,10 @@ from twin.telemetry.spans import EPOCH_UNIX_S
 
 TOP_CAUSES = 5
 DEPLOY_WINDOW_S = 1800.0  # a rollout this recent at the top cause is a suspect change
+RETRY_AMPLIFICATION = 1.5  # calls per caller request this many times their normal level
+ECHO = 1.3  # load at the cause grew this many times more than the users': an echo
+BUSY = 0.8  # CPU or worker pool this busy at the cause ...
+DEMAND_RISE = 1.1  # ... while users stand this far above their usual level: demand
 
 
 def confidence(scores: Sequence[float]) -> float:
@@ -64,11 +75,21 @@ class IncidentAnalyst:
             "callers": {k: list(v) for k, v in self.callers.items()},
             "entries": list(self.entries),
         }
+        placements = view.placements()
+        graph, table_graph = self._graphs(placements)
         try:
             table = view.table(since=incident.opened - self.history_s)
-            ranked = self.rca.rank(table, EPOCH_UNIX_S + incident.opened, self._table_graph)
-            suspects = self.suspects(incident.services)
+            ranked = self.rca.rank(table, EPOCH_UNIX_S + incident.opened, table_graph)
+            suspects = self.suspects(incident.services, graph)
             kept = [c for c in ranked if self._to_twin.get(c.service, c.service) in suspects]
+            # a node is a cause only if it shows something of its own (it is a hub of the
+            # graph: every service on it links to it, so a walk can drift there)
+            since = incident.opened - 600.0
+            kept = [
+                c
+                for c in kept
+                if c.service not in view.node_zone or view.node_symptoms(c.service, since)
+            ]
             causes = [(self._to_twin.get(c.service, c.service), float(c.score)) for c in kept]
             if kept:
                 evidence["rca"] = {"method": self.rca.name, "top": _plain(kept[0].evidence)}
@@ -76,11 +97,30 @@ class IncidentAnalyst:
             evidence["rca_error"] = str(exc)
         top = causes[0][0] if causes else _loudest(incident)
         conf = confidence([s for _, s in causes]) if causes else 0.0
-        signature = signature_of(incident.alerts, top)
-        deployed = view.deploys.get(top) if top else None
-        if deployed is not None and view.now - deployed <= DEPLOY_WINDOW_S:
-            evidence["deploy"] = {"service": top, "time": deployed}
-            signature = "deploy" if signature == "unknown" else f"{signature}+deploy"
+        kind = "node" if top in view.node_zone else "service"
+        if kind == "node":
+            zone = view.node_zone[top]  # type: ignore[index]
+            evidence["node"] = {
+                "node": top,
+                "zone": zone,
+                "shows": view.node_symptoms(top, incident.opened - 600.0),  # type: ignore[arg-type]
+            }
+            if view.zone_down(zone):
+                top, kind = zone, "zone"
+            signature = "node"
+        else:
+            signature = signature_of(incident.alerts, top)
+            deployed = view.deploys.get(top) if top else None
+            if deployed is not None and view.now - deployed <= DEPLOY_WINDOW_S:
+                evidence["deploy"] = {"service": top, "time": deployed}
+                signature = "deploy" if signature == "unknown" else f"{signature}+deploy"
+            if top is not None:
+                signature = self._demand(signature, top, incident, view, evidence)
+            if top is not None:
+                amp = view.call_amplification(top, incident.opened)
+                if amp >= RETRY_AMPLIFICATION:
+                    evidence["retries"] = {"service": top, "amplification": round(amp, 3)}
+                    signature = "retries" if signature == "unknown" else f"{signature}+retries"
         return IncidentView(
             id=incident.id,
             opened=incident.opened,
@@ -94,14 +134,51 @@ class IncidentAnalyst:
             causes=tuple(causes[:TOP_CAUSES]),
             signature=signature,
             evidence=evidence,
+            cause_kind=kind,
         )
 
-    def suspects(self, services: set[str] | frozenset[str]) -> set[str]:
-        """The incident's services and every service they depend on."""
+    @staticmethod
+    def _demand(
+        signature: str, top: str, incident: Incident, view: TelemetryView, evidence: dict
+    ) -> str:
+        """Whether the cause's load is user demand ("traffic") or an echo: more calls at the
+        cause than its callers' users explain (retries, a backlog) is no demand, so scaling
+        is not the remedy; a busy cause while users stand well above their usual level is
+        demand, even when the ramp was too gentle for a traffic alert."""
+        parts = [p for p in signature.split("+") if p != "unknown"]
+        cause = view.arrival_growth(top, incident.opened)
+        users = view.entry_growth(incident.opened)
+        busy = max(view.latest(top, "cpu_utilization"), view.latest(top, "worker_utilization"))
+        if "traffic" in parts and cause > ECHO * users:
+            evidence["traffic_echo"] = {"cause_growth": round(cause, 3), "users": round(users, 3)}
+            parts.remove("traffic")
+        elif "traffic" not in parts and busy >= BUSY and view.entry_rise() >= DEMAND_RISE:
+            evidence["demand"] = {"busy": round(busy, 3), "users_rise": round(view.entry_rise(), 3)}
+            parts.append("traffic")
+        return canonical_signature("+".join(parts)) if parts else "unknown"
+
+    def _graphs(self, placements: dict[str, set[str]]) -> tuple[nx.DiGraph, nx.DiGraph]:
+        """The dependency graph with service -> node edges where pods run (twin names, and
+        the table's names)."""
+        if not placements:
+            return self.graph, self._table_graph
+        graph = self.graph.copy()
+        table_graph = self._table_graph.copy()
+        for service, nodes in placements.items():
+            for node in nodes:
+                graph.add_edge(service, node)
+                table_graph.add_edge(self._to_table.get(service, service), node)
+        return graph, table_graph
+
+    def suspects(
+        self, services: set[str] | frozenset[str], graph: nx.DiGraph | None = None
+    ) -> set[str]:
+        """The incident's services and everything they depend on (nodes included)."""
+        graph = self.graph if graph is None else graph
         out = set(services)
         for s in services:
-            if s in self.graph:
-                out |= nx.descendants(self.graph, s)
+            if s in graph:
+                out |= nx.descendants(graph, s)
         return out
 
 

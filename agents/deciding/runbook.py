@@ -140,6 +140,9 @@ class When(Frozen):
     max_cause_confidence: float = Field(default=1.0, ge=0, le=1, description="inclusive")
     cause_in: Patterns = ()
     cause_not_in: Patterns = ()
+    cause_kind: Annotated[
+        tuple[Literal["service", "node", "zone"], ...], BeforeValidator(_as_list)
+    ] = Field(default=(), description="what the top cause is: service, node or zone (any of)")
 
     @model_validator(mode="after")
     def _confidence_order(self) -> When:
@@ -161,6 +164,8 @@ class When(Frozen):
         if not (self.signals.matches(view.signals) and self.detectors.matches(view.detectors)):
             return False
         if not self.min_cause_confidence <= view.cause_confidence <= self.max_cause_confidence:
+            return False
+        if self.cause_kind and view.cause_kind not in self.cause_kind:
             return False
         if self.cause_in or self.cause_not_in:
             cause = view.top_cause
@@ -189,10 +194,16 @@ Param = Annotated[Any, AfterValidator(_check_param)]
 
 
 class ActionTemplate(Frozen):
-    """An action with placeholders: written flat in YAML (`{kind: rollback, service: $cause}`)."""
+    """An action with placeholders: written flat in YAML (`{kind: rollback, service: $cause}`).
+
+    `prior` (optional, in (0, 1)): the runbook author's belief that this action resolves the
+    incidents its rule matches, used as the mean of the Beta prior of its success (two
+    pseudo-outcomes) until outcomes are recorded; what a team knows before it has data.
+    """
 
     kind: str
     params: dict[str, Param] = Field(default_factory=dict)
+    prior: float | None = Field(default=None, gt=0, lt=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -201,9 +212,14 @@ class ActionTemplate(Frozen):
             rest = {
                 k: int(v) if isinstance(v, _Signed) and k != "replicas" else v
                 for k, v in data.items()
-                if k != "kind"
+                if k not in ("kind", "prior")
             }
-            return {"kind": data["kind"], "params": rest} if "kind" in data else {"params": rest}
+            out: dict[str, Any] = {"params": rest}
+            if "kind" in data:
+                out["kind"] = data["kind"]
+            if "prior" in data:
+                out["prior"] = data["prior"]
+            return out
         return data
 
     def placeholders(self) -> set[str]:
@@ -289,7 +305,7 @@ class Runbook(Frozen):
                     action = template.instantiate(bindings, replicas)
                     if action is not None and action not in seen:
                         seen.add(action)
-                        out.append(Candidate(action=action, rule=rule.name))
+                        out.append(Candidate(action=action, rule=rule.name, prior=template.prior))
         return out
 
 

@@ -97,22 +97,31 @@ class OutcomeModel:
         """(successes, failures) recorded for this signature and kind."""
         return self._counts.get((canonical_signature(signature), kind), (0.0, 0.0))
 
-    def posterior(self, signature: str, kind: str) -> tuple[float, float]:
-        a0, b0 = self.prior_for(kind)
+    def posterior(
+        self, signature: str, kind: str, prior_mean: float | None = None
+    ) -> tuple[float, float]:
+        """Beta(a, b) after the recorded outcomes; `prior_mean` (a runbook's belief) replaces
+        the kind's prior by one worth two pseudo-outcomes with that mean."""
+        if prior_mean is None:
+            a0, b0 = self.prior_for(kind)
+        else:
+            a0, b0 = 2.0 * prior_mean, 2.0 * (1.0 - prior_mean)
         s, f = self.counts(signature, kind)
         return a0 + s, b0 + f
 
-    def mean(self, signature: str, kind: str) -> float:
-        a, b = self.posterior(signature, kind)
+    def mean(self, signature: str, kind: str, prior_mean: float | None = None) -> float:
+        a, b = self.posterior(signature, kind, prior_mean)
         return a / (a + b)
 
     p_success = mean
 
-    def lower(self, signature: str, kind: str, q: float = 0.1) -> float:
+    def lower(
+        self, signature: str, kind: str, q: float = 0.1, prior_mean: float | None = None
+    ) -> float:
         """The posterior's q-quantile: a success rate we are (1 − q) sure is exceeded."""
         if not 0.0 < q < 1.0:
             raise SelectionError(f"lower: quantile must be in (0, 1), got {q!r}")
-        a, b = self.posterior(signature, kind)
+        a, b = self.posterior(signature, kind, prior_mean)
         return float(beta_dist.ppf(q, a, b))
 
     def keys(self) -> list[tuple[str, str]]:
@@ -197,6 +206,15 @@ RISK_TABLE: dict[str, KindRisk] = {
     "stop_fault": KindRisk(0.0, why="a rehearsal-only action; nothing real is touched"),
     "escalate": KindRisk(
         0.0, fixed=0.30, why="pages a human: their time, and a slower recovery meanwhile"
+    ),
+    "rollout_restart": KindRisk(
+        0.05, why="surge pods need room; slow (a start-up per batch); drops nothing"
+    ),
+    "drain": KindRisk(
+        0.15, why="a node's capacity is gone until it is repaired; evicted pods restart"
+    ),
+    "set_retries": KindRisk(
+        0.05, why="calls a retry would have saved now fail on their first attempt"
     ),
 }
 UNKNOWN_KIND = KindRisk(0.30, why="an action kind without a risk entry is assumed risky")
@@ -329,10 +347,10 @@ class RiskAwareSelector:
         cost = entry.fixed + entry.per_replica * added_replicas(action, replicas)
         return risk, cost
 
-    def _benefit(self, signature: str, kind: str) -> float:
+    def _benefit(self, signature: str, kind: str, prior: float | None = None) -> float:
         if self.benefit == "lower":
-            return self.outcomes.lower(signature, kind, self.quantile)
-        return self.outcomes.mean(signature, kind)
+            return self.outcomes.lower(signature, kind, self.quantile, prior)
+        return self.outcomes.mean(signature, kind, prior)
 
     def rank(
         self,
@@ -347,12 +365,12 @@ class RiskAwareSelector:
         for cand in candidates:
             risk, cost = self.risk_cost(cand.action, replicas)
             parts = ScoreParts(
-                benefit=self._benefit(signature, cand.action.kind),
+                benefit=self._benefit(signature, cand.action.kind, cand.prior),
                 risk=self.risk_weight * risk,
                 cost=self.cost_weight * cost,
                 dry_run=0.0,
             )
-            p = self.outcomes.mean(signature, cand.action.kind)
+            p = self.outcomes.mean(signature, cand.action.kind, cand.prior)
             cand = replace(cand, p_success=p, risk=risk, cost=cost, score=parts.score)
             scored.append((cand, parts))
         scored.sort(key=_order)
@@ -397,7 +415,7 @@ class RiskAwareSelector:
         if not scored:
             return f"no candidates for signature {signature!r}"
         best, parts = scored[0]
-        a, b = self.outcomes.posterior(signature, best.action.kind)
+        a, b = self.outcomes.posterior(signature, best.action.kind, best.prior)
         how = "mean" if self.benefit == "mean" else f"{self.quantile:g}-quantile"
         text = (
             f"chose {describe(best.action)} from rule {best.rule!r}: score {parts.score:.3f} = "

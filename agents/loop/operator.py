@@ -36,6 +36,7 @@ from agents.deciding.decide import decide, record_outcome
 from agents.deciding.runbook import Runbook
 from agents.deciding.selection import RiskAwareSelector
 from agents.deciding.signature import signature_of
+from agents.loop.leftovers import Leftovers, SloBurn
 from agents.loop.telemetry_view import HealthProbe, TelemetryView
 from agents.oncall import Diagnosis, FaultTruth, OnCallEngineer
 from agents.safety.audit import AuditLog
@@ -43,7 +44,7 @@ from agents.safety.guardrails import Guardrails
 from detectors.base import Alert
 from detectors.correlation import Correlator, Incident
 from detectors.rca.registry import default_method
-from twin.control.actions import Action, ActionError, ForceBreaker, ShedLoad
+from twin.control.actions import Action, ActionError
 from twin.flow.engine import Simulation
 from twin.telemetry.frame import Frame
 
@@ -51,6 +52,9 @@ Mode = Literal["traditional", "ai", "rl"]
 # "rl": a trained policy acts on its own (through `on_frame`); the operator only detects and
 # correlates, so the run is scored like the others
 MODES: tuple[Mode, ...] = ("traditional", "ai", "rl")
+# remedies worth a second try on the same incident: a restart's new pods may come up with
+# the trouble again (twin.control.mechanisms), a second one draws afresh
+REPEATABLE = frozenset({"rollout_restart", "restart_pods"})
 
 
 @dataclass(frozen=True)
@@ -65,10 +69,26 @@ class OperatorConfig:
     max_human_attempts: int = 3  # diagnoses per incident before the engineer gives up
     dry_run_horizon_s: float = 300.0  # how far a what-if fork looks ahead
     dry_run: bool = True
-    # shedding and opened breakers are emergency measures: lifted when their incident ends,
-    # and at the latest this long after they were applied (the symptoms they cause, refused
-    # requests, would otherwise keep their own incident open)
+    # temporary measures (shedding, opened breakers, failovers, scale-outs) are lifted when
+    # their incident ends (agents.loop.leftovers); shedding and breakers at the latest this
+    # long after they were applied (the refused requests would keep their incident open)
     mitigation_ttl_s: float = 900.0
+    # a lifted measure whose trouble comes back this soon at the same service only mitigated
+    recur_s: float = 900.0
+    # temporary measures are lifted only after this long in place and this long of calm
+    mitigation_min_hold_s: float = 600.0
+    calm_s: float = 300.0
+    # an automated action another incident took this recently is not repeated: its effect
+    # is awaited and judged for both
+    window_dedupe_s: float = 600.0
+    # the AI pages (an escalation, an approval) only while users feel the incident: health
+    # below success_health; otherwise it files a ticket and keeps watching
+    page_on_impact_only: bool = True
+    # SLO burn alerts: health below success_health this long raises an alert at every entry
+    # (again every slo_realert_s while it lasts), so an incident stays open while users
+    # suffer even once the anomaly detectors have learnt the new level as normal
+    slo_alert_s: float = 120.0
+    slo_realert_s: float = 60.0
 
 
 @dataclass
@@ -84,7 +104,7 @@ class Case:
     diagnosis: Diagnosis | None = None
     human_engaged: bool = False
     tokens: set[int] = field(default_factory=set)
-    mitigations: list[Action] = field(default_factory=list)  # lifted when the incident ends
+    ticketed: bool = False  # a non-paging ticket was filed (no user impact yet)
 
 
 class Operator:
@@ -141,10 +161,28 @@ class Operator:
         self.identifications: list[dict[str, Any]] = []
         self.decisions: list[dict[str, Any]] = []
         self.pages = 0
+        self.tickets = 0
+        hpa = [n for n, svc in sim.scenario.topology.services.items() if svc.hpa is not None]
+        self.leftovers = Leftovers(
+            self.view,
+            self._act,
+            hpa,
+            ttl_s=self.config.mitigation_ttl_s,
+            recur_s=self.config.recur_s,
+            min_hold_s=self.config.mitigation_min_hold_s,
+            calm_s=self.config.calm_s,
+            healthy=self.config.success_health,
+        )
         self._tasks: list[tuple[float, int, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cancelled: set[int] = set()
         self._noop_health: tuple[float, float] | None = None
+        self._recurrences: set[tuple[str, str]] = set()  # mitigations learnt as such
+        self._applied_at: dict[Action, float] = {}  # automated actions, when last applied
+        cfg = self.config
+        self.slo_burn = SloBurn(
+            self.entries, cfg.success_health, cfg.slo_alert_s, cfg.slo_realert_s
+        )
 
     # ------------------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -155,13 +193,17 @@ class Operator:
     def step(self, frame: Frame) -> None:
         self.view.observe(frame)
         now = self.view.now
-        alerts = self.detector.process(frame.time, frame.values)
+        alerts = list(self.detector.process(frame.time, frame.values))
+        alerts += self.slo_burn.alerts(
+            frame.time, self.view.health(), self.view.users_hit(self.config.success_health)
+        )
         for alert in alerts:
             self.alerts.append(alert)
             self.correlator.add(alert)
         self.correlator.close_idle(now)
         self._run_due(now)
         self._track_incidents(now)
+        self.leftovers.tick(now, {i.id for i in self.correlator.open_incidents})
         if self.on_frame is not None:
             self.on_frame(frame)
 
@@ -174,12 +216,14 @@ class Operator:
             if case.incident.id not in open_ids:  # went quiet, or merged into another
                 # work already under way (a diagnosis, an action being judged) goes on: a
                 # page the engineer is on is not dropped because its alerts went quiet; the
-                # emergency measures taken for it (shedding, an opened breaker) are lifted
-                if case.mitigations:
-                    self._lift_mitigations(case, now)
+                # temporary measures taken for it are lifted (agents.loop.leftovers)
+                if self.leftovers.holds(case):
+                    self.leftovers.case_ended(case, now, open_ids)
                 if case.state not in ("resolved", "closed"):
                     case.state = "closed"
                 continue
+            if case.state == "watch" and self.view.users_hit(self.config.success_health):
+                case.state = "new"  # users feel it now: decide again, paging if need be
             if case.state != "new":
                 continue
             if self.mode == "traditional":
@@ -217,13 +261,27 @@ class Operator:
         decision = decide(
             view, self.view.replica_map(), self.runbook, self.selector, self.policy, now
         )
-        chosen = self._untried(case, decision)
+        # a measure lifted lately whose trouble came back only mitigated it: try another
+        services = {*view.services, *([view.top_cause] if view.top_cause else [])}
+        recurred = self.leftovers.mitigated_only(services, now)
+        for key in sorted(recurred - self._recurrences):
+            self._recurrences.add(key)
+            record_outcome(view.signature, key[1], False, self.selector.outcomes, self.policy)
+        chosen = self._untried(case, decision, recurred)
         self._follow(case, decision, chosen, now)
 
-    def _untried(self, case: Case, decision: Decision) -> Candidate | None:
-        """The best candidate not tried yet on this incident."""
+    def _untried(
+        self, case: Case, decision: Decision, recurred: set[tuple[str, str]] = frozenset()
+    ) -> Candidate | None:
+        """The best candidate not tried yet on this incident (nor lately lifted at its
+        target and come back)."""
         for cand in decision.candidates:
-            if cand.action not in case.tried and cand.action.kind != "escalate":
+            target = cand.action.params().get("service")
+            if (target, cand.action.kind) in recurred:
+                continue
+            tries = case.tried.count(cand.action)
+            again = cand.action.kind in REPEATABLE and tries < 2  # the trigger may recur
+            if (tries == 0 or again) and cand.action.kind != "escalate":
                 return cand
         return None
 
@@ -239,6 +297,10 @@ class Operator:
             reason = f"{level}: {why} (the first choice was tried already). {reason}"
         if chosen is None:
             level = "escalate"
+        if level != "auto" and self._ticket(case, now, f"{level}: {reason}"):
+            why = f"users are fine: a ticket instead of a page ({level}). {reason}"
+            self._record_decision(case, now, "ticket", chosen, why)
+            return
         decision = Decision(
             decision.incident_id, decision.time, level, chosen, decision.candidates, reason
         )
@@ -268,6 +330,16 @@ class Operator:
     def _automated(
         self, case: Case, action: Action, by: str, decision_id: str | None, now: float
     ) -> None:
+        done_at = self._applied_at.get(action)
+        if done_at is not None and now - done_at < self.config.window_dedupe_s:
+            # another incident of the same trouble took this very action moments ago: wait
+            # for its effect and judge it here too, rather than repeat it (or be refused)
+            case.tried.append(action)
+            case.auto_attempts += 1
+            before = self.view.health()
+            wait = action.profile(self.sim).delay_s + self.config.settle_s
+            self._at(case, now + wait, lambda: self._judge_auto(case, action, before, None))
+            return
         verdict = self.guardrails.check(action, self.view)
         if not verdict.allowed:
             self._outcome(decision_id, now, applied=False, detail={"blocked": verdict.to_dict()})
@@ -282,6 +354,7 @@ class Operator:
             self._page(case, now, "action failed to apply")
             return
         self.guardrails.record(applied, self.view)
+        self._applied_at[applied] = now
         self._outcome(
             decision_id, now, applied=True, action=applied.to_dict(), health_before=before
         )
@@ -345,9 +418,28 @@ class Operator:
             signature=signature_of(incident.alerts, top),
         )
 
+    def _ticket(self, case: Case, now: float, reason: str) -> bool:
+        """AI operations page only while users feel the incident (health below
+        `success_health`, the SLO view); otherwise file one ticket (no page), watch the
+        case, and decide again if health drops. True if ticketed instead of paged."""
+        cfg = self.config
+        if self.mode != "ai" or not cfg.page_on_impact_only or case.human_engaged:
+            return False
+        if self.view.users_hit(cfg.success_health):
+            return False
+        case.state = "watch"
+        if not case.ticketed:
+            case.ticketed = True
+            self.tickets += 1
+            if self.audit is not None:
+                self.audit.append("ticket", now, {"incident": case.incident.id, "reason": reason})
+        return True
+
     def _page(self, case: Case, now: float, reason: str, paged_at: float | None = None) -> None:
         """Hand the incident to the engineer (once): ack, diagnose, fix, retry."""
         if case.human_engaged:
+            return
+        if paged_at is None and self._ticket(case, now, reason):
             return
         case.human_engaged = True
         case.state = "human"
@@ -429,41 +521,11 @@ class Operator:
         self.actions.append(
             {"time": at, "by": by, "incident": case.incident.id, "action": action.to_dict()}
         )
-        if by != "revert" and _mitigation_key(action) is not None:
-            case.mitigations.append(action)
-            ttl = self.config.mitigation_ttl_s
-            self._at(case, at + ttl, lambda: self._expire_mitigation(case, action))
+        if by != "revert" and self.leftovers.taken(case, action, at):
+            if action.kind in ("shed_load", "force_breaker"):
+                ttl = self.config.mitigation_ttl_s
+                self._at(case, at + ttl, lambda: self.leftovers.expire(case, self.view.now))
         return at
-
-    def _expire_mitigation(self, case: Case, action: Action) -> None:
-        """Lift one emergency measure at its time limit, if it is still in place."""
-        if action in case.mitigations:
-            rest = [a for a in case.mitigations if a != action]
-            case.mitigations[:] = [action]
-            self._lift_mitigations(case, self.view.now)
-            case.mitigations[:] = rest
-
-    def _lift_mitigations(self, case: Case, now: float) -> None:
-        """Lift the shedding and opened breakers an ended incident needed, unless an open
-        incident still relies on the same one."""
-        held = {
-            _mitigation_key(a)
-            for c in self.cases.values()
-            if c is not case and c.incident.is_open and c.incident in self.correlator.open_incidents
-            for a in c.mitigations
-        }
-        done: set[tuple] = set()
-        for action in case.mitigations:
-            key = _mitigation_key(action)
-            if key in held or key in done:
-                continue
-            done.add(key)
-            if action.kind == "shed_load":
-                revert = ShedLoad(entry=action.entry, share=0.0)
-            else:
-                revert = ForceBreaker(source=action.source, target=action.target, state="auto")
-            self._act(revert, "revert", case, now)
-        case.mitigations.clear()
 
     def _dry_run(self, action: Action) -> dict[str, float]:
         """Health `dry_run_horizon_s` ahead in a what-if fork, with the action and without."""
@@ -479,26 +541,32 @@ class Operator:
 
     def _fork_health(self, action: Action | None, until: float) -> float:
         probe = HealthProbe(self.view, since=until - 60.0)
-        child = self.sim.fork(sinks=[probe])
+        # blind: the fork knows the system, not the hidden cause (twin.control.faults)
+        child = self.sim.fork(sinks=[probe], blind=True)
         if action is not None:
             child.act(action)
         child.advance(until)
         return probe.health()
 
-    def _log_decision(self, case: Case, decision: Decision) -> str | None:
-        chosen = decision.chosen
+    def _record_decision(
+        self, case: Case, time: float, level: str, chosen: Candidate | None, reason: str
+    ) -> None:
+        view = case.view
         self.decisions.append(
             {
-                "time": decision.time,
+                "time": time,
                 "incident": case.incident.id,
-                "level": decision.level,
+                "level": level,
                 "action": None if chosen is None else chosen.action.to_dict(),
-                "signature": case.view.signature if case.view else None,
-                "top_cause": case.view.top_cause if case.view else None,
-                "confidence": case.view.cause_confidence if case.view else None,
-                "reason": decision.reason,
+                "signature": view.signature if view else None,
+                "top_cause": view.top_cause if view else None,
+                "confidence": view.cause_confidence if view else None,
+                "reason": reason,
             }
         )
+
+    def _log_decision(self, case: Case, decision: Decision) -> str | None:
+        self._record_decision(case, decision.time, decision.level, decision.chosen, decision.reason)
         if self.audit is None:
             return None
         return self.audit.decision(decision, case.view, guardrails=self.guardrails.state())
@@ -518,12 +586,3 @@ class Operator:
     def _outcome(self, decision_id: str | None, now: float, **kw: Any) -> None:
         if self.audit is not None and decision_id is not None:
             self.audit.outcome(decision_id, now, **kw)
-
-
-def _mitigation_key(action: Action) -> tuple | None:
-    """What an emergency measure holds (an entry's shedding, an edge's breaker), else None."""
-    if action.kind == "shed_load" and action.share > 0.0:
-        return ("shed_load", action.entry)
-    if action.kind == "force_breaker" and action.state == "open":
-        return ("force_breaker", action.source, action.target)
-    return None

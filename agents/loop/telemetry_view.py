@@ -1,8 +1,10 @@
 """The operator's window on the live system: recent frames, health, and an RCA table.
 
 Everything here comes from the telemetry stream (frames) that any monitoring stack would
-scrape: per-service rates, errors, latency quantiles, replica counts. Nothing reads the
-twin's internals or its fault schedule. Health is what an SRE's SLO dashboard shows: the
+scrape: per-service rates, errors, latency quantiles, replica counts; with infrastructure,
+node metrics (node-exporter, the node's conditions) and where each pod runs (the scheduler's
+events, as kube-state-metrics reports them). Nothing reads the twin's internals or its
+fault schedule. Health is what an SRE's SLO dashboard shows: the
 share of the last minute's requests at the entries that succeeded within the latency SLO.
 """
 
@@ -13,10 +15,12 @@ from collections import deque
 import numpy as np
 import pandas as pd
 
-from twin.fields import SERVICE_METRICS, M
+from twin.fields import NODE_METRICS, SERVICE_METRICS, M
 from twin.scenario.schema import Scenario
 from twin.telemetry.frame import Frame
 from twin.telemetry.widecsv import rcaeval_service_name, wide_from_cube
+
+NODE_M = {name: i for i, name in enumerate(NODE_METRICS)}
 
 HEALTH_WINDOW_S = 60.0
 # change events any cluster reports (rollouts), the only events the operator reads: fault
@@ -48,10 +52,19 @@ class TelemetryView:
         classes = {c.name: c for c in scenario.workload.classes}
         slos = list(scenario.slos)
         self._targets: list[tuple[int, float]] = []  # (entry index, latency SLO ms)
+        self._objectives: list[tuple[int, float, float, float]] = []  # + availability, pct
         for slo in slos:
             chosen = [classes[slo.request_class]] if slo.request_class else list(classes.values())
             for c in chosen:
                 self._targets.append((services.index(c.entry), float(slo.latency_ms)))
+                self._objectives.append(
+                    (
+                        services.index(c.entry),
+                        float(slo.latency_ms),
+                        float(slo.availability),
+                        float(slo.percentile) / 100.0,
+                    )
+                )
         if not self._targets:
             entries = sorted({services.index(c.entry) for c in classes.values()})
             self._targets = [(i, 1000.0) for i in entries]
@@ -59,8 +72,16 @@ class TelemetryView:
         n = max(1, int(round(HEALTH_WINDOW_S / dt)))
         self._good: deque[float] = deque(maxlen=n)
         self._total: deque[float] = deque(maxlen=n)
+        # per objective, the last window's (requests, failed, served, fast) rates
+        self._slo_window: deque[np.ndarray] = deque(maxlen=n)
         self._now = 0.0
         self.deploys: dict[str, float] = {}  # service -> time of its last rollout
+        infra = scenario.infrastructure
+        # the cluster's inventory (node names and their zone labels): not hidden truth
+        self.node_zone: dict[str, str] = (
+            {n.name: n.zone for n in infra.node_list()} if infra is not None else {}
+        )
+        self.pod_node: dict[str, tuple[str, str]] = {}  # pod -> (service, node)
 
     # -- SystemView ---------------------------------------------------------------------
     @property
@@ -69,6 +90,10 @@ class TelemetryView:
 
     def services(self) -> tuple[str, ...]:
         return self.names
+
+    def latest(self, service: str, metric: str) -> float:
+        """The service's latest value of one metric (0 before the first frame)."""
+        return self._latest(service, metric)
 
     def _latest(self, service: str, metric: str) -> float:
         if not self._frames:
@@ -89,12 +114,19 @@ class TelemetryView:
     def observe(self, frame: Frame) -> None:
         self._frames.append(frame)
         for event in frame.events:
-            if event.get("kind") in CHANGE_EVENTS and event.get("service"):
+            kind = event.get("kind")
+            if kind in CHANGE_EVENTS and event.get("service"):
                 self.deploys[event["service"]] = float(event["time"])
+            elif kind == "pod_scheduled":
+                self.pod_node[event["pod"]] = (event["service"], event["node"])
+            elif kind in ("pod_evicted", "pod_restart"):
+                self.pod_node.pop(event["pod"], None)
         self._now = frame.time + self.dt
         good, total = self.tick_health(frame.values)
         self._good.append(good)
         self._total.append(total)
+        if self._objectives:
+            self._slo_window.append(self._slo_tick(frame.values))
 
     def tick_health(self, v: np.ndarray) -> tuple[float, float]:
         """(good, all) request rates at the entries in one tick's services × metrics."""
@@ -112,15 +144,168 @@ class TelemetryView:
             total += rate
         return good, total
 
+    def _slo_tick(self, v: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(self._objectives), 4))
+        for k, (s, latency_ms, _, _) in enumerate(self._objectives):
+            rate = float(v[s, M["arrival_rate"]])
+            err = float(v[s, M["error_ratio"]])
+            fast = share_within(
+                latency_ms,
+                float(v[s, M["latency_p50_ms"]]),
+                float(v[s, M["latency_p95_ms"]]),
+                float(v[s, M["latency_p99_ms"]]),
+            )
+            out[k] = (rate, rate * err, rate * (1.0 - err), rate * (1.0 - err) * fast)
+        return out
+
+    def slo_violated(self) -> bool:
+        """Whether the last minute breaks an objective as the scenario states it (its
+        availability, or its share of requests under the latency target): users are hit."""
+        if not self._slo_window:
+            return False
+        total = np.sum(self._slo_window, axis=0)
+        for k, (_, _, availability, pct) in enumerate(self._objectives):
+            requests, failed, served, fast = total[k]
+            if requests > 0 and 1.0 - failed / requests < availability:
+                return True
+            if served > 0 and fast / served < pct:
+                return True
+        return False
+
+    def users_hit(self, healthy: float) -> bool:
+        """Health below `healthy`, or an objective broken in the last minute."""
+        return self.health() < healthy or self.slo_violated()
+
     def replica_map(self) -> dict[str, int]:
         return {name: self.replicas(name) for name in self.names}
 
     def table(self, since: float | None = None) -> pd.DataFrame:
-        """The RCAEval wide table of the kept frames (unix seconds, services renamed)."""
+        """The RCAEval wide table of the kept frames (unix seconds, services renamed), with
+        a block per node when the frames carry node metrics."""
         frames = [f for f in self._frames if since is None or f.time >= since]
         times = np.array([f.time for f in frames])
         cube = np.stack([f.values for f in frames])
-        return wide_from_cube(times, self.names, SERVICE_METRICS, cube)
+        nodes = None
+        if frames and frames[-1].node_values is not None and frames[-1].nodes:
+            node_cube = np.stack([f.node_values for f in frames])
+            nodes = (frames[-1].nodes, NODE_METRICS, node_cube)
+        return wide_from_cube(times, self.names, SERVICE_METRICS, cube, nodes=nodes)
+
+    def arrival_growth(self, service: str, split: float, recent_s: float = 120.0) -> float:
+        """Requests arriving at `service` over the last `recent_s` against the 10 minutes
+        before `split` (1.0 when there is nothing to compare)."""
+        s = self.names.index(service)
+        before = [
+            f.values[s, M["arrival_rate"]] for f in self._frames if split - 600.0 <= f.time < split
+        ]
+        after = [
+            f.values[s, M["arrival_rate"]] for f in self._frames if f.time >= self._now - recent_s
+        ]
+        if not before or not after or np.mean(before) <= 0:
+            return 1.0
+        return float(np.mean(after) / np.mean(before))
+
+    def entry_rise(self, recent_s: float = 120.0) -> float:
+        """Requests arriving at the entries over the last `recent_s` against their median
+        over the kept history (an hour): how far user demand stands above its usual."""
+        entries = sorted({i for i, _ in self._targets})
+        load = np.array([f.values[entries, M["arrival_rate"]].sum() for f in self._frames])
+        times = np.array([f.time for f in self._frames])
+        if load.size == 0 or np.median(load) <= 0:
+            return 1.0
+        return float(load[times >= self._now - recent_s].mean() / np.median(load))
+
+    def entry_growth(self, split: float, recent_s: float = 120.0) -> float:
+        """Requests arriving at the entries over the last `recent_s`, against the 10
+        minutes before `split` (1.0 when there is nothing to compare)."""
+        entries = sorted({i for i, _ in self._targets})
+
+        def mean(frames: list[Frame]) -> float:
+            if not frames:
+                return float("nan")
+            return float(np.mean([f.values[entries, M["arrival_rate"]].sum() for f in frames]))
+
+        before = mean([f for f in self._frames if split - 600.0 <= f.time < split])
+        after = mean([f for f in self._frames if f.time >= self._now - recent_s])
+        if not (before > 0 and np.isfinite(after)):
+            return 1.0
+        return after / before
+
+    def call_amplification(self, service: str, split: float, recent_s: float = 120.0) -> float:
+        """How much the calls into `service` per request arriving at its callers grew:
+        (calls / caller arrivals) over the last `recent_s` over the same before `split`.
+        Client retries multiply attempts (Envoy's upstream_rq_retry shows the same); 1.0
+        when there is nothing to compare."""
+        if not self._frames:
+            return 1.0
+        edges = self._frames[-1].edges
+        into = [i for i, (a, b) in enumerate(edges) if b == service]
+        if not into:
+            return 1.0
+        callers = [self.names.index(edges[i][0]) for i in into]
+
+        def ratio(frames: list[Frame]) -> float:
+            if not frames:
+                return float("nan")
+            calls = sum(float(f.edge_values[into, 0].sum()) for f in frames)
+            arrivals = sum(float(f.values[callers, M["arrival_rate"]].sum()) for f in frames)
+            return calls / arrivals if arrivals > 0 else float("nan")
+
+        before = ratio([f for f in self._frames if split - 600.0 <= f.time < split])
+        after = ratio([f for f in self._frames if f.time >= self._now - recent_s])
+        if not (before > 0 and np.isfinite(after)):
+            return 1.0
+        return after / before
+
+    # -- infrastructure -------------------------------------------------------------------
+    def placements(self) -> dict[str, set[str]]:
+        """service -> the nodes its pods run on now."""
+        out: dict[str, set[str]] = {}
+        for service, node in self.pod_node.values():
+            out.setdefault(service, set()).add(node)
+        return out
+
+    def node_metric(self, node: str, metric: str) -> float:
+        """A node's latest value of one NODE_METRICS entry (NaN when unknown)."""
+        if not self._frames or self._frames[-1].node_values is None:
+            return float("nan")
+        frame = self._frames[-1]
+        if node not in frame.nodes:
+            return float("nan")
+        return float(frame.node_values[frame.nodes.index(node), NODE_M[metric]])
+
+    def node_symptoms(self, node: str, since: float) -> list[str]:
+        """What a node shows of its own (not an echo of its pods) now, against `since`:
+        down (not answering, or NotReady), CPU or memory taken outside the topology's pods,
+        I/O wait, dropped packets, OOM kills since `since`."""
+        frames = [f for f in self._frames if f.node_values is not None and node in f.nodes]
+        if not frames:
+            return []
+        k = frames[-1].nodes.index(node)
+        now = frames[-1].node_values[k]
+        base = next((f.node_values[k] for f in frames if f.time >= since), frames[0].node_values[k])
+        out = []
+        if min(now[NODE_M["up"]], now[NODE_M["ready"]]) < 0.5:
+            out.append("down")
+        if now[NODE_M["cpu_other_cores"]] > base[NODE_M["cpu_other_cores"]] + 0.25:
+            out.append("cpu_other")
+        if now[NODE_M["memory_other_mb"]] > base[NODE_M["memory_other_mb"]] + 512.0:
+            out.append("memory_other")
+        if now[NODE_M["io_wait_ms"]] > base[NODE_M["io_wait_ms"]] + 5.0:
+            out.append("io_wait")
+        if now[NODE_M["network_drop_ratio"]] > base[NODE_M["network_drop_ratio"]] + 0.01:
+            out.append("network_drops")
+        if now[NODE_M["oom_kills"]] > base[NODE_M["oom_kills"]]:
+            out.append("oom_kills")
+        return out
+
+    def zone_down(self, zone: str) -> bool:
+        """Every node of the zone is NotReady or has stopped answering scrapes (what a zone
+        outage looks like)."""
+        nodes = [n for n, z in self.node_zone.items() if z == zone]
+        return bool(nodes) and all(
+            min(self.node_metric(n, "ready"), self.node_metric(n, "up")) < 0.5 for n in nodes
+        )
 
     @staticmethod
     def table_name(service: str) -> str:

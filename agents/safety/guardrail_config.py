@@ -48,6 +48,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "max_replicas": _int(1),
     "max_shed_share": _share(zero_ok=True),
     "max_failover_share": _share(zero_ok=True),
+    "max_drains": _int(0),
     "max_services": _int(1),
     "max_actions": _int(1),
     "window_s": _POSITIVE,
@@ -88,6 +89,7 @@ class GuardrailConfig:
     max_replicas: int = 50
     max_shed_share: float = 0.5
     max_failover_share: float = 1.0
+    max_drains: int = 1
     max_services: int = 3
     max_actions: int = 6
     window_s: float = 600.0

@@ -30,6 +30,10 @@ Pre-checks (`check`), in order; a verdict lists every reason, not only the first
   `max_replicas`, either at most `max_scale_step` replicas from the current count.
 - `shed_load` share at most `max_shed_share`; `failover` share at most
   `max_failover_share`.
+- `drain` (a node, or a zone: every node in it) at most `max_drains` in `window_s`: a
+  drain takes a node's capacity for the rest of the run, so a run of wrong guesses must
+  not empty the cluster. `rollout_restart` and `set_retries` keep capacity (surge pods, a
+  smaller retry budget) and take only the rate limits.
 - Rate limits over the actions recorded so far, this one included: at most `max_actions`
   in `window_s`, at most `max_services` distinct services in `window_s`, at most
   `max_actions_per_service` on any one service in `service_window_s`. An action at time t
@@ -77,6 +81,9 @@ KNOWN_KINDS = frozenset(
         "stop_fault",
         "failover",
         "shed_load",
+        "drain",
+        "rollout_restart",
+        "set_retries",
     }
 )
 # kinds that set one value the guardrails can put back: kind -> (field, value before any
@@ -202,6 +209,20 @@ class Guardrails:
             return self._size_share(action, self.config.max_shed_share, "max_shed_share")
         if kind == "failover":
             return self._size_share(action, self.config.max_failover_share, "max_failover_share")
+        if kind == "drain":
+            cfg = self.config
+            done = sum(
+                1 for a in self._history if a.kind == "drain" and view.now - a.time < cfg.window_s
+            )
+            if done + 1 > cfg.max_drains:
+                return (
+                    None,
+                    [],
+                    [
+                        f"drain {action.node}: {done} drains in the last {cfg.window_s:g} s "
+                        f"(max_drains {cfg.max_drains})"
+                    ],
+                )
         return action, [], []
 
     def _size_restart(self, action: Any, view: SystemView) -> tuple[Any, list[str], list[str]]:

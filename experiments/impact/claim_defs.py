@@ -59,6 +59,16 @@ CLAIMS: tuple[Claim, ...] = (
         -0.60,
     ),
     Claim(
+        "pages_per_incident",
+        "pages per incident",
+        "-60%",
+        "pages to the on-call engineer (full pages and approval requests) / SLO-violation "
+        "episodes, pooled per mode: the alert-fatigue claim on what reaches a person",
+        "change",
+        -0.60,
+        -0.60,
+    ),
+    Claim(
         "efficiency",
         "infrastructure efficiency",
         "+15 to +25%",
@@ -88,7 +98,36 @@ CLAIMS: tuple[Claim, ...] = (
         -0.35,
         -0.35,
     ),
+    Claim(
+        "right_remedy_first",
+        "right remedy first (goal)",
+        ">= 80%",
+        "of the remediable faults a stack acted on, the share whose first action was one that "
+        "ends it, aimed where the mitigation oracle (labels.json) says; pooled per mode",
+        "level",
+        0.80,
+        1.0,
+        "higher",
+    ),
     # context: other readings of the same questions, without verdicts
+    Claim(
+        "time_to_right_remedy",
+        "time to the right remedy",
+        "",
+        "fault start to the first action that ends it, over the faults where both modes took "
+        "one (mean per run, pooled)",
+        "change",
+        role="context",
+    ),
+    Claim(
+        "right_remedy_ever",
+        "remediable faults given their right remedy",
+        "",
+        "share of the remediable faults that got an ending action at all, AI level",
+        "level",
+        better="higher",
+        role="context",
+    ),
     Claim(
         "mttr_stack",
         "MTTR as each stack reports it",

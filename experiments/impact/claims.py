@@ -107,6 +107,14 @@ def units(key: str, trad: pd.DataFrame, ai: pd.DataFrame) -> tuple[np.ndarray, .
         return _ratio_units(trad, ai, "slo_episodes", None)
     if key == "alert_fatigue":
         return _ratio_units(trad, ai, "alerts", "incidents")
+    if key == "pages_per_incident":
+        return _ratio_units(trad, ai, "pages", "slo_episodes")
+    if key == "right_remedy_first":
+        return _ratio_units(trad, ai, "right_remedy_first", "faults_responded")
+    if key == "right_remedy_ever":
+        return _ratio_units(trad, ai, "right_remedy_any", "faults_remediable")
+    if key == "time_to_right_remedy":
+        return _both_defined(trad, ai, "time_to_right_remedy_s")
     if key == "efficiency":
         return _ratio_units(trad, ai, "requests_completed", "replica_hours")
     if key in ("slo_adherence", "slo_adherence_diff"):

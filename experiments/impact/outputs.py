@@ -14,7 +14,7 @@ import pandas as pd
 
 from experiments.impact.claim_defs import CLAIM_KEYS, CLAIMS
 from experiments.impact.explain import observations
-from experiments.impact.suite import FAMILIES
+from experiments.impact.study import suite_parts
 
 TABLE = "impact_runs"
 CLAIMS_FILE = "impact_claims"
@@ -57,14 +57,15 @@ def plot_claims(claims: pd.DataFrame, path: Path) -> None:
             alpha=0.25,
             label="claimed",
         )
-        if r["key"] != "slo_adherence":
+        level = next(c.kind for c in CLAIMS if c.key == r["key"]) == "level"
+        if not level:
             ax.axvline(0.0, color="grey", lw=0.8)
         est, clo, chi = (r[c] * scale for c in ("estimate", "ci_low", "ci_high"))
         if np.isfinite(est):
             ax.errorbar(
                 [est], [0], xerr=[[est - clo], [chi - est]], fmt="o", color="tab:blue", capsize=4
             )
-        unit = "% (AI level)" if r["key"] == "slo_adherence" else "% change, AI vs traditional"
+        unit = "% (AI level)" if level else "% change, AI vs traditional"
         ax.set_yticks([])
         ax.set_title(f"{r['claim']}: {r['verdict']}", fontsize=9, loc="left")
         ax.set_xlabel(unit, fontsize=8)
@@ -129,9 +130,9 @@ def _fmt(key: str, kind: str, x: float) -> str:
 def _level(key: str, x: float) -> str:
     if not np.isfinite(x):
         return "n/a"
-    if key in ("slo_adherence", "slo_adherence_diff"):
+    if key in ("slo_adherence", "slo_adherence_diff", "right_remedy_first", "right_remedy_ever"):
         return f"{x:.1%}"
-    if key in ("mttr", "mttr_stack", "mttd", "mtti"):
+    if key in ("mttr", "mttr_stack", "mttd", "mtti", "time_to_right_remedy"):
         return f"{x / 60:.1f} min"
     if key == "operating_cost":
         return f"${x:,.0f}"
@@ -149,8 +150,12 @@ def summary_markdown(
     time_scale: float,
     wall_s: float | None,
     command: str,
+    suite: str = "classic",
+    controls: pd.DataFrame | None = None,
 ) -> str:
-    """The study in one page: setup, method, claims with verdicts, context, families."""
+    """The study in one page: setup, method, claims with verdicts, context, families
+    (and, for the remediable suite, the controls no action ends, apart)."""
+    FAMILIES = suite_parts(suite)[0]
     kinds = {c.key: c.kind for c in CLAIMS}
     fams = list(dict.fromkeys(table["family"]))
     errors = table[table["error"].notna()] if "error" in table else table.iloc[0:0]
@@ -217,11 +222,27 @@ def summary_markdown(
                 f"[{_fmt(k, kinds[k], r['ci_low'])}, {_fmt(k, kinds[k], r['ci_high'])}]"
             )
         spec = FAMILIES.get(f)
+        topos = ", ".join(sorted(set(table.loc[table["family"] == f, "topology"].astype(str))))
         lines.append(
-            f"| {f} | {spec.topology if spec else ''} | {spec.covers if spec else ''} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {f} | {topos} | {spec.covers if spec else ''} | " + " | ".join(cells) + " |"
         )
+    if controls is not None and len(controls):
+        lines += [
+            "",
+            "## Controls: faults no action ends (reported apart, not in the claims above)",
+            "",
+            "| figure | traditional | AI | estimate [95% CI] |",
+            "|---|---|---|---|",
+        ]
+        for _, r in controls.iterrows():
+            if r["key"] not in ("mttr", "pages_per_incident", "slo_adherence", "cost"):
+                continue
+            k = kinds[r["key"]]
+            lines.append(
+                f"| {r['claim']} | {_level(r['key'], r['traditional'])} | "
+                f"{_level(r['key'], r['ai'])} | {_fmt(r['key'], k, r['estimate'])} "
+                f"[{_fmt(r['key'], k, r['ci_low'])}, {_fmt(r['key'], k, r['ci_high'])}] |"
+            )
     lines += ["", "## Observations", ""]
     lines += [f"- {line}" for line in observations(table)] or ["None."]
     lines += ["", "## Runs that failed", ""]
@@ -256,13 +277,23 @@ def write_all(
     time_scale: float,
     wall_s: float | None,
     command: str,
+    suite: str = "classic",
+    controls: pd.DataFrame | None = None,
 ) -> list[Path]:
     """Every file of the study; returns their paths."""
     write_tables(table, claims, fam, out)
     plot_claims(claims, out / CLAIMS_PLOT)
     plot_families(fam, out / FAMILY_PLOT)
     text = summary_markdown(
-        table, claims, fam, seeds=seeds, time_scale=time_scale, wall_s=wall_s, command=command
+        table,
+        claims,
+        fam,
+        seeds=seeds,
+        time_scale=time_scale,
+        wall_s=wall_s,
+        command=command,
+        suite=suite,
+        controls=controls,
     )
     (out / SUMMARY).write_text(text)
     names = [

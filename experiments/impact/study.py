@@ -35,7 +35,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments.impact.suite import FAMILIES, build
+from experiments.impact import remediable
+from experiments.impact import suite as classic
 from experiments.rehearsal.run import RehearsalController, StackSettings
 from experiments.rehearsal.score import STABLE_S, slo_good_windows
 from experiments.sweep import BACKENDS, Job, run_sweep
@@ -46,6 +47,22 @@ from twin.run.slo import SloTracker
 from twin.scenario.schema import Scenario
 
 MODES = ("traditional", "ai")
+# the scenario suites: "classic" (faults run their scheduled length) and "remediable"
+# (faults last until a remedy ends them); each a family registry and a builder
+SUITES = {
+    "classic": (classic.FAMILIES, classic.build),
+    "remediable": (remediable.FAMILIES, remediable.build),
+}
+FAMILIES = classic.FAMILIES  # the default suite's families (kept for callers)
+
+
+def suite_parts(suite: str):
+    """(families, build) of a suite, or ImpactStudyError naming the choices."""
+    if suite not in SUITES:
+        raise ImpactStudyError(f"--suite: expected one of {', '.join(SUITES)}, got {suite!r}")
+    return SUITES[suite]
+
+
 ID_COLUMNS = ("family", "topology", "seed", "mode", "scenario_seed")
 SUMMARY_FIELDS = ("sim_seconds", "standby_replica_hours", "features_lost", "feature_loss_hours")
 
@@ -137,9 +154,15 @@ def _faults_json(scenario: Scenario) -> str:
 
 
 def run_job(
-    family: str, seed: int, mode: str, time_scale: float = 1.0, keep_dir: str | None = None
+    family: str,
+    seed: int,
+    mode: str,
+    time_scale: float = 1.0,
+    keep_dir: str | None = None,
+    suite: str = "classic",
 ) -> dict[str, Any]:
     """One job of the sweep: the (family, seed) scenario under one mode, as a table row."""
+    families, build = suite_parts(suite)
     scenario = build(family, seed, time_scale)
     settings = StackSettings()
     try:
@@ -154,7 +177,10 @@ def run_job(
         row = {"error": f"{type(exc).__name__}: {exc}"}
     ids = {
         "family": family,
-        "topology": FAMILIES[family].topology,
+        "topology": scenario.topology.name,
+        "suite": suite,
+        "fault_kind": getattr(families[family], "kind", None),
+        "remediable": getattr(families[family], "remediable", None),
         "seed": seed,
         "mode": mode,
         "scenario_seed": scenario.seed,
@@ -165,11 +191,13 @@ def run_job(
     return {**ids, **row}
 
 
-def estimate_job_s(family: str, mode: str, time_scale: float = 1.0) -> float:
+def estimate_job_s(
+    family: str, mode: str, time_scale: float = 1.0, suite: str = "classic"
+) -> float:
     """Rough wall seconds of one job on one core: the engine, the detectors and the labels'
     replays grow with hours × services × faults (fitted to the full study's 15 minutes on
     two cores of the development machine, 2026-11-28)."""
-    scenario = build(family, 0, time_scale)
+    scenario = suite_parts(suite)[1](family, 0, time_scale)
     hours = scenario.duration / 3600.0
     n = len(scenario.topology.services)
     per_hour = 0.35 + 0.043 * n
@@ -179,27 +207,43 @@ def estimate_job_s(family: str, mode: str, time_scale: float = 1.0) -> float:
 
 
 def make_jobs(
-    families: Sequence[str], seeds: int, time_scale: float = 1.0, keep_dir: str | None = None
+    families: Sequence[str],
+    seeds: int,
+    time_scale: float = 1.0,
+    keep_dir: str | None = None,
+    suite: str = "classic",
+    first_seed: int = 0,
 ) -> list[Job]:
-    """Every (family, seed, mode), the longest first so that a pool's workers end together."""
-    unknown = [f for f in families if f not in FAMILIES]
+    """Every (family, seed, mode) for seeds first_seed .. first_seed + seeds - 1, the
+    longest first so that a pool's workers end together."""
+    known = suite_parts(suite)[0]
+    unknown = [f for f in families if f not in known]
     if unknown:
         raise ImpactStudyError(
-            f"--scenarios: unknown scenario {unknown[0]!r}; choose from {', '.join(FAMILIES)}"
+            f"--scenarios: unknown scenario {unknown[0]!r}; choose from {', '.join(known)}"
         )
     if seeds < 1:
         raise ImpactStudyError(f"--seeds: must be at least 1, got {seeds}")
+    if first_seed < 0:
+        raise ImpactStudyError(f"--first-seed: must be at least 0, got {first_seed}")
     if not time_scale > 0:
         raise ImpactStudyError(f"time scale: must be positive, got {time_scale}")
-    cost = {(f, m): estimate_job_s(f, m, time_scale) for f in families for m in MODES}
+    cost = {(f, m): estimate_job_s(f, m, time_scale, suite) for f in families for m in MODES}
     jobs = [
         Job(
             run_job,
-            {"family": f, "seed": s, "mode": m, "time_scale": time_scale, "keep_dir": keep_dir},
+            {
+                "family": f,
+                "seed": s,
+                "mode": m,
+                "time_scale": time_scale,
+                "keep_dir": keep_dir,
+                "suite": suite,
+            },
             label=f"{f} seed {s} {m}",
         )
         for f in families
-        for s in range(seeds)
+        for s in range(first_seed, first_seed + seeds)
         for m in MODES
     ]
     order = sorted(
@@ -211,17 +255,23 @@ def make_jobs(
 def estimate_wall_s(jobs: Sequence[Job], workers: int) -> float:
     """Estimated wall time of a sweep: the total over workers, at least the longest job."""
     costs = [
-        estimate_job_s(j.kwargs["family"], j.kwargs["mode"], j.kwargs["time_scale"]) for j in jobs
+        estimate_job_s(
+            j.kwargs["family"],
+            j.kwargs["mode"],
+            j.kwargs["time_scale"],
+            j.kwargs.get("suite", "classic"),
+        )
+        for j in jobs
     ]
     return max(sum(costs) / max(workers, 1), max(costs, default=0.0))
 
 
-def tidy(rows: Sequence[dict]) -> pd.DataFrame:
+def tidy(rows: Sequence[dict], suite: str = "classic") -> pd.DataFrame:
     """One row per family × seed × mode, in suite order."""
     table = pd.DataFrame(list(rows))
     if table.empty:
         return table
-    order = {f: i for i, f in enumerate(FAMILIES)}
+    order = {f: i for i, f in enumerate(suite_parts(suite)[0])}
     table["_f"] = table["family"].map(order)
     table["_m"] = table["mode"].map({m: i for i, m in enumerate(MODES)})
     table = table.sort_values(["_f", "seed", "_m"]).drop(columns=["_f", "_m"])
@@ -237,10 +287,13 @@ def run_study(
     jobs_n: int | None = None,
     keep_dir: str | None = None,
     progress: bool = True,
+    suite: str = "classic",
+    first_seed: int = 0,
 ) -> pd.DataFrame:
     """Rehearse every (family, seed) under both modes and return the tidy table."""
     if backend not in BACKENDS:
         raise ImpactStudyError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
-    jobs = make_jobs(list(families or FAMILIES), seeds, time_scale, keep_dir)
+    known = suite_parts(suite)[0]
+    jobs = make_jobs(list(families or known), seeds, time_scale, keep_dir, suite, first_seed)
     rows = run_sweep(jobs, backend=backend, jobs_n=jobs_n, progress=progress, desc="rehearsals")
-    return tidy(rows)
+    return tidy(rows, suite)

@@ -34,14 +34,17 @@ from experiments.rehearsal.score import score_stack
 from twin.errors import FirebreakError
 from twin.flow.engine import Simulation
 from twin.rng import stream
+from twin.run.labels import fault_roots
 from twin.run.runner import RunResult, run_scenario
 from twin.run.slo import SloTracker
 from twin.scenario.schema import Scenario
 
-# scaling is reversible and bounded by the guardrails: the shipped policy lets it run on its
-# own from the start; every other kind earns automation through successes
-# (agents.deciding.automation)
-TRUSTED_FROM_START = ("scale_to",)
+# what the shipped policy lets run on its own from the start, each bounded by the guardrails:
+# scaling (reversible), a rolling restart and a retry cap (they keep capacity, lose no
+# feature), a drain of a node the RCA names (managed Kubernetes' node auto-repair drains on
+# its own; at most one per 10 minutes); every other kind (a rollback loses a feature when
+# it is wrong) earns automation through successes (agents.deciding.automation)
+TRUSTED_FROM_START = ("scale_to", "rollout_restart", "set_retries", "drain")
 
 
 class RehearsalError(FirebreakError):
@@ -67,13 +70,16 @@ def fault_truths(scenario: Scenario) -> tuple[FaultTruth, ...]:
     out = []
     for f in scenario.faults:
         end = f.start + f.duration if f.duration is not None else scenario.duration
+        peer = getattr(f, "peer", None)
+        roots, _ = fault_roots(scenario, f)
         out.append(
             FaultTruth(
                 kind=f.kind,
                 target=f.target,
                 start=float(f.start),
                 end=float(end),
-                peer=getattr(f, "peer", None),
+                peer=peer,
+                others=tuple(r for r in roots if r not in (f.target, peer)),
             )
         )
     return tuple(out)
@@ -194,6 +200,8 @@ class RehearsalController:
             duration_s=summary["sim_seconds"],
             replica_hours=summary["replica_hours"],
             guardrails=self.settings.guardrails,
+            oracle=truth.get("faults", ()),
+            tickets=op.tickets,
         )
         if self.scaler is not None:
             log = self.scaler.log

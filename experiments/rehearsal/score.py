@@ -26,6 +26,7 @@ import numpy as np
 from agents.safety.guardrail_config import GuardrailConfig
 from detectors.anomaly.evaluation import DEFAULT_GRACE_S, FaultLabel, evaluate
 from detectors.base import Alert
+from experiments.rehearsal.remedy_score import score_remedies
 from twin.run.slo import SloTracker
 
 STABLE_S = 300.0
@@ -72,12 +73,17 @@ def mttr(fault: FaultLabel, good: np.ndarray, width: float, grace_s: float) -> d
 
 
 def mtti(
-    faults: Sequence[FaultLabel], identifications: Sequence[Mapping[str, Any]], grace_s: float
+    faults: Sequence[FaultLabel],
+    identifications: Sequence[Mapping[str, Any]],
+    grace_s: float,
+    roots_of: Mapping[str, Sequence[str]] | None = None,
 ) -> list[dict]:
-    """Per fault, the first identification naming one of its roots while it mattered."""
+    """Per fault, the first identification naming one of its roots while it mattered
+    (`roots_of`: fault id -> labels.json's `roots`, a node's zone or a zone's nodes)."""
     out = []
     for f in faults:
         roots = {f.target} | ({f.peer} if f.peer else set())
+        roots |= set((roots_of or {}).get(f.id, ()))
         hits = [
             i["time"]
             for i in identifications
@@ -149,17 +155,21 @@ def score_stack(
     replica_hours: float,
     guardrails: GuardrailConfig,
     grace_s: float = DEFAULT_GRACE_S,
+    oracle: Sequence[Mapping[str, Any]] = (),
+    tickets: int = 0,
 ) -> dict[str, Any]:
-    """The per-stack block of summary.json."""
+    """The per-stack block of summary.json; `oracle` is labels.json's faults (with their
+    `remedies`), for the right-remedy figures (experiments.rehearsal.remedy_score)."""
     ev = evaluate(alerts, faults, n_services=n_services, duration_s=duration_s, incidents=incidents)
     delays = [d for _, d in ev.alerts.delays]
     good, width = slo_good_windows(slo)
     restores = [r for f in faults if (r := mttr(f, good, width, grace_s)) is not None]
-    ident = mtti(faults, identifications, grace_s)
+    ident = mtti(faults, identifications, grace_s, {o["id"]: o.get("roots", ()) for o in oracle})
     found = [i["mtti_s"] for i in ident if i["mtti_s"] is not None]
     levels = [d["level"] for d in decisions]
     by = [a["by"] for a in actions if "error" not in a]
     slo_rep = slo.report()
+    remedies = score_remedies(oracle, actions, incidents, grace_s)
     return {
         "alerts": len(alerts),
         "incidents": len(incidents),
@@ -176,7 +186,10 @@ def score_stack(
             "mttr": restores,
             "mtti": ident,
             "mttd": [{"fault": f, "mttd_s": d} for f, d in ev.alerts.delays],
+            "remedy": remedies.pop("per_fault"),
         },
+        **remedies,
+        "tickets": tickets,
         "slo_adherence": slo_rep["slo_adherence"],
         "slo_violating_min": round(float((~good).sum() * width / 60.0), 1),
         "replica_hours": replica_hours,

@@ -29,9 +29,10 @@ QUICK_TIME_SCALE = 0.5
 
 
 def _check(args: argparse.Namespace) -> tuple[list[str], int, float]:
-    from experiments.impact.study import ImpactStudyError
-    from experiments.impact.suite import FAMILIES
+    from experiments.impact.study import ImpactStudyError, suite_parts
     from experiments.sweep import BACKENDS
+
+    FAMILIES = suite_parts(args.suite)[0]
 
     if args.backend not in BACKENDS:
         raise ImpactStudyError(
@@ -41,7 +42,10 @@ def _check(args: argparse.Namespace) -> tuple[list[str], int, float]:
         raise ImpactStudyError(f"--jobs: need at least one worker, got {args.jobs}")
     names = list(args.scenarios) if args.scenarios else None
     if names is None:
-        names = list(QUICK_FAMILIES if args.quick else FAMILIES)
+        if args.quick and args.suite == "remediable":
+            names = list(FAMILIES)
+        else:
+            names = list(QUICK_FAMILIES if args.quick else FAMILIES)
     unknown = [n for n in names if n not in FAMILIES]
     if unknown:
         raise ImpactStudyError(
@@ -71,7 +75,7 @@ def cmd_impact_study(args: argparse.Namespace) -> int:
     workers = args.jobs or os.cpu_count() or 1
     if args.backend == "serial":
         workers = 1
-    jobs = make_jobs(names, seeds, scale, keep)
+    jobs = make_jobs(names, seeds, scale, keep, args.suite, args.first_seed)
     est = estimate_wall_s(jobs, min(workers, len(jobs)))
     print(
         f"impact study: {len(names)} scenario families x {seeds} seeds x 2 modes = "
@@ -89,13 +93,32 @@ def cmd_impact_study(args: argparse.Namespace) -> int:
         jobs_n=args.jobs,
         keep_dir=keep,
         progress=True,
+        suite=args.suite,
+        first_seed=args.first_seed,
     )
     wall = time.perf_counter() - began
-    claims = claims_table(table)
+    controls = None
+    scored = table
+    if args.suite == "remediable" and "remediable" in table and len(table):
+        # the claims are about faults a remedy can end; the controls are reported apart
+        keep = table["remediable"].astype(bool)
+        scored = table[keep].reset_index(drop=True)
+        if (~keep).any():
+            controls = claims_table(table[~keep].reset_index(drop=True))
+    claims = claims_table(scored)
     fam = by_family(table)
     command = _command(args, names, seeds, scale)
     paths = write_all(
-        table, claims, fam, out, seeds=seeds, time_scale=scale, wall_s=wall, command=command
+        table,
+        claims,
+        fam,
+        out,
+        seeds=seeds,
+        time_scale=scale,
+        wall_s=wall,
+        command=command,
+        suite=args.suite,
+        controls=controls,
     )
     print(_console(claims))
     failed = table[table["error"].notna()]
@@ -110,7 +133,10 @@ def cmd_impact_study(args: argparse.Namespace) -> int:
 
 def _command(args: argparse.Namespace, names: list[str], seeds: int, scale: float) -> str:
     """The command that reproduces this study (quick mode spelled out)."""
-    parts = ["firebreak", "impact-study", "--seeds", str(seeds), "--time-scale", f"{scale:g}"]
+    parts = ["firebreak", "impact-study", "--suite", args.suite, "--seeds", str(seeds)]
+    if args.first_seed:
+        parts += ["--first-seed", str(args.first_seed)]
+    parts += ["--time-scale", f"{scale:g}"]
     parts += ["--backend", args.backend, "--out", str(args.out)]
     if args.scenarios or args.quick:
         parts += ["--scenarios", *names]
@@ -122,7 +148,7 @@ def _console(claims) -> str:
 
     lines = [f"{'claim':32s} {'claimed':>13s} {'estimate':>9s} {'95% CI':>20s}  verdict"]
     for _, r in claims[claims["role"] == "claim"].iterrows():
-        level = r["key"] == "slo_adherence"
+        level = r["key"] in ("slo_adherence", "right_remedy_first")
 
         def fmt(x: float, level: bool = level) -> str:
             if not math.isfinite(x):
@@ -150,6 +176,18 @@ def register(subparsers) -> None:
         ),
     )
     p.add_argument("--seeds", type=int, default=None, help="seeds per family (default 10)")
+    p.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="first seed index (default 0): a study on seeds not looked at while developing",
+    )
+    p.add_argument(
+        "--suite",
+        default="classic",
+        help="classic (faults run their scheduled length; default) or remediable (faults last "
+        "until a remedy ends them, one family per fault kind, with nodes and zones)",
+    )
     p.add_argument(
         "--backend", default="process", help="process (default), serial or ray (RAY_ADDRESS)"
     )

@@ -193,7 +193,8 @@ class ScaleTo(Action):
     def apply(self, sim: Simulation) -> dict[str, Any]:
         index = _service_index(sim, self.kind, self.service)
         before = sim.pods.deployments[index].spec_replicas
-        sim.pods.scale_to(index, self.replicas, reason="action")
+        with sim.faults.draw_scope(("scale_to", index, sim.env.now)):
+            sim.pods.scale_to(index, self.replicas, reason="action")
         return {"replicas_from": before}
 
     def profile(self, sim: Simulation | None = None) -> ActionProfile:
@@ -211,10 +212,13 @@ class ScaleTo(Action):
 
 @dataclass(frozen=True)
 class RestartPods(Action):
-    """Restart some of a service's pods (all when neither share nor count is given).
+    """Restart (delete, so their ReplicaSet recreates them) some of a service's pods, all
+    when neither share nor count is given.
 
-    Ready pods go first, oldest first: restarting drops their in-flight work and their
-    capacity until the start-up delay passes, which is the risk a restart carries.
+    Pods that are not serving go first (crash-looping, or lost on a NotReady node: what an
+    engineer deletes first, `kubectl get pods` shows them), then ready pods, oldest first:
+    restarting a ready pod drops its in-flight work and its capacity until the start-up
+    delay passes, which is the risk a restart carries.
     """
 
     kind: ClassVar[str] = "restart_pods"
@@ -240,13 +244,15 @@ class RestartPods(Action):
     def apply(self, sim: Simulation) -> dict[str, Any]:
         index = _service_index(sim, self.kind, self.service)
         live = sim.pods.live_pods(index)
-        live.sort(key=lambda p: (p.phase != "ready", p.ready_at, p.pod_id))
+        rank = {"backoff": 0, "lost": 0, "ready": 1}
+        live.sort(key=lambda p: (rank.get(p.phase, 2), p.ready_at, p.pod_id))
         if self.count is not None:
             n = min(self.count, len(live))
         else:
             n = math.ceil((1.0 if self.share is None else self.share) * len(live) - 1e-9)
         chosen = live[:n]
-        sim.pods.restart_pods(index, chosen, reason="action")
+        with sim.faults.draw_scope(("restart_pods", index, sim.env.now)):
+            sim.pods.restart_pods(index, chosen, reason="action")
         return {"pods": [p.pod_id for p in chosen]}
 
     def profile(self, sim: Simulation | None = None) -> ActionProfile:
@@ -268,13 +274,14 @@ class RestartPods(Action):
 
 @dataclass(frozen=True)
 class Rollback(Action):
-    """Roll a service back to its previous version: a rolling update that ends the bad
-    deploys and misconfigurations (its config ships with it) active now once it is done,
-    `rollout_s` later (0: at once).
+    """Roll a service back to its previous version: a rolling update, done `rollout_s`
+    later (0: at once). Then every pod is new, and the version faults end as their
+    mechanisms say (`twin.control.mechanisms`: a bad deploy or a misconfiguration surely,
+    a leak with its odds).
 
-    Rolling back a service with no bad deploy replaces a good version: the feature it shipped
-    is lost when the rollout ends (a `feature_lost` event, counted in the run summary with
-    the hours the run went without it).
+    A rollback that ended no fault replaced a good version: the feature it shipped is lost
+    (a `feature_lost` event, counted in the run summary with the hours the run went without
+    it).
     """
 
     kind: ClassVar[str] = "rollback"
@@ -298,17 +305,18 @@ class Rollback(Action):
     def apply(self, sim: Simulation) -> dict[str, Any]:
         index = _service_index(sim, self.kind, self.service)
         injector = sim.faults
-        bad = self._bad(sim)
-        labels = [fault_label(i, injector.active[i]) for i in bad]
+        reverted = injector.version_faults(index)
+
+        scope = ("rollback", index, sim.env.now)
 
         def done() -> None:
-            for i in bad:
-                injector.stop(i, reason="rollback")
-            if not bad:
+            with injector.draw_scope(scope):
+                ended = injector.rollback_done(index, reverted)
+            if not ended:
                 sim.pods.lose_feature(index, reason="rollback")
 
         _after(sim, self.rollout_s, None, done)
-        return {"faults": labels, "done_at": sim.env.now + self.rollout_s, "feature_lost": not bad}
+        return {"done_at": sim.env.now + self.rollout_s}
 
     def profile(self, sim: Simulation | None = None) -> ActionProfile:
         loses = sim is not None and self.service in sim.topo.names and not self._bad(sim)

@@ -19,6 +19,7 @@ from twin.errors import FirebreakError
 from twin.scenario.loader import check_scenario, load_topology
 from twin.scenario.schema import (
     FAULT_KINDS,
+    INFRA_FAULT_KINDS,
     BadDeployFault,
     CalendarEvent,
     CpuHogFault,
@@ -52,8 +53,11 @@ BASE_LOAD: dict[str, tuple[tuple[str, float], ...]] = {
 }
 TOPOLOGIES = tuple(BASE_LOAD)
 # the faults a remediation episode draws from; retry_storm is left out by default because a
-# storm needs a separate trigger to start (see scenarios/retry-storm.yaml)
-REMEDIATION_FAULTS = tuple(k for k in FAULT_KINDS if k != "retry_storm")
+# storm needs a separate trigger to start (see scenarios/retry-storm.yaml), node and zone
+# faults because the environment's scenarios have no infrastructure
+REMEDIATION_FAULTS = tuple(
+    k for k in FAULT_KINDS if k != "retry_storm" and k not in INFRA_FAULT_KINDS
+)
 QUIET_TELEMETRY = Telemetry(plot=False, traces=False, logs=False)
 
 

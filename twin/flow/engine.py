@@ -26,9 +26,11 @@ from twin.control.faults import FaultInjector
 from twin.control.hpa import hpa_process
 from twin.control.pods import PodController
 from twin.errors import FirebreakError
+from twin.fields import NODE_METRICS
 from twin.flow.compiled import CompiledTopology, compile_topology
 from twin.flow.kernel import flow_tick
 from twin.flow.stages import EVENT_OOM, K_INTENSITY, N_COUNTERS
+from twin.infra.cluster import Cluster
 from twin.rng import stream
 from twin.scenario.schema import Scenario
 from twin.scenario.workload import rate_curves, sample_intensity_and_arrivals
@@ -151,6 +153,10 @@ class Simulation:
         self._chunk_start = 0
         self._chunk_events: list[dict] = []
 
+        infra = scenario.infrastructure
+        self.cluster = Cluster(self, infra) if infra is not None else None
+        n_nodes = len(self.cluster.names) if self.cluster is not None else 0
+        self._nout = np.zeros((self.chunk_size, n_nodes, len(NODE_METRICS)))
         self.pods = PodController(self)
         self.faults = FaultInjector(self)
         excluded = set(exclude_faults)
@@ -179,6 +185,7 @@ class Simulation:
         ext_int, draws = self._ext_int, self._draws
         kev, scratch, times = self._kernel_events, self._scratch, self._times
         timeout = self.env.timeout
+        cluster, nout = self.cluster, self._nout
         self._fill_external(0)
         for i in range(self.n_ticks):
             row = i - self._chunk_start
@@ -211,6 +218,8 @@ class Simulation:
             )
             if n_ev:
                 self._handle_kernel_events(n_ev)
+            if cluster is not None:
+                cluster.record(out[row], nout[row])
             self.tick_index = i + 1
             for hook in self.on_tick:
                 hook(self)
@@ -256,6 +265,8 @@ class Simulation:
             edge_values=self._eout[skip:rows].copy(),
             dist=self._dist[skip:rows].copy(),
             events=self._chunk_events,
+            node_values=self._nout[skip:rows].copy() if self.cluster is not None else None,
+            nodes=self.node_names,
         )
         self._chunk_events = []
         for sink in self.sinks:
@@ -337,6 +348,8 @@ class Simulation:
                 services=names,
                 edges=edges,
                 events=events,
+                node_values=self._nout[row].copy() if self.cluster is not None else None,
+                nodes=self.node_names,
             )
         self.finish()
 
@@ -374,12 +387,18 @@ class Simulation:
         _Urgent(self.env, delay).callbacks.append(lambda _e: self._fire(entry))
         return entry[0]
 
-    def fork(self, at: float | None = None, *, sinks: Sequence[Sink] = ()) -> Simulation:
+    def fork(
+        self, at: float | None = None, *, sinks: Sequence[Sink] = (), blind: bool = False
+    ) -> Simulation:
         """A copy of this run at time `at` (default: now), free to diverge from there.
 
         Replays the scenario with the actions this run took before `at` (sinks see nothing
         of the replay), then applies those taken at `at` and carries actions scheduled but
         not yet due; with no further change it continues bit for bit like this run.
+
+        `blind`: from `at` on, no remedy ends a fault and no new pod starts clean of one
+        (`FaultInjector.blind`): the fork an operator may dry-run a remedy in, since a
+        copy of the present knows the system, not the hidden cause.
         """
         now = min(self.env.now, self.end)
         at = now if at is None else self._check_time(at, "fork at")
@@ -397,6 +416,7 @@ class Simulation:
             inputs=self.inputs,
         )
         child.advance(at)
+        child.faults.blind = blind
         child._attach(at, sinks)
         for t, action in history:
             if t == at:
@@ -464,6 +484,10 @@ class Simulation:
         """Each service's arrival intensity (requests/s, the Poisson rate behind the counts,
         retries included) in the last tick: a view, valid until the next tick."""
         return self._scratch[:, K_INTENSITY]
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return self.cluster.names if self.cluster is not None else ()
 
     def standby_replica_hours(self) -> float:
         """Replica-hours of failover standbys so far: part of what the run cost in pods."""

@@ -30,6 +30,7 @@ from twin.flow.compiled import CompiledTopology, compile_topology
 from twin.flow.queueing import CFS_PERIOD_S
 from twin.flow.service import breaker_block, breaker_step, cpu_available
 from twin.flow.stages import METRICS_WINDOW_S
+from twin.infra.cluster import Cluster
 from twin.request.walk import EdgeSpec, Pool, RandomBuffer, TraceContext, Walker, lognormal_shape
 from twin.rng import stream
 from twin.scenario.schema import Scenario
@@ -112,6 +113,8 @@ class RequestSimulation:
         self._build_static()
 
         self.pools: list[Pool] | None = None
+        infra = scenario.infrastructure
+        self.cluster = Cluster(self, infra) if infra is not None else None  # no node metrics
         self.pods = RequestPods(self)
         self.faults = RequestFaults(self)
         n = self.topo.n_services

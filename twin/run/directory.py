@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from twin.fields import EDGE_METRICS, SERVICE_METRICS
+from twin.fields import EDGE_METRICS, NODE_METRICS, SERVICE_METRICS
 from twin.telemetry.files import open_truncated, write_all
 from twin.telemetry.frame import Chunk
 
@@ -103,9 +103,16 @@ class LongParquetWriter:
 
 
 class RunDirectoryWriter:
-    """A sink writing metrics, edge metrics and events of a run into its directory."""
+    """A sink writing metrics, edge metrics, node metrics (with infrastructure: a long
+    table of time, node, metric, value) and events of a run into its directory."""
 
-    def __init__(self, out: Path, services: tuple[str, ...], edges: tuple[tuple[str, str], ...]):
+    def __init__(
+        self,
+        out: Path,
+        services: tuple[str, ...],
+        edges: tuple[tuple[str, str], ...],
+        nodes: tuple[str, ...] = (),
+    ):
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
         self.metrics = LongParquetWriter(
@@ -114,6 +121,11 @@ class RunDirectoryWriter:
         self.edge_metrics = LongParquetWriter(
             out / "edge_metrics.parquet", "edge", [f"{a}->{b}" for a, b in edges], EDGE_METRICS
         )
+        self.node_metrics = None
+        if nodes:
+            self.node_metrics = LongParquetWriter(
+                out / "node_metrics.parquet", "node", list(nodes), NODE_METRICS
+            )
         self._events = open_truncated(out / "events.jsonl")
         self.ticks = 0
 
@@ -121,6 +133,8 @@ class RunDirectoryWriter:
         self.metrics.put(chunk.times, chunk.values)
         if chunk.edge_values.shape[1]:
             self.edge_metrics.put(chunk.times, chunk.edge_values)
+        if self.node_metrics is not None and chunk.node_values is not None:
+            self.node_metrics.put(chunk.times, chunk.node_values)
         if chunk.events:
             text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in chunk.events)
             write_all(self._events, text.encode("utf-8"))
@@ -134,7 +148,11 @@ class RunDirectoryWriter:
         try:
             self.metrics.close()
         finally:
-            self.edge_metrics.close()
+            try:
+                self.edge_metrics.close()
+            finally:
+                if self.node_metrics is not None:
+                    self.node_metrics.close()
 
 
 def write_json(path: Path, data: Any) -> None:

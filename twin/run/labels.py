@@ -14,8 +14,9 @@ from collections.abc import Callable
 import numpy as np
 
 from twin.control.faults import fault_label
+from twin.control.mechanisms import oracle
 from twin.flow.engine import Simulation
-from twin.scenario.schema import Scenario
+from twin.scenario.schema import INFRA_FAULT_KINDS, ZONE_FAULT_KINDS, Scenario
 from twin.telemetry.recorders import SIGNALS, SignalRecorder
 
 LATENCY_REL, LATENCY_ABS_MS = 0.25, 10.0
@@ -92,6 +93,31 @@ def affected_services(
     return out
 
 
+def fault_roots(scenario: Scenario, fault: object) -> tuple[list[str], str | None]:
+    """Names whose identification counts as finding the fault (its target, a link's other
+    end, a node's zone, a zone's nodes), and a node fault's zone."""
+    target, kind = fault.target, fault.kind  # type: ignore[attr-defined]
+    peer = getattr(fault, "peer", None)
+    if kind not in INFRA_FAULT_KINDS:
+        return [target] + ([peer] if peer else []), None
+    nodes = scenario.infrastructure.node_list()  # type: ignore[union-attr]
+    if kind in ZONE_FAULT_KINDS:
+        return [target] + [n.name for n in nodes if n.zone == target], None
+    zone = next(n.zone for n in nodes if n.name == target)
+    return [target, zone], zone
+
+
+def mitigation_oracle(scenario: Scenario, fault: object) -> dict:
+    """labels.json's `remedies` of one fault: what ends it, what only mitigates it."""
+    _, zone = fault_roots(scenario, fault)
+    return oracle(
+        fault.kind,  # type: ignore[attr-defined]
+        fault.target,  # type: ignore[attr-defined]
+        getattr(fault, "peer", None),
+        zone,
+    )
+
+
 def ground_truth(
     scenario: Scenario,
     faulted: np.ndarray,
@@ -99,7 +125,11 @@ def ground_truth(
     end_time: float,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """labels.json content: every fault, its interval and parameters, and what it affected."""
+    """labels.json content: every fault, its interval and parameters, what it affected, and
+    the mitigation oracle (`remedies`: the actions that end it and those that only mitigate
+    it, from twin.control.mechanisms). `end` is the scheduled end (the run's end for a
+    fault with none): the labels describe the faults, not what an operator did about them.
+    """
     faults = []
     total = len(scenario.faults)
     for i, fault in enumerate(scenario.faults):
@@ -116,6 +146,9 @@ def ground_truth(
                 "start": fault.start,
                 "end": min(end, end_time),
                 "open_ended": fault.duration is None,
+                "until_remedied": fault.duration is None,
+                "roots": fault_roots(scenario, fault)[0],
+                "remedies": mitigation_oracle(scenario, fault),
                 "params": params,
                 "affected": affected_services(faulted, baseline, names, fault.start, scenario.tick)
                 if fault.start < end_time

@@ -282,7 +282,8 @@ def _start(
     else:
         sim = RequestSimulation(scenario, trace_rate=rate if tel.traces else 0.0)
     names, edges = sim.topo.names, sim.topo.edges
-    writer = RunDirectoryWriter(out, names, edges)
+    nodes = sim.node_names if fidelity == "flow" else ()  # request fidelity: no node metrics
+    writer = RunDirectoryWriter(out, names, edges, nodes)
     try:
         streams = _trace_and_log_sinks(scenario, sim, out, rate)
         slo = SloTracker(scenario, names)

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from twin.errors import ScenarioError
-from twin.scenario.schema import Replay, Scenario
+from twin.scenario.schema import INFRA_FAULT_KINDS, ZONE_FAULT_KINDS, Replay, Scenario
 from twin.scenario.topology import Topology
 from twin.strict import StrictFormatError, load_yaml, read_text
 
@@ -196,6 +196,25 @@ def check_topology(topo: Topology, source: str) -> None:
             )
 
 
+def _check_infra_target(
+    fault, where: str, has_infra: bool, nodes: set[str], zones: set[str]
+) -> None:
+    """A node fault names a node, a zone outage a zone, of the scenario's infrastructure."""
+    if not has_infra:
+        raise ScenarioError(
+            f"{where}.kind: {fault.kind} needs the scenario's `infrastructure` (nodes and zones)"
+        )
+    if fault.kind in ZONE_FAULT_KINDS:
+        if fault.target not in zones:
+            raise ScenarioError(
+                f"{where}.target: unknown zone {fault.target!r} (zones: {', '.join(sorted(zones))})"
+            )
+    elif fault.target not in nodes:
+        raise ScenarioError(
+            f"{where}.target: unknown node {fault.target!r} (nodes: {', '.join(sorted(nodes))})"
+        )
+
+
 def check_scenario(scenario: Scenario, source: str) -> None:
     """Cross-references: classes, faults and SLOs name things that exist, inside the run."""
     topo = scenario.topology
@@ -223,9 +242,14 @@ def check_scenario(scenario: Scenario, source: str) -> None:
                     raise ScenarioError(
                         f"{source}: workload.{field}[{i}].classes: unknown request class {name!r}"
                     )
+    infra = scenario.infrastructure
+    nodes = {n.name for n in infra.node_list()} if infra is not None else set()
+    zones = set(infra.zone_names()) if infra is not None else set()
     for i, fault in enumerate(scenario.faults):
         where = f"{source}: faults[{i}]"
-        if fault.target not in names:
+        if fault.kind in INFRA_FAULT_KINDS:
+            _check_infra_target(fault, where, infra is not None, nodes, zones)
+        elif fault.target not in names:
             raise ScenarioError(f"{where}.target: unknown service {fault.target!r}")
         peer = getattr(fault, "peer", None)
         if peer is not None:

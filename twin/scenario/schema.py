@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
+from twin.scenario.durations import parse_duration
+from twin.scenario.infrastructure import Infrastructure
 from twin.scenario.topology import Frozen, Seconds, Topology
+
+UNTIL_REMEDIED = "until-remedied"
 
 
 class RequestClass(Frozen):
@@ -83,11 +87,31 @@ class Workload(Frozen):
     replay: Replay | None = None
 
 
+def _fault_duration(value: Any) -> float | None:
+    """Seconds, or None for `until-remedied` (written out, or the field left out)."""
+    if value is None or value == UNTIL_REMEDIED:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}; or {UNTIL_REMEDIED!r} for no scheduled end") from None
+
+
 class _Fault(Frozen):
+    """What every fault has. `duration` None (left out, or `until-remedied`): no scheduled
+    end, the fault lasts until a remedy ends it (twin.control.mechanisms) or the run does.
+    A fault with a duration ends at the earlier of its schedule and a successful remedy."""
+
     target: str
     start: Seconds
-    duration: Seconds | None = Field(default=None, gt=0, description="None: until the run ends")
+    duration: Annotated[float | None, BeforeValidator(_fault_duration)] = Field(
+        default=None, gt=0, description=f"seconds; None or {UNTIL_REMEDIED!r}: no scheduled end"
+    )
     name: str | None = None
+
+    @property
+    def until_remedied(self) -> bool:
+        return self.duration is None
 
 
 class CrashFault(_Fault):
@@ -153,6 +177,46 @@ class RetryStormFault(_Fault):
     backoff_ms: float = Field(default=0.0, ge=0)
 
 
+class NodeDownFault(_Fault):
+    """`target` is a node: it stops (kernel panic, hardware, a hung kubelet)."""
+
+    kind: Literal["node_down"]
+
+
+class NoisyNeighbourFault(_Fault):
+    """`target` is a node: a pod outside the topology takes `steal` of every CPU share."""
+
+    kind: Literal["noisy_neighbour"]
+    steal: float = Field(default=0.6, gt=0, lt=1, description="share of each pod's CPU taken")
+
+
+class DiskPressureFault(_Fault):
+    """`target` is a node: its disk is nearly full; writes (logs, temp files) block."""
+
+    kind: Literal["disk_pressure"]
+    io_ms: float = Field(default=150.0, gt=0, description="I/O wait added to every request")
+
+
+class MemoryPressureFault(_Fault):
+    """`target` is a node: a system daemon eats its memory; the kernel OOM-kills containers."""
+
+    kind: Literal["memory_pressure"]
+    oom_interval_s: Seconds = Field(default=90.0, gt=0, description="one OOM kill per interval")
+
+
+class NicLossFault(_Fault):
+    """`target` is a node: its network interface drops `loss` of the packets."""
+
+    kind: Literal["nic_loss"]
+    loss: float = Field(default=0.2, gt=0, lt=1)
+
+
+class ZoneOutageFault(_Fault):
+    """`target` is a zone: every node in it stops (power, cooling, the zone's network)."""
+
+    kind: Literal["zone_outage"]
+
+
 Fault = Annotated[
     CrashFault
     | LatencyFault
@@ -164,7 +228,13 @@ Fault = Annotated[
     | NetworkPartitionFault
     | PacketLossFault
     | MisconfigurationFault
-    | RetryStormFault,
+    | RetryStormFault
+    | NodeDownFault
+    | NoisyNeighbourFault
+    | DiskPressureFault
+    | MemoryPressureFault
+    | NicLossFault
+    | ZoneOutageFault,
     Field(discriminator="kind"),
 ]
 
@@ -180,7 +250,16 @@ FAULT_KINDS = (
     "packet_loss",
     "misconfiguration",
     "retry_storm",
+    "node_down",
+    "noisy_neighbour",
+    "disk_pressure",
+    "memory_pressure",
+    "nic_loss",
+    "zone_outage",
 )
+NODE_FAULT_KINDS = ("node_down", "noisy_neighbour", "disk_pressure", "memory_pressure", "nic_loss")
+ZONE_FAULT_KINDS = ("zone_outage",)
+INFRA_FAULT_KINDS = NODE_FAULT_KINDS + ZONE_FAULT_KINDS
 
 
 class Slo(Frozen):
@@ -224,3 +303,4 @@ class Scenario(Frozen):
     faults: list[Fault] = Field(default_factory=list)
     slos: list[Slo] = Field(default_factory=list)
     telemetry: Telemetry = Telemetry()
+    infrastructure: Infrastructure | None = None

@@ -93,6 +93,9 @@ class Service(Frozen):
         default=0.1, ge=0, description="per in-flight request (buffers, a goroutine or thread)"
     )
     memory_limit_mb: float = Field(default=256.0, gt=0)
+    memory_request_mb: float | None = Field(
+        default=None, gt=0, description="what the scheduler reserves; None: the limit"
+    )
     queue_limit: int = Field(
         default=100, ge=0, le=MAX_QUEUE, description="queued requests per replica"
     )

@@ -26,6 +26,8 @@ class Frame:
     events: list[dict[str, Any]] = field(default_factory=list)
     metrics: tuple[str, ...] = SERVICE_METRICS
     edge_metrics: tuple[str, ...] = EDGE_METRICS
+    node_values: np.ndarray | None = None  # nodes × NODE_METRICS, with infrastructure only
+    nodes: tuple[str, ...] = ()
 
     def get(self, service: str, metric: str) -> float:
         """One value by name (convenient, not for hot paths)."""
@@ -41,6 +43,8 @@ class Chunk:
     edge_values: np.ndarray
     dist: np.ndarray  # T × services × (mu, sigma, shift) of the residence time, seconds
     events: list[dict[str, Any]]
+    node_values: np.ndarray | None = None  # T × nodes × NODE_METRICS (infrastructure only)
+    nodes: tuple[str, ...] = ()
 
 
 class Sink(Protocol):

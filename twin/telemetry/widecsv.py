@@ -23,6 +23,15 @@ its p50, p95 and p99, which determine it exactly (`dist_from_quantiles`). With `
 every other twin metric is added under its own name with `_` turned into `-`, in the
 twin's units (`frontend_queue`, `frontend_latency-p99-ms`, ...).
 
+With infrastructure the table also holds one block per node (its name never clashes
+with a service's), from node_metrics.parquet: `<node>_cpu-other` (cores used on it outside
+the topology's pods: node-exporter's total minus the containers'), `<node>_mem-other`
+(bytes, likewise), `<node>_notready` (1 while NotReady or not answering scrapes),
+`<node>_io-wait` (seconds),
+`<node>_net-drop` (share of packets dropped), `<node>_oom` (OOM kills so far): what is the
+node's own doing, not an echo of its pods, so an RCA method reading the table can rank a
+node as the cause like any service.
+
 Service names: an underscore would make RCAEval attribute the column to the wrong service,
 so `_` becomes `-` (Kubernetes names cannot hold `_` either); two services that would then
 collide are an error. Resampling (`step`) averages the ticks of each window and labels the
@@ -161,6 +170,33 @@ def _rcaeval_block(get) -> dict[str, np.ndarray]:
     }
 
 
+NODE_COLUMNS = ("cpu-other", "mem-other", "notready", "io-wait", "net-drop", "oom")
+
+
+def node_columns(
+    nodes: Sequence[str], metrics: Sequence[str], cube: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The node blocks of the wide table from a T × nodes × NODE_METRICS cube."""
+    metrics = list(metrics)
+
+    def get(i: int, m: str) -> np.ndarray:
+        return cube[:, i, metrics.index(m)]
+
+    out: dict[str, np.ndarray] = {}
+    for i, node in enumerate(_service_columns(nodes)):
+        block = {
+            "cpu-other": get(i, "cpu_other_cores"),
+            "mem-other": get(i, "memory_other_mb") * MIB,
+            "notready": 1.0 - np.minimum(get(i, "ready"), get(i, "up")),
+            "io-wait": get(i, "io_wait_ms") / 1000.0,
+            "net-drop": get(i, "network_drop_ratio"),
+            "oom": get(i, "oom_kills"),
+        }
+        for name in NODE_COLUMNS:
+            out[f"{node}_{name}"] = block[name]
+    return out
+
+
 def wide_from_long(
     df: pd.DataFrame, *, step: float | None = None, full: bool = False
 ) -> pd.DataFrame:
@@ -176,8 +212,10 @@ def wide_from_cube(
     *,
     step: float | None = None,
     full: bool = False,
+    nodes: tuple[Sequence[str], Sequence[str], np.ndarray] | None = None,
 ) -> pd.DataFrame:
-    """The RCAEval wide table of a T × services × metrics cube (see `long_to_cube`)."""
+    """The RCAEval wide table of a T × services × metrics cube (see `long_to_cube`);
+    `nodes`: (node names, node metric names, T × nodes × metrics) for the node blocks."""
     metrics = list(metrics)
     absent = [m for m in _NEEDED if m not in metrics]
     if absent:
@@ -191,6 +229,11 @@ def wide_from_cube(
             for m in SERVICE_METRICS:
                 if m in metrics and m not in _NOT_IN_FULL:
                     columns[f"{svc}_{m.replace('_', '-')}"] = cube[:, i, metrics.index(m)]
+    if nodes is not None and len(nodes[0]):
+        clash = set(_service_columns(nodes[0])) & set(_service_columns(services))
+        if clash:
+            raise FirebreakError(f"{sorted(clash)[0]!r} names both a node and a service")
+        columns.update(node_columns(*nodes))
     wide = pd.DataFrame(columns)
     sim_time = pd.Series(times)
     if step is not None:
@@ -219,8 +262,14 @@ def _unix_time(sim_seconds: np.ndarray) -> np.ndarray:
 def write_wide_csv(
     run_dir: Path, out: Path, *, step: float | None = None, full: bool = False
 ) -> pd.DataFrame:
-    """Write a run's RCAEval CSV to `out`; returns the table written."""
-    wide = wide_from_cube(*read_cube(run_dir), step=step, full=full)
+    """Write a run's RCAEval CSV to `out` (node blocks too, when the run has nodes);
+    returns the table written."""
+    nodes = None
+    node_file = Path(run_dir) / "node_metrics.parquet"
+    if node_file.exists():
+        _, names, metrics, cube = read_cube(node_file, entity="node")
+        nodes = (names, metrics, cube)
+    wide = wide_from_cube(*read_cube(run_dir), step=step, full=full, nodes=nodes)
     out = Path(out)
     try:
         wide.to_csv(out, index=False, float_format="%.10g")

@@ -1,0 +1,146 @@
+"""A day of real traffic with no fault: what the operations stacks cost when nothing breaks.
+
+A recorded rate series (a NAB corpus file such as realKnownCause/nyc_taxi.csv or
+realTweets/Twitter_volume_AMZN.csv: a `timestamp,value` CSV) is replayed as Online
+Boutique's load, rescaled to the topology's base rate by its own mean, for `hours` from the
+series' start, on the standard infrastructure (3 zones x 2 nodes). No fault is injected, so
+every page is noise and every replica beyond what the HPA alone holds is cost. Three runs of
+the same scenario and seed: the HPA alone (no operator), traditional operations and
+AI-driven operations. The issue's bar for the AI stack: replica-hours at most 1.05 x the HPA
+alone's, and at most one page.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+from experiments.impact.suite import _topology
+from experiments.rehearsal.run import StackSettings, rehearse
+from twin.errors import FirebreakError
+from twin.run.runner import run_scenario
+from twin.scenario.loader import check_scenario
+from twin.scenario.schema import Scenario
+
+MAX_REPLICA_RATIO = 1.05
+MAX_PAGES = 1
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def shared_data() -> Path | None:
+    """The shared data folder (../shared/data beside the checkout or its parent), if any."""
+    for base in (ROOT.parent, ROOT.parent.parent):
+        candidate = base / "shared" / "data"
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def day_scenario(series: Path, hours: float = 24.0, seed: int = 7, load: float = 1.0) -> Scenario:
+    """Online Boutique under the recorded series (its mean at `load` x the base rate), no
+    faults, with infrastructure."""
+    series = Path(series)
+    if not series.is_file():
+        raise FirebreakError(f"{series}: series file not found")
+    raw: dict[str, Any] = {
+        "name": f"no-fault-day-{series.stem}",
+        "description": f"Online Boutique under {series.name}, replayed, no faults",
+        "topology": copy.deepcopy(_topology("online-boutique")),
+        "duration": hours * 3600.0,
+        "seed": seed,
+        "workload": {
+            "classes": [
+                {"name": "browse", "entry": "frontend", "rate": 90.0 * load},
+                {"name": "checkout", "entry": "frontend", "rate": 10.0 * load},
+            ],
+            "noise": 0.05,
+            "replay": {"file": str(series.resolve()), "time_column": "timestamp"},
+        },
+        "slos": [
+            {"class": "browse", "availability": 0.999, "latency_ms": 500, "percentile": 99},
+            {"class": "checkout", "availability": 0.999, "latency_ms": 1000, "percentile": 99},
+        ],
+        "infrastructure": {"zones": 3, "nodes_per_zone": 2},
+        "telemetry": {"plot": False, "traces": False, "logs": False},
+    }
+    scenario = Scenario.model_validate(raw)
+    check_scenario(scenario, f"no-fault day ({series})")
+    return scenario
+
+
+def run_day(
+    series: Path,
+    out: Path,
+    *,
+    hours: float = 24.0,
+    seed: int = 7,
+    load: float = 1.0,
+    progress=None,
+) -> dict[str, Any]:
+    """The three runs and their comparison; writes OUT/<mode>/ run directories and
+    OUT/no_fault_day.json."""
+    if not (0.0 < load <= 10.0):
+        raise FirebreakError(f"--load: must be in (0, 10], got {load}")
+    out = Path(out)
+    scenario = day_scenario(series, hours, seed, load)
+    rows: dict[str, dict[str, Any]] = {}
+    hpa = run_scenario(scenario, out / "hpa", labels=False)
+    rows["hpa"] = {
+        "replica_hours": hpa.summary["replica_hours"],
+        "slo_adherence": hpa.summary["slo_adherence"],
+        "pages": 0,
+        "incidents": 0,
+        "actions": 0,
+    }
+    for mode in ("traditional", "ai"):
+        result = rehearse(scenario, mode, out / mode, settings=StackSettings(), progress=progress)
+        stack = result.summary["stacks"][mode]
+        ops = json.loads((out / mode / "operations.json").read_text())
+        kinds: dict[str, int] = {}
+        for a in ops["actions"]:
+            if "error" not in a:
+                key = f"{a['by']}:{a['action']['action']}"
+                kinds[key] = kinds.get(key, 0) + 1
+        rows[mode] = {
+            "replica_hours": result.summary["replica_hours"],
+            "slo_adherence": result.summary["slo_adherence"],
+            "pages": stack["pages"],
+            "tickets": stack.get("tickets", 0),
+            "incidents": stack["incidents"],
+            "alerts": stack["alerts"],
+            "actions": stack["actions"],
+            "action_kinds": dict(sorted(kinds.items())),
+            "max_replicas": _max_replicas(ops["actions"]),
+        }
+    base = rows["hpa"]["replica_hours"]
+    report = {
+        "series": str(series),
+        "hours": hours,
+        "seed": seed,
+        "load": load,
+        "runs": rows,
+        "ai_replica_ratio": round(rows["ai"]["replica_hours"] / base, 4) if base else None,
+        "traditional_replica_ratio": round(rows["traditional"]["replica_hours"] / base, 4)
+        if base
+        else None,
+        "bar": {"max_replica_ratio": MAX_REPLICA_RATIO, "max_pages": MAX_PAGES},
+    }
+    report["ai_meets_bar"] = bool(
+        report["ai_replica_ratio"] is not None
+        and report["ai_replica_ratio"] <= MAX_REPLICA_RATIO
+        and rows["ai"]["pages"] <= MAX_PAGES
+    )
+    (out / "no_fault_day.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+    return report
+
+
+def _max_replicas(actions: list[dict]) -> dict[str, int]:
+    """The largest replica count each service was scaled to by an action."""
+    out: dict[str, int] = {}
+    for a in actions:
+        act = a["action"]
+        if act.get("action") == "scale_to" and "error" not in a:
+            out[act["service"]] = max(out.get(act["service"], 0), int(act["replicas"]))
+    return out

@@ -1,0 +1,53 @@
+"""`firebreak no-fault-day SERIES --out DIR`: a day of real traffic, no fault, three ways."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def cmd_no_fault_day(args: argparse.Namespace) -> int:
+    from experiments.impact.no_fault_day import MAX_PAGES, MAX_REPLICA_RATIO, run_day
+
+    print(
+        f"replaying {args.series} as Online Boutique's load ({args.load:g}x, {args.hours:g} h), "
+        "no faults: the HPA alone, traditional and AI operations ...",
+        file=sys.stderr,
+    )
+    report = run_day(
+        Path(args.series), Path(args.out), hours=args.hours, seed=args.seed, load=args.load
+    )
+    runs = report["runs"]
+    print(f"{'':14s}{'replica-hours':>15s}{'x HPA':>8s}{'pages':>7s}{'incidents':>11s}{'SLO':>8s}")
+    base = runs["hpa"]["replica_hours"]
+    for mode in ("hpa", "traditional", "ai"):
+        r = runs[mode]
+        print(
+            f"{mode:14s}{r['replica_hours']:15.1f}{r['replica_hours'] / base:8.3f}"
+            f"{r['pages']:7d}{r['incidents']:11d}{r['slo_adherence']:8.1%}"
+        )
+    verdict = "meets" if report["ai_meets_bar"] else "misses"
+    print(
+        f"AI operations {verdict} the bar (replica-hours <= {MAX_REPLICA_RATIO:g} x HPA, "
+        f"pages <= {MAX_PAGES}); wrote {Path(args.out) / 'no_fault_day.json'}"
+    )
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "no-fault-day",
+        help="a day of a real rate series as load, no faults: the HPA alone vs both stacks",
+        description=(
+            "Replay a recorded rate series (a `timestamp,value` CSV, e.g. NAB's "
+            "realKnownCause/nyc_taxi.csv) as Online Boutique's load with no fault, and compare "
+            "what the HPA alone, traditional and AI operations cost in replica-hours and pages."
+        ),
+    )
+    p.add_argument("series", help="rate series CSV with timestamp and value columns")
+    p.add_argument("--out", default="runs/no-fault-day", help="output directory")
+    p.add_argument("--hours", type=float, default=24.0, help="hours to replay (default 24)")
+    p.add_argument("--load", type=float, default=1.0, help="mean load x the base rate (default 1)")
+    p.add_argument("--seed", type=int, default=7, help="run seed (default 7)")
+    p.set_defaults(func=cmd_no_fault_day)

@@ -1,0 +1,1 @@
+"""Infrastructure under the deployments: nodes, zones, placement and node conditions."""
