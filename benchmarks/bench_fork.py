@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from twin.flow.engine import Simulation, prepare_inputs
+from twin.flow.engine import Simulation
+from twin.flow.inputs import prepare_inputs
 from twin.scenario.loader import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]

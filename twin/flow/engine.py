@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import simpy
@@ -27,13 +26,13 @@ from twin.control.hpa import hpa_process
 from twin.control.pods import PodController
 from twin.errors import FirebreakError
 from twin.fields import NODE_METRICS
-from twin.flow.compiled import CompiledTopology, compile_topology
+from twin.flow.compiled import CompiledTopology
+from twin.flow.inputs import RunInputs, prepare_inputs
 from twin.flow.kernel import flow_tick
 from twin.flow.stages import EVENT_OOM, K_INTENSITY, N_COUNTERS
 from twin.infra.cluster import Cluster
 from twin.rng import stream
 from twin.scenario.schema import Scenario
-from twin.scenario.workload import rate_curves, sample_intensity_and_arrivals
 from twin.telemetry.frame import Chunk, Frame, Sink
 
 CHUNK_CELLS = 1_500_000  # telemetry values buffered before sinks get them
@@ -42,37 +41,6 @@ MAX_KERNEL_EVENTS = 4096
 
 class TimeRangeError(FirebreakError):
     """A time outside what the run can reach: negative, past its end, or in its past."""
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    """What a run derives from its scenario alone (topology arrays, traffic): read-only, so
-    forks of one run share it instead of recomputing it."""
-
-    scenario: Scenario
-    topo: CompiledTopology
-    class_rates: np.ndarray  # n_ticks × classes, expected external rate
-    class_arrivals: np.ndarray  # n_ticks × classes, sampled arrivals per tick
-    class_entry: np.ndarray  # classes × services, 1 where a class enters
-    class_intensity: np.ndarray  # n_ticks × classes, the Poisson mean behind each count
-
-
-def prepare_inputs(scenario: Scenario) -> RunInputs:
-    """Compile the topology and draw the workload (from the seed's `workload` stream)."""
-    dt = float(scenario.tick)
-    n_ticks = int(math.ceil(scenario.duration / dt - 1e-9))
-    topo = compile_topology(scenario)
-    workload = scenario.workload
-    rates = rate_curves(workload, n_ticks, dt)
-    intensity, arrivals = sample_intensity_and_arrivals(
-        rates, workload.noise, dt, stream(scenario.seed, "workload")
-    )
-    entry = np.zeros((len(workload.classes), topo.n_services))
-    for i, cls in enumerate(workload.classes):
-        entry[i, topo.service_index(cls.entry)] = 1.0
-    for array in (topo.base_services, topo.base_edges, rates, arrivals, entry, intensity):
-        array.setflags(write=False)
-    return RunInputs(scenario, topo, rates, arrivals, entry, intensity)
 
 
 class _Urgent(simpy.Event):
