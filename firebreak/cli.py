@@ -40,6 +40,7 @@ OUTPUT_FILES: dict[str, tuple[str, str]] = {
     "generate-topology": ("output", "-o"),
     "import-traces": ("output", "-o"),
     "export": ("output", "-o"),
+    "rca": ("json", "--json"),
 }
 
 # Commands that live in modules of their own: each module has `register(subparsers)`.
@@ -72,17 +73,6 @@ def _duration_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """An argument that counts something: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
     return value
 
 

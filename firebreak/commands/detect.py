@@ -21,10 +21,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from detectors.ingest.read import METRIC_FORMATS
     from twin.errors import FirebreakError
 
-    if args.z <= 0 or args.persist < 1 or args.window < 10:
-        raise FirebreakError("--z must be > 0, --persist >= 1 and --window >= 10")
     if args.format not in METRIC_FORMATS:
-        raise FirebreakError(f"--format must be one of {', '.join(METRIC_FORMATS)}")
+        raise FirebreakError(
+            f"--format: unknown format {args.format!r} (one of {', '.join(METRIC_FORMATS)})"
+        )
     table = read_table(Path(args.file), args.time_column, exclude=args.exclude, fmt=args.format)
     result = detect_table(table, z=args.z, persist=args.persist, window=args.window)
     out = Path(args.out)
@@ -67,7 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="COLUMN",
         help="columns never scored (glob patterns); label, is_anomaly, ... always are",
     )
-    p.add_argument("--z", type=float, default=6.0, help="score that counts as anomalous")
-    p.add_argument("--persist", type=int, default=3, help="rows in a row before alerting")
-    p.add_argument("--window", type=int, default=720, help="rows in the rolling baseline")
+    from firebreak.argtypes import int_at_least, positive_float, positive_int
+
+    p.add_argument("--z", type=positive_float, default=6.0, help="score that counts as anomalous")
+    p.add_argument("--persist", type=positive_int, default=3, help="rows in a row before alerting")
+    p.add_argument(
+        "--window", type=int_at_least(10), default=720, help="rows in the rolling baseline"
+    )
     p.set_defaults(func=cmd_detect)

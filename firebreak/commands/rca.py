@@ -37,6 +37,20 @@ def _describe(evidence: dict) -> str:
     return " ".join(parts) or "no signal moved"
 
 
+def _check_target(target: str, file: str, services: list[str], telemetry, graph) -> None:
+    """A --target must be a service the telemetry or the call graph knows: a typo would
+    otherwise rank as if no symptom had been given."""
+    from twin.errors import FirebreakError
+
+    known = set(services) | set(graph.nodes if graph is not None else ())
+    for frame in (telemetry.spans, telemetry.logs):
+        if frame is not None and "service" in frame.columns:
+            known |= set(frame["service"].dropna().astype(str))
+    if target not in known:
+        shown = ", ".join(sorted(known)[:12]) + (", ..." if len(known) > 12 else "")
+        raise FirebreakError(f"--target {target!r}: no such service in {file} (services: {shown})")
+
+
 def cmd_rca(args: argparse.Namespace) -> int:
     from detectors.ingest.read import read_log_files, read_traces
     from detectors.rca.base import IncidentTelemetry, join_normal
@@ -44,13 +58,16 @@ def cmd_rca(args: argparse.Namespace) -> int:
     from detectors.rca.table import causes_to_dicts, load_graph, parse_time, read_signal_table
     from twin.errors import FirebreakError
 
-    if args.top < 1 or (args.before or 1) <= 0 or (args.after or 1) <= 0:
-        raise FirebreakError("--top must be >= 1, --before and --after > 0")
     if args.at is None and args.normal is None:
         raise FirebreakError("--at is required (it may be left out only with --normal)")
     graph = load_graph(args.topology) if args.topology else None
     known = list(graph.nodes) if graph is not None else None
     incident = read_signal_table(args.file, args.time_column, known, args.exclude)
+    if not incident.services():
+        shown = ", ".join(map(str, incident.columns[:8])) or "none with values"
+        raise FirebreakError(
+            f"{args.file}: no numeric <service>_<metric> signal to rank (signals: {shown})"
+        )
     notes = list(incident.notes)
     table = incident.wide()
     telemetry = IncidentTelemetry(target=args.target, target_kind=args.target_kind)
@@ -73,6 +90,8 @@ def cmd_rca(args: argparse.Namespace) -> int:
     if args.normal_logs:
         telemetry.normal_logs, more = read_log_files(args.normal_logs)
         notes += [f"normal logs: {n}" for n in more]
+    if args.target is not None:
+        _check_target(args.target, args.file, incident.services(), telemetry, graph)
     windows = {"before_s": before, "after_s": args.after}
     method = make_method(args.method, **{k: v for k, v in windows.items() if v is not None})
     if takes_telemetry(method):
@@ -140,13 +159,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--topology", default=None, help="call graph: topology or scenario YAML, or adjacency CSV"
     )
     p.add_argument("--exclude", nargs="+", default=[], help="columns never used (globs)")
-    p.add_argument("--top", type=int, default=5, help="causes to print")
+    from firebreak.argtypes import positive_float, positive_int
+
+    p.add_argument("--top", type=positive_int, default=5, help="causes to print")
     p.add_argument("--json", default=None, help="also write the ranking as JSON here")
     p.add_argument(
-        "--before", type=float, default=None, help="normal window, seconds (method's default)"
+        "--before",
+        type=positive_float,
+        default=None,
+        help="normal window, seconds (method's default)",
     )
     p.add_argument(
-        "--after", type=float, default=None, help="incident window, seconds (method's default)"
+        "--after",
+        type=positive_float,
+        default=None,
+        help="incident window, seconds (method's default)",
     )
     p.add_argument("--time-column", default=None, help="default: time, timestamp, ts, ...")
     p.set_defaults(func=cmd_rca)

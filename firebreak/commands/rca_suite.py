@@ -102,7 +102,7 @@ def cmd_rca_suite(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
-    from firebreak.cli import positive_int
+    from firebreak.argtypes import positive_int
 
     p = subparsers.add_parser(
         "rca-suite",

@@ -12,7 +12,8 @@ from pathlib import Path
 def cmd_real_bench(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from experiments.realbench.bench import DATASETS, find_datasets, run_bench
+    from detectors.rca.registry import METHODS
+    from experiments.realbench.bench import DATASETS, EXTERNAL, FIRST_RULE, find_datasets, run_bench
     from experiments.realbench.harness import summarise
     from experiments.realbench.report import write_outputs
     from twin.errors import FirebreakError
@@ -20,8 +21,12 @@ def cmd_real_bench(args: argparse.Namespace) -> int:
     root = Path(args.dataset_dir)
     if not root.is_dir():
         raise FirebreakError(f"{root}: not a directory")
-    if args.limit is not None and args.limit < 1:
-        raise FirebreakError("--limit must be >= 1")
+    known = [*METHODS, FIRST_RULE, *EXTERNAL]
+    unknown = [m for m in args.methods or () if m not in known]
+    if unknown:
+        raise FirebreakError(
+            f"--methods: unknown method {unknown[0]!r} (known: {', '.join(known)})"
+        )
     found = find_datasets(root)
     if not found:
         raise FirebreakError(
@@ -86,5 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--datasets", nargs="+", choices=("nezha-trainticket", "petshop"), default=None)
     p.add_argument("--methods", nargs="+", default=None, help="default: all")
-    p.add_argument("--limit", type=int, default=None, help="first N cases per part (smoke runs)")
+    from firebreak.argtypes import positive_int
+
+    p.add_argument(
+        "--limit", type=positive_int, default=None, help="first N cases per part (smoke runs)"
+    )
     p.set_defaults(func=cmd_real_bench)
