@@ -1,4 +1,5 @@
-"""Bad inputs to the commands that read recorded telemetry (detect, rca, real-bench): part of
+"""Bad inputs to the commands that read recorded telemetry (detect, rca, real-bench,
+no-fault-day): part of
 the corpus in bad_input_corpus.py, in a file of its own to keep each under 500 lines."""
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ def _table(m: Path, name: str = "table.csv", *, values: str = "normal") -> Path:
 
 NOISE = bytes(range(256)) * 8  # not text at all
 WORDS = "time,x\n0,a\n30,b\n"  # a table whose only signal is words
+
+
+def _rates(m: Path, scale: float = 1.0) -> Path:
+    """A day of a rate series (`timestamp,value`, 5-minute steps) for no-fault-day."""
+    path = m / "tables" / "rates.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = ["timestamp,value"] + [f"{i * 300},{scale * (50 + i % 12)}" for i in range(288)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
 
 
 def ingest_cases() -> list[Case]:
@@ -99,5 +109,21 @@ def ingest_cases() -> list[Case]:
         ("real-bench:dataset-unknown", lambda m, o: ["real-bench", str(_folder(m, "empty")),
                                                      "--datasets", "mars", "--out", str(o)],
          ("mars",)),
+        ("no-fault-day:missing-series", lambda m, o: ["no-fault-day", str(m / "rate.csv"), "--out",
+                                                      str(o)], ("rate.csv",)),
+        ("no-fault-day:hours-zero", lambda m, o: ["no-fault-day", str(_rates(m)), "--hours", "0",
+                                                  "--out", str(o)], ("--hours", "0")),
+        ("no-fault-day:hours-nan", lambda m, o: ["no-fault-day", str(_rates(m)), "--hours", "nan",
+                                                 "--out", str(o)], ("--hours", "nan")),
+        ("no-fault-day:hours-huge", lambda m, o: ["no-fault-day", str(_rates(m)), "--hours",
+                                                  "1e5", "--out", str(o)], ("--hours", "100000")),
+        ("no-fault-day:load-negative", lambda m, o: ["no-fault-day", str(_rates(m)), "--load",
+                                                     "-1", "--out", str(o)], ("--load", "-1")),
+        ("no-fault-day:seed-negative", lambda m, o: ["no-fault-day", str(_rates(m)), "--seed", "-1",
+                                                     "--out", str(o)], ("--seed", "-1")),
+        ("no-fault-day:negative-rates", lambda m, o: ["no-fault-day", str(_rates(m, -1.0)), "--out",
+                                                      str(o)], ("rates.csv", "negative")),
+        ("no-fault-day:out-occupied", lambda m, o: ["no-fault-day", str(_rates(m)), "--out",
+                                                    str(_occupied(o))], ("--out", "--force")),
     ]  # fmt: skip
     return [Case(cid, argv, expect) for cid, argv, expect in c]

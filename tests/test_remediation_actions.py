@@ -40,7 +40,7 @@ from twin.control.actions import (
     StopFault,
     action_from_dict,
 )
-from twin.control.remedy_actions import Drain, SetRetries
+from twin.control.remedy_actions import Drain, RolloutRestart, SetRetries
 from twin.errors import FirebreakError
 from twin.fields import M
 from twin.flow.engine import Simulation
@@ -347,6 +347,7 @@ def test_every_kind_declares_its_delay_cost_and_risk():
         "escalate": Escalate("unknown signature"),
         "drain": Drain("node-a1"),
         "set_retries": SetRetries("leaf", 0),
+        "rollout_restart": RolloutRestart("mid"),
     }
     assert set(examples) == set(ACTIONS)
     startup = scenario.topology.services["mid"].startup_s

@@ -6,9 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+MAX_HOURS = 24.0 * 14  # two weeks: each of the three runs is a flow run of that length
+
 
 def cmd_no_fault_day(args: argparse.Namespace) -> int:
     from experiments.impact.no_fault_day import MAX_PAGES, MAX_REPLICA_RATIO, run_day
+    from twin.errors import FirebreakError
+
+    if args.hours > MAX_HOURS:
+        raise FirebreakError(f"--hours: at most {MAX_HOURS:g} (two weeks), got {args.hours:g}")
 
     print(
         f"replaying {args.series} as Online Boutique's load ({args.load:g}x, {args.hours:g} h), "
@@ -47,7 +53,14 @@ def register(subparsers) -> None:
     )
     p.add_argument("series", help="rate series CSV with timestamp and value columns")
     p.add_argument("--out", default="runs/no-fault-day", help="output directory")
-    p.add_argument("--hours", type=float, default=24.0, help="hours to replay (default 24)")
+    from firebreak.argtypes import int_at_least, positive_float
+
+    p.add_argument(
+        "--hours",
+        type=positive_float,
+        default=24.0,
+        help=f"hours to replay (default 24, at most {MAX_HOURS:g})",
+    )
     p.add_argument("--load", type=float, default=1.0, help="mean load x the base rate (default 1)")
-    p.add_argument("--seed", type=int, default=7, help="run seed (default 7)")
+    p.add_argument("--seed", type=int_at_least(0), default=7, help="run seed (default 7)")
     p.set_defaults(func=cmd_no_fault_day)
