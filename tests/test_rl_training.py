@@ -183,3 +183,23 @@ def test_evaluate_cli_writes_table_csv_and_plot(tmp_path, capsys, trained):
     rows = (report / "episodes.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 4 * 2
     assert (report / "summary.csv").is_file() and (report / "evaluation.png").stat().st_size > 0
+
+
+def test_a_tiny_run_evaluates_once_not_after_every_step(tmp_path):
+    """`--steps 10` used to evaluate a set of episodes after every step of a whole rollout
+    (256 evaluations, minutes): evaluations are at least MIN_EVAL_GAP steps apart."""
+    config = TrainConfig(
+        algo="ppo",
+        env_id=REMEDIATION_ID,
+        steps=10,
+        out=tmp_path,
+        n_envs=2,
+        env_kwargs=SHORT,
+        eval_episodes=1,
+        progress_bar=False,
+    )
+    summary = train(config)
+    evaluations = np.load(tmp_path / "eval" / "evaluations.npz")["timesteps"]
+    assert len(evaluations) <= 1
+    assert summary["steps_done"] >= 10  # a whole rollout, reported as such
+    assert summary["steps_per_s"] == pytest.approx(summary["steps_done"] / summary["wall_s"], 0.1)

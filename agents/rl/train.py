@@ -27,6 +27,9 @@ class TrainingError(FirebreakError):
     """A training request is invalid (algorithm, env id, counts) or its output unreadable."""
 
 
+MIN_EVAL_GAP = 1_000  # env steps between two evaluations at least (unless eval_freq says)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """What `train` needs; checked on construction so a bad value fails before any work."""
@@ -198,7 +201,9 @@ def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
             ),
             raise_exception=True,
         )
-        freq = config.eval_freq or max(config.steps // 10, 1)
+        # about ten evaluations a run, never closer than MIN_EVAL_GAP steps: a tiny --steps
+        # would otherwise evaluate a whole set of episodes after every single step
+        freq = config.eval_freq or max(config.steps // 10, MIN_EVAL_GAP)
         eval_kw = {
             "n_eval_episodes": config.eval_episodes,
             "eval_freq": max(freq // config.n_envs, 1),
@@ -226,8 +231,10 @@ def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     )
     wall = time.perf_counter() - began
     save_policy(model.policy, algo=config.algo, env_id=config.env_id, folder=out)
+    done = int(model.num_timesteps)  # whole rollouts: PPO collects at least one
+    summary["steps_done"] = done
     summary["wall_s"] = round(wall, 1)
-    summary["steps_per_s"] = round(config.steps / wall, 1) if wall > 0 else None
+    summary["steps_per_s"] = round(done / wall, 1) if wall > 0 else None
     _write_settings(out, summary)
     envs.close()
     return model, summary

@@ -40,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     summary = train(config)
     print(
-        f"trained {summary['algo']} on {summary['env_id']} for {summary['steps']} steps "
+        f"trained {summary['algo']} on {summary['env_id']} for {summary['steps_done']} steps "
         f"({summary['n_envs']} envs, seed {summary['seed']}) in {summary['wall_s']:g} s "
         f"({summary['steps_per_s']:g} steps/s); policy {Path(args.out) / 'policy.safetensors'} "
         "+ policy.json (data only, no pickle), settings.json, tensorboard/, checkpoints/ and "
@@ -67,7 +67,9 @@ def register(subparsers) -> None:
     )
     p.add_argument("--steps", type=int, required=True, help="environment steps to train for")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--seed", type=int, default=0)
+    from firebreak.argtypes import int_at_least
+
+    p.add_argument("--seed", type=int_at_least(0), default=0)
     p.add_argument("--n-envs", type=int, default=4, help="envs stepped together (one process)")
     p.add_argument("--env-kwargs", default=None, help="JSON env settings, e.g. '{\"top_k\": 5}'")
     p.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes per eval")
