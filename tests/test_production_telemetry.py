@@ -17,6 +17,7 @@ from twin.scenario.loader import load_scenario
 from twin.scenario.observe_schema import DEFAULT_MODE
 from twin.telemetry.longtable import read_long_table
 from twin.telemetry.observe.pods import ALPHABET
+from twin.telemetry.observe.writer import POD_METRICS
 from twin.telemetry.spans import EPOCH_UNIX_S
 from twin.telemetry.widecsv import write_wide_csv
 
@@ -151,7 +152,7 @@ def test_pods_are_named_like_kubernetes_pods(runs) -> None:
     assert kinds == {"deploy", "batch_job", "noisy_neighbour"}
     pods = read_long_table(runs["busy"], "pod_metrics.parquet").to_pandas()
     assert set(pods["pod"].astype(str)) <= set(info["pods"])
-    assert set(pods["metric"].astype(str)) == {"request_rate", "error_rate", "cpu_cores", "memory_mb"}
+    assert set(pods["metric"].astype(str)) == set(POD_METRICS)
 
 
 def test_deterministic_per_seed(runs) -> None:
