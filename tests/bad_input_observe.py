@@ -43,6 +43,10 @@ TELEMETRY_MUTATIONS: list[tuple[str, str, Any, tuple[str, ...]]] = [
     ("production-unknown-key", "telemetry", {"production": {"scrape": 15}},
      (f"{PROD}.scrape",)),
 ]  # fmt: skip
+# runs too short for one rate() window: refused when the run starts
+RUN_ONLY: list[tuple[str, str, Any, tuple[str, ...]]] = [
+    ("production-shorter-than-a-window", "duration", "50s", ("duration", "50s", "rate_window_s")),
+]
 
 SPAN = {"traceID": "t", "spanID": "a", "operationName": "op", "startTime": 1,
         "duration": 1000, "processID": "p1", "references": []}  # fmt: skip
@@ -90,4 +94,12 @@ def observe_cases() -> list[Case]:
                 return build(_scenario_file(m, cid, _set(valid_scenario(), path, value)), out)
 
             cases.append(Case(f"{cmd}:{cid}", argv, expect))
+    for cid, path, value, expect in RUN_ONLY:
+
+        def short(m: Path, out: Path, path=path, value=value, cid=cid) -> list:
+            doc = _set(_set(valid_scenario(), path, value), "faults", [])
+            doc["telemetry"] = {"mode": "production"}
+            return commands["run"](_scenario_file(m, cid, doc), out)
+
+        cases.append(Case(f"run:{cid}", short, expect))
     return cases + [Case(cid, argv, expect) for cid, argv, expect in IMPORT_FLAGS]

@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from twin.errors import ScenarioError
 from twin.fields import N_SERVICE_METRICS, M
 from twin.rng import stream
 from twin.run.directory import PART, RunDirectoryWriter, write_json
@@ -79,9 +80,16 @@ class ProductionWriter(RunDirectoryWriter):
     """A run-directory sink writing production-like telemetry (see the module docstring)."""
 
     def __init__(self, out: Path, scenario: Scenario, services, edges, nodes=()):
+        cfg = scenario.telemetry.production
+        shortest = cfg.rate_window_s + cfg.scrape_interval_s
+        if scenario.duration < shortest:  # not one rate() window: nothing to write
+            raise ScenarioError(
+                f"duration: {scenario.duration:g}s is too short for production telemetry "
+                f"(at least rate_window_s + scrape_interval_s = {shortest:g}s)"
+            )
         super().__init__(out, services, edges, nodes)
         self.scenario = scenario
-        self.cfg = cfg = scenario.telemetry.production
+        self.cfg = cfg
         seed = scenario.seed
         self.services = tuple(services)
         self.index = {n: i for i, n in enumerate(self.services)}
