@@ -48,6 +48,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.commands.serve",
     "firebreak.commands.export",
     "firebreak.commands.import_traces",
+    "firebreak.commands.calibrate",
     "firebreak.commands.fidelity",
     "firebreak.commands.detect",
     "firebreak.commands.detect_suite",

@@ -1,5 +1,5 @@
 """Bad inputs to production-like telemetry (the scenario's `telemetry.mode` and
-`telemetry.production`) and to import-traces' scenario flags: part of the corpus in
+`telemetry.production`), to import-traces' scenario flags and to calibrate: part of the corpus in
 bad_input_corpus.py, in a file of its own to keep each under 500 lines."""
 
 from __future__ import annotations
@@ -80,6 +80,43 @@ IMPORT_FLAGS: list[tuple[str, Callable[[Path, Path], list[str]], tuple[str, ...]
 ]  # fmt: skip
 
 
+def _day(m: Path, metric: str | None = None) -> Path:
+    """A telemetry folder (Nezha layout) with one trace; `metric`: a pod metric CSV's text."""
+    root = m / "day"
+    (root / "trace").mkdir(parents=True, exist_ok=True)
+    (root / "trace" / "t.csv").write_text(
+        "TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano\n"
+        "t1,a,root,gw-6f6cfc45b-h5m2n,/,1674982159000000000,1674982159020000000\n"
+    )
+    if metric is not None:
+        (root / "metric").mkdir(exist_ok=True)
+        (root / "metric" / "gw-6f6cfc45b-h5m2n_metric.csv").write_text(metric)
+    return root
+
+
+def _cal(*flags: str, day=_day) -> Callable[[Path, Path], list[str]]:
+    return lambda m, o: ["calibrate", str(day(m)), "-o", str(m / "c.yaml"), *flags]
+
+
+CALIBRATE: list[tuple[str, Callable[[Path, Path], list[str]], tuple[str, ...]]] = [
+    ("calibrate:missing-folder", lambda m, o: ["calibrate", str(m / "nope"), "-o",
+                                               str(m / "c.yaml")], ("nope",)),
+    ("calibrate:empty-folder", lambda m, o: ["calibrate", str(_file(m, "x/.keep", "").parent),
+                                             "-o", str(m / "c.yaml")], ("x",)),
+    ("calibrate:traces-not-csv", lambda m, o: ["calibrate", str(_file(m, "b/trace/t.csv",
+                                               bytes(range(256)) * 4).parent.parent), "-o",
+                                               str(m / "c.yaml")], ("t.csv",)),
+    ("calibrate:metric-no-cpu", _cal(day=lambda m: _day(m, "Time,PodName\n1,gw\n")),
+     ("gw-6f6cfc45b-h5m2n_metric.csv", "CpuUsage(m)")),
+    ("calibrate:duration-zero", _cal("--duration", "0"), ("--duration", "0")),
+    ("calibrate:seed-negative", _cal("--seed", "-2"), ("--seed", "-2")),
+    ("calibrate:check-missing", _cal("--check", "/nonexistent/held-out"),
+     ("--check", "/nonexistent/held-out")),
+    ("calibrate:out-folder-missing", lambda m, o: ["calibrate", str(_day(m)), "-o",
+                                                   str(m / "no" / "c.yaml")], ("no",)),
+]  # fmt: skip
+
+
 def observe_cases() -> list[Case]:
     """Telemetry settings under validate and run; import-traces' scenario flags."""
     cases = []
@@ -102,4 +139,5 @@ def observe_cases() -> list[Case]:
             return commands["run"](_scenario_file(m, cid, doc), out)
 
         cases.append(Case(f"run:{cid}", short, expect))
-    return cases + [Case(cid, argv, expect) for cid, argv, expect in IMPORT_FLAGS]
+    extra = IMPORT_FLAGS + CALIBRATE
+    return cases + [Case(cid, argv, expect) for cid, argv, expect in extra]

@@ -200,20 +200,42 @@ def import_scenario(
     """A validated, runnable scenario (plain data) from a trace file, and a summary."""
     path = Path(path)
     fmt, spans = read_spans(path)
+    scenario, summary = scenario_from_spans(
+        spans, path, name=name or path.stem, duration=duration, rate=rate, sampled=sampled,
+        seed=seed,
+    )  # fmt: skip
+    summary["format"] = fmt
+    return scenario, summary
+
+
+def scenario_from_spans(
+    spans: list,
+    source: Path,
+    *,
+    name: str,
+    duration: float = 3600.0,
+    rate: float | None = None,
+    sampled: float = 1.0,
+    seed: int = 0,
+    adjust: Any = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scenario of a list of spans (see `import_scenario`); `adjust(analysis, topology)`
+    may refine the topology (calibration from metrics) before it is validated."""
     a = analyse(spans)
     if not a.roots:
-        raise TraceImportError(f"{path}: no root spans (every span has a parent): no entry")
-    label = name or path.stem
-    topology, summary = topology_from(a, label, len(spans))
-    summary["format"] = fmt
+        raise TraceImportError(f"{source}: no root spans (every span has a parent): no entry")
+    topology, summary = topology_from(a, name, len(spans))
+    summary["format"] = "spans"
     summary["settings"] = client_settings(a, topology["calls"])
     rates, how = entry_rates(a, rate=rate, sampled=sampled)
     size_capacity(a, topology["services"], rates)
-    validate_topology(topology, str(path))
+    if adjust is not None:
+        adjust(a, topology)
+    validate_topology(topology, str(source))
     summary["rate"], summary["rate_source"] = sum(rates.values()), how
     scenario = {
-        "name": label,
-        "description": f"Imported from {path.name}: {len(topology['services'])} services, "
+        "name": name,
+        "description": f"Imported from {source.name}: {len(topology['services'])} services, "
         f"{len(topology['calls'])} calls.",
         "duration": duration,
         "seed": seed,
@@ -226,9 +248,9 @@ def import_scenario(
         "slos": slos(a),
     }
     try:
-        check_scenario(Scenario.model_validate(scenario), str(path))
+        check_scenario(Scenario.model_validate(scenario), str(source))
     except (ScenarioError, ValueError) as exc:  # a bug here, not the user's: say what
-        raise TraceImportError(f"{path}: the imported scenario is invalid: {exc}") from None
+        raise TraceImportError(f"{source}: the imported scenario is invalid: {exc}") from None
     return scenario, summary
 
 
