@@ -39,6 +39,7 @@ OUTPUT_DIRS: dict[str, tuple[str, str]] = {
 OUTPUT_FILES: dict[str, tuple[str, str]] = {
     "generate-topology": ("output", "-o"),
     "import-traces": ("output", "-o"),
+    "calibrate": ("output", "-o"),
     "export": ("output", "-o"),
     "rca": ("json", "--json"),
 }
