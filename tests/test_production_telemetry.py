@@ -117,6 +117,8 @@ def test_metrics_sit_on_a_scrape_grid_and_keep_their_totals(runs) -> None:
     prod, ideal = _wide(runs["busy"]), _wide(runs["busy-ideal"])
     steps = np.diff(prod.index.to_numpy())
     assert np.all(steps == 15.0)
+    edges = read_long_table(runs["busy"], "edge_metrics.parquet").to_pandas()
+    assert np.array_equal(np.unique(edges["time"]), prod.index.to_numpy())  # one grid
     for svc in ("frontend", "cartservice", "productcatalogservice"):
         got = prod[(svc, "arrival_rate")].mean()
         want = ideal[(svc, "arrival_rate")].loc[prod.index[0] :].mean()

@@ -102,6 +102,7 @@ class ProductionWriter(RunDirectoryWriter):
         self.upper = np.asarray(cfg.buckets_s, dtype=float)
         self.store: dict[str, np.ndarray] | None = None
         self.next_step = np.ceil(cfg.rate_window_s / cfg.step_s) * cfg.step_s
+        self.first_step = float(self.next_step)
         self.end = 0.0
         self.carry = np.full((len(self.services), N_SERVICE_METRICS), np.nan)
         onehot = np.zeros((len(self.pods), len(self.services)))
@@ -151,9 +152,12 @@ class ProductionWriter(RunDirectoryWriter):
             super().close()
 
     def _put_means(self, writer, out: tuple[np.ndarray, np.ndarray]) -> None:
+        """Edge and node means on the metrics' own steps (none before the first rate window,
+        none past the run's last tick)."""
         times, block = out
-        if len(times):
-            writer.put(times, block)
+        keep = (times >= self.first_step - 1e-9) & (times <= self.end + 1e-9)
+        if keep.any():
+            writer.put(times[keep], block[keep])
 
     def _append(self, rounds: dict) -> None:
         if self.store is None:
