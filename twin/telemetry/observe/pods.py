@@ -38,6 +38,7 @@ class PodSet:
             most = max(svc.replicas, svc.hpa.max_replicas if svc.hpa else 0, 1)
             slots += [(s, k) for k in range(min(most, MAX_SLOTS))]
         self.service = np.array([s for s, _ in slots], dtype=np.int64)
+        self.first = np.searchsorted(self.service, np.arange(len(names)))  # each one's first pod
         self.slot = np.array([k for _, k in slots], dtype=np.int64)
         self.names = names
         n = len(slots)

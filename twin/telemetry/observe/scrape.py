@@ -197,9 +197,7 @@ class Scraper:
         pods.active, pods.incarnation = active[-1].copy(), incarnation[-1].copy()
         pods.generation = generation[-1].copy()
         f = np.where(active, pods.factor[None, :], 0.0)
-        total = np.zeros((n_k, len(pods.names)))
-        for s in range(len(pods.names)):
-            total[:, s] = f[:, pods.service == s].sum(axis=1)
+        total = np.add.reduceat(f, pods.first, axis=1)  # a service's pods are contiguous
         weights = np.where(active, f / np.maximum(total[:, pods.service], 1e-12), 0.0)
         return reset, generation[:, pods.service], incarnation, weights
 
