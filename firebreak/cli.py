@@ -39,6 +39,7 @@ OUTPUT_DIRS: dict[str, tuple[str, str]] = {
 OUTPUT_FILES: dict[str, tuple[str, str]] = {
     "generate-topology": ("output", "-o"),
     "import-traces": ("output", "-o"),
+    "calibrate": ("output", "-o"),
     "export": ("output", "-o"),
     "rca": ("json", "--json"),
 }
@@ -48,6 +49,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.commands.serve",
     "firebreak.commands.export",
     "firebreak.commands.import_traces",
+    "firebreak.commands.calibrate",
     "firebreak.commands.fidelity",
     "firebreak.commands.detect",
     "firebreak.commands.detect_suite",

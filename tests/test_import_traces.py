@@ -15,14 +15,20 @@ from trace_runs import Run
 
 from firebreak.cli import main
 from twin.scenario.import_traces import TraceImportError, import_traces, read_spans
-from twin.scenario.loader import load_topology
+from twin.scenario.loader import load_scenario, load_topology
 
 
 # -- import-traces ---------------------------------------------------------------------------------
 def test_round_trip_recovers_the_topology(steady: Run, tmp_path: Path) -> None:
     out = tmp_path / "imported.yaml"
-    assert main(["import-traces", str(steady.out / "traces.json"), "-o", str(out)]) == 0
-    topo = load_topology(out)
+    argv = ["import-traces", str(steady.out / "traces.json"), "-o", str(out), "--sampled", "0.005"]
+    assert main(argv) == 0
+    scenario = load_scenario(out)
+    topo = scenario.topology
+    # the entry rate from the root spans' arrivals, scaled by the traced share
+    offered = steady.metric("frontend", "arrival_rate").mean()
+    rate = sum(c.rate for c in scenario.workload.classes)
+    assert abs(rate - offered) < 0.1 * offered, (rate, offered)
     declared = steady.scenario.topology
     reachable = nx.descendants(declared.graph(), "frontend") | {"frontend"}
     assert set(topo.services) == reachable
@@ -104,7 +110,9 @@ def test_import_a_hand_written_jaeger_file(tmp_path: Path) -> None:
     assert services["db"]["service_time"]["mean_ms"] == pytest.approx(10.0)
     out = tmp_path / "shop.yaml"
     assert main(["import-traces", str(path), "-o", str(out), "--name", "shop"]) == 0
-    assert load_topology(out).name == "shop"
+    assert load_scenario(out).name == "shop"
+    assert main(["import-traces", str(path), "-o", str(out), "--topology-only"]) == 0
+    assert load_topology(out).name == "jaeger"
     assert out.read_text().startswith("# Imported by `firebreak import-traces`")
 
 

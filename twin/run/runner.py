@@ -17,11 +17,12 @@ from twin.fields import N_SERVICE_METRICS, M
 from twin.flow.engine import Simulation
 from twin.request.engine import RequestSimulation
 from twin.run.budget import check_budget, estimate
-from twin.run.directory import RunDirectoryWriter, write_json
+from twin.run.directory import write_json
 from twin.run.labels import ground_truth, record_signals
 from twin.run.slo import SloTracker
 from twin.scenario.schema import Scenario
 from twin.telemetry.logs import LogSink
+from twin.telemetry.observe import open_writer
 from twin.telemetry.otlp import OtlpTraceWriter
 from twin.telemetry.plots import overview_plot
 from twin.telemetry.recorders import SignalRecorder, WindowedMeans
@@ -283,7 +284,7 @@ def _start(
         sim = RequestSimulation(scenario, trace_rate=rate if tel.traces else 0.0)
     names, edges = sim.topo.names, sim.topo.edges
     nodes = sim.node_names if fidelity == "flow" else ()  # request fidelity: no node metrics
-    writer = RunDirectoryWriter(out, names, edges, nodes)
+    writer = open_writer(scenario, out, names, edges, nodes)
     try:
         streams = _trace_and_log_sinks(scenario, sim, out, rate)
         slo = SloTracker(scenario, names)

@@ -8,6 +8,7 @@ from pydantic import BeforeValidator, Field
 
 from twin.scenario.durations import parse_duration
 from twin.scenario.infrastructure import Infrastructure
+from twin.scenario.observe_schema import DEFAULT_MODE, ProductionTelemetry, TelemetryMode
 from twin.scenario.topology import Frozen, Seconds, Topology
 
 UNTIL_REMEDIED = "until-remedied"
@@ -274,8 +275,12 @@ class Slo(Frozen):
 
 
 class Telemetry(Frozen):
-    """What the run writes besides the metrics."""
+    """What the run writes besides the metrics, and how the metrics are observed."""
 
+    mode: TelemetryMode = Field(
+        default=DEFAULT_MODE, description="ideal: every tick, exact; production: as scraped"
+    )
+    production: ProductionTelemetry = ProductionTelemetry()
     plot: bool = True
     traces: bool = True
     trace_rate: float | None = Field(

@@ -1,0 +1,1 @@
+"""Calibrating a scenario from a real system's telemetry, and checking it on held-out periods."""

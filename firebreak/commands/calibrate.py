@@ -1,0 +1,72 @@
+"""`firebreak calibrate`: a runnable scenario fitted to a real system's traces and pod
+metrics, optionally checked against a held-out period."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from firebreak.argtypes import int_at_least
+from firebreak.commands.import_traces import _duration
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from experiments.calibration.fit import CalibrationError, calibrate
+    from twin.scenario.import_traces import write_yaml
+    from twin.scenario.trace_scenario import scenario_header
+
+    if args.check is not None and not Path(args.check).is_dir():
+        raise CalibrationError(f"--check: {args.check}: not a folder of telemetry")
+    root = Path(args.folder)
+    scenario, summary = calibrate(root, name=args.name, duration=args.duration, seed=args.seed)
+    note = (
+        f"# Calibrated by `firebreak calibrate` from {root} ({summary['pods']} pod metric files).\n"
+    )
+    write_yaml(scenario, Path(args.output), note + scenario_header(root, summary))
+    topo = scenario["topology"]
+    print(
+        f"wrote {args.output}: {len(topo['services'])} services, {len(topo['calls'])} calls, "
+        f"entry rate {summary['rate']:.4g}/s from {summary['traces']} traces"
+    )
+    if args.check is not None:
+        _check(scenario, Path(args.check))
+    return 0
+
+
+def _check(scenario: dict, held_out: Path) -> None:
+    """Print the calibrated twin beside the held-out period, service by service."""
+    from experiments.calibration import check
+
+    real, rate = check.observed(held_out)
+    rows = check.compare(real, check.simulated(scenario, rate))
+    print(f"\nheld-out {held_out} (entry rate {rate:.3g}/s): real / twin (error)")
+    print(f"{'service':32s} {'req/s':>13s} {'mean ms':>22s} {'p90 ms':>22s} {'CPU cores':>24s}")
+    for r in rows:
+        cells = [f"{r['rate'][0]:6.2f}/{r['rate'][1]:<6.2f}"]
+        for key, fmt in (("mean_ms", ".1f"), ("p90_ms", ".1f"), ("cpu", ".4f")):
+            a, b, e = r[key]
+            cells.append(f"{a:{fmt}}/{b:{fmt}} ({e:+.0%})")
+        print(f"{r['service']:32s} {cells[0]:>13s} {cells[1]:>22s} {cells[2]:>22s} {cells[3]:>24s}")
+    v = check.verdict(rows)
+    print(f"\nservices above {check.MIN_RATE:g} req/s: {v['services']}")
+    for key, label in (("mean_ms", "mean latency"), ("p90_ms", "p90 latency"), ("cpu", "CPU")):
+        s = v[key]
+        med = "n/a" if s["median_abs_error"] is None else f"{s['median_abs_error']:.0%}"
+        print(f"  {label} within {s['target']:.0%}: {s['within']}/{s['of']} (median |error| {med})")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the command to the `firebreak` parser."""
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit a runnable scenario to a real system's traces and pod metrics",
+    )
+    parser.add_argument("folder", help="telemetry folder: trace/ (span CSV or OTLP JSON), metric/")
+    parser.add_argument("-o", "--output", required=True, help="scenario YAML to write")
+    parser.add_argument("--name", default=None, help="scenario name (default: the folder's)")
+    parser.add_argument("--duration", type=_duration, default=3600.0, help="run length (1h)")
+    parser.add_argument("--seed", type=int_at_least(0), default=0, help="scenario seed (0)")
+    parser.add_argument(
+        "--check", default=None, help="held-out telemetry folder to compare the twin with"
+    )
+    parser.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,85 @@
+"""`firebreak calibrate`: a runnable scenario from a folder of span CSVs and pod metric
+CSVs in the Nezha layout, and its check against a held-out folder. Hand-made telemetry in
+temporary folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.calibration.fit import calibrate, cpu_per_request_ms
+from firebreak.cli import main
+from twin.scenario.loader import load_scenario
+
+NS = 1_000_000_000
+PODS = {
+    "gateway": ["gateway-6f6cfc45b-h5m2n"],
+    "api": ["api-866bd68c97-xcqfx", "api-866bd68c97-b2k9d"],
+}
+
+
+def _telemetry(root: Path, seed: int = 0, traces: int = 300, every_s: float = 2.0) -> Path:
+    """gateway → api (about 12 ms of the api's own work) on two api pods, a trace every
+    `every_s`, and a minute of metrics per pod: CPU 5 m idle + 8 m per request/s of a
+    500 m limit, memory 400 Mi of 2,000 Mi."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        "TraceID,SpanID,ParentID,PodName,OperationName,StartTimeUnixNano,EndTimeUnixNano,Duration"
+    ]
+    t0 = 1_674_982_159 * NS
+    for i in range(traces):
+        start = t0 + int(i * every_s * NS)
+        api = int(rng.lognormal(np.log(12e6), 0.3))
+        pod = PODS["api"][i % 2]
+        gw = f"{i:032x}"
+        rows.append(f"{gw},g{i},root,{PODS['gateway'][0]},/*,{start},{start + api + 3_000_000},0")
+        rows.append(f"{gw},a{i},g{i},{pod},GET,{start + 1_000_000},{start + 1_000_000 + api},0")
+    (root / "trace").mkdir(parents=True)
+    (root / "trace" / "10_00_trace.csv").write_text("\n".join(rows) + "\n")
+    (root / "metric").mkdir()
+    head = (
+        "Time,TimeStamp,PodName,CpuUsage(m),CpuUsageRate(%),MemoryUsage(Mi),"
+        "MemoryUsageRate(%),PodWorkload(Ops)"
+    )
+    for pods in PODS.values():
+        for pod in pods:
+            lines = [head]
+            for minute in range(10):
+                load = 0.5 / len(pods) * (1 + 0.5 * rng.standard_normal())
+                cpu = 5 + 8 * load
+                lines.append(f"t,{minute * 60},{pod},{cpu},{cpu / 5},400,20,{load}")
+            (root / "metric" / f"{pod}_metric.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_calibrated_scenario_takes_pods_limits_and_cpu_from_the_metrics(tmp_path: Path) -> None:
+    scenario, summary = calibrate(_telemetry(tmp_path / "day"), name="shop")
+    api = scenario["topology"]["services"]["api"]
+    assert api["replicas"] == 2 and scenario["topology"]["services"]["gateway"]["replicas"] == 1
+    assert api["cpu_limit"] == pytest.approx(0.5)
+    assert api["memory_limit_mb"] == pytest.approx(2000) and api["memory_base_mb"] == 400
+    assert api["service_time"]["mean_ms"] == pytest.approx(12.5, rel=0.1)
+    # the slope of CPU on load (8 m per request/s = 8 ms a request), not the idle 5 m
+    assert api["cpu_per_request_ms"] == pytest.approx(8.0, rel=0.05)
+    assert summary["pods"] == 3
+    assert scenario["workload"]["classes"] == [{"name": "gateway", "entry": "gateway", "rate": 0.5}]
+
+
+def test_cpu_per_request_is_the_slope_or_the_ratio() -> None:
+    load = np.array([1.0, 2.0, 3.0, 4.0])
+    assert cpu_per_request_ms(0.01 + 0.002 * load, load) == pytest.approx(2.0)
+    flat = np.full(4, 2.0)  # no spread in load: the mean ratio
+    assert cpu_per_request_ms(np.full(4, 0.004), flat) == pytest.approx(2.0)
+
+
+def test_calibrate_then_run_and_check(tmp_path: Path, capsys) -> None:
+    fit, held_out = _telemetry(tmp_path / "dev"), _telemetry(tmp_path / "held", seed=1)
+    out = tmp_path / "calibrated.yaml"
+    assert main(["calibrate", str(fit), "-o", str(out), "--check", str(held_out)]) == 0
+    text = capsys.readouterr().out
+    assert "services above 1 req/s" in text and "api" in text
+    scenario = load_scenario(out)
+    assert scenario.topology.services["api"].replicas == 2
+    assert main(["run", str(out), "--out", str(tmp_path / "run"), "--quiet", "--no-labels"]) == 0
