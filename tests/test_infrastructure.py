@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from conftest import Recorded, _Keep, chain_topology, make_scenario, topology_dict
 
+from firebreak import cli
 from twin.control.mechanisms import NODE_MONITOR_GRACE_S, NOT_READY_TOLERATION_S
 from twin.control.remedy_actions import Drain, RolloutRestart
 from twin.errors import ScenarioError
@@ -132,6 +133,11 @@ def test_node_metrics_reach_the_run_directory_and_the_rca_table(tmp_path):
     assert other[other["time"] > 310]["value"].min() > 0.7 * 4.0 - 0.01
     wide = write_wide_csv(tmp_path / "run", tmp_path / "wide.csv")
     assert {"node-b1_cpu-other", "node-b1_notready", "node-b1_oom"} <= set(wide.columns)
+    exported = tmp_path / "exported.csv"  # the export command writes the same table
+    assert (
+        cli.main(["export", str(tmp_path / "run"), "--format", "rcaeval", "-o", str(exported)]) == 0
+    )
+    assert list(pd.read_csv(exported, nrows=1).columns) == list(wide.columns)
     labels = json.loads((tmp_path / "run" / "labels.json").read_text())
     (f,) = labels["faults"]
     assert f["roots"] == ["node-b1", "zone-b"] and f["until_remedied"]

@@ -70,9 +70,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not run_dir.is_dir():
         raise FirebreakError(f"{run_dir}: not a run directory")
     if args.format == "rcaeval":
-        from twin.telemetry.widecsv import read_cube, wide_from_cube
+        from twin.telemetry.widecsv import wide_table
 
-        wide = wide_from_cube(*read_cube(run_dir), step=args.step, full=args.full)
+        wide = wide_table(run_dir, step=args.step, full=args.full)
         data = wide.to_csv(index=False, float_format="%.10g").encode()
         what = f"{len(wide)} rows × {wide.shape[1]} columns"
     else:

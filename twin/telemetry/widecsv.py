@@ -259,17 +259,23 @@ def _unix_time(sim_seconds: np.ndarray) -> np.ndarray:
     return rounded.astype(np.int64) if np.allclose(unix, rounded, atol=1e-6) else unix
 
 
-def write_wide_csv(
-    run_dir: Path, out: Path, *, step: float | None = None, full: bool = False
-) -> pd.DataFrame:
-    """Write a run's RCAEval CSV to `out` (node blocks too, when the run has nodes);
-    returns the table written."""
+def wide_table(run_dir: Path, *, step: float | None = None, full: bool = False) -> pd.DataFrame:
+    """A run's RCAEval table, node blocks too when the run has nodes (one place, so the
+    export command and `write_wide_csv` never disagree)."""
     nodes = None
     node_file = Path(run_dir) / "node_metrics.parquet"
     if node_file.exists():
         _, names, metrics, cube = read_cube(node_file, entity="node")
         nodes = (names, metrics, cube)
-    wide = wide_from_cube(*read_cube(run_dir), step=step, full=full, nodes=nodes)
+    return wide_from_cube(*read_cube(run_dir), step=step, full=full, nodes=nodes)
+
+
+def write_wide_csv(
+    run_dir: Path, out: Path, *, step: float | None = None, full: bool = False
+) -> pd.DataFrame:
+    """Write a run's RCAEval CSV to `out` (node blocks too, when the run has nodes);
+    returns the table written."""
+    wide = wide_table(run_dir, step=step, full=full)
     out = Path(out)
     try:
         wide.to_csv(out, index=False, float_format="%.10g")
