@@ -102,12 +102,18 @@ def retrieval(
 
 
 def open_set_threshold(
-    signatures: Sequence[Signature], kinds: Sequence[str], k: int, seed: int = 0, n: int = 20
+    signatures: Sequence[Signature],
+    kinds: Sequence[str],
+    k: int,
+    seed: int = 0,
+    n: int = 20,
+    model: FewShotKinds | None = None,
 ) -> float:
     """The unknown-distance that best separates, on labelled incidents, the queries of a
     kind held out of the support (should be `unknown`) from those of kinds in it: every
     kind is held out in turn, k examples per remaining kind drawn `n` times; the threshold
     is the midpoint that maximises the balanced accuracy of the two groups."""
+    base = model or FewShotKinds()
     inside, outside = [], []
     labels = list(kinds)
     for held in sorted(set(labels)):
@@ -115,7 +121,8 @@ def open_set_threshold(
         for e in range(n):
             rng = np.random.default_rng(np.random.SeedSequence([seed, k, e]))
             drawn = [keep[i] for i in draw_support([labels[j] for j in keep], k, rng)]
-            m = FewShotKinds().fit([signatures[i] for i in drawn], [labels[i] for i in drawn])
+            m = FewShotKinds(None, base.floor, base.weighting, base.prior_scale)
+            m.fit([signatures[i] for i in drawn], [labels[i] for i in drawn])
             rest = [i for i in range(len(labels)) if i not in set(drawn)]
             d = m.distances([signatures[i] for i in rest]).min(axis=1)
             for i, dist in zip(rest, d, strict=True):
@@ -125,5 +132,9 @@ def open_set_threshold(
         return float(cands[0]) if cands.size else 1.0
     mids = (cands[1:] + cands[:-1]) / 2
     ins, outs = np.array(inside), np.array(outside)
-    score = [(np.mean(ins <= t) + np.mean(outs > t)) / 2 for t in mids]
+    groups = [(g, sign) for g, sign in ((ins, 1), (outs, -1)) if g.size]
+    score = [
+        np.mean([np.mean(g <= t) if sign > 0 else np.mean(g > t) for g, sign in groups])
+        for t in mids
+    ]
     return float(mids[int(np.argmax(score))])

@@ -11,8 +11,8 @@ so a missing modality neither helps nor hurts.
 A query's kind is that of the nearest prototype (the mean signature of a kind's k
 examples). Open set: when even the nearest prototype is farther than `unknown_distance`,
 the answer is `UNKNOWN`: "not like any kind we have seen". `prior_scale` (the within-kind
-spread learned on many twin incidents) replaces the spread the k examples give: the
-transfer variant.
+spread learned on many twin incidents; NaN where the prior has no data) replaces the spread
+the k examples give: the transfer variant.
 """
 
 from __future__ import annotations
@@ -33,6 +33,21 @@ def matrix(signatures: Sequence[Signature]) -> tuple[np.ndarray, np.ndarray]:
     if not signatures:
         return np.zeros((0, len(FEATURES))), np.zeros((0, len(FEATURES)), dtype=bool)
     return np.stack([s.vector() for s in signatures]), np.stack([s.mask() for s in signatures])
+
+
+def pooled_spread(signatures: Sequence[Signature], kinds: Sequence[str]) -> np.ndarray:
+    """Per feature, the pooled within-kind standard deviation of labelled signatures (NaN
+    where no kind has two examples with the feature): a prior for `prior_scale`."""
+    x, m = matrix(signatures)
+    labels = np.asarray(kinds)
+    within, count = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for k in sorted(set(labels)):
+        xs, ms = x[labels == k], m[labels == k]
+        n = ms.sum(axis=0)
+        mean = (xs * ms).sum(axis=0) / np.maximum(n, 1)
+        within += (((xs - mean) ** 2) * ms).sum(axis=0)
+        count += np.maximum(n - 1, 0)
+    return np.where(count > 0, np.sqrt(within / np.maximum(count, 1)), np.nan)
 
 
 def fisher_weights(
@@ -99,8 +114,9 @@ class FewShotKinds:
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}")
         scale, weight = fisher_weights(x, m, kinds, self.floor)
-        if self.prior_scale is not None:
-            scale = np.maximum(self.prior_scale, self.floor)
+        if self.prior_scale is not None:  # NaN: a feature the prior never saw
+            prior = np.asarray(self.prior_scale, dtype=float)
+            scale = np.where(np.isfinite(prior), np.maximum(prior, self.floor), scale)
         self.scale_ = scale
         if self.weighting == "spread":
             weight = np.full(len(FEATURES), 1.0 / len(FEATURES))

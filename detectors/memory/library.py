@@ -114,6 +114,7 @@ class IncidentLibrary:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp_path = Path(tmp)
+        os.chmod(tmp_path, 0o644)  # mkstemp makes it private; a library is a shared record
         try:
             conn = _connect(tmp_path)
             try:
