@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detectors.memory.signature import FEATURES, Signature
+from detectors.memory.signature import BLOCKS, FEATURES, Signature
 
 UNKNOWN = "unknown"
-WEIGHTINGS = ("spread", "fisher")
+WEIGHTINGS = ("spread", "blocks", "fisher")
 
 
 def matrix(signatures: Sequence[Signature]) -> tuple[np.ndarray, np.ndarray]:
@@ -33,6 +33,12 @@ def matrix(signatures: Sequence[Signature]) -> tuple[np.ndarray, np.ndarray]:
     if not signatures:
         return np.zeros((0, len(FEATURES))), np.zeros((0, len(FEATURES)), dtype=bool)
     return np.stack([s.vector() for s in signatures]), np.stack([s.mask() for s in signatures])
+
+
+def block_weights() -> np.ndarray:
+    """Equal say for each modality block, shared among its features."""
+    w = np.array([1.0 / len(names) for names in BLOCKS.values() for _ in names])
+    return w / w.sum()
 
 
 def pooled_spread(signatures: Sequence[Signature], kinds: Sequence[str]) -> np.ndarray:
@@ -120,6 +126,8 @@ class FewShotKinds:
         self.scale_ = scale
         if self.weighting == "spread":
             weight = np.full(len(FEATURES), 1.0 / len(FEATURES))
+        elif self.weighting == "blocks":
+            weight = block_weights()
         self.weight_ = weight
         labels = np.asarray(kinds)
         self.kinds_ = sorted(set(labels))

@@ -47,6 +47,8 @@ METRIC_FEATURES = (
     *(f"m_up_{k}" for k in KINDS),
     *(f"m_down_{k}" for k in KINDS),
     *(f"m_focus_{k}" for k in KINDS),
+    *(f"m_focus_down_{k}" for k in KINDS),
+    *(f"m_focus_ratio_{k}" for k in KINDS),
     "m_host_cpu",
     "m_host_memory",
     "m_moved_share",
@@ -71,7 +73,13 @@ TRACE_FEATURES = (
     "t_error_up",
     "t_volume",
 )
-TOPOLOGY_FEATURES = ("g_in", "g_out", "g_depth")
+NEIGHBOUR_KINDS = ("latency", "errors")
+TOPOLOGY_FEATURES = (
+    "g_in",
+    "g_out",
+    "g_depth",
+    *(f"g_{side}_{k}" for side in ("callers", "callees") for k in NEIGHBOUR_KINDS),
+)
 BLOCKS: dict[str, tuple[str, ...]] = {
     "metrics": METRIC_FEATURES,
     "logs": LOG_FEATURES,
@@ -129,13 +137,14 @@ def metric_shifts(
     table: pd.DataFrame, at: float, before_s: float, after_s: float, rel_floor: float = 0.05
 ) -> pd.DataFrame:
     """One row per own signal: service, kind, host flag, robust z of its rise and its fall
-    (window max/min against the normal median, in IQR units floored at `rel_floor` of it)."""
+    (window max/min against the normal median, in IQR units floored at `rel_floor` of it),
+    and the log ratio of the window median to the normal median (bad direction up)."""
     time = table["time"].to_numpy(float)
     base = (time >= at - before_s) & (time < at)
     win = (time >= at) & (time < at + after_s)
     rows = []
     if not base.any() or not win.any():
-        return pd.DataFrame(columns=["service", "kind", "host", "up", "down"])
+        return pd.DataFrame(columns=["service", "kind", "host", "up", "down", "ratio"])
     for col, service, metric in signal_columns(table):
         kind = kind_of(metric)
         x = table[col].to_numpy(float)
@@ -147,8 +156,10 @@ def metric_shifts(
         up, down = (w.max() - med) / scale, (med - w.min()) / scale
         if kind.bad < 0:  # a success rate: its fall is the bad direction, count it as a rise
             up, down = down, up
-        rows.append((service, kind.kind, kind.host, max(up, 0.0), max(down, 0.0)))
-    return pd.DataFrame(rows, columns=["service", "kind", "host", "up", "down"])
+        eps = 1e-3 * max(np.abs(b).max(), np.abs(w).max()) + 1e-12
+        ratio = np.log((abs(np.median(w)) + eps) / (abs(med) + eps)) * (-1 if kind.bad < 0 else 1)
+        rows.append((service, kind.kind, kind.host, max(up, 0.0), max(down, 0.0), ratio))
+    return pd.DataFrame(rows, columns=["service", "kind", "host", "up", "down", "ratio"])
 
 
 def _metric_block(shifts_: pd.DataFrame, focus: str | None) -> dict[str, float]:
@@ -161,6 +172,11 @@ def _metric_block(shifts_: pd.DataFrame, focus: str | None) -> dict[str, float]:
         out[f"m_down_{k}"] = _size(mine["down"].max()) if len(mine) else 0.0
         at_focus = mine[mine["service"] == focus]
         out[f"m_focus_{k}"] = _size(at_focus["up"].max()) if len(at_focus) else 0.0
+        out[f"m_focus_down_{k}"] = _size(at_focus["down"].max()) if len(at_focus) else 0.0
+        r = at_focus["ratio"]
+        out[f"m_focus_ratio_{k}"] = (
+            float(r.iloc[int(np.argmax(r.abs().to_numpy()))]) if len(r) else 0.0
+        )
     for k in ("cpu", "memory"):
         mine = host[host["kind"] == k]
         out[f"m_host_{k}"] = _size(mine["up"].max()) if len(mine) else 0.0
@@ -237,9 +253,29 @@ def _trace_block(fam: pd.DataFrame, win: pd.DataFrame, base: pd.DataFrame, focus
     return out
 
 
-def _topology_block(graph: nx.DiGraph, focus: str | None) -> dict[str, float]:
+def _topology_block(
+    graph: nx.DiGraph, focus: str | None, shifts_: pd.DataFrame | None
+) -> dict[str, float]:
+    """The focus's place in the call graph, and how its callers' and callees' latency and
+    errors rose (a cause and its symptoms sit in a shape: a link fault shows at the
+    caller, a slow service in its callers' latency)."""
     if focus is None or focus not in graph:
         return dict.fromkeys(TOPOLOGY_FEATURES, 0.0)
+    out: dict[str, float] = {}
+    for side, nodes in (
+        ("callers", graph.predecessors(focus)),
+        ("callees", graph.successors(focus)),
+    ):
+        near = set(map(str, nodes)) - {focus}
+        for k in NEIGHBOUR_KINDS:
+            mine = (
+                shifts_[~shifts_["host"] & (shifts_["kind"] == k) & shifts_["service"].isin(near)]
+                if shifts_ is not None and len(shifts_)
+                else None
+            )
+            out[f"g_{side}_{k}"] = (
+                _size(mine["up"].max()) if mine is not None and len(mine) else 0.0
+            )
     entries = [n for n in graph if graph.in_degree(n) == 0] or [
         max(graph, key=lambda n: (graph.out_degree(n), str(n)))
     ]
@@ -249,6 +285,7 @@ def _topology_block(graph: nx.DiGraph, focus: str | None) -> dict[str, float]:
         "g_in": float(np.log1p(graph.in_degree(focus))),
         "g_out": float(np.log1p(graph.out_degree(focus))),
         "g_depth": float(depth.get(focus, deepest)) / deepest,
+        **out,
     }
 
 
@@ -280,12 +317,15 @@ def signature(
         base_table = table if t.normal is None else pd.concat([t.normal, table])
         before = s.before_s if t.normal is None else np.inf
         shifts_ = metric_shifts(base_table, at, before, s.after_s)
-        if len(shifts_):
-            own = shifts_[~shifts_["host"] & shifts_["kind"].isin(("cpu", "memory"))]
-            evidence["metrics"] = own.groupby("service")["up"].max()
-        else:
+        if not len(shifts_):
             notes.append("metrics: no signal with values in both windows")
     win, base = rca._spans(t, at)
+    if shifts_ is not None and len(shifts_):
+        # with traces, latency and errors are theirs and the metrics speak for saturation
+        # (the multimodal RCA's rule); without, every kind of the service's own signals
+        kinds = ("cpu", "memory") if win is not None else KINDS
+        own = shifts_[~shifts_["host"] & shifts_["kind"].isin(kinds)]
+        evidence["metrics"] = own.groupby("service")["up"].max()
     fam = d = None
     if win is not None:
         fam = family_scores(win, base)
@@ -314,7 +354,7 @@ def signature(
     if (g is None or not len(g)) and win is not None:
         g = nx.DiGraph(call_graph(pd.concat([base, win])))
     if g is not None and len(g) and focus is not None:
-        feats.update(_topology_block(g, focus))
+        feats.update(_topology_block(g, focus, shifts_))
         blocks.append("topology")
     if not blocks:
         notes.append("no modality had data around the anomaly time")
