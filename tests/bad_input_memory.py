@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from bad_input_corpus import Case, _file, _folder
+from bad_input_corpus import Case, _file, _folder, _good
 from bad_input_ingest import _table
 
 
@@ -146,6 +146,12 @@ def memory_cases() -> list[Case]:
          ("--fault", "-1")),
         ("incidents:traces-missing", lambda m, o: add(m, *ok, "--traces", str(m / "t.csv")),
          ("t.csv",)),
+        ("rehearse:incidents-missing", lambda m, o: ["rehearse", str(_good(m)), "--out", str(o),
+                                                     "--incidents", str(m / "none.sqlite")],
+         ("none.sqlite", "no such incident library")),
+        ("rehearse:incidents-version", lambda m, o: ["rehearse", str(_good(m)), "--out", str(o),
+                                                     "--incidents", str(lib(m, version="sig-0"))],
+         ("lib.sqlite", "sig-0")),
         ("incidents:topology-missing", lambda m, o: add(m, *ok, "--topology", str(m / "g.yaml")),
          ("g.yaml",)),
     ]  # fmt: skip

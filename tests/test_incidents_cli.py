@@ -59,3 +59,25 @@ def test_a_refused_add_leaves_no_library(tmp_path: Path) -> None:
     )  # fmt: skip
     assert code == 2 and "outside" in err
     assert not lib.exists() and sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def test_rehearse_lists_the_nearest_past_incidents(tmp_path: Path) -> None:
+    from bad_input_corpus import _good
+
+    scenario = _good(tmp_path)
+    code, _, err = _run("run", str(scenario), "--out", str(tmp_path / "past"))
+    assert code == 0, err
+    lib = str(tmp_path / "lib.sqlite")
+    code, _, err = _run(
+        "incidents", "add", str(tmp_path / "past"), "--library", lib, "--from-labels",
+        "--action", "restart_pods=worked", "--name", "the crash last week",
+    )  # fmt: skip
+    assert code == 0, err
+    out_dir = tmp_path / "rehearsal"
+    code, out, err = _run(
+        "rehearse", str(scenario), "--ops", "ai", "--out", str(out_dir), "--incidents", lib
+    )
+    assert code == 0, err
+    assert "nearest the crash last week (crash, fixed by restart_pods)" in out
+    report = (out_dir / "report.html").read_text()
+    assert "Similar past incidents" in report and "the crash last week" in report

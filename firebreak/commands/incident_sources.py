@@ -33,10 +33,6 @@ class Source:
     notes: list[str]
 
 
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and (path / "metrics.parquet").exists()
-
-
 def _time(text: str, flag: str = "--at") -> float:
     from detectors.rca.table import parse_time
 
@@ -66,24 +62,13 @@ def labelled_fault(run_dir: Path, index: int) -> dict:
         ) from None
 
 
-def _run_metrics(path: Path):
-    """A run directory's long metrics.parquet (a folder of part files) as a SignalTable."""
-    from detectors.ingest.long_csv import read_long_frame
-
-    try:
-        frame = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for a bad file
-        raise FirebreakError(f"{path}: not a readable parquet table ({exc})") from None
-    return read_long_frame(frame, path)
-
-
 def load_source(args: argparse.Namespace, at_text: str | float | None) -> Source:
     """The incident the arguments name (see the module doc)."""
     from detectors.ingest.read import read_log_files, read_metrics, read_traces
+    from detectors.memory.run_dir import is_run_dir, read_run
     from detectors.memory.signature import prepare_spans
     from detectors.rca.base import IncidentTelemetry
     from detectors.rca.table import load_graph
-    from twin.telemetry.spans import EPOCH_UNIX_S
 
     source = Path(args.source)
     if not source.exists():
@@ -92,40 +77,36 @@ def load_source(args: argparse.Namespace, at_text: str | float | None) -> Source
         raise FirebreakError("--at is required (or --from-labels with a run directory)")
     at = _time(str(at_text)) if isinstance(at_text, str) else float(at_text)
     notes: list[str] = []
-    traces, logs = args.traces, args.logs
+    tel = IncidentTelemetry()
     if is_run_dir(source):
-        signals = _run_metrics(source / "metrics.parquet")
-        table = signals.wide()
-        if len(table) and float(table["time"].max()) < EPOCH_UNIX_S:
-            table["time"] += EPOCH_UNIX_S
-            at += EPOCH_UNIX_S
-        if traces is None and (source / "traces.json").is_file():
-            traces = [source / "traces.json"]
-        if logs is None and (source / "logs.jsonl").is_file():
-            logs = [source / "logs.jsonl"]
+        table, at, tel, notes = read_run(source, at, args.traces, args.logs)
+        services = [c for c in table.columns if c != "time"]
     else:
         signals = read_metrics(source, time_column=args.time_column)
-        table = signals.wide()
-    notes += list(signals.notes)
-    if not signals.services():
+        table, services = signals.wide(), signals.services()
+        notes += list(signals.notes)
+        for attr, files in (("spans", args.traces), ("logs", args.logs)):
+            if files:
+                reader = read_traces if attr == "spans" else read_log_files
+                frame, more = reader(files)
+                notes += more
+                setattr(tel, attr, prepare_spans(frame) if attr == "spans" else frame)
+    if not services:
         raise FirebreakError(f"{source}: no numeric <service>_<metric> signal")
     t0, t1 = float(table["time"].min()), float(table["time"].max())
     if not t0 <= at <= t1:
         raise FirebreakError(
             f"--at {at_text}: outside {source}'s time range ({t0:.10g} to {t1:.10g})"
         )
-    tel = IncidentTelemetry()
     for attr, files in (
-        ("spans", traces),
-        ("logs", logs),
         ("normal_spans", args.normal_traces),
         ("normal_logs", args.normal_logs),
     ):
         if files:
-            reader = read_traces if "spans" in attr else read_log_files
+            reader = read_traces if attr == "normal_spans" else read_log_files
             frame, more = reader(files)
             notes += more
-            setattr(tel, attr, prepare_spans(frame) if "spans" in attr else frame)
+            setattr(tel, attr, prepare_spans(frame) if attr == "normal_spans" else frame)
     graph = load_graph(args.topology) if args.topology else None
     return Source(source.name, table, at, tel, graph, notes)
 
