@@ -181,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--libraries", default=None, help="read/write the libraries here")
     p.add_argument("--nezha", required=True, help="e.g. ../shared/data/nezha-trainticket")
     args = p.parse_args(argv)
+    if not (Path(args.nezha) / "rca_data").is_dir():
+        p.error(f"--nezha {args.nezha}: not the Nezha Train Ticket folder (no rca_data in it)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     libs = Path(args.libraries) if args.libraries else None
