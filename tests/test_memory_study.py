@@ -58,3 +58,37 @@ def test_leave_one_topology_out_and_retrieval() -> None:
     assert prior.shape == (len(FEATURES),) and np.isfinite(prior).any()
     score = episodes(sigs, kinds, None, None, 1, n=4, model=FewShotKinds(prior_scale=prior))
     assert score.accuracy == 1.0 and score.episodes == 4
+
+
+def test_tables_show_every_part_of_the_results() -> None:
+    from experiments.memory.tables import markdown
+
+    train = [_inc(k, s) for k in ("cpu", "error_log") for s in range(3)]
+    test = [_inc(k, 40 + s) for k in ("cpu", "delay") for s in range(2)]
+    rows = cross_day(train, test)
+    twin = [
+        _inc(k, 50 + 3 * t + s, system=topo)
+        for t, topo in enumerate(TOPOLOGIES)
+        for k in ("cpu", "delay")
+        for s in range(2)
+    ]
+    res = {
+        "counts": {"nezha": {"d1": {"cpu": 3}}, "twin": {"cpu": 10}},
+        "nezha_29_to_30": rows,
+        "nezha_29_to_30_twin_prior": rows,
+        "nezha_30_to_29": rows,
+        "nezha_30_to_29_twin_prior": rows,
+        "dev_loo_2023-01-29": {
+            "scratch": {"k1": 0.5, "k3": 0.6, "k5": 0.7},
+            "twin_prior": {"k1": 0.4, "k3": 0.6, "k5": float("nan")},
+        },
+        "retrieval_29_to_30": {"all": 0.5, "n": 4, "seen_kinds": 1.0, "n_seen": 2},
+        "retrieval_30_to_29": {"all": 0.5, "n": 4, "seen_kinds": 1.0, "n_seen": 2},
+        "retrieval_pooled_loo": {"all": 0.75, "n": 8},
+        "sequential_30_after_29": sequential(train, test, 1.0),
+        "twin_loto": twin_loto(twin),
+    }
+    text = markdown(res)
+    assert text.count("| 5 |") == 2 and "| all (weighted) | 20 |" in text
+    assert "| twin prior | 0.400 | 0.600 | n/a |" in text
+    assert all(topo in text for topo in TOPOLOGIES)
