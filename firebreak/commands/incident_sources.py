@@ -1,10 +1,9 @@
 """What `firebreak incidents` reads: a twin run directory or recorded telemetry (a metrics
-file or folder with optional traces and logs), turned into one incident's signature.
+file or folder with optional traces and logs), as one incident's inputs.
 
-A run directory's metrics are stamped in seconds since the run's start, its spans and logs
-in unix seconds from the twin's epoch: the metrics are moved onto the unix clock so every
-modality shares one, and `--at` for a run directory is in the run's own seconds (as
-labels.json and the scenario give times).
+A run directory is read by `detectors.memory.run_dir` (its metrics moved onto the unix
+clock of its spans and logs); `--at` for a run directory is in the run's own seconds, as
+labels.json and the scenario give times.
 """
 
 from __future__ import annotations
