@@ -65,6 +65,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.commands.evaluate",
     "firebreak.commands.impact_study",
     "firebreak.commands.no_fault_day",
+    "firebreak.commands.incidents",
 )
 
 

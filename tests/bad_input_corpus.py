@@ -425,6 +425,7 @@ def _zip_policy(m: Path) -> Path:
 
 def all_cases() -> list[Case]:
     from bad_input_ingest import ingest_cases
+    from bad_input_memory import memory_cases
     from bad_input_observe import observe_cases
 
-    return scenario_cases() + flag_cases() + ingest_cases() + observe_cases()
+    return scenario_cases() + flag_cases() + ingest_cases() + observe_cases() + memory_cases()

@@ -156,8 +156,9 @@ def _faults(runs: Mapping[str, RunData]) -> list[FaultLabel]:
     return sorted(next(iter(runs.values())).faults, key=lambda f: (f.start, f.id))
 
 
-def render(runs: Mapping[str, RunData]) -> str:
-    """The whole report as one HTML string."""
+def render(runs: Mapping[str, RunData], extra: str = "") -> str:
+    """The whole report as one HTML string (`extra`: sections appended, e.g. similar past
+    incidents)."""
     first = next(iter(runs.values()))
     summary = first.summary
     duration = float(summary.get("sim_seconds") or (first.times[-1] + 60.0))
@@ -232,12 +233,13 @@ def render(runs: Mapping[str, RunData]) -> str:
             "<h2>What happened</h2>",
             f'<div class="modes">{stories}</div>',
             *figures,
+            extra,
             "</body></html>",
         ]
     )
 
 
-def write_report(out_dir: Path, runs: Mapping[str, Path]) -> Path:
+def write_report(out_dir: Path, runs: Mapping[str, Path], extra: str = "") -> Path:
     """Write `out_dir/report.html` comparing the rehearsal run directories `runs` (mode →
     directory, in the order the columns should appear); returns its path."""
     if not runs:
@@ -246,7 +248,7 @@ def write_report(out_dir: Path, runs: Mapping[str, Path]) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "report.html"
-    path.write_text(render(data), encoding="utf-8")
+    path.write_text(render(data, extra), encoding="utf-8")
     return path
 
 

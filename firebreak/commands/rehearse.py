@@ -58,11 +58,31 @@ def _ops(text: str) -> str:
     )
 
 
+def _similar_section(runs: dict, library: str) -> str:
+    """The report's similar-past-incidents section, from the AI stack's run when there is
+    one (its incidents are the operator's)."""
+    from experiments.rehearsal.memory import section_html, similar_past
+
+    mode = "ai" if "ai" in runs else next(iter(runs))
+    rows = similar_past(Path(runs[mode]), Path(library))
+    for r in rows:
+        best = r["nearest"][0] if r["nearest"] else None
+        fix = ", ".join(best["fixed_by"]) if best and best["fixed_by"] else "nothing recorded"
+        shown = f"nearest {best['name']} ({best['kind']}, fixed by {fix})" if best else "-"
+        print(f"{r['id']}: looks like {r['kind']}; {shown}")
+    return section_html(rows, Path(library))
+
+
 def cmd_rehearse(args: argparse.Namespace) -> int:
     from experiments.rehearsal.run import StackSettings, rehearse
     from experiments.report.html import report_modes, write_report
     from twin.scenario.loader import load_scenario
 
+    if args.incidents:  # refuse a bad library before the run, not after it
+        from detectors.memory.library import IncidentLibrary
+
+        with IncidentLibrary.open(args.incidents):
+            pass
     scenario = load_scenario(args.scenario, seed=args.seed, duration=args.duration)
     modes = ("traditional", "ai") if args.ops == "both" else (args.ops,)
     out = Path(args.out)
@@ -92,7 +112,9 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
         print(f"interrupted: kept the run directories in {out}", file=sys.stderr)
         return 130
     names = [m.partition(":")[0] for m in modes]
-    print(f"report: {write_report(out, report_modes(out, names))}")
+    runs = report_modes(out, names)
+    extra = _similar_section(runs, args.incidents) if args.incidents else ""
+    print(f"report: {write_report(out, runs, extra)}")
     return 0
 
 
@@ -126,6 +148,12 @@ def register(subparsers) -> None:
         "--allow-large",
         action="store_true",
         help="run even when the estimated memory, disk or time passes this machine's limits",
+    )
+    p.add_argument(
+        "--incidents",
+        default=None,
+        help="incident library (firebreak incidents add): the report lists the nearest past "
+        "incidents of each incident opened, with what fixed them",
     )
     add_trust_pickle(p)
     p.set_defaults(func=cmd_rehearse)

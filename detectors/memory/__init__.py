@@ -1,0 +1,1 @@
+"""Incident memory: multimodal signatures, an SQLite incident library, few-shot recognition."""

@@ -1,0 +1,381 @@
+"""An incident's multimodal signature: what moved, in which modality, and where, computed
+from telemetry only (a normal window before the anomaly time against an incident window
+after it).
+
+A signature has to compare incidents across services, systems and the twin, so nothing in
+it names a service: every feature is a size (log1p of a robust z, half a log-odds ratio),
+aggregated over services, plus the same sizes at the *focus* (the service with the most
+evidence, as the multimodal RCA fuses it) and the focus's place in the call graph.
+
+Blocks (each present only when its modality is; distances use the blocks two incidents
+share):
+
+- `metrics`: per signal kind (`detectors.ingest.kinds`: latency, errors, load, cpu,
+  memory, other), the largest rise and the largest fall over the services' own signals,
+  the focus's rises, the node/host CPU and memory rise, and the share of services moved;
+- `logs`: shifts of log templates inside their spans (`detectors.rca.log_events`), split by
+  level and direction (ERROR/WARN appearing, INFO vanishing, INFO appearing, ERROR
+  stopping), and the number of significant shifts;
+- `traces`: per service its own-operation, database and call-edge latency shift
+  (`detectors.rca.trace_latency`, edges are caller>callee), largest over services and at
+  the focus, and the rise of the spans' error share;
+- `topology`: the focus's in- and out-degree and depth from the entry services.
+
+`SIGNATURE_VERSION` names this feature set; a library refuses signatures of another one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+
+from detectors.ingest.kinds import KINDS, kind_of
+from detectors.rca.base import IncidentTelemetry, signal_columns
+from detectors.rca.log_events import EventSettings, shifts, span_events
+from detectors.rca.multimodal import MultimodalRca
+from detectors.rca.span_graph import call_graph, call_tree
+from detectors.rca.trace_latency import family_scores
+
+SIGNATURE_VERSION = "sig-1"
+MOVED_Z = 3.0  # a signal moved when its robust z passes this
+LOG_SLACK_S = 60.0  # log lines are stamped by the writer: a minute either side
+
+METRIC_FEATURES = (
+    *(f"m_up_{k}" for k in KINDS),
+    *(f"m_down_{k}" for k in KINDS),
+    *(f"m_focus_{k}" for k in KINDS),
+    *(f"m_focus_down_{k}" for k in KINDS),
+    *(f"m_focus_ratio_{k}" for k in KINDS),
+    "m_host_cpu",
+    "m_host_memory",
+    "m_moved_share",
+)
+LOG_FEATURES = (
+    "l_error_up",
+    "l_info_down",
+    "l_info_up",
+    "l_error_down",
+    "l_shifts",
+    "l_focus_error_up",
+    "l_focus_info_down",
+    "l_top_error_up",
+    "l_top_info_down",
+)
+TRACE_FEATURES = (
+    "t_own",
+    "t_db",
+    "t_edge",
+    "t_focus_own",
+    "t_focus_edge",
+    "t_error_up",
+    "t_volume",
+)
+NEIGHBOUR_KINDS = ("latency", "errors")
+TOPOLOGY_FEATURES = (
+    "g_in",
+    "g_out",
+    "g_depth",
+    *(f"g_{side}_{k}" for side in ("callers", "callees") for k in NEIGHBOUR_KINDS),
+)
+BLOCKS: dict[str, tuple[str, ...]] = {
+    "metrics": METRIC_FEATURES,
+    "logs": LOG_FEATURES,
+    "traces": TRACE_FEATURES,
+    "topology": TOPOLOGY_FEATURES,
+}
+FEATURES: tuple[str, ...] = tuple(f for names in BLOCKS.values() for f in names)
+
+
+@dataclass(frozen=True)
+class Signature:
+    """Named feature sizes, the blocks present, the focus service; versioned."""
+
+    features: dict[str, float]
+    blocks: tuple[str, ...]
+    focus: str | None = None
+    version: str = SIGNATURE_VERSION
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def vector(self) -> np.ndarray:
+        """All features in `FEATURES` order (absent blocks are 0; see `mask`)."""
+        return np.array([self.features.get(f, 0.0) for f in FEATURES], dtype=float)
+
+    def mask(self) -> np.ndarray:
+        """True for the features of the blocks present."""
+        present = {f for b in self.blocks for f in BLOCKS[b]}
+        return np.array([f in present for f in FEATURES], dtype=bool)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": self.version,
+            "blocks": list(self.blocks),
+            "focus": self.focus,
+            "features": {k: float(v) for k, v in self.features.items()},
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> Signature:
+        return cls(
+            features={str(k): float(v) for k, v in doc["features"].items()},
+            blocks=tuple(str(b) for b in doc["blocks"]),
+            focus=doc.get("focus"),
+            version=str(doc["version"]),
+            notes=tuple(doc.get("notes", ())),
+        )
+
+
+def _size(x: float) -> float:
+    """A shift's size on a log scale (z 3 → 1.4, z 100 → 4.6): kinds compare by order."""
+    return float(np.log1p(max(float(x), 0.0))) if np.isfinite(x) else 0.0
+
+
+def metric_shifts(
+    table: pd.DataFrame, at: float, before_s: float, after_s: float, rel_floor: float = 0.05
+) -> pd.DataFrame:
+    """One row per own signal: service, kind, host flag, robust z of its rise and its fall
+    (window max/min against the normal median, in IQR units floored at `rel_floor` of it),
+    and the log ratio of the window median to the normal median (bad direction up)."""
+    time = table["time"].to_numpy(float)
+    base = (time >= at - before_s) & (time < at)
+    win = (time >= at) & (time < at + after_s)
+    rows = []
+    if not base.any() or not win.any():
+        return pd.DataFrame(columns=["service", "kind", "host", "up", "down", "ratio"])
+    for col, service, metric in signal_columns(table):
+        kind = kind_of(metric)
+        x = table[col].to_numpy(float)
+        b, w = x[base][np.isfinite(x[base])], x[win][np.isfinite(x[win])]
+        if b.size == 0 or w.size == 0:
+            continue
+        q25, med, q75 = np.quantile(b, [0.25, 0.5, 0.75])
+        scale = max(q75 - q25, rel_floor * abs(med), 1e-3)
+        up, down = (w.max() - med) / scale, (med - w.min()) / scale
+        if kind.bad < 0:  # a success rate: its fall is the bad direction, count it as a rise
+            up, down = down, up
+        eps = 1e-3 * max(np.abs(b).max(), np.abs(w).max()) + 1e-12
+        ratio = np.log((abs(np.median(w)) + eps) / (abs(med) + eps)) * (-1 if kind.bad < 0 else 1)
+        rows.append((service, kind.kind, kind.host, max(up, 0.0), max(down, 0.0), ratio))
+    return pd.DataFrame(rows, columns=["service", "kind", "host", "up", "down", "ratio"])
+
+
+def _metric_block(shifts_: pd.DataFrame, focus: str | None) -> dict[str, float]:
+    own = shifts_[~shifts_["host"]]
+    host = shifts_[shifts_["host"]]
+    out: dict[str, float] = {}
+    for k in KINDS:
+        mine = own[own["kind"] == k]
+        out[f"m_up_{k}"] = _size(mine["up"].max()) if len(mine) else 0.0
+        out[f"m_down_{k}"] = _size(mine["down"].max()) if len(mine) else 0.0
+        at_focus = mine[mine["service"] == focus]
+        out[f"m_focus_{k}"] = _size(at_focus["up"].max()) if len(at_focus) else 0.0
+        out[f"m_focus_down_{k}"] = _size(at_focus["down"].max()) if len(at_focus) else 0.0
+        r = at_focus["ratio"]
+        out[f"m_focus_ratio_{k}"] = (
+            float(r.iloc[int(np.argmax(r.abs().to_numpy()))]) if len(r) else 0.0
+        )
+    for k in ("cpu", "memory"):
+        mine = host[host["kind"] == k]
+        out[f"m_host_{k}"] = _size(mine["up"].max()) if len(mine) else 0.0
+    if len(own):
+        moved = own.assign(m=np.maximum(own["up"], own["down"]) > MOVED_Z).groupby("service")["m"]
+        out["m_moved_share"] = float(moved.any().mean())
+    else:
+        out["m_moved_share"] = 0.0
+    return out
+
+
+def _odds(x: float) -> float:
+    """A log-template shift's size: its |log-odds ratio| is already a log scale, halved to
+    sit beside the metric sizes."""
+    return float(max(float(x), 0.0)) / 2.0 if np.isfinite(x) else 0.0
+
+
+def _log_block(d: pd.DataFrame, focus: str | None) -> dict[str, float]:
+    """Log-template shifts by level and direction (scores > 0 are significant): largest
+    over services, at the focus, and at the service whose logs shifted most (a thrown
+    exception silences INFO lines; a wrong return value makes the code log an ERROR)."""
+    if d.empty:
+        return dict.fromkeys(LOG_FEATURES, 0.0)
+    bad = d["event"].astype(str).str.startswith(("ERROR", "WARN", "FATAL"))
+    up = d["direction"] == "+"
+    sig = d["score"] > 0
+
+    def top(sel: pd.Series) -> float:
+        return _odds(d.loc[sel & sig, "score"].max()) if (sel & sig).any() else 0.0
+
+    by_service = d[sig].groupby(d["service"].astype(str))["score"].max()
+    loudest = (
+        str(sorted(by_service.index, key=lambda v: (-by_service[v], v))[0])
+        if len(by_service)
+        else None
+    )
+    at_focus = d["service"].astype(str) == str(focus)
+    at_top = d["service"].astype(str) == str(loudest)
+    return {
+        "l_error_up": top(bad & up),
+        "l_info_down": top(~bad & ~up),
+        "l_info_up": top(~bad & up),
+        "l_error_down": top(bad & ~up),
+        "l_shifts": float(np.log1p(int(sig.sum()))),
+        "l_focus_error_up": top(at_focus & bad & up),
+        "l_focus_info_down": top(at_focus & ~bad & ~up),
+        "l_top_error_up": top(at_top & bad & up),
+        "l_top_info_down": top(at_top & ~bad & ~up),
+    }
+
+
+def _error_share(spans: pd.DataFrame) -> pd.Series:
+    if "error" not in spans.columns or not len(spans):
+        return pd.Series(dtype=float)
+    err = spans["error"]
+    flag = err.fillna(False).astype(str).str.lower().isin(("true", "1", "error", "2"))
+    return flag.groupby(spans["service"].astype(str)).mean()
+
+
+def _trace_block(fam: pd.DataFrame, win: pd.DataFrame, base: pd.DataFrame, focus: str | None):
+    out = {
+        f"t_{f}": _size(fam[f].max()) if len(fam) and f in fam else 0.0
+        for f in ("own", "db", "edge")
+    }
+    row = fam.loc[focus] if focus is not None and focus in fam.index else None
+    out["t_focus_own"] = _size(row["own"]) if row is not None else 0.0
+    out["t_focus_edge"] = _size(row["edge"]) if row is not None else 0.0
+    rise = _error_share(win).sub(_error_share(base), fill_value=0.0)
+    out["t_error_up"] = float(max(rise.max(), 0.0)) if len(rise) else 0.0
+    counts_w = win["service"].astype(str).value_counts()
+    counts_b = base["service"].astype(str).value_counts() * (len(win) / max(len(base), 1))
+    ratio = np.log((counts_w + 1.0) / (counts_b.reindex(counts_w.index).fillna(0.0) + 1.0))
+    out["t_volume"] = float(np.abs(ratio).max()) if len(ratio) else 0.0
+    return out
+
+
+def _topology_block(
+    graph: nx.DiGraph, focus: str | None, shifts_: pd.DataFrame | None
+) -> dict[str, float]:
+    """The focus's place in the call graph, and how its callers' and callees' latency and
+    errors rose (a cause and its symptoms sit in a shape: a link fault shows at the
+    caller, a slow service in its callers' latency)."""
+    if focus is None or focus not in graph:
+        return dict.fromkeys(TOPOLOGY_FEATURES, 0.0)
+    out: dict[str, float] = {}
+    for side, nodes in (
+        ("callers", graph.predecessors(focus)),
+        ("callees", graph.successors(focus)),
+    ):
+        near = set(map(str, nodes)) - {focus}
+        for k in NEIGHBOUR_KINDS:
+            mine = (
+                shifts_[~shifts_["host"] & (shifts_["kind"] == k) & shifts_["service"].isin(near)]
+                if shifts_ is not None and len(shifts_)
+                else None
+            )
+            out[f"g_{side}_{k}"] = (
+                _size(mine["up"].max()) if mine is not None and len(mine) else 0.0
+            )
+    entries = [n for n in graph if graph.in_degree(n) == 0] or [
+        max(graph, key=lambda n: (graph.out_degree(n), str(n)))
+    ]
+    depth = nx.multi_source_dijkstra_path_length(graph, entries)
+    deepest = max(depth.values()) or 1
+    return {
+        "g_in": float(np.log1p(graph.in_degree(focus))),
+        "g_out": float(np.log1p(graph.out_degree(focus))),
+        "g_depth": float(depth.get(focus, deepest)) / deepest,
+        **out,
+    }
+
+
+@dataclass(frozen=True)
+class SignatureSettings:
+    """Windows (seconds) either side of the anomaly time."""
+
+    before_s: float = 600.0
+    after_s: float = 180.0
+
+
+def signature(
+    table: pd.DataFrame | None,
+    at: float,
+    telemetry: IncidentTelemetry | None = None,
+    graph: nx.DiGraph | None = None,
+    settings: SignatureSettings | None = None,
+) -> Signature:
+    """The incident's signature at anomaly time `at` (see the module doc)."""
+    s = settings or SignatureSettings()
+    t = telemetry or IncidentTelemetry()
+    rca = MultimodalRca(s.before_s, s.after_s, log_slack_s=LOG_SLACK_S)
+    evidence: dict[str, pd.Series] = {}
+    feats: dict[str, float] = {}
+    blocks: list[str] = []
+    notes: list[str] = []
+    shifts_ = None
+    if table is not None and len(table):
+        base_table = table if t.normal is None else pd.concat([t.normal, table])
+        before = s.before_s if t.normal is None else np.inf
+        shifts_ = metric_shifts(base_table, at, before, s.after_s)
+        if not len(shifts_):
+            notes.append("metrics: no signal with values in both windows")
+    win, base = rca._spans(t, at)
+    if shifts_ is not None and len(shifts_):
+        # with traces, latency and errors are theirs and the metrics speak for saturation
+        # (the multimodal RCA's rule); without, every kind of the service's own signals
+        kinds = ("cpu", "memory") if win is not None else KINDS
+        own = shifts_[~shifts_["host"] & shifts_["kind"].isin(kinds)]
+        evidence["metrics"] = own.groupby("service")["up"].max()
+    fam = d = None
+    if win is not None:
+        fam = family_scores(win, base)
+        evidence["latency"] = fam.max(axis=1).clip(lower=0.0)
+        if t.logs is not None and len(t.logs):
+            logs_in, base_logs = rca._logs(t, at)
+            d = shifts(
+                span_events(win, logs_in),
+                span_events(base, base_logs),
+                EventSettings(new_info_weight=1.0),
+            )
+            evidence["logs"] = d.groupby("service")["score"].max() if len(d) else pd.Series()
+    elif t.spans is not None:
+        notes.append("traces: no spans in the incident window or its baseline")
+    focus = _focus(rca, evidence)
+    if shifts_ is not None and len(shifts_):
+        feats.update(_metric_block(shifts_, focus))
+        blocks.append("metrics")
+    if d is not None:
+        feats.update(_log_block(d, focus))
+        blocks.append("logs")
+    if fam is not None:
+        feats.update(_trace_block(fam, win, base, focus))
+        blocks.append("traces")
+    g = graph
+    if (g is None or not len(g)) and win is not None:
+        g = nx.DiGraph(call_graph(pd.concat([base, win])))
+    if g is not None and len(g) and focus is not None:
+        feats.update(_topology_block(g, focus, shifts_))
+        blocks.append("topology")
+    if not blocks:
+        notes.append("no modality had data around the anomaly time")
+    return Signature(feats, tuple(blocks), focus, SIGNATURE_VERSION, tuple(notes))
+
+
+def _focus(rca: MultimodalRca, evidence: dict[str, pd.Series]) -> str | None:
+    """The service with the most fused evidence (the multimodal RCA's noise levels)."""
+    if not evidence:
+        return None
+    frame = pd.concat(evidence, axis=1).fillna(0.0)
+    if frame.empty:
+        return None
+    fused = rca.fuse(frame)
+    if fused.max() <= 0:
+        return None
+    return str(sorted(fused.index, key=lambda s: (-fused[s], str(s)))[0])
+
+
+def prepare_spans(spans: pd.DataFrame | None) -> pd.DataFrame | None:
+    """Spans with their call tree (exclusive times, callees), computed once per source."""
+    if spans is None or "self_ms" in spans.columns:
+        return spans
+    return call_tree(spans)

@@ -1,0 +1,1 @@
+"""Incident memory study: few-shot kind recognition, retrieval and transfer (T17)."""
