@@ -39,13 +39,16 @@ DEFAULTS: dict[str, Any] = {"fast": True}  # TrainConfig's own defaults otherwis
 ALGOS = ("ppo", "maskable-ppo")
 
 
-def env_rate(steps: int, seed: int, masks: bool, env_kwargs: dict | None = None) -> float:
-    """Raw steps/s of one env under seeded random actions (valid ones when `masks`)."""
+def env_rate(
+    steps: int, seed: int, masks: bool, env_kwargs: dict | None = None
+) -> dict[str, float]:
+    """Raw steps per wall and per CPU second of one env under seeded random actions
+    (valid ones when `masks`)."""
     env = make_env(REMEDIATION_ID, **dict(env_kwargs or {}))
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     n = env.action_space.n
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         if masks:
             action = rng.choice(np.flatnonzero(env.unwrapped.action_masks()))
@@ -54,12 +57,18 @@ def env_rate(steps: int, seed: int, masks: bool, env_kwargs: dict | None = None)
         _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
-    rate = steps / (time.perf_counter() - start)
+    rate = _rates(steps, start, cpu)
     env.close()
     return rate
 
 
-def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> float:
+def _rates(steps: int, start: float, cpu: float) -> dict[str, float]:
+    """Steps per wall second and per CPU second of this process since (start, cpu)."""
+    wall, used = time.perf_counter() - start, time.process_time() - cpu
+    return {"steps_per_s": steps / wall, "steps_per_cpu_s": steps / used if used > 0 else 0.0}
+
+
+def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> dict[str, float]:
     """Raw steps/s of the training's VecEnv under seeded random actions (no policy)."""
     envs = make_envs(config, config.n_envs, config.seed)
     try:
@@ -67,10 +76,10 @@ def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> float:
         envs.reset()
         n = envs.action_space.n
         rounds = max(steps // config.n_envs, 1)
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for _ in range(rounds):
             envs.step(rng.integers(n, size=config.n_envs))
-        return rounds * config.n_envs / (time.perf_counter() - start)
+        return _rates(rounds * config.n_envs, start, cpu)
     finally:
         envs.close()
 
@@ -119,17 +128,16 @@ def train_rate(config: TrainConfig, fast: bool, eval_episodes: int = 0) -> dict[
         with fast_distributions() if fast else nullcontext():
             model.learn(1)  # warm-up: one rollout and update (lazy imports, first calls)
             warm = model.num_timesteps
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             model.learn(config.steps, callback=timer, reset_num_timesteps=False)
             wall = time.perf_counter() - began
+            rates = _rates(model.num_timesteps - warm, began, cpu)
     finally:
         envs.close()
-    done = model.num_timesteps - warm
-    row = {
-        "steps": int(done),
-        "steps_per_s": done / wall,
-        "rollout_share": timer.seconds / wall,
-    }
+    row = {"steps": int(model.num_timesteps - warm), **rates}
+    row["rollout_share"] = timer.seconds / wall
+    if config.vec_env == "subproc" and config.n_envs > 1:
+        row["steps_per_cpu_s"] = None  # the envs' CPU time is spent in other processes
     if eval_episodes:
         row["eval_return"] = _eval_return(model, config, eval_episodes)
     return row
@@ -186,10 +194,7 @@ def bench(
             runs[i].append(train_rate(config, case["fast"], eval_episodes if last else 0))
     rows = []
     for i, (algo, label, case) in enumerate(todo):
-        base_i = next(j for j, c in enumerate(todo) if c[0] == algo and c[1] == "baseline")
-        pairs = zip(runs[i], runs[base_i], strict=True)
-        ratios = [a["steps_per_s"] / b["steps_per_s"] for a, b in pairs]
-        rates = [x["steps_per_s"] for x in runs[i]]
+        base = runs[next(j for j, c in enumerate(todo) if c[0] == algo and c[1] == "baseline")]
         config = config_for(algo, steps, seed, case, **extra)
         row = {
             "algo": algo,
@@ -198,36 +203,59 @@ def bench(
             "vec_env": config.vec_env,
             "threads": config.threads,
             "fast_distributions": case["fast"],
-            "steps_per_s": statistics.median(rates),
-            "steps_per_s_all": rates,
-            "vs_baseline": statistics.median(ratios),
-            "vs_env": statistics.median(rates) / raw["env"],
             "rollout_share": statistics.median(x["rollout_share"] for x in runs[i]),
         }
+        for key, env_key in (("steps_per_s", "env"), ("steps_per_cpu_s", "env")):
+            row.update(_summary(key, runs[i], base, raw[env_key][key]))
         if "eval_return" in runs[i][-1]:
             row["eval_return"] = runs[i][-1]["eval_return"]
         rows.append(row)
     return {"raw": raw, "training": rows, "steps": steps, "repeats": repeats}
 
 
+def _summary(key: str, runs: list[dict], base: list[dict], env: float) -> dict[str, Any]:
+    """Median of `key` over repeats, the median of its per-repeat ratios to the baseline,
+    and its ratio to the raw env; None where `key` was not measurable (subprocess envs)."""
+    values = [x[key] for x in runs]
+    unit = key.removeprefix("steps_per_")
+    if any(v is None for v in values):
+        return {key: None, f"vs_baseline_{unit}": None, f"vs_env_{unit}": None}
+    pairs = zip(values, [x[key] for x in base], strict=True)
+    ratios = [v / b for v, b in pairs if b]
+    median = statistics.median(values)
+    return {
+        key: median,
+        f"{key}_all": values,
+        f"vs_baseline_{unit}": statistics.median(ratios) if ratios else None,
+        f"vs_env_{unit}": median / env if env else None,
+    }
+
+
+def _num(value: float | None, width: int, fmt: str) -> str:
+    return f"{'-':>{width}s}" if value is None else f"{value:{width}{fmt}}"
+
+
 def report(result: dict[str, Any]) -> str:
-    """The tables as text."""
-    lines = [f"{'raw environment (Remediation-v0)':40s} {'steps/s':>9s}"]
+    """The tables as text: per wall second (what a user waits) and per CPU second of this
+    process (what the work costs, steadier when other processes share the cores)."""
+    lines = [f"{'raw environment (Remediation-v0)':34s} {'steps/s':>9s} {'per CPU-s':>9s}"]
     for name, rate in result["raw"].items():
-        lines.append(f"{name:40s} {rate:9,.0f}")
+        lines.append(f"{name:34s} {rate['steps_per_s']:9,.0f} {rate['steps_per_cpu_s']:9,.0f}")
     lines.append("")
-    head = (
-        f"{'algo':13s} {'case':26s} {'envs':>9s} {'thr':>3s} {'steps/s':>8s} "
-        f"{'x baseline':>10s} {'x env':>6s} {'rollout':>7s}"
-    )
     has_eval = any("eval_return" in r for r in result["training"])
-    lines.append(head + (f" {'eval return':>11s}" if has_eval else ""))
+    lines.append(
+        f"{'algo':13s} {'case':26s} {'envs':>10s} {'thr':>3s} {'steps/s':>8s} "
+        f"{'x base':>6s} {'x env':>5s} {'per CPU-s':>9s} {'x base':>6s} {'x env':>5s} "
+        f"{'rollout':>7s}" + (f" {'eval return':>11s}" if has_eval else "")
+    )
     for r in result["training"]:
         envs = f"{r['n_envs']} {r['vec_env']}"
         line = (
-            f"{r['algo']:13s} {r['case']:26s} {envs:>9s} {r['threads']:3d} "
-            f"{r['steps_per_s']:8,.0f} {r['vs_baseline']:9.2f}x {r['vs_env']:5.2f}x "
-            f"{r['rollout_share']:6.0%}"
+            f"{r['algo']:13s} {r['case']:26s} {envs:>10s} {r['threads']:3d} "
+            f"{r['steps_per_s']:8,.0f} {_num(r['vs_baseline_s'], 6, '.2f')} "
+            f"{_num(r['vs_env_s'], 5, '.2f')} {_num(r['steps_per_cpu_s'], 9, ',.0f')} "
+            f"{_num(r['vs_baseline_cpu_s'], 6, '.2f')} {_num(r['vs_env_cpu_s'], 5, '.2f')} "
+            f"{r['rollout_share']:7.0%}"
         )
         if "eval_return" in r:
             line += f" {r['eval_return']:11.2f}"
@@ -236,7 +264,8 @@ def report(result: dict[str, Any]) -> str:
     verdict = "ok" if best >= TARGET_PPO_STEPS_PER_S else "MISSED"
     lines.append(
         f"\n{result['steps']:,} timed steps per case, median of {result['repeats']} "
-        f"interleaved repeats; ratios are against the baseline measured in the same repeat"
+        "interleaved repeats; 'x base' is the median ratio to the baseline measured in the "
+        "same repeat, 'x env' the ratio to one raw env"
     )
     lines.append(
         f"target >= {TARGET_PPO_STEPS_PER_S:,.0f} end-to-end PPO steps/s: {best:,.0f} {verdict}"

@@ -15,6 +15,11 @@ from typing import Any
 from twin.errors import FirebreakError
 
 ROLLOUT_STEPS = 1024  # env steps per PPO rollout, all envs together
+# envs stepped together by default: PPO's policy call per step serves all of them, so more
+# envs means fewer, larger torch calls for the same rollout (measured: benchmarks.bench_train);
+# DQN keeps 4, since it trains once per `train_freq` vector steps, whatever their width
+PPO_N_ENVS = 16
+DQN_N_ENVS = 4
 MIN_ENV_STEPS = 64  # per env and rollout at least (GAE needs a horizon)
 
 _PPO_FLOATS = ("learning_rate", "gamma", "gae_lambda", "ent_coef", "clip_range", "vf_coef")
@@ -33,6 +38,11 @@ def known(algo: str) -> tuple[str, ...]:
     if algo == "dqn":
         return (*_DQN_FLOATS, *_DQN_INTS, "net_arch")
     return (*_PPO_FLOATS, *_PPO_INTS, "net_arch")
+
+
+def default_n_envs(algo: str) -> int:
+    """How many envs `algo` steps together unless told otherwise."""
+    return DQN_N_ENVS if algo == "dqn" else PPO_N_ENVS
 
 
 def defaults(algo: str, n_envs: int) -> dict[str, Any]:

@@ -43,7 +43,7 @@ class TrainConfig:
     steps: int
     out: Path
     seed: int = 0
-    n_envs: int = 4
+    n_envs: int | None = None  # None: `hyperparams.default_n_envs(algo)`
     env_kwargs: dict | None = None
     eval_episodes: int = 10
     eval_freq: int | None = None  # env steps between evaluations (default: steps / 10)
@@ -58,6 +58,8 @@ class TrainConfig:
             raise TrainingError(f"--algo: unknown {self.algo!r} (algorithms: {', '.join(ALGOS)})")
         if self.env_id not in ENV_IDS:
             raise TrainingError(f"--env: unknown {self.env_id!r} (envs: {', '.join(ENV_IDS)})")
+        if self.n_envs is None:  # frozen: set once, here, before anything reads it
+            object.__setattr__(self, "n_envs", hyperparams.default_n_envs(self.algo))
         for name in ("steps", "n_envs", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
