@@ -8,7 +8,7 @@ the CPU with a fixed thread count), so the serial, process-pool and Ray backends
 same weights from the same seed; `policy_sha256` in each row shows it.
 
 Writes `sweep.csv` (one row per run) and `sweep.json` (the rows and, per grid point, the
-mean final evaluation return across seeds with its 95% interval).
+mean final held-out return across seeds with its 95% interval).
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from agents.rl import hyperparams
-from agents.rl.evaluation import mean_ci
-from agents.rl.train import TrainConfig, train
+from agents.rl.evaluation import eval_seeds, mean_ci, run_episode
+from agents.rl.train import TrainConfig, make_env, train_model
 from experiments.sweep import Job, run_sweep
 from twin.errors import FirebreakError
 
@@ -105,17 +105,26 @@ def sweep_configs(
 
 
 def train_job(config: TrainConfig) -> dict[str, Any]:
-    """One sweep run: train, then read back the final and best held-out evaluation."""
-    summary = train(config)
+    """One sweep run: train; then the final policy's mean return over `eval_episodes`
+    held-out episodes (the seeds `train` evaluates on), and the best evaluation during
+    training where one ran."""
+    model, summary = train_model(config)
     row = {k: summary[k] for k in ("seed", "steps_done", "wall_s", "steps_per_s")}
     row["policy_sha256"] = summary["policy_sha256"]
     row["eval_return"] = row["best_eval_return"] = None
+    if config.eval_episodes > 0:
+        env = make_env(config.env_id, **dict(config.env_kwargs or {}))
+        masked = config.algo == "maskable-ppo"
+        seeds = eval_seeds(config.eval_episodes, summary["eval_seed_base"])
+        row["eval_return"] = float(
+            np.mean([run_episode(env, model, s, masked)["return"] for s in seeds])
+        )
+        env.close()
     path = Path(config.out) / "eval" / "evaluations.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as data:
             means = data["results"].mean(axis=1)
         if len(means):
-            row["eval_return"] = float(means[-1])
             row["best_eval_return"] = float(means.max())
     return row
 
