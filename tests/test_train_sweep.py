@@ -123,3 +123,22 @@ def test_train_sweep_cli(tmp_path, capsys):
         assert code == 2, extra
         assert message in captured.out + captured.err
         assert "Traceback" not in captured.out + captured.err
+
+
+def test_overrides_merge_into_the_defaults_and_the_rollout_keeps_its_size():
+    from agents.rl.hyperparams import ROLLOUT_STEPS, check, default_n_envs, hyperparameters
+
+    params = hyperparameters("ppo", 16, {"net_arch": [64], "learning_rate": 1e-4})
+    assert params["n_steps"] * 16 == ROLLOUT_STEPS == hyperparameters("ppo", 4)["n_steps"] * 4
+    assert params["policy_kwargs"]["net_arch"] == [64] and params["learning_rate"] == 1e-4
+    with pytest.raises(HyperparameterError, match="expected a finite number, got True"):
+        check("ppo", {"learning_rate": True})
+    with pytest.raises(HyperparameterError, match="ent_coef: must be >= 0, got -1"):
+        check("ppo", {"ent_coef": -1})
+    with pytest.raises(HyperparameterError, match="n_epochs: unknown for dqn"):
+        check("dqn", {"n_epochs": 3})
+    assert (
+        default_n_envs("dqn")
+        < default_n_envs("ppo")
+        == TrainConfig("ppo", REMEDIATION_ID, 1, "x").n_envs
+    )
