@@ -1,6 +1,7 @@
 """Training a policy on a Firebreak env with stable-baselines3 / sb3-contrib.
 
-One call sets up vectorised envs (in-process: one core), evaluation on held-out seeds
+One call sets up vectorised envs (by default in this process, one torch thread: on a
+small machine that is the fastest, see `benchmarks.bench_train`), evaluation on held-out seeds
 during training (the best model is kept), checkpoints, TensorBoard logs and a progress
 bar, and writes `policy.safetensors` + `policy.json` (weights and the network described as
 data: `agents.rl.policy_files`) and `settings.json` (the algorithm, the env id and every env
