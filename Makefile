@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.bench_fork
 	$(BIN)/python -m benchmarks.bench_detect
 	$(BIN)/python -m benchmarks.bench_env
+	$(BIN)/python -m benchmarks.bench_train
 
 .PHONY: impact
 impact: $(STAMP)

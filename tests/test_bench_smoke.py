@@ -36,3 +36,32 @@ def test_request_bench_pieces_run_and_compare_like_with_like():
     bare = bare_chain(scenario, requests=full["requests"], rate=100.0)
     assert full["requests"] > 1000 and bare["requests"] == full["requests"]
     assert full["requests_per_cpu_s"] > 0 and bare["requests_per_cpu_s"] > 0
+
+
+def test_train_bench_measures_both_algorithms_against_the_same_run_baseline():
+    from benchmarks.bench_train import ALGOS, bench, report
+
+    short = {"episode_s": 300.0, "fault_start_s": [60.0, 90.0], "topologies": ["online-boutique"]}
+    result = bench(
+        steps=32,
+        env_steps=50,
+        repeats=1,
+        env_kwargs=short,
+        hyperparams={"n_steps": 8, "batch_size": 16, "n_epochs": 1},
+    )
+    assert set(result["raw"]) >= {"env", "env + action_masks"}
+    assert all(rate["steps_per_s"] > 0 for rate in result["raw"].values())
+    rows = result["training"]
+    assert {(r["algo"], r["case"]) for r in rows} == {
+        (a, c) for a in ALGOS for c in ("baseline", "defaults")
+    }
+    for r in rows:
+        assert r["steps_per_s"] > 0 and r["steps_per_cpu_s"] > 0
+        assert 0 < r["rollout_share"] <= 1
+        assert r["vs_env_s"] == r["steps_per_s"] / result["raw"]["env"]["steps_per_s"]
+        if r["case"] == "baseline":
+            assert r["vs_baseline_s"] == r["vs_baseline_cpu_s"] == 1.0
+        else:  # the defaults step more envs together
+            assert r["n_envs"] > 4
+    text = report(result)
+    assert "maskable-ppo" in text and "end-to-end PPO steps/s" in text

@@ -134,6 +134,9 @@ def _cli(capsys, *argv) -> tuple[int, str]:
         (["--env-kwargs", "[1]"], "error: --env-kwargs: expected a JSON object"),
         (["--env-kwargs", '{"bogus": 1}'], "error: --env-kwargs:"),
         (["--env-kwargs", '{"topologies": ["x"]}'], "error: topologies: unknown topology 'x'"),
+        (["--vec-env", "gpu"], "error: --vec-env: unknown 'gpu'"),
+        (["--hyperparams", '{"lr": 1}'], "error: hyperparams.lr: unknown for ppo"),
+        (["--hyperparams", '{"gamma": 2}'], "error: hyperparams.gamma: must be in (0, 1]"),
     ],
 )
 def test_train_cli_errors(tmp_path, capsys, extra, message):
@@ -203,3 +206,23 @@ def test_a_tiny_run_evaluates_once_not_after_every_step(tmp_path):
     assert len(evaluations) <= 1
     assert summary["steps_done"] >= 10  # a whole rollout, reported as such
     assert summary["steps_per_s"] == pytest.approx(summary["steps_done"] / summary["wall_s"], 0.1)
+
+
+def test_envs_in_subprocesses_train_the_same_weights_as_in_process(tmp_path):
+    """The VecEnv choice is a throughput setting only: same seed, same policy."""
+    digests = []
+    for vec_env in ("dummy", "subproc"):
+        config = TrainConfig(
+            algo="ppo",
+            env_id=REMEDIATION_ID,
+            steps=32,
+            out=tmp_path / vec_env,
+            n_envs=2,
+            env_kwargs=SHORT,
+            eval_episodes=0,
+            progress_bar=False,
+            vec_env=vec_env,
+            hyperparams={"n_steps": 16, "batch_size": 16, "n_epochs": 1},
+        )
+        digests.append(train(config)["policy_sha256"])
+    assert digests[0] == digests[1]

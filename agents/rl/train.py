@@ -1,6 +1,7 @@
 """Training a policy on a Firebreak env with stable-baselines3 / sb3-contrib.
 
-One call sets up vectorised envs (in-process: one core), evaluation on held-out seeds
+One call sets up vectorised envs (by default in this process, one torch thread: on a
+small machine that is the fastest, see `benchmarks.bench_train`), evaluation on held-out seeds
 during training (the best model is kept), checkpoints, TensorBoard logs and a progress
 bar, and writes `policy.safetensors` + `policy.json` (weights and the network described as
 data: `agents.rl.policy_files`) and `settings.json` (the algorithm, the env id and every env
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from agents.rl import hyperparams
 from agents.rl.envs import ENV_IDS
 from agents.rl.evaluation import EVAL_SEED_BASE
 from agents.rl.policy_files import ALGOS, SETTINGS_FILE, save_policy
@@ -28,6 +32,7 @@ class TrainingError(FirebreakError):
 
 
 MIN_EVAL_GAP = 1_000  # env steps between two evaluations at least (unless eval_freq says)
+VEC_ENVS = ("dummy", "subproc")  # envs in this process, or one process per env
 
 
 @dataclass(frozen=True)
@@ -39,51 +44,34 @@ class TrainConfig:
     steps: int
     out: Path
     seed: int = 0
-    n_envs: int = 4
+    n_envs: int | None = None  # None: `hyperparams.default_n_envs(algo)`
     env_kwargs: dict | None = None
     eval_episodes: int = 10
     eval_freq: int | None = None  # env steps between evaluations (default: steps / 10)
     checkpoints: int = 5
     threads: int = 1
     progress_bar: bool = True
+    vec_env: str = "dummy"
+    hyperparams: dict | None = None  # overrides of `agents.rl.hyperparams.defaults`
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise TrainingError(f"--algo: unknown {self.algo!r} (algorithms: {', '.join(ALGOS)})")
         if self.env_id not in ENV_IDS:
             raise TrainingError(f"--env: unknown {self.env_id!r} (envs: {', '.join(ENV_IDS)})")
+        if self.n_envs is None:  # frozen: set once, here, before anything reads it
+            object.__setattr__(self, "n_envs", hyperparams.default_n_envs(self.algo))
         for name in ("steps", "n_envs", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise TrainingError(f"--{name.replace('_', '-')}: must be >= 1, got {value!r}")
         if self.eval_episodes < 0:
             raise TrainingError(f"--eval-episodes: must be >= 0, got {self.eval_episodes}")
-
-
-def _hyperparameters(algo: str, n_envs: int) -> dict[str, Any]:
-    """Small nets and short rollouts: episodes are ~120 decisions, observations ~150 floats."""
-    if algo == "dqn":
-        return {
-            "learning_rate": 5e-4,
-            "buffer_size": 50_000,
-            "learning_starts": 1_000,
-            "batch_size": 64,
-            "gamma": 0.98,
-            "train_freq": 4,
-            "target_update_interval": 1_000,
-            "exploration_fraction": 0.3,
-            "policy_kwargs": {"net_arch": [128, 128]},
-        }
-    return {
-        "learning_rate": 3e-4,
-        "n_steps": max(64, 1024 // n_envs),
-        "batch_size": 256,
-        "n_epochs": 5,
-        "gamma": 0.98,
-        "gae_lambda": 0.95,
-        "ent_coef": 0.01,
-        "policy_kwargs": {"net_arch": [128, 128]},
-    }
+        if self.vec_env not in VEC_ENVS:
+            raise TrainingError(
+                f"--vec-env: unknown {self.vec_env!r} (choices: {', '.join(VEC_ENVS)})"
+            )
+        hyperparams.check(self.algo, self.hyperparams)
 
 
 def _algo_class(algo: str):
@@ -135,106 +123,159 @@ def train(config: TrainConfig) -> dict[str, Any]:
     return train_model(config)[1]
 
 
-def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
-    """`train`, also handing back the trained SB3 model (to compare with what was saved)."""
+def make_env(env_id: str, **kwargs: Any):
+    """One env by id; module-level so a subprocess worker can rebuild it from its name
+    (importing this module registers the ids there too)."""
     import gymnasium as gym
-    import torch
-    from stable_baselines3.common.callbacks import CallbackList
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecCheckNan
 
-    torch.set_num_threads(config.threads)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
-    kwargs = dict(config.env_kwargs or {})
-    try:
-        probe = gym.make(config.env_id, **kwargs)
-    except TypeError as exc:
-        raise TrainingError(f"--env-kwargs: {exc}") from None
-    settings = dict(probe.unwrapped.settings)
-    if config.algo == "dqn" and not isinstance(probe.action_space, gym.spaces.Discrete):
-        raise TrainingError(
-            f"--algo dqn: needs a Discrete action space; {config.env_id} has "
-            f"{probe.action_space} (use ppo or maskable-ppo)"
-        )
-    probe.close()
-    summary: dict[str, Any] = {
-        "algo": config.algo,
-        "env_id": config.env_id,
-        "env_settings": settings,
-        "env_kwargs": kwargs,
-        "steps": config.steps,
-        "seed": config.seed,
-        "n_envs": config.n_envs,
-        "threads": config.threads,
-        "eval_seed_base": EVAL_SEED_BASE + 500_000 + config.seed,
-    }
-    _write_settings(out, summary)  # now, so checkpoints of an interrupted run are loadable
+    return gym.make(env_id, **kwargs)
+
+
+def make_envs(config: TrainConfig, n_envs: int, seed: int):
+    """`n_envs` seeded envs (seeds `seed`, `seed + 1`, ...) behind SB3's VecEnv, in this
+    process or one process each (`config.vec_env`), NaN-checked where a NaN enters."""
+    from functools import partial
+
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecCheckNan
+
+    subproc = config.vec_env == "subproc" and n_envs > 1
     envs = make_vec_env(
-        config.env_id,
-        n_envs=config.n_envs,
-        seed=config.seed,
-        env_kwargs=kwargs,
-        vec_env_cls=DummyVecEnv,
+        partial(make_env, config.env_id),
+        n_envs=n_envs,
+        seed=seed,
+        env_kwargs=dict(config.env_kwargs or {}),
+        vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv,
     )
-    envs = VecCheckNan(envs, raise_exception=True)  # name a NaN where it enters, not later
-    algo_cls = _algo_class(config.algo)
-    model = algo_cls(
+    return VecCheckNan(envs, raise_exception=True)
+
+
+def make_model(config: TrainConfig, envs, tensorboard_log: str | None = None):
+    """The SB3 model `config` describes on `envs` (defaults plus checked overrides)."""
+    return _algo_class(config.algo)(
         "MlpPolicy",
         envs,
         seed=config.seed,
         verbose=0,
-        tensorboard_log=str(out / "tensorboard"),
+        tensorboard_log=tensorboard_log,
         device="cpu",
-        **_hyperparameters(config.algo, config.n_envs),
+        **hyperparams.hyperparameters(config.algo, config.n_envs, config.hyperparams),
     )
-    checkpoint = _safe_saver(config.algo, config.env_id, out / "checkpoints", None)
-    callbacks = [checkpoint(max(config.steps // (config.checkpoints * config.n_envs), 1))]
-    if config.eval_episodes > 0:
-        eval_env = VecCheckNan(
-            make_vec_env(
-                config.env_id,
-                n_envs=1,
-                seed=summary["eval_seed_base"],
-                env_kwargs=kwargs,
-                vec_env_cls=DummyVecEnv,
-            ),
-            raise_exception=True,
+
+
+@contextmanager
+def fast_distributions() -> Iterator[None]:
+    """torch's per-call argument checks of distributions off while training (they check
+    values SB3 builds itself, at a cost per policy call); restored afterwards."""
+    from torch.distributions import Distribution
+
+    before = Distribution._validate_args
+    Distribution.set_default_validate_args(False)
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(before)
+
+
+def _probe(config: TrainConfig) -> dict[str, Any]:
+    """The env's settings; refuses bad env kwargs and DQN on a non-Discrete space."""
+    import gymnasium as gym
+
+    try:
+        probe = make_env(config.env_id, **dict(config.env_kwargs or {}))
+    except TypeError as exc:
+        raise TrainingError(f"--env-kwargs: {exc}") from None
+    settings = dict(probe.unwrapped.settings)
+    space = probe.action_space
+    probe.close()
+    if config.algo == "dqn" and not isinstance(space, gym.spaces.Discrete):
+        raise TrainingError(
+            f"--algo dqn: needs a Discrete action space; {config.env_id} has "
+            f"{space} (use ppo or maskable-ppo)"
         )
-        # about ten evaluations a run, never closer than MIN_EVAL_GAP steps: a tiny --steps
-        # would otherwise evaluate a whole set of episodes after every single step
-        freq = config.eval_freq or max(config.steps // 10, MIN_EVAL_GAP)
-        eval_kw = {
-            "n_eval_episodes": config.eval_episodes,
-            "eval_freq": max(freq // config.n_envs, 1),
-            "callback_on_new_best": _safe_saver(
-                config.algo, config.env_id, out / "best", "policy"
-            )(),
-            "log_path": str(out / "eval"),
-            "deterministic": True,
-            "verbose": 0,
-        }
-        if config.algo == "maskable-ppo":
-            from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+    return settings
 
-            callbacks.append(MaskableEvalCallback(eval_env, **eval_kw))
-        else:
-            from stable_baselines3.common.callbacks import EvalCallback
 
-            callbacks.append(EvalCallback(eval_env, **eval_kw))
-    began = time.perf_counter()
-    model.learn(
-        total_timesteps=config.steps,
-        callback=CallbackList(callbacks),
-        progress_bar=config.progress_bar,
-        tb_log_name=config.algo,
-    )
-    wall = time.perf_counter() - began
+def _eval_callback(config: TrainConfig, out: Path, seed: int):
+    """Evaluation on held-out seeds during training; the best model saved safely."""
+    eval_env = make_envs(replace(config, vec_env="dummy"), 1, seed)
+    # about ten evaluations a run, never closer than MIN_EVAL_GAP steps: a tiny --steps
+    # would otherwise evaluate a whole set of episodes after every single step
+    freq = config.eval_freq or max(config.steps // 10, MIN_EVAL_GAP)
+    eval_kw = {
+        "n_eval_episodes": config.eval_episodes,
+        "eval_freq": max(freq // config.n_envs, 1),
+        "callback_on_new_best": _safe_saver(config.algo, config.env_id, out / "best", "policy")(),
+        "log_path": str(out / "eval"),
+        "deterministic": True,
+        "verbose": 0,
+    }
+    if config.algo == "maskable-ppo":
+        from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+
+        return MaskableEvalCallback(eval_env, **eval_kw)
+    from stable_baselines3.common.callbacks import EvalCallback
+
+    return EvalCallback(eval_env, **eval_kw)
+
+
+def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
+    """`train`, also handing back the trained SB3 model (to compare with what was saved)."""
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList
+
+    torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, Any] = {
+        "algo": config.algo,
+        "env_id": config.env_id,
+        "env_settings": _probe(config),
+        "env_kwargs": dict(config.env_kwargs or {}),
+        "steps": config.steps,
+        "seed": config.seed,
+        "n_envs": config.n_envs,
+        "threads": config.threads,
+        "vec_env": config.vec_env,
+        "hyperparams": hyperparams.check(config.algo, config.hyperparams),
+        "eval_seed_base": EVAL_SEED_BASE + 500_000 + config.seed,
+    }
+    _write_settings(out, summary)  # now, so checkpoints of an interrupted run are loadable
+    envs = make_envs(config, config.n_envs, config.seed)
+    try:
+        model = make_model(config, envs, str(out / "tensorboard"))
+        checkpoint = _safe_saver(config.algo, config.env_id, out / "checkpoints", None)
+        callbacks = [checkpoint(max(config.steps // (config.checkpoints * config.n_envs), 1))]
+        if config.eval_episodes > 0:
+            callbacks.append(_eval_callback(config, out, summary["eval_seed_base"]))
+        began = time.perf_counter()
+        with fast_distributions():
+            model.learn(
+                total_timesteps=config.steps,
+                callback=CallbackList(callbacks),
+                progress_bar=config.progress_bar,
+                tb_log_name=config.algo,
+            )
+        wall = time.perf_counter() - began
+    finally:
+        envs.close()
     save_policy(model.policy, algo=config.algo, env_id=config.env_id, folder=out)
     done = int(model.num_timesteps)  # whole rollouts: PPO collects at least one
     summary["steps_done"] = done
     summary["wall_s"] = round(wall, 1)
     summary["steps_per_s"] = round(done / wall, 1) if wall > 0 else None
+    summary["policy_sha256"] = policy_digest(model.policy)
     _write_settings(out, summary)
-    envs.close()
     return model, summary
+
+
+def policy_digest(policy) -> str:
+    """SHA-256 over the policy's parameters in name order: equal digests, equal weights
+    (how a sweep shows two backends trained the same policy from the same seed)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(policy.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()

@@ -7,7 +7,7 @@ import json
 import sys
 
 
-def _env_kwargs(text: str | None) -> dict:
+def _json_object(text: str | None, flag: str = "--env-kwargs") -> dict:
     from twin.errors import FirebreakError
 
     if text is None:
@@ -15,9 +15,9 @@ def _env_kwargs(text: str | None) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise FirebreakError(f"--env-kwargs: not JSON ({exc.msg}): {text!r}") from None
+        raise FirebreakError(f"{flag}: not JSON ({exc.msg}): {text!r}") from None
     if not isinstance(value, dict):
-        raise FirebreakError(f"--env-kwargs: expected a JSON object, got {text!r}")
+        raise FirebreakError(f"{flag}: expected a JSON object, got {text!r}")
     return value
 
 
@@ -26,17 +26,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from agents.rl.train import TrainConfig, train
 
+    chosen = {
+        k: v
+        for k, v in {
+            "n_envs": args.n_envs,
+            "threads": args.threads,
+            "vec_env": args.vec_env,
+        }.items()
+        if v is not None
+    }
     config = TrainConfig(
         algo=args.algo,
         env_id=args.env,
         steps=args.steps,
         out=Path(args.out),
         seed=args.seed,
-        n_envs=args.n_envs,
-        env_kwargs=_env_kwargs(args.env_kwargs),
+        env_kwargs=_json_object(args.env_kwargs),
         eval_episodes=args.eval_episodes,
-        threads=args.threads,
         progress_bar=not args.quiet,
+        hyperparams=_json_object(args.hyperparams, "--hyperparams"),
+        **chosen,
     )
     summary = train(config)
     print(
@@ -70,9 +79,29 @@ def register(subparsers) -> None:
     from firebreak.argtypes import int_at_least
 
     p.add_argument("--seed", type=int_at_least(0), default=0)
-    p.add_argument("--n-envs", type=int, default=4, help="envs stepped together (one process)")
+    p.add_argument(
+        "--n-envs",
+        type=int,
+        default=None,
+        help="envs stepped together (one policy call serves them all; default: the trainer's)",
+    )
+    p.add_argument(
+        "--vec-env",
+        default=None,
+        help="dummy (envs in this process) or subproc (one process each); default: the trainer's",
+    )
     p.add_argument("--env-kwargs", default=None, help="JSON env settings, e.g. '{\"top_k\": 5}'")
+    p.add_argument(
+        "--hyperparams",
+        default=None,
+        help="JSON overrides of the algorithm's defaults, e.g. '{\"learning_rate\": 1e-4}'",
+    )
     p.add_argument("--eval-episodes", type=int, default=10, help="held-out episodes per eval")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one core)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: the trainer's, 1: these small nets gain nothing from more)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
