@@ -36,3 +36,21 @@ def test_request_bench_pieces_run_and_compare_like_with_like():
     bare = bare_chain(scenario, requests=full["requests"], rate=100.0)
     assert full["requests"] > 1000 and bare["requests"] == full["requests"]
     assert full["requests_per_cpu_s"] > 0 and bare["requests_per_cpu_s"] > 0
+
+
+def test_bench_forecast_runs_end_to_end(tmp_path, capsys):
+    import pytest
+
+    from benchmarks import bench_forecast
+    from detectors.forecast import traffic
+
+    # the classic part with the cheapest model: the taxi (if present) and twin backtests
+    bench_forecast.main(["--parts", "classic", "--models", "seasonal-naive", "--out",
+                         str(tmp_path)])  # fmt: skip
+    assert (tmp_path / "forecast_twin.csv").is_file()
+    if not traffic.NAB_ROOT.is_dir():
+        pytest.skip(f"NAB corpus not found at {traffic.NAB_ROOT}")
+    # a real series whose first hours are too sparse for the model: skipped, not a crash
+    table = bench_forecast.real(tmp_path, {"held-out": ("realTraffic/TravelTime_451.csv",)})
+    assert table["origins"].iloc[0] > 100 and 0 < table["coverage"].iloc[0] < 1
+    assert "held-out: coverage" in capsys.readouterr().out
