@@ -425,5 +425,6 @@ def _zip_policy(m: Path) -> Path:
 
 def all_cases() -> list[Case]:
     from bad_input_ingest import ingest_cases
+    from bad_input_series import series_cases
 
-    return scenario_cases() + flag_cases() + ingest_cases()
+    return scenario_cases() + flag_cases() + ingest_cases() + series_cases()
