@@ -114,6 +114,8 @@ def forecast_cases() -> list[Case]:
         ("forecast:too-short-for-mstl", lambda m, o: [  # exactly two days crashed statsmodels
             "forecast", str(s(m, "sm.csv", rows=2 * DAY_5MIN)), *h, "--model", "mstl", "--out",
             str(o)], ("sm.csv", "mstl", "too short")),
+        ("forecast:all-zero", lambda m, o: ["forecast", str(s(m, "z.csv", value=lambda i: 0)),
+                                            *h, "--out", str(o)], ("z.csv", "every rate is 0")),
         ("forecast:too-short-to-backtest", lambda m, o: ["forecast", str(s(m, "sb.csv")),
                                                          "--backtest"],
          ("sb.csv", "too few to backtest")),

@@ -304,6 +304,12 @@ def cmd_forecast(args: argparse.Namespace) -> int:
         return 0
     try:
         model = make_forecaster(args.model).fit(times, values)
+        if hasattr(model, "is_ready") and not model.is_ready() and not values.any():
+            raise ForecastError(
+                f"every rate is 0: {args.model} scales its errors by the traffic it has seen "
+                "and has none (a series of zeros forecasts itself; or use "
+                "--model seasonal-naive-daily)"
+            )
         if hasattr(model, "is_ready") and not model.is_ready():
             raise ForecastError(
                 f"{values.size} rows ({values.size * step / 3600:.1f} h) are too few for "
