@@ -38,8 +38,9 @@ BOUND_S, BOUND_MIB = 60.0, 1024.0
 
 
 # --------------------------------------------------------------------------- real traffic
-def real(out: Path | None) -> pd.DataFrame:
-    """The rolling backtest of the default forecaster on every NAB traffic series."""
+def real(out: Path | None, parts: dict[str, tuple[str, ...]] | None = None) -> pd.DataFrame:
+    """The rolling backtest of the default forecaster on every NAB traffic series (or the
+    named `parts`: {"development": names, "held-out": names})."""
     from detectors.forecast.profile import SeasonalProfile
 
     if not traffic.NAB_ROOT.is_dir():
@@ -47,7 +48,8 @@ def real(out: Path | None) -> pd.DataFrame:
         return pd.DataFrame()
     frames = []
     start = time.perf_counter()
-    for part, names in (("development", traffic.DEVELOPMENT), ("held-out", traffic.HELD_OUT)):
+    parts = parts or {"development": traffic.DEVELOPMENT, "held-out": traffic.HELD_OUT}
+    for part, names in parts.items():
         for name in names:
             rows = traffic.backtest_series(traffic.load(name), SeasonalProfile)
             rows.insert(1, "part", part)
@@ -59,7 +61,7 @@ def real(out: Path | None) -> pd.DataFrame:
     wall = time.perf_counter() - start
     print(f"\nNAB traffic, rolling next-day backtest of seasonal-profile (wall {wall:.0f} s)")
     print(table.to_string())
-    for part in ("development", "held-out"):
+    for part in parts:
         sel = table[table.part == part]
         print(
             f"{part}: coverage {sel.coverage.min():.3f}-{sel.coverage.max():.3f}, "
@@ -102,16 +104,14 @@ def _table(results: pd.DataFrame, wall: float) -> pd.DataFrame:
 
 def classic(models: list[str], out: Path | None) -> dict[str, pd.DataFrame]:
     """The taxi and twin next-day backtests of every model (refits at each midnight)."""
-    from detectors.forecast.backtest import compare
-
     factories = {name: MODELS[name] for name in models}
     tables = {}
     if traffic.NAB_ROOT.is_dir():
         start = time.perf_counter()
-        taxi = nyc_taxi_backtest(traffic.NAB_ROOT, factories, compare=compare)
+        taxi = nyc_taxi_backtest(traffic.NAB_ROOT, factories)
         tables["nyc-taxi"] = _table(taxi, time.perf_counter() - start)
     start = time.perf_counter()
-    twin = twin_backtest(factories, compare=compare)
+    twin = twin_backtest(factories)
     tables["twin"] = _table(twin, time.perf_counter() - start)
     for name, table in tables.items():
         print(f"\n{name} (wall {table.attrs['wall_s']:.1f} s)")

@@ -443,5 +443,13 @@ def all_cases() -> list[Case]:
     from bad_input_ingest import ingest_cases
     from bad_input_memory import memory_cases
     from bad_input_observe import observe_cases
+    from bad_input_series import series_cases
 
-    return scenario_cases() + flag_cases() + ingest_cases() + observe_cases() + memory_cases()
+    return (
+        scenario_cases()
+        + flag_cases()
+        + ingest_cases()
+        + observe_cases()
+        + memory_cases()
+        + series_cases()
+    )

@@ -36,7 +36,7 @@ def test_the_corpus_is_large_and_covers_every_command() -> None:
         "capacity": "capacity-study",
     }
     covered = {aliases.get(name, name) for name in covered}
-    missing = commands - covered - {"forecast"}  # forecast: with the T14 forecaster
+    missing = commands - covered
     assert not missing, f"commands without a bad-input case: {sorted(missing)}"
 
 

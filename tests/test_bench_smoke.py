@@ -65,3 +65,21 @@ def test_train_bench_measures_both_algorithms_against_the_same_run_baseline():
             assert r["n_envs"] > 4
     text = report(result)
     assert "maskable-ppo" in text and "end-to-end PPO steps/s" in text
+
+
+def test_bench_forecast_runs_end_to_end(tmp_path, capsys):
+    import pytest
+
+    from benchmarks import bench_forecast
+    from detectors.forecast import traffic
+
+    # the classic part with the cheapest model: the taxi (if present) and twin backtests
+    bench_forecast.main(["--parts", "classic", "--models", "seasonal-naive", "--out",
+                         str(tmp_path)])  # fmt: skip
+    assert (tmp_path / "forecast_twin.csv").is_file()
+    if not traffic.NAB_ROOT.is_dir():
+        pytest.skip(f"NAB corpus not found at {traffic.NAB_ROOT}")
+    # a real series whose first hours are too sparse for the model: skipped, not a crash
+    table = bench_forecast.real(tmp_path, {"held-out": ("realTraffic/TravelTime_451.csv",)})
+    assert table["origins"].iloc[0] > 100 and 0 < table["coverage"].iloc[0] < 1
+    assert "held-out: coverage" in capsys.readouterr().out

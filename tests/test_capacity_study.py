@@ -203,3 +203,11 @@ def test_validate_reads_the_replayed_csv(tmp_path: Path, capsys) -> None:
     text = scenario.read_text().replace("time_column: ts}", "time_column: ts, value_column: rps}")
     scenario.write_text(text)
     assert main(["validate", str(scenario)]) == 0
+
+
+def test_a_loss_reads_as_higher_never_as_a_negative_saving() -> None:
+    from experiments.capacity.study import _lower
+
+    assert _lower(0.54) == "54% lower"
+    assert _lower(-0.057) == "6% higher"
+    assert _lower(-0.5, "fewer", "more") == "50% more"

@@ -143,9 +143,27 @@ def test_cli_writes_files_and_errors(tmp_path, capsys):
     assert list(frame.columns) == ["time", "mean", "lower", "upper"] and len(frame) == 24
     assert (out / "forecast.png").stat().st_size > 1000
     assert main(["forecast", str(csv), "--time-column", "ts"]) == 2
-    assert "no column 'timestamp'" not in capsys.readouterr().err
-    assert main(["forecast", str(csv), "--horizon", "3"]) == 2
-    assert "no column 'timestamp'" in capsys.readouterr().err
+    assert "--horizon: required" in capsys.readouterr().err
+    # found by their usual names: the 'ts' column and the only other one
+    auto = tmp_path / "auto"
+    assert main(["forecast", str(csv), "--horizon", "24", "--out", str(auto)]) == 0
+    assert pd.read_csv(auto / "forecast.csv").equals(
+        pd.read_csv(_forecast(tmp_path, argv, "named"))
+    )
+    odd = tmp_path / "odd.csv"
+    pd.DataFrame({"when": stamps, "rps": y}).to_csv(odd, index=False)
+    assert main(["forecast", str(odd), "--horizon", "3", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert "odd.csv: no time column" in err and "--time-column" in err
+    assert not (tmp_path / "x").exists()
+
+
+def _forecast(tmp_path, argv, name):
+    from firebreak.cli import main
+
+    out = tmp_path / name
+    assert main(["forecast", *argv, "--out", str(out)]) == 0
+    return out / "forecast.csv"
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason=f"NAB corpus not found at {NAB}")
@@ -170,7 +188,7 @@ def test_cli_backtest_scores_streaming_and_refitted_models_alike(tmp_path, capsy
     for name in ("seasonal-profile", "seasonal-naive", "holt-winters", "mstl-conformal"):
         assert name in table
     assert main(["forecast", str(csv), "--backtest", "--level", "1.5"]) == 2
-    assert "--level: must be in (0, 1)" in capsys.readouterr().err
+    assert "--level: must be strictly between 0 and 1: '1.5'" in capsys.readouterr().err
 
 
 def test_bench_forecast_pieces(capsys):

@@ -154,6 +154,12 @@ def compare(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
+def _ready(model) -> bool:
+    """Whether a streaming model can forecast yet (one without `is_ready` always can)."""
+    check = getattr(model, "is_ready", None)
+    return True if check is None else bool(check())
+
+
 def online_backtest(
     model,
     times: np.ndarray,
@@ -172,7 +178,9 @@ def online_backtest(
 
     After `warmup` observations, every `every`-th one is an origin (unless `keep(origin)`
     says no): the model forecasts `horizon` steps from what it has seen, then keeps
-    learning. Scores cover the targets that were really observed (`observed`, e.g. not an
+    learning. An origin where the model cannot forecast yet (`is_ready()` false: e.g. its
+    first day was gaps) is skipped, never scored as a failure nor with a made-up band.
+    Scores cover the targets that were really observed (`observed`, e.g. not an
     interpolated gap, which the model is told about through `learn_one(..., observed=False)`):
     sMAPE, MAE, the MAE of the daily and weekly naive forecasts from the same origin, and
     the share inside the interval over the whole horizon and over its first `short` steps.
@@ -192,6 +200,8 @@ def online_backtest(
             continue
         if keep is not None and not keep(origin):
             continue
+        if not _ready(model):
+            continue  # not scored: no forecast to score (counted by the caller's origins)
         fc = model.predict(horizon, level, events)
         target = slice(origin, origin + horizon)
         real = seen[target]

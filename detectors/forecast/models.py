@@ -418,6 +418,11 @@ class Mstl(_LogModel):
         from statsmodels.tsa.seasonal import MSTL
 
         day, week = period_steps(DAY_S, step), period_steps(WEEK_S, step)
+        if y.size <= 2 * day:  # statsmodels' MSTL fails on exactly two seasons
+            raise ForecastError(
+                f"{self.name}: series too short: {y.size * step / DAY_S:g} days, need more "
+                "than 2 (two whole daily seasons)"
+            )
         periods = (day, week) if y.size > 2 * week else (day,)  # as MSTL itself requires
         z = self._to(y)
         with warnings.catch_warnings():

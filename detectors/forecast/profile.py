@@ -330,6 +330,14 @@ class SeasonalProfile:
                 return float(base + self.dev_)
         return float(self.flat_)
 
+    def is_ready(self) -> bool:
+        """Whether `predict` can answer: a level seen and some forecast errors measured (a
+        stream whose first hours are gaps or flat zeros may not be, even after a day)."""
+        if self.step_ is None or self.c_ is None:
+            return False
+        counts = (self.calibrator_.pooled_count(), self.warm_calibrator_.pooled_count())
+        return any(bool((c >= MIN_ERRORS).any()) for c in counts)
+
     def is_calibrated(self, horizon: int) -> bool:
         """Whether the intervals up to `horizon` steps come from the profile's own errors,
         not from the cruder first-day stand-in (a caller may then trust them to act)."""

@@ -180,6 +180,11 @@ def never_worse(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _lower(saving: float, less: str = "lower", more: str = "higher") -> str:
+    """A saving as words: '54% lower', or '6% higher' when it is a loss (never '-6% lower')."""
+    return f"{saving:.0%} {less}" if not saving < 0 else f"{-saving:.0%} {more}"
+
+
 def targets(summary: pd.DataFrame) -> list[str]:
     """Plain statements of where the targets and the published claims stand."""
 
@@ -195,8 +200,9 @@ def targets(summary: pd.DataFrame) -> list[str]:
         c_h, c_p = (get("calendar", p, "replica_hours") for p in ("hpa", "predictive"))
         cut = 1 - v_p / v_h if v_h > 0 else float("nan")
         ok = cut >= 0.5 and c_p <= c_h
+        fewer = _lower(cut, "fewer", "more")
         lines.append(
-            f"calendar vs HPA: SLO-violating minutes {v_h:.1f} -> {v_p:.1f} ({cut:+.0%} fewer; "
+            f"calendar vs HPA: SLO-violating minutes {v_h:.1f} -> {v_p:.1f} ({fewer}; "
             f"target >= 50%), replica-hours {c_h:.1f} -> {c_p:.1f} (target: no more): "
             + ("MET" if ok else "NOT MET")
         )
@@ -209,11 +215,11 @@ def targets(summary: pd.DataFrame) -> list[str]:
         above = 1 - (c_p - floor) / (c_s - floor) if c_s > floor else float("nan")
         ok = saving >= 0.3 and a_p >= a_s - 0.005
         lines.append(
-            f"{family} vs static peak: replica-hours {saving:+.0%} lower (target >= 30%), "
+            f"{family} vs static peak: replica-hours {_lower(saving)} (target >= 30% lower), "
             f"SLO adherence {a_s:.3f} -> {a_p:.3f} (target: equal): "
             + ("MET" if ok else "NOT MET")
             + f"; above the min-replica floor ({floor:.0f} h that every policy keeps) "
-            f"{above:+.0%} lower"
+            f"{_lower(above)}"
         )
     if synthetic:
         adh = [get(f, "predictive", "slo_adherence") for f in synthetic]

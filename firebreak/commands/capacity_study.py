@@ -143,6 +143,8 @@ def cmd_capacity_study(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from firebreak.argtypes import positive_float, positive_int
+
     p = subparsers.add_parser(
         "capacity-study",
         help="predictive autoscaling vs the HPA vs static peak provisioning",
@@ -161,7 +163,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--peak-x",
-        type=float,
+        type=positive_float,
         nargs="+",
         default=None,
         help="the trace's peak as a multiple of each class's rate (default 1; several "
@@ -173,14 +175,14 @@ def register(subparsers) -> None:
         default=None,
         help="NAB traffic series as the load (development or held-out part, or all)",
     )
-    p.add_argument("--seeds", type=int, default=10, help="seeds per case (default 10)")
+    p.add_argument("--seeds", type=positive_int, default=10, help="seeds per case (default 10)")
     p.add_argument(
         "--days",
-        type=float,
+        type=positive_float,
         default=None,
         help="days per run (families: default 2; traces: the series, NAB capped at 14)",
     )
-    p.add_argument("--tick", type=float, default=10.0, help="tick seconds (default 10)")
+    p.add_argument("--tick", type=positive_float, default=10.0, help="tick seconds (default 10)")
     p.add_argument("--families", nargs="+", default=None, help="families (default all)")
     p.add_argument("--out", default="out/capacity-study", help="output directory")
     p.set_defaults(func=cmd_capacity_study)
