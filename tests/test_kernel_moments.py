@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from twin.flow.queueing import fit_shifted_lognormal, truncated_moments
+from twin.flow.queueing import fit_shifted_lognormal, lognormal_cdf, truncated_moments
 
 
 @pytest.mark.parametrize(
@@ -35,3 +35,14 @@ def test_a_negative_shift_never_makes_a_call_cost_negative_time():
     for timeout in (0.001, 0.5, 1.0, 30.0, 1e4):
         _, mean, var = truncated_moments(mu, sigma, shift, timeout)
         assert 0.0 <= mean <= timeout and var >= 0.0
+
+
+@pytest.mark.parametrize("ratio", [1e-17, 1e-20, 1e-23])
+def test_a_lognormal_too_narrow_for_a_float_is_a_step_not_a_division_by_zero(ratio):
+    # var/mean² above the step threshold (1e-24) but below the float's resolution made
+    # log(1 + var/mean²) exactly 0: a social-network episode of Remediation-v0 died of it
+    mean = 0.05
+    var = ratio * mean * mean
+    assert lognormal_cdf(0.049, mean, var) == 0.0
+    assert lognormal_cdf(0.051, mean, var) == 1.0
+    assert 0.0 <= lognormal_cdf(mean, mean, var) <= 1.0

@@ -342,6 +342,8 @@ def lognormal_cdf(x: float, mean: float, var: float) -> float:
     if var <= 1e-24 * mean * mean:
         return 1.0 if x >= mean else 0.0
     s2 = math.log(1.0 + var / (mean * mean))
+    if s2 <= 0.0:  # var/mean² below the float's resolution: as good as a step
+        return 1.0 if x >= mean else 0.0
     return 1.0 - norm_sf((math.log(x) - math.log(mean) + 0.5 * s2) / math.sqrt(s2))
 
 
