@@ -177,6 +177,14 @@ def test_replay_normalize_by_peak_mean_or_not(tmp_path: Path, normalize: str, sc
     assert r[::2] == pytest.approx(3.0 * np.array([4, 8, 2, 6]) / scale)
 
 
+def test_replay_names_the_stray_entry_of_a_numeric_time_column(tmp_path: Path) -> None:
+    file = write_csv(tmp_path / "s.csv", "t,rps\n1400000000,4\n1400000060,8\n1400000120,2\n"
+                     "oops,6\n1400000240,5\n")  # fmt: skip
+    replay = {"file": file, "time_column": "t", "value_column": "rps"}
+    with pytest.raises(ScenarioError, match=r"'oops' at line 5 is not a number"):
+        rate_curves(make_workload({"a": 2.0}, replay=replay), 4, 60.0)
+
+
 def test_replay_normalize_rejects_other_values() -> None:
     from pydantic import ValidationError
 

@@ -251,8 +251,15 @@ def _times(frame: pd.DataFrame, replay: Replay) -> np.ndarray:
     column = frame[name]
     where = f"workload.replay.time_column: column {name!r} in {replay.file!r}"
     numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    if np.isfinite(numbers).all():
+    finite = np.isfinite(numbers)
+    if finite.all():
         seconds = numbers - numbers[0]
+    elif finite.any():  # numeric times with a stray entry: name that entry, not the first
+        i = int(np.argmax(~finite))
+        raise ScenarioError(
+            f"{where}: {column.iloc[i]!r} at line {i + 2} is not a number (the column's "
+            "other times are numbers)"
+        )
     else:
         stamps = _datetimes(column)
         bad = stamps.isna().to_numpy()
