@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from detectors.ingest.kinds import KINDS, kind_of
-from detectors.rca.base import IncidentTelemetry, signal_columns
+from detectors.rca.base import IncidentTelemetry
 from detectors.rca.log_events import EventSettings, shifts, span_events
-from detectors.rca.multimodal import MultimodalRca
+from detectors.rca.multimodal import MultimodalRca, robust_baseline, signal_windows
 from detectors.rca.span_graph import call_graph, call_tree
 from detectors.rca.trace_latency import family_scores
 
@@ -139,20 +139,10 @@ def metric_shifts(
     """One row per own signal: service, kind, host flag, robust z of its rise and its fall
     (window max/min against the normal median, in IQR units floored at `rel_floor` of it),
     and the log ratio of the window median to the normal median (bad direction up)."""
-    time = table["time"].to_numpy(float)
-    base = (time >= at - before_s) & (time < at)
-    win = (time >= at) & (time < at + after_s)
     rows = []
-    if not base.any() or not win.any():
-        return pd.DataFrame(columns=["service", "kind", "host", "up", "down", "ratio"])
-    for col, service, metric in signal_columns(table):
+    for _, service, metric, b, w in signal_windows(table, at, before_s, after_s):
         kind = kind_of(metric)
-        x = table[col].to_numpy(float)
-        b, w = x[base][np.isfinite(x[base])], x[win][np.isfinite(x[win])]
-        if b.size == 0 or w.size == 0:
-            continue
-        q25, med, q75 = np.quantile(b, [0.25, 0.5, 0.75])
-        scale = max(q75 - q25, rel_floor * abs(med), 1e-3)
+        med, scale = robust_baseline(b, rel_floor)
         up, down = (w.max() - med) / scale, (med - w.min()) / scale
         if kind.bad < 0:  # a success rate: its fall is the bad direction, count it as a rise
             up, down = down, up

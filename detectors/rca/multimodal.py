@@ -21,6 +21,8 @@ fault-free stretch of the same deployment), else what precedes the anomaly time.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import networkx as nx
 import numpy as np
 import pandas as pd
@@ -35,6 +37,30 @@ MODALITIES = ("metrics", "latency", "logs")
 SATURATION_KINDS = ("cpu", "memory")
 
 
+def signal_windows(
+    table: pd.DataFrame, at: float, before_s: float, after_s: float
+) -> Iterator[tuple[str, str, str, np.ndarray, np.ndarray]]:
+    """Each signal column with finite values on both sides of `at`: (column, service, metric,
+    its values in the normal period before, its values in the window after)."""
+    time = table["time"].to_numpy(float)
+    base = (time >= at - before_s) & (time < at)
+    win = (time >= at) & (time < at + after_s)
+    if not base.any() or not win.any():
+        return
+    for col, service, metric in signal_columns(table):
+        x = table[col].to_numpy(float)
+        b, w = x[base][np.isfinite(x[base])], x[win][np.isfinite(x[win])]
+        if b.size and w.size:
+            yield col, service, metric, b, w
+
+
+def robust_baseline(normal: np.ndarray, rel_floor: float) -> tuple[float, float]:
+    """The normal period's median and spread: its IQR, floored at `rel_floor` of the median
+    (a flat series still has a scale) and at 1e-3."""
+    q25, med, q75 = np.quantile(normal, [0.25, 0.5, 0.75])
+    return float(med), float(max(q75 - q25, rel_floor * abs(med), 1e-3))
+
+
 def saturation_scores(
     table: pd.DataFrame,
     anomaly_time: float,
@@ -46,23 +72,13 @@ def saturation_scores(
     """Per service: the largest rise of its own saturation signals (window max against the
     normal median, in IQR units floored at `rel_floor` of the median; a node's signals are
     the node's, not the pod's), and which signal it was."""
-    time = table["time"].to_numpy(float)
-    base = (time >= anomaly_time - before_s) & (time < anomaly_time)
-    win = (time >= anomaly_time) & (time < anomaly_time + window_s)
     scores: dict[str, float] = {}
     top: dict[str, str] = {}
-    if not base.any() or not win.any():
-        return pd.Series(scores, dtype=float), top
-    for col, service, metric in signal_columns(table):
+    for col, service, metric, b, w in signal_windows(table, anomaly_time, before_s, window_s):
         kind = kind_of(metric)
         if kind.kind not in kinds or kind.host:
             continue
-        x = table[col].to_numpy(float)
-        b, w = x[base][np.isfinite(x[base])], x[win][np.isfinite(x[win])]
-        if b.size == 0 or w.size == 0:
-            continue
-        q25, med, q75 = np.quantile(b, [0.25, 0.5, 0.75])
-        scale = max(q75 - q25, rel_floor * abs(med), 1e-3)
+        med, scale = robust_baseline(b, rel_floor)
         z = (w.max() - med) / scale if kind.bad >= 0 else (med - w.min()) / scale
         if z > scores.get(service, -np.inf):
             scores[service], top[service] = float(z), col

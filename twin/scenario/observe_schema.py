@@ -9,8 +9,10 @@ formulas, flow against request fidelity) need `ideal`.
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Literal
 
+from prometheus_client import Histogram
 from pydantic import Field, field_validator, model_validator
 
 from twin.scenario.topology import Frozen, Seconds
@@ -18,23 +20,8 @@ from twin.scenario.topology import Frozen, Seconds
 TelemetryMode = Literal["ideal", "production"]
 DEFAULT_MODE: TelemetryMode = "ideal"
 
-# the Prometheus client libraries' default histogram buckets, in seconds
-DEFAULT_BUCKETS_S = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
+# the Prometheus client libraries' default histogram buckets, in seconds (+Inf implicit)
+DEFAULT_BUCKETS_S = tuple(b for b in Histogram.DEFAULT_BUCKETS if math.isfinite(b))
 
 
 class Confounders(Frozen):

@@ -60,6 +60,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from prometheus_client import Histogram
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -75,23 +76,9 @@ from prometheus_client.utils import floatToGoString
 from twin.fields import EDGE_METRICS, SERVICE_METRICS, M
 from twin.telemetry.frame import Chunk, Frame
 
-# OpenTelemetry's default explicit buckets for http.server.request.duration, seconds
-DEFAULT_BUCKETS: tuple[float, ...] = (
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.075,
-    0.1,
-    0.25,
-    0.5,
-    0.75,
-    1.0,
-    2.5,
-    5.0,
-    7.5,
-    10.0,
-)
+# the client library's default buckets, seconds (+Inf implicit); OpenTelemetry's default
+# explicit buckets for http.server.request.duration are the same
+DEFAULT_BUCKETS: tuple[float, ...] = tuple(b for b in Histogram.DEFAULT_BUCKETS if math.isfinite(b))
 MIB = 1 << 20
 Z95 = 1.6448536269514722
 Z99 = 2.3263478740408408
