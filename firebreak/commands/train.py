@@ -59,6 +59,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_run_arguments(p, steps_help: str) -> None:
+    """What every training command asks for: the algorithm, the env, the budget, the output."""
+    p.add_argument("--algo", required=True, help="ppo, maskable-ppo or dqn")
+    p.add_argument(
+        "--env", required=True, help="firebreak/Remediation-v0 or firebreak/Autoscale-v0"
+    )
+    p.add_argument("--steps", type=int, required=True, help=steps_help)
+    p.add_argument("--out", required=True, help="output directory")
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "train",
@@ -70,12 +80,7 @@ def register(subparsers) -> None:
             "OUT/settings.json: files that hold no code, unlike a stable-baselines3 zip."
         ),
     )
-    p.add_argument("--algo", required=True, help="ppo, maskable-ppo or dqn")
-    p.add_argument(
-        "--env", required=True, help="firebreak/Remediation-v0 or firebreak/Autoscale-v0"
-    )
-    p.add_argument("--steps", type=int, required=True, help="environment steps to train for")
-    p.add_argument("--out", required=True, help="output directory")
+    add_run_arguments(p, "environment steps to train for")
     from firebreak.argtypes import int_at_least
 
     p.add_argument("--seed", type=int_at_least(0), default=0)

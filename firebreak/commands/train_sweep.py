@@ -75,6 +75,7 @@ def cmd_train_sweep(args: argparse.Namespace) -> int:
 
 def register(subparsers) -> None:
     from firebreak.argtypes import positive_int
+    from firebreak.commands.train import add_run_arguments
 
     p = subparsers.add_parser(
         "train-sweep",
@@ -85,12 +86,7 @@ def register(subparsers) -> None:
             "seed: every backend trains the same weights (the policy_sha256 column)."
         ),
     )
-    p.add_argument("--algo", required=True, help="ppo, maskable-ppo or dqn")
-    p.add_argument(
-        "--env", required=True, help="firebreak/Remediation-v0 or firebreak/Autoscale-v0"
-    )
-    p.add_argument("--steps", type=int, required=True, help="environment steps per run")
-    p.add_argument("--out", required=True, help="output directory")
+    add_run_arguments(p, "environment steps per run")
     p.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="'0,1,2' or '0-4'")
     p.add_argument(
         "--grid",
