@@ -217,6 +217,14 @@ def test_jsonl_logs_with_template_ids(tmp_path: Path) -> None:
     path.write_text('{"time": 1}\nnot json\n')
     with pytest.raises(IngestError, match="row 2"):
         read_logs(path)
+    # the write a killed writer cut: the last line, with no newline, is skipped and said
+    whole = "".join(json.dumps(r) + "\n" for r in rows)
+    path.write_text(whole + json.dumps(rows[0])[:25])
+    logs, notes = read_logs(path)
+    assert len(logs) == 2 and any("line 3 is cut short" in n for n in notes)
+    path.write_text(json.dumps(rows[0])[:25] + "\n" + whole)  # cut, then more: an error
+    with pytest.raises(IngestError, match="row 1"):
+        read_logs(path)
 
 
 # -- formats the shared data lacks --------------------------------------------------------------

@@ -92,7 +92,9 @@ def _read_csv(path: Path, notes: list[str]) -> pd.DataFrame:
         )  # fmt: skip
 
 
-def _read_jsonl(path: Path) -> pd.DataFrame:
+def _read_jsonl(path: Path, notes: list[str]) -> pd.DataFrame:
+    """JSON records, one a line. A last line with no newline that does not parse is the
+    write a killed writer left cut: skipped, and said (a log shipper does the same)."""
     records = []
     with path.open(encoding="utf-8", errors="replace") as fh:
         for n, line in enumerate(fh, start=1):
@@ -101,6 +103,9 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
+                if not line.endswith("\n") and not fh.read(1):
+                    notes.append(f"{path}: line {n} is cut short (a killed writer?); skipped")
+                    continue
                 fail(path, f"not a JSON record ({exc.msg})", row=n)
             if not isinstance(rec, dict):
                 fail(path, "not a JSON object", row=n)
@@ -117,7 +122,7 @@ def read_logs(paths: str | Path | Sequence[str | Path]) -> tuple[pd.DataFrame, l
     for path in paths:
         require_file(path)
         jsonl = path.name.endswith((".jsonl", ".jsonl.gz", ".json", ".ndjson"))
-        raw = _read_jsonl(path) if jsonl else _read_csv(path, notes)
+        raw = _read_jsonl(path, notes) if jsonl else _read_csv(path, notes)
         frames.append(_one(raw, path, notes))
     if not frames:
         raise IngestError("no log files given")
