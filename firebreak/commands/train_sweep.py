@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 
 def _seeds(text: str) -> list[int]:
@@ -18,17 +17,10 @@ def _seeds(text: str) -> list[int]:
 
 
 def _grid(text: str | None) -> dict:
-    from twin.errors import FirebreakError
+    """--grid: a JSON object (hyper-parameter -> values), checked like --env-kwargs."""
+    from firebreak.commands.train import _json_object
 
-    if text is None:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FirebreakError(f"--grid: not JSON ({exc.msg}): {text!r}") from None
-    if not isinstance(value, dict):
-        raise FirebreakError(f"--grid: expected a JSON object of lists, got {text!r}")
-    return value
+    return _json_object(text, "--grid")
 
 
 def cmd_train_sweep(args: argparse.Namespace) -> int:
