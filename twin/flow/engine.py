@@ -34,6 +34,7 @@ from twin.infra.cluster import Cluster
 from twin.rng import stream
 from twin.scenario.schema import Scenario
 from twin.telemetry.frame import Chunk, Frame, Sink
+from twin.telemetry.handover import hand_over, interrupts_held
 
 CHUNK_CELLS = 1_500_000  # telemetry values buffered before sinks get them
 MAX_KERNEL_EVENTS = 4096
@@ -237,8 +238,7 @@ class Simulation:
             nodes=self.node_names,
         )
         self._chunk_events = []
-        for sink in self.sinks:
-            sink.on_chunk(chunk)
+        hand_over(chunk, self.sinks)
 
     # -- driving -------------------------------------------------------------------------
     def _run_until(self, t: float) -> None:
@@ -295,9 +295,10 @@ class Simulation:
         if self._finished:
             return
         self._finished = True
-        self._flush(self.tick_index)
-        for sink in self.sinks:
-            sink.close()
+        with interrupts_held():  # a stop now would cut the last part or a file's footer
+            self._flush(self.tick_index)
+            for sink in self.sinks:
+                sink.close()
 
     def frames(self) -> Iterator[Frame]:
         """Stream the run tick by tick (for detectors and agents that act as it goes)."""

@@ -36,6 +36,7 @@ from twin.rng import stream
 from twin.scenario.schema import Scenario
 from twin.scenario.workload import rate_curves, sample_arrivals
 from twin.telemetry.frame import Chunk, Frame, Sink
+from twin.telemetry.handover import hand_over, interrupts_held
 from twin.telemetry.spans import Span
 
 DIST_KIND = {"lognormal": 0, "exponential": 1, "deterministic": 2}
@@ -430,8 +431,9 @@ class RequestSimulation:
         if self._spans:
             spans = self._spans[:]
             self._spans.clear()
-            for sink in self.span_sinks:
-                sink(spans)
+            with interrupts_held():  # every span sink gets them, or a stop loses them
+                for sink in self.span_sinks:
+                    sink(spans)
         if rows <= 0:
             return
         self._chunk_events.extend(self.events.drain())
@@ -444,8 +446,7 @@ class RequestSimulation:
         )
         self._chunk_events = []
         self._chunk_start = stop_tick
-        for sink in self.sinks:
-            sink.on_chunk(chunk)
+        hand_over(chunk, self.sinks)
 
     # -- driving -------------------------------------------------------------------------
     def run(self, progress: Callable[[float], None] | None = None) -> None:
@@ -469,9 +470,10 @@ class RequestSimulation:
         self._close_sinks()
 
     def _close_sinks(self) -> None:
-        self._flush(self.tick_index)
-        for sink in self.sinks:
-            sink.close()
+        with interrupts_held():  # a stop now would cut the last part or a file's footer
+            self._flush(self.tick_index)
+            for sink in self.sinks:
+                sink.close()
 
     def frames(self) -> Iterator[Frame]:
         """Stream the run tick by tick."""
@@ -490,9 +492,7 @@ class RequestSimulation:
                 edges=edges,
                 events=events,
             )
-        self._flush(self.tick_index)
-        for sink in self.sinks:
-            sink.close()
+        self._close_sinks()
 
     # -- actions -------------------------------------------------------------------------
     def act(self, action: Action) -> float:
