@@ -209,6 +209,12 @@ class Simulation:
                 self.events.emit(time_, "breaker", source=src, target=dst, state=state)
 
     def _flush(self, stop_tick: int) -> None:
+        """The chunk bookkeeping and the hand-over as one step a stop cannot split (a
+        stop between them would lose the rows the summary still counts)."""
+        with interrupts_held():
+            self._flush_rows(stop_tick)
+
+    def _flush_rows(self, stop_tick: int) -> None:
         """Hand the chunk's rows not yet handed over to the sinks; at a full chunk, start anew.
 
         Without sinks nothing is copied and events are dropped: a fork's replay stays cheap.

@@ -427,13 +427,18 @@ class RequestSimulation:
             self.events.emit(time_, "breaker", source=src, target=dst, state=state)
 
     def _flush(self, stop_tick: int) -> None:
+        """The chunk bookkeeping and the hand-over as one step a stop cannot split (a
+        stop between them would lose the rows the summary still counts)."""
+        with interrupts_held():
+            self._flush_rows(stop_tick)
+
+    def _flush_rows(self, stop_tick: int) -> None:
         rows = stop_tick - self._chunk_start
         if self._spans:
             spans = self._spans[:]
             self._spans.clear()
-            with interrupts_held():  # every span sink gets them, or a stop loses them
-                for sink in self.span_sinks:
-                    sink(spans)
+            for sink in self.span_sinks:
+                sink(spans)
         if rows <= 0:
             return
         self._chunk_events.extend(self.events.drain())
