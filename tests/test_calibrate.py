@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from experiments.calibration.fit import calibrate, cpu_per_request_ms
+from experiments.calibration.fit import calibrate, idle_and_per_request
 from firebreak.cli import main
 from twin.scenario.loader import load_scenario
 
@@ -63,15 +63,16 @@ def test_calibrated_scenario_takes_pods_limits_and_cpu_from_the_metrics(tmp_path
     assert api["service_time"]["mean_ms"] == pytest.approx(12.5, rel=0.1)
     # the slope of CPU on load (8 m per request/s = 8 ms a request), not the idle 5 m
     assert api["cpu_per_request_ms"] == pytest.approx(8.0, rel=0.05)
+    assert api["cpu_idle_cores"] == pytest.approx(0.005, abs=0.001)
     assert summary["pods"] == 3
     assert scenario["workload"]["classes"] == [{"name": "gateway", "entry": "gateway", "rate": 0.5}]
 
 
 def test_cpu_per_request_is_the_slope_or_the_ratio() -> None:
     load = np.array([1.0, 2.0, 3.0, 4.0])
-    assert cpu_per_request_ms(0.01 + 0.002 * load, load) == pytest.approx(2.0)
+    assert idle_and_per_request(0.01 + 0.002 * load, load) == pytest.approx((0.01, 2.0))
     flat = np.full(4, 2.0)  # no spread in load: the mean ratio
-    assert cpu_per_request_ms(np.full(4, 0.004), flat) == pytest.approx(2.0)
+    assert idle_and_per_request(np.full(4, 0.004), flat) == pytest.approx((0.0, 2.0))
 
 
 def test_calibrate_then_run_and_check(tmp_path: Path, capsys) -> None:
@@ -83,3 +84,18 @@ def test_calibrate_then_run_and_check(tmp_path: Path, capsys) -> None:
     scenario = load_scenario(out)
     assert scenario.topology.services["api"].replicas == 2
     assert main(["run", str(out), "--out", str(tmp_path / "run"), "--quiet", "--no-labels"]) == 0
+
+
+def test_cpu_is_compared_at_the_load_the_pods_recorded() -> None:
+    """A trace minute 4x busier than the metrics' window puts the CPU comparison at a
+    quarter of the traces' rate (the median across services, robust to one odd counter)."""
+    from experiments.calibration.check import metric_window_scale
+
+    real = {
+        "a": {"rate": 2.0, "metric_rate": 0.5},
+        "b": {"rate": 1.0, "metric_rate": 0.25},
+        "c": {"rate": 1.0, "metric_rate": 3.0},  # an odd counter (a gateway's every op)
+        "d": {"rate": 0.5, "metric_rate": float("nan")},
+    }
+    assert metric_window_scale(real) == pytest.approx(0.25)
+    assert metric_window_scale({"a": {"rate": 1.0, "metric_rate": float("nan")}}) is None

@@ -82,7 +82,8 @@ X_SPILL_P = 62  # chance an arrival finds the queue past the cap
 X_SPILL_X = 63  # ratio of the geometric levels beyond it
 X_SPILL_RATE = 64  # completions per second that work those levels down
 P_SVC_K3 = 65  # third cumulant of the own service time per mean³ (its distribution's shape)
-N_SERVICE_FIELDS = 66
+P_CPU_IDLE = 66  # cores a ready replica burns with no requests (runtime threads, GC, probes)
+N_SERVICE_FIELDS = 67
 
 # --- per-edge rows ----------------------------------------------------------------------
 E_K = 0  # expected calls per caller request (per_request × probability)

@@ -5,6 +5,10 @@ and its CPU, real beside simulated.
 The twin is run (flow fidelity, ideal telemetry) at the held-out period's entry rate, so
 the comparison is of the model, not of the load; latency statistics weight each tick by
 the requests it served, and p90 comes from each tick's shifted lognormal.
+
+Traces and pod metrics need not cover the same window (Nezha's traces are a minute or
+three, its metrics half a day, and they need not overlap): latency is compared at the traces'
+rate, CPU at the load the pods recorded while their CPU was measured.
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ def observed(root: Path) -> tuple[dict[str, dict[str, float]], float]:
     a = analyse(read_spans_dir(root))
     starts = [s.start for s in a.root_spans]
     span_s = max((max(starts) - min(starts)) / 1e6, 1e-9)
-    cpu = pod_metrics(root).groupby(["service", "pod"])["cpu"].mean().groupby("service").sum()
+    pods = pod_metrics(root).groupby(["service", "pod"])
+    cpu = pods["cpu"].mean().groupby("service").sum()
+    load = pods["load"].mean().groupby("service").sum()
     out = {}
     for svc, reqs in a.requests.items():
         ms = np.array([(r.end - r.start) / 1000.0 for r in reqs])
@@ -42,8 +48,21 @@ def observed(root: Path) -> tuple[dict[str, dict[str, float]], float]:
             "mean_ms": float(ms.mean()),
             "p90_ms": float(np.quantile(ms, 0.9)),
             "cpu": float(cpu.get(svc, np.nan)),
+            "metric_rate": float(load.get(svc, np.nan)),
         }
     return out, (len(starts) - 1) / span_s
+
+
+def metric_window_scale(real: dict[str, dict[str, float]]) -> float | None:
+    """The pods' recorded load over the traces' rate, the median across services: how much
+    busier the traces' window was than the window the CPU was measured in. None when the
+    metrics carry no load."""
+    ratios = [
+        v["metric_rate"] / v["rate"]
+        for v in real.values()
+        if v["rate"] > 0 and np.isfinite(v.get("metric_rate", np.nan)) and v["metric_rate"] > 0
+    ]
+    return float(np.median(ratios)) if ratios else None
 
 
 def simulated(scenario: dict[str, Any], entry_rate: float, hours: float = 1.0) -> dict:
@@ -79,13 +98,15 @@ def simulated(scenario: dict[str, Any], entry_rate: float, hours: float = 1.0) -
     return out
 
 
-def compare(real: dict, twin: dict) -> list[dict[str, Any]]:
-    """One row per service seen in both: real, twin and relative error of each figure."""
+def compare(real: dict, twin: dict, twin_cpu: dict | None = None) -> list[dict[str, Any]]:
+    """One row per service seen in both: real, twin and relative error of each figure (CPU
+    from `twin_cpu`, the run at the metrics' load, when given)."""
     rows = []
     for svc in sorted(set(real) & set(twin), key=lambda s: -real[s]["rate"]):
         row: dict[str, Any] = {"service": svc}
         for key in ("rate", "mean_ms", "p90_ms", "cpu"):
-            r, t = real[svc][key], twin[svc][key]
+            source = twin_cpu if key == "cpu" and twin_cpu is not None else twin
+            r, t = real[svc][key], source.get(svc, {}).get(key, np.nan)
             row[key] = (r, t, (t - r) / r if r and np.isfinite(r) else np.nan)
         rows.append(row)
     return rows

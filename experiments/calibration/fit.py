@@ -3,9 +3,9 @@ read by detectors.ingest) and, when there, per-pod metric CSVs (the Nezha layout
 
 From the traces (twin.scenario.trace_scenario): topology, calls per request, own-latency
 distributions, timeouts and retries, the entry rate. From the metrics: replicas (pods per
-service), memory per pod (its mean working set) and CPU per request (the slope of a pod's
-CPU against its request rate, least squares over the recorded minutes; the mean ratio when
-the slope is not positive).
+service), memory per pod (its mean working set), and a pod's CPU as idle cores plus CPU per
+request: non-negative least squares of its CPU on its request rate over the recorded minutes
+(intercept: the runtime's own use, which a real JVM or Go service has even with no traffic).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import nnls
 
 from detectors.ingest.errors import IngestError
 from detectors.ingest.names import service_of_pod
@@ -104,13 +105,21 @@ def pod_metrics(root: Path) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True).dropna(subset=["cpu", "memory", "load"])
 
 
-def cpu_per_request_ms(cpu: np.ndarray, load: np.ndarray) -> float | None:
-    """CPU-milliseconds per request: the slope of CPU on load, or the mean ratio."""
-    if len(cpu) >= 3 and np.ptp(load) > 0:
-        slope = float(np.polyfit(load, cpu, 1)[0])
-        if slope > 0:
-            return 1000.0 * slope
-    return 1000.0 * float(cpu.mean() / load.mean()) if load.mean() > 0 else None
+def idle_and_per_request(cpu: np.ndarray, load: np.ndarray) -> tuple[float, float]:
+    """(idle cores, CPU-milliseconds per request): cpu ≈ idle + per_request × load with both
+    non-negative. Without spread in the load there is no slope to fit: the mean ratio when
+    there is traffic, else all of it idle."""
+    ok = np.isfinite(cpu) & np.isfinite(load)
+    cpu, load = cpu[ok], load[ok]
+    if len(cpu) == 0:
+        return 0.0, 0.0
+    if len(cpu) < 3 or np.ptp(load) <= 0:
+        if load.mean() > 0:
+            return 0.0, 1000.0 * float(cpu.mean() / load.mean())
+        return float(max(cpu.mean(), 0.0)), 0.0
+    design = np.column_stack([np.ones_like(load), load])
+    (idle, slope), _ = nnls(design, cpu)
+    return float(idle), 1000.0 * float(slope)
 
 
 def _from_metrics(metrics: pd.DataFrame):
@@ -131,14 +140,15 @@ def _from_metrics(metrics: pd.DataFrame):
             per_pod = rows.groupby("pod")
             cpu = float(per_pod["cpu"].mean().sum())
             load = float(per_pod["load"].mean().sum())
-            per_req = cpu_per_request_ms(rows["cpu"].to_numpy(), rows["load"].to_numpy())
+            idle, per_req = idle_and_per_request(rows["cpu"].to_numpy(), rows["load"].to_numpy())
             own = entry["service_time"]["mean_ms"]
-            if per_req is not None:  # no more CPU than the request's own time on one core
-                entry["cpu_per_request_ms"] = round(min(float(per_req), own), 3)
+            # no more CPU than the request's own time on one core
+            entry["cpu_per_request_ms"] = round(min(per_req, own), 3)
             limit = float(rows["cpu_limit"].median())
             if not np.isfinite(limit) or limit <= 0:
                 limit = max(4.0 * cpu / entry["replicas"], entry.get("cpu_limit", 0.2))
             entry["cpu_limit"] = round(limit, 3)
+            entry["cpu_idle_cores"] = round(min(idle, 0.5 * limit), 4)  # requests keep half
             entry["cpu_request"] = round(limit / 2.0, 3)
             entry.setdefault("description", f"calibrated: {load:.3g} req/s, {cpu:.3g} cores")
 

@@ -38,9 +38,19 @@ def _check(scenario: dict, held_out: Path) -> None:
     from experiments.calibration import check
 
     real, rate = check.observed(held_out)
-    rows = check.compare(real, check.simulated(scenario, rate))
+    twin = check.simulated(scenario, rate)
+    scale = check.metric_window_scale(real)
+    twin_cpu = None
+    if scale is not None and abs(scale - 1.0) > 0.05:
+        twin_cpu = check.simulated(scenario, rate * scale)
     print(f"\nheld-out {held_out} (entry rate {rate:.3g}/s): real / twin (error)")
+    if twin_cpu is not None:
+        print(
+            f"CPU at the pods' recorded load: entry rate {rate * scale:.3g}/s (the metrics' "
+            f"window ran at {scale:.2f}x the traces' rate)"
+        )
     print(f"{'service':32s} {'req/s':>13s} {'mean ms':>22s} {'p90 ms':>22s} {'CPU cores':>24s}")
+    rows = check.compare(real, twin, twin_cpu)
     for r in rows:
         cells = [f"{r['rate'][0]:6.2f}/{r['rate'][1]:<6.2f}"]
         for key, fmt in (("mean_ms", ".1f"), ("p90_ms", ".1f"), ("cpu", ".4f")):

@@ -94,6 +94,7 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
         S[f.P_SVC_K3, i] = own_time_k3(svc.service_time.dist, svc.service_time.effective_cv)
         S[f.P_CPU_PER_REQ, i] = svc.cpu_per_request_ms / 1000.0
         S[f.P_CPU_LIMIT, i] = svc.cpu_limit
+        S[f.P_CPU_IDLE, i] = svc.cpu_idle_cores
         S[f.P_CPU_REQUEST, i] = svc.cpu_request
         S[f.P_MEM_BASE, i] = svc.memory_base_mb
         S[f.P_MEM_PER_REQ, i] = svc.memory_per_request_mb

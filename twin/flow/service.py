@@ -43,6 +43,7 @@ from twin.fields import (
     F_CPU_FACTOR,
     F_CPU_HOG,
     F_LAT_FACTOR,
+    P_CPU_IDLE,
     P_CPU_LIMIT,
     P_CPU_PER_REQ,
     P_ERR_BASE,
@@ -141,9 +142,10 @@ def breaker_step(
 
 @njit(cache=True)
 def cpu_available(s: int, S: np.ndarray) -> float:
-    """Cores left to the service's requests once a CPU hog has taken its share."""
+    """Cores left to the service's requests once the runtime's idle use and a CPU hog have
+    taken their share."""
     cap = S[P_READY, s] * S[P_CPU_LIMIT, s]
-    return max(cap - S[F_CPU_HOG, s] * S[P_READY, s], 0.02 * cap)
+    return max(cap - (S[F_CPU_HOG, s] + S[P_CPU_IDLE, s]) * S[P_READY, s], 0.02 * cap)
 
 
 @njit(cache=True)
@@ -238,7 +240,8 @@ def standby_tick(
     base = S[P_SVC_MEAN, s]
     per_req = S[P_CPU_PER_REQ, s]
     replicas = S[A_SB_REPLICAS, s]
-    cores = replicas * S[P_CPU_LIMIT, s]
+    limit = S[P_CPU_LIMIT, s]
+    cores = replicas * max(limit - S[P_CPU_IDLE, s], 0.02 * limit)  # the runtime's share first
     S[X_SB_LAM, s] += (1.0 - math.exp(-dt / SETTLE_S)) * (S[X_SB_RATE, s] - S[X_SB_LAM, s])
     lam = S[X_SB_LAM, s]
     work_per_own = 0.0

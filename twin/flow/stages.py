@@ -22,6 +22,7 @@ from twin.fields import (
     F_LEAK_ORIGIN,
     F_LEAK_RATE,
     F_OUTAGE,
+    P_CPU_IDLE,
     P_CPU_LIMIT,
     P_CPU_PER_REQ,
     P_MEM_BASE,
@@ -321,7 +322,7 @@ def use_resources(
     (cpu_used, mem, n_events)."""
     ready = S[P_READY, s]
     cpu_demand = S[X_SERVED, s] * S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s]
-    cpu_demand += S[F_CPU_HOG, s] * ready
+    cpu_demand += (S[F_CPU_HOG, s] + S[P_CPU_IDLE, s]) * ready
     cpu_cap = ready * S[P_CPU_LIMIT, s]
     cpu_used = min(cpu_demand, cpu_cap)
     if cpu_cap > 0.0:

@@ -368,7 +368,7 @@ class RequestSimulation:
             served = ok + failed
             cpu_req = served * S[f.P_CPU_PER_REQ, s] * S[f.F_CPU_FACTOR, s] / dt
             cpu_cap = ready * S[f.P_CPU_LIMIT, s]
-            cpu_used = min(cpu_req + S[f.F_CPU_HOG, s] * ready, cpu_cap)
+            cpu_used = min(cpu_req + (S[f.F_CPU_HOG, s] + S[f.P_CPU_IDLE, s]) * ready, cpu_cap)
             out[s, 9] = cpu_used
             util = cpu_used / (ready * S[f.P_CPU_REQUEST, s]) if ready > 0 else 0.0
             out[s, 10] = util

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import networkx as nx
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from twin.scenario.durations import parse_duration
 
@@ -88,6 +88,12 @@ class Service(Frozen):
     cpu_per_request_ms: float = Field(default=5.0, ge=0, description="CPU-milliseconds per request")
     cpu_request: float = Field(default=0.1, gt=0, description="cores requested per replica")
     cpu_limit: float = Field(default=0.2, gt=0, description="cores allowed per replica")
+    cpu_idle_cores: float = Field(
+        default=0.0,
+        ge=0,
+        description="cores a ready replica uses with no requests (runtime threads, GC, "
+        "health checks); counts against its limit and in the HPA's utilisation",
+    )
     memory_base_mb: float = Field(default=50.0, ge=0)
     memory_per_request_mb: float = Field(
         default=0.1, ge=0, description="per in-flight request (buffers, a goroutine or thread)"
@@ -102,6 +108,15 @@ class Service(Frozen):
     startup_s: Seconds = 10.0
     error_rate: float = Field(default=0.0, ge=0, lt=1)
     hpa: Hpa | None = None
+
+    @model_validator(mode="after")
+    def _idle_below_limit(self) -> Service:
+        if self.cpu_idle_cores >= self.cpu_limit:
+            raise ValueError(
+                f"cpu_idle_cores ({self.cpu_idle_cores:g}) must be below cpu_limit "
+                f"({self.cpu_limit:g}): a replica idle at its limit could serve nothing"
+            )
+        return self
 
 
 class CallDefaults(Frozen):
