@@ -97,6 +97,10 @@ def test_random_action_streams_never_break_a_guardrail(
     for step in steps:
         # an undo not applied within service_window_s goes stale: judged as a new action
         undos = [u for u in undos if view.now - issued[u] < cfg.service_window_s]
+        # the batch form masks use says exactly what a check of each would (pending undos,
+        # refusals, clamps and an open breaker included)
+        candidates = [*data.draw(st.lists(actions(SERVICES), max_size=6)), *undos]
+        assert g.permits(candidates, view) == [g.check(c, view).allowed for c in candidates]
         if step == "A":
             proposed = data.draw(actions(SERVICES))
             if proposed in undos:  # a proposal equal to a pending undo is that undo

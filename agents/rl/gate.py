@@ -27,6 +27,9 @@ class GuardrailGate:
         verdict = self.guardrails.check(action, view)
         return verdict.action if verdict.allowed else None
 
+    def permits(self, actions: list[Action], view: GateView) -> list[bool]:
+        return self.guardrails.permits(actions, view)
+
     def record(self, action: Action, view: GateView) -> None:
         self.guardrails.record(action, view)
 

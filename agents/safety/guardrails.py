@@ -1,5 +1,8 @@
 """Guardrails: the limits every automated action passes before it touches the system.
 
+Over 500 lines because the pre-check, its batch form for masks, the windows, the undo and
+the breaker read and write the same state; split, each part would reach into the others.
+
 Why: an operator that acts on a wrong diagnosis can turn a small incident into an outage
 (restart every replica at once, scale a service to zero, act on half the fleet in a
 minute). The guardrails bound what one action and a burst of actions may do, undo an
@@ -49,7 +52,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agents.contracts import SystemView
@@ -178,7 +181,7 @@ class Guardrails:
                     "until a human resets it",
                 ),
             )
-        if kind not in KNOWN_KINDS and kind not in self.config.allow_kinds:
+        if not self._judged(kind):
             return Verdict(
                 False,
                 action,
@@ -197,6 +200,46 @@ class Guardrails:
         self._snapshot = (chosen, self._prior(chosen, view))
         self._fresh = chosen
         return Verdict(True, action, chosen, tuple(notes))
+
+    def permits(self, actions: Sequence[Any], view: SystemView) -> list[bool]:
+        """`check(a, view).allowed` for each action, for masks: the same rules with what
+        every action shares (services, undos, window counts) worked out once and no
+        reasons written. A maskable policy asks this of every action at every step."""
+        services = set(view.services())
+        self._expire_undos(view.now)
+        undos = [u for u, _ in self._undos]
+        cfg, now = self.config, view.now
+        recent = [a for a in self._history if now - a.time < cfg.window_s]
+        touched = {s for a in recent for s in a.services}
+        per_service: dict[str, int] = {}
+        for a in self._history:
+            if now - a.time < cfg.service_window_s:
+                for s in a.services:
+                    per_service[s] = per_service.get(s, 0) + 1
+        too_many = len(recent) + 1 > cfg.max_actions
+        out = []
+        for action in actions:
+            kind = action.kind
+            if kind in ALWAYS_ALLOWED:
+                out.append(True)
+                continue
+            names = targets(action)
+            known = all(s in services for s in names)
+            if any(u == action for u in undos):
+                out.append(known)
+            elif self.tripped or not known or too_many or not self._judged(kind):
+                out.append(False)
+            else:
+                out.append(
+                    self._size(action, view)[2] == []
+                    and len(touched | set(names)) <= cfg.max_services
+                    and all(per_service.get(s, 0) + 1 <= cfg.max_actions_per_service for s in names)
+                )
+        return out
+
+    def _judged(self, kind: str) -> bool:
+        """A kind the guardrails know, or one the config lets them judge generically."""
+        return kind in KNOWN_KINDS or kind in self.config.allow_kinds
 
     def _size(self, action: Any, view: SystemView) -> tuple[Any, list[str], list[str]]:
         """Per-kind blast-radius checks: (action to apply or None, cut notes, refusals)."""

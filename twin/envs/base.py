@@ -55,7 +55,20 @@ class ActionGate(Protocol):
 
     def check(self, action: Action, view: GateView) -> Action | None: ...
 
+    def permits(self, actions: list[Action], view: GateView) -> list[bool]:
+        """Whether `check` would let each through (masks ask this every step)."""
+        ...
+
     def record(self, action: Action, view: GateView) -> None: ...
+
+
+def gate_permits(gate: ActionGate, actions: list[Action], view: GateView) -> list[bool]:
+    """`gate.permits` where the gate has it (the batch form), else one `check` each: a
+    gate written before `permits` existed still masks correctly."""
+    permits = getattr(gate, "permits", None)
+    if permits is not None:
+        return list(permits(actions, view))
+    return [gate.check(a, view) is not None for a in actions]
 
 
 class ValidityGate:
@@ -66,6 +79,9 @@ class ValidityGate:
 
     def check(self, action: Action, view: GateView) -> Action | None:
         return action
+
+    def permits(self, actions: list[Action], view: GateView) -> list[bool]:
+        return [True] * len(actions)
 
     def record(self, action: Action, view: GateView) -> None:
         pass

@@ -49,7 +49,14 @@ from twin.control.actions import (
     ScaleTo,
     ShedLoad,
 )
-from twin.envs.base import ActionGate, GateView, TwinEnv, TwinFailure, window_mttr
+from twin.envs.base import (
+    ActionGate,
+    GateView,
+    TwinEnv,
+    TwinFailure,
+    gate_permits,
+    window_mttr,
+)
 from twin.envs.distribution import EnvConfigError, RemediationDistribution
 from twin.envs.encoding import LAYOUTS, AgentMemory, ObservationEncoder, Scorer, ServiceStatics
 from twin.fields import M
@@ -167,10 +174,11 @@ class RemediationCodec:
         """True where an action is valid now and `gate` would let it through (noop always)."""
         mask = np.zeros(self.n_actions, bool)
         mask[0] = True
-        for i in range(1, self.n_actions):
-            action, _ = self.build(i)
-            if action is not None and gate.check(action, self.view) is not None:
-                mask[i] = True
+        built = [(i, self.build(i)[0]) for i in range(1, self.n_actions)]
+        valid = [(i, a) for i, a in built if a is not None]
+        allowed = gate_permits(gate, [a for _, a in valid], self.view)
+        for (i, _), ok in zip(valid, allowed, strict=True):
+            mask[i] = ok
         return mask
 
     def remember(self, applied: Action) -> None:
