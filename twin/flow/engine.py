@@ -109,7 +109,9 @@ class Simulation:
         self._noise_rng = stream(scenario.seed, "flow-noise")
         n, m = self.topo.n_services, self.topo.n_edges
 
-        self.chunk_size = max(16, min(3600, CHUNK_CELLS // max(n * f.N_SERVICE_METRICS, 1)))
+        # never longer than the run: a short episode (an RL reset) allocates what it uses
+        cells = CHUNK_CELLS // max(n * f.N_SERVICE_METRICS, 1)
+        self.chunk_size = max(16, min(3600, cells, self.n_ticks))
         self._out = np.zeros((self.chunk_size, n, f.N_SERVICE_METRICS))
         self._eout = np.zeros((self.chunk_size, m, f.N_EDGE_METRICS))
         self._dist = np.zeros((self.chunk_size, n, 3))
