@@ -115,9 +115,7 @@ def run_day(
     if real.empty:
         raise Sim2RealError(f"{day}: no real case has a twin counterpart ({len(cases)} cases)")
     table = compare.side_by_side(real, twin)
-    return DayResult(
-        day, bool(cases[0].dev), real, twin, table, compare.verdict(table), skipped
-    )
+    return DayResult(day, bool(cases[0].dev), real, twin, table, compare.verdict(table), skipped)
 
 
 def real_step(table: pd.DataFrame) -> float:
@@ -157,8 +155,14 @@ def as_json(results: Sequence[DayResult]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     cols = ["case", "kind", "root", "method", "rank", "ac1", "top3", "error"]
     for r in results:
-        real = r.real[cols].rename(columns={"rank": "rank_real", "ac1": "ac1_real",
-                                            "top3": "top3_real", "error": "error_real"})
+        real = r.real[cols].rename(
+            columns={
+                "rank": "rank_real",
+                "ac1": "ac1_real",
+                "top3": "top3_real",
+                "error": "error_real",
+            }
+        )
         twin = r.twin[["case", "method", "rank", "ac1", "top3", "error"]].rename(
             columns={"rank": "rank_twin", "ac1": "ac1_twin", "top3": "top3_twin",
                      "error": "error_twin"})  # fmt: skip

@@ -57,10 +57,8 @@ def verdict(table: pd.DataFrame) -> dict[str, Any]:
         why.append(f"{len(ok)} methods compared, the bar needs {MIN_METHODS}")
     far = ok[ok["diff"].abs() > TOLERANCE + 1e-12]
     if len(far):
-        why.append(
-            "AC@1 off by more than ±%.2f: %s"
-            % (TOLERANCE, ", ".join(f"{m} ({d:+.3f})" for m, d in zip(far["method"], far["diff"])))
-        )
+        off = ", ".join(f"{m} ({d:+.3f})" for m, d in zip(far["method"], far["diff"], strict=True))
+        why.append(f"AC@1 off by more than ±{TOLERANCE:.2f}: {off}")
     if tau is None:
         why.append("Kendall τ undefined: one side gives every method the same AC@1")
     elif tau < TAU_MIN:
@@ -87,7 +85,8 @@ def by_kind(real: pd.DataFrame, twin: pd.DataFrame) -> pd.DataFrame:
 
 def format_table(table: pd.DataFrame, v: dict[str, Any]) -> list[str]:
     """The printed side-by-side table and the verdict line."""
-    lines = [f"   {'method':24s} {'n':>3s} {'AC@1 real':>10s} {'AC@1 twin':>10s} {'twin-real':>10s}"]
+    head = f"{'AC@1 real':>10s} {'AC@1 twin':>10s} {'twin-real':>10s}"
+    lines = [f"   {'method':24s} {'n':>3s} {head}"]
     for _, r in table.iterrows():
         mark = "" if abs(r["diff"]) <= TOLERANCE + 1e-12 else "  *"
         lines.append(

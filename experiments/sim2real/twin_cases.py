@@ -130,6 +130,7 @@ class TwinCases:
     """Builds the twin counterpart of real cases from one calibrated scenario."""
 
     def __init__(self, scenario: Scenario, framing: Framing, seed: int, source: str) -> None:
+        self.scenario = scenario
         self.base = observed_scenario(scenario)
         self.framing = framing
         self.seed = seed
