@@ -14,7 +14,7 @@ from test_real_bench import DAY, mini_nezha
 
 from experiments.realbench.cases import Answer, CaseInputs, RealCase
 from experiments.sim2real import compare
-from experiments.sim2real.check import calibrated
+from experiments.sim2real.check import calibrated, windowed
 from experiments.sim2real.faults import TWIN_KIND, Sim2RealError, twin_fault
 from experiments.sim2real.twin_cases import Framing, TwinCases
 from firebreak.cli import main
@@ -115,3 +115,14 @@ def test_sim2real_runs_end_to_end_on_a_miniature(tmp_path: Path, capsys) -> None
     assert all(r["rank_twin"] is not None or r["error_twin"] for r in day["per_case"])
     assert doc["settings"]["fault_map"]["return"] == "errors"
     assert set(day["verdict"]) >= {"met", "kendall_tau", "why_not"}
+
+
+def test_both_sides_see_the_same_window_of_the_metric_table() -> None:
+    times = np.arange(0.0, 3600.0, 60.0)
+    table = pd.DataFrame({"time": times, "a_cpu": np.arange(times.size, dtype=float)})
+    case = RealCase("nezha-trainticket", DAY, True, "c", CaseInputs(table, 1800.0),
+                    Answer("a", "cpu_contention"))  # fmt: skip
+    cut = windowed(case, FRAMING).inputs.table["time"]
+    assert cut.min() == 1800.0 - FRAMING.before_s and cut.max() < 1800.0 + FRAMING.after_s
+    assert len(cut) == (FRAMING.before_s + FRAMING.after_s) / 60.0
+    assert len(case.inputs.table) == times.size  # the real table itself is left whole

@@ -11,7 +11,7 @@ settings are chosen on the development day only.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import pandas as pd
 
 from experiments.realbench import nezha
 from experiments.realbench.bench import methods_for
+from experiments.realbench.cases import RealCase
 from experiments.realbench.harness import FRAMING, run_cases
 from experiments.sim2real import compare, faults
 from experiments.sim2real.faults import Sim2RealError
@@ -88,26 +89,31 @@ def run_day(
     method_names: Sequence[str] | None,
     limit: int | None,
     progress: Progress | None = None,
+    whole_table: bool = False,
 ) -> DayResult:
-    """Real and twin cases of one day, every method on both, compared."""
+    """Real and twin cases of one day, every method on both, compared. Each case's metric
+    table is cut to the framing's window on both sides (`windowed`) unless `whole_table`:
+    then the real side gets the day's table, as `firebreak real-bench` gives it, and the twin
+    its whole run."""
     cases = nezha.cases(root, days=(day,), limit=limit)
     if not cases:
         raise Sim2RealError(f"{day}: no cases in its fault list")
     twins = TwinCases(scenario, framing_for(real_step(cases[0].inputs.table)), seed, source)
     real_methods, _ = methods_for(DATASET, method_names)
     twin_methods, _ = methods_for(DATASET, method_names)
+    cut = (lambda c: c) if whole_table else (lambda c: windowed(c, twins.framing))
     kept, skipped = [], []
     for case in cases:
         if case.answer.root not in twins.services or case.answer.kind not in faults.TWIN_KIND:
             skipped.append(f"{case.name}: {case.answer.kind} on {case.answer.root} (no twin)")
         else:
-            kept.append(case)
+            kept.append(cut(case))
     tick = progress(f"{day} real", len(kept)) if progress else None
     real = run_cases(kept, real_methods, tick)
     tick = progress(f"{day} twin", len(kept)) if progress else None
     twin_rows = []
     for i, case in enumerate(kept):
-        twin_case = twins.case(i, case)
+        twin_case = cut(twins.case(i, case))
         twin_rows.append(run_cases([twin_case], twin_methods))
         if tick:
             tick()
@@ -116,6 +122,18 @@ def run_day(
         raise Sim2RealError(f"{day}: no real case has a twin counterpart ({len(cases)} cases)")
     table = compare.side_by_side(real, twin)
     return DayResult(day, bool(cases[0].dev), real, twin, table, compare.verdict(table), skipped)
+
+
+def windowed(case: RealCase, framing: Framing) -> RealCase:
+    """The case with its metric table cut to [anomaly − before_s, anomaly + after_s): what an
+    operator has when the incident window closes, the same length on both sides. (The whole
+    day's table hands a table-only method every later hour, later faults included, as the
+    incident.)"""
+    t = case.inputs.table["time"].to_numpy(float)
+    at = case.inputs.anomaly_time
+    keep = (t >= at - framing.before_s) & (t < at + framing.after_s)
+    table = case.inputs.table[keep].reset_index(drop=True)
+    return replace(case, inputs=replace(case.inputs, table=table))
 
 
 def real_step(table: pd.DataFrame) -> float:

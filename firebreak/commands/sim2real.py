@@ -50,14 +50,20 @@ def cmd_sim2real(args: argparse.Namespace) -> int:
         for day in days:
             results.append(
                 check.run_day(root, day, scenario, source, args.seed, args.methods, args.limit,
-                              progress)
+                              progress, whole_table=args.whole_table)
             )  # fmt: skip
     finally:
         for bar in bars:
             bar.close()
+    f = check.framing_for()
+    framed = (
+        "whole tables"
+        if args.whole_table
+        else f"tables cut to {f.before_s:g} s before and {f.after_s:g} s after"
+    )
     for r in results:
         role = "development: settings chosen here" if r.dev else "held out"
-        print(f"\n== {r.day} ({role}; {r.real['case'].nunique()} cases, real vs twin)")
+        print(f"\n== {r.day} ({role}; {r.real['case'].nunique()} cases, real vs twin; {framed})")
         for line in check.compare.format_table(r.table, r.verdict):
             print(line)
         for s in r.skipped:
@@ -68,6 +74,7 @@ def cmd_sim2real(args: argparse.Namespace) -> int:
             "data": str(root),
             "twin": {"name": scenario.name, "source": source},
             "seed": args.seed,
+            "whole_table": args.whole_table,
             "settings": check.settings(),
             "notes": notes,
             "days": check.as_json(results),
@@ -102,5 +109,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", nargs="+", default=None, help="default: all")
     p.add_argument("--limit", type=positive_int, default=None, help="first N cases per day")
     p.add_argument("--seed", type=int_at_least(0), default=0, help="twin seed (0)")
+    p.add_argument(
+        "--whole-table",
+        action="store_true",
+        help="give methods the whole metric table (the real day's, as real-bench does) "
+        "instead of the observation window on both sides",
+    )
     p.add_argument("--out", default=None, help="JSON file to write")
     p.set_defaults(func=cmd_sim2real)
