@@ -43,6 +43,7 @@ OUTPUT_FILES: dict[str, tuple[str, str]] = {
     "calibrate": ("output", "-o"),
     "export": ("output", "-o"),
     "rca": ("json", "--json"),
+    "sim2real": ("out", "--out"),
 }
 
 # Commands that live in modules of their own: each module has `register(subparsers)`.
@@ -58,6 +59,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.commands.rca",
     "firebreak.commands.rca_suite",
     "firebreak.commands.real_bench",
+    "firebreak.commands.sim2real",
     "firebreak.commands.capacity_study",
     "firebreak.commands.forecast",
     "firebreak.commands.validate_change",

@@ -444,6 +444,7 @@ def all_cases() -> list[Case]:
     from bad_input_memory import memory_cases
     from bad_input_observe import observe_cases
     from bad_input_series import series_cases
+    from bad_input_sim2real import sim2real_cases
 
     return (
         scenario_cases()
@@ -452,4 +453,5 @@ def all_cases() -> list[Case]:
         + observe_cases()
         + memory_cases()
         + series_cases()
+        + sim2real_cases()
     )

@@ -1,0 +1,1 @@
+"""The sim-to-real check: the same RCA methods on real faults and on their twin cases."""

@@ -1,0 +1,71 @@
+"""A real fault kind as the twin's nearest fault, on the same service for the same minutes.
+
+Nezha injects four kinds; the twin has a fault for each mechanism but not for each effect:
+
+- `cpu_contention` (a CPU stress process in the pod) → `cpu_hog`: extra demand of
+  `CPU_HOG_SHARE` of the pod's CPU limit, so the pod runs near its limit as a stressed
+  pod does;
+- `exception` (an operation throws) → `errors`: a share `ERROR_RATE` of the service's
+  requests fail;
+- `return` (an operation returns a wrong value) → `errors` too: the twin has no fault
+  that changes what a response says without failing it, so the nearest is a failure;
+- `network_delay` (netem on the pod) → `latency` with `add_ms` added to every request
+  the service serves (`factor` 1): what its callers wait for grows, as with netem.
+
+The magnitudes were set before any comparison and not tuned on results: 2023-01-29 (the
+development day) holds no network fault, so `NETWORK_DELAY_MS` could not be chosen on data
+and is a round figure. A real kind not listed here is refused with its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twin.errors import FirebreakError
+
+CPU_HOG_SHARE = 0.95  # of the target's CPU limit, per replica
+ERROR_RATE = 0.5  # share of the target's requests that fail
+NETWORK_DELAY_MS = 200.0  # added to each request the target serves
+
+TWIN_KIND: dict[str, str] = {
+    "cpu_contention": "cpu_hog",
+    "exception": "errors",
+    "return": "errors",
+    "network_delay": "latency",
+}
+
+
+class Sim2RealError(FirebreakError):
+    """Inputs the sim-to-real check cannot use; the message names the file, field, value."""
+
+
+def twin_fault(
+    kind: str, target: str, start: float, duration: float, services: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The twin fault (scenario data) standing for a real fault of `kind` on `target`.
+
+    `services` is the scenario's `topology.services` (plain data): the CPU limit sizes the
+    hog. Raises Sim2RealError for a kind with no twin counterpart or a target the twin
+    lacks."""
+    if kind not in TWIN_KIND:
+        raise Sim2RealError(
+            f"fault kind {kind!r} has no twin counterpart (known: {', '.join(TWIN_KIND)})"
+        )
+    if target not in services:
+        raise Sim2RealError(f"target {target!r} is not a service of the twin")
+    fault: dict[str, Any] = {
+        "kind": TWIN_KIND[kind],
+        "target": target,
+        "start": float(start),
+        "duration": float(duration),
+        "name": f"{kind} on {target}",
+    }
+    if kind == "cpu_contention":
+        limit = float(services[target].get("cpu_limit") or 1.0)
+        fault["cores"] = round(CPU_HOG_SHARE * limit, 4)
+    elif kind in ("exception", "return"):
+        fault["rate"] = ERROR_RATE
+    else:
+        fault.update(factor=1.0, add_ms=NETWORK_DELAY_MS)
+    return fault
