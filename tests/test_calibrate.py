@@ -12,6 +12,7 @@ import pytest
 from experiments.calibration.fit import calibrate, idle_and_per_request
 from firebreak.cli import main
 from twin.scenario.loader import load_scenario
+from twin.scenario.schema import Scenario
 
 NS = 1_000_000_000
 PODS = {
@@ -99,3 +100,19 @@ def test_cpu_is_compared_at_the_load_the_pods_recorded() -> None:
     }
     assert metric_window_scale(real) == pytest.approx(0.25)
     assert metric_window_scale({"a": {"rate": 1.0, "metric_rate": float("nan")}}) is None
+
+
+def test_a_deployment_only_the_metrics_show_is_kept_idle(tmp_path: Path) -> None:
+    """A pod the traces never reach (a cron job, an admin service) still runs and shows in
+    every metric table, so it is a service of the twin: no calls, its idle CPU and memory."""
+    root = _telemetry(tmp_path / "day")
+    lines = ["Time,TimeStamp,PodName,CpuUsage(m),CpuUsageRate(%),MemoryUsage(Mi),"
+             "MemoryUsageRate(%),PodWorkload(Ops)"]  # fmt: skip
+    lines += [f"t,{m * 60},admin-7d9f8b6c5d-q2w5x,12,6,300,30,0" for m in range(10)]
+    (root / "metric" / "admin-7d9f8b6c5d-q2w5x_metric.csv").write_text("\n".join(lines) + "\n")
+    scenario, _ = calibrate(root, name="shop")
+    admin = scenario["topology"]["services"]["admin"]
+    assert admin["replicas"] == 1 and admin["memory_base_mb"] == 300
+    assert admin["cpu_idle_cores"] == pytest.approx(0.012) and admin["cpu_per_request_ms"] == 0
+    assert all("admin" not in (c["from"], c["to"]) for c in scenario["topology"]["calls"])
+    Scenario.model_validate(scenario)  # valid as written

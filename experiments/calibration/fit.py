@@ -126,7 +126,15 @@ def _from_metrics(metrics: pd.DataFrame):
     """An `adjust(analysis, topology)` hook writing replicas, memory and CPU per request."""
 
     def adjust(_analysis: Any, topology: dict[str, Any]) -> None:
-        for name, entry in topology["services"].items():
+        services = topology["services"]
+        for name in sorted(set(metrics["service"]) - set(services)):
+            # a deployment the traces never reached still runs, burns idle CPU and shows
+            # in every metric table (an RCA method must rank it too): kept, with no calls
+            services[name] = {
+                "description": "calibrated: seen in pod metrics only (no traced requests)",
+                "service_time": {"mean_ms": 1.0},
+            }
+        for name, entry in services.items():
             rows = metrics[metrics["service"] == name]
             if rows.empty:
                 continue
