@@ -160,7 +160,7 @@ def settings() -> dict[str, Any]:
         "framing": {"before_s": f.before_s, "after_s": f.after_s, "step_s": f.step_s},
         "fault_map": dict(faults.TWIN_KIND),
         "cpu_hog_share_of_limit": faults.CPU_HOG_SHARE,
-        "error_rate": faults.ERROR_RATE,
+        "defect_share": faults.DEFECT_SHARE,
         "network_delay_ms": faults.NETWORK_DELAY_MS,
         "tolerance": compare.TOLERANCE,
         "tau_min": compare.TAU_MIN,

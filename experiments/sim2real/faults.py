@@ -5,10 +5,11 @@ Nezha injects four kinds; the twin has a fault for each mechanism but not for ea
 - `cpu_contention` (a CPU stress process in the pod) → `cpu_hog`: extra demand of
   `CPU_HOG_SHARE` of the pod's CPU limit, so the pod runs near its limit as a stressed
   pod does;
-- `exception` (an operation throws) → `errors`: a share `ERROR_RATE` of the service's
-  requests fail;
-- `return` (an operation returns a wrong value) → `errors` too: the twin has no fault
-  that changes what a response says without failing it, so the nearest is a failure;
+- `exception` (an operation throws, and the exception is caught) → `bad_response` with
+  `exception`: a share `DEFECT_SHARE` of the service's requests take the faulty path,
+  which logs an ERROR with a stack; nothing fails (Nezha's success rates do not move);
+- `return` (an operation returns a wrong value) → `bad_response`: the same share logs a
+  WARN where a check downstream catches the value; nothing fails either;
 - `network_delay` (netem on the pod) → `latency` with `add_ms` added to every request
   the service serves (`factor` 1): what its callers wait for grows, as with netem.
 
@@ -25,13 +26,13 @@ from typing import Any
 from twin.errors import FirebreakError
 
 CPU_HOG_SHARE = 0.95  # of the target's CPU limit, per replica
-ERROR_RATE = 0.5  # share of the target's requests that fail
+DEFECT_SHARE = 0.5  # share of the target's requests on a code fault's path
 NETWORK_DELAY_MS = 200.0  # added to each request the target serves
 
 TWIN_KIND: dict[str, str] = {
     "cpu_contention": "cpu_hog",
-    "exception": "errors",
-    "return": "errors",
+    "exception": "bad_response",
+    "return": "bad_response",
     "network_delay": "latency",
 }
 
@@ -65,7 +66,7 @@ def twin_fault(
         limit = float(services[target].get("cpu_limit") or 1.0)
         fault["cores"] = round(CPU_HOG_SHARE * limit, 4)
     elif kind in ("exception", "return"):
-        fault["rate"] = ERROR_RATE
+        fault.update(share=DEFECT_SHARE, exception=kind == "exception")
     else:
         fault.update(factor=1.0, add_ms=NETWORK_DELAY_MS)
     return fault

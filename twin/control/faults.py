@@ -33,6 +33,7 @@ from twin.rng import stream
 from twin.scenario.schema import (
     INFRA_FAULT_KINDS,
     BadDeployFault,
+    BadResponseFault,
     CpuHogFault,
     CrashFault,
     DependencyOutageFault,
@@ -62,6 +63,14 @@ class _Scope:
 
     def __exit__(self, *exc: object) -> None:
         self.injector.scope = self.outer
+
+
+def _log_effect(fault: object) -> dict:
+    """What the log writer needs of a fault that shows only in logs (ground truth: the
+    writer turns it into the faulty path's lines and never prints the event)."""
+    if isinstance(fault, BadResponseFault):
+        return {"share": fault.share, "exception": fault.exception}
+    return {}
 
 
 def fault_label(index: int, fault: object) -> str:
@@ -114,6 +123,7 @@ class FaultInjector:
             fault=fault_label(index, fault),
             fault_kind=kind,
             **{where: fault.target},  # type: ignore[attr-defined]
+            **_log_effect(fault),
         )
         if kind in INFRA_FAULT_KINDS:
             cluster = sim.cluster

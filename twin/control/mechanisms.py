@@ -167,6 +167,12 @@ MECHANISMS: dict[str, Mechanism] = {
         _pod("errors", "the pods hold a stale credential or a poisoned cache and fail", 0.8),
         _pod("cpu_hog", "a runaway thread inside the pods burns CPU", 0.9),
         _pod(
+            "bad_response",
+            "an agent rewrote a method inside the running JVMs (a wrong return value, a thrown "
+            "and caught exception); a new pod loads the class afresh",
+            0.9,
+        ),
+        _pod(
             "dependency_outage",
             "the store's process is wedged (connection table full) and refuses connections",
             0.75,

@@ -131,6 +131,21 @@ class ErrorFault(_Fault):
     rate: float = Field(gt=0, le=1)
 
 
+class BadResponseFault(_Fault):
+    """A code fault that fails nothing: a method returns a wrong value, or throws an
+    exception its caller catches (what a JVM agent such as ChaosBlade injects, and what
+    Nezha's `return` and `exception` faults are). Requests succeed at their usual speed;
+    only the faulty path's log lines show it."""
+
+    kind: Literal["bad_response"]
+    share: float = Field(default=0.5, gt=0, le=1, description="share of requests on the path")
+    exception: bool = Field(
+        default=False,
+        description="true: the path throws and catches (ERROR with a stack); false: it "
+        "returns a wrong value that a check downstream logs (WARN)",
+    )
+
+
 class CpuHogFault(_Fault):
     kind: Literal["cpu_hog"]
     cores: float = Field(gt=0, description="extra CPU demand per replica")
@@ -223,6 +238,7 @@ Fault = Annotated[
     | LatencyFault
     | ErrorFault
     | CpuHogFault
+    | BadResponseFault
     | MemoryLeakFault
     | BadDeployFault
     | DependencyOutageFault
@@ -244,6 +260,7 @@ FAULT_KINDS = (
     "latency",
     "errors",
     "cpu_hog",
+    "bad_response",
     "memory_leak",
     "bad_deploy",
     "dependency_outage",

@@ -95,6 +95,11 @@ MESSAGES = {
     "request.error": ("ERROR", "internal error handling request: {reason}"),
     "request.exception": ("ERROR", "unhandled exception handling request (version {version})"),
     "request.slow": ("WARN", "slow request: duration_ms={d} above {limit_ms} ms"),
+    "code.wrong_value": (
+        "WARN",
+        "{Camel}Service#handle returned an unexpected value; response check failed at line {n}",
+    ),
+    "code.caught": ("ERROR", "{Camel}ServiceImpl: exception caught while handling request"),
     "memory.high": ("WARN", "memory usage high: {mb} MiB of {limit} MiB limit"),
     "pod.oom": (
         "ERROR",

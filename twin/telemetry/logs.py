@@ -9,13 +9,18 @@ trace while a deploy has not been rolled back); WARN lines for slow requests and
 the limit; and one line per control-plane event (OOM kills, crash-loop back-off, crashes with
 a stack trace, deploys, rollbacks, breaker transitions, pods starting and stopping).
 
-Logs read telemetry, events and spans, never ground truth: fault events are ignored. A line
+Logs read telemetry, events and spans, never ground truth: fault events are never printed,
+and the only one read is a code fault's extent (`log_defects`): a wrong return value or a
+caught exception fails nothing, so its own log lines are the one place it shows. A line
 carries the trace id (and span id) of a span of its service in its tick when one came in
 through `on_spans`, else a fresh id, as an unsampled request's log line would.
 
 Spans for a chunk may arrive before or after the chunk itself (the sampler may sit before
 or after this sink, and the request fidelity feeds spans directly), so a chunk is written
 when the next one arrives, or on close.
+
+Over 500 lines because every kind of line draws from the same pools and span ids, in one
+chunk pass; split, each part would need the sink's state.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from twin.rng import stream
 from twin.scenario.schema import Scenario
 from twin.telemetry.files import open_truncated, write_all
 from twin.telemetry.frame import Chunk
+from twin.telemetry.log_defects import DefectLog
 from twin.telemetry.log_templates import (
     CURRENCIES,
     GENERIC,
@@ -130,6 +136,7 @@ class LogSink:
         self._client_failures: dict[tuple[int, int, str], list[tuple[str, str]]] = {}
         self._deployed: dict[str, str] = {}  # service → version deployed, until rolled back
         self._memory_warned = np.full(len(self.names), -np.inf)
+        self._defects = DefectLog(self.index)
         self._closed = False
 
     def _setup_services(self, scenario: Scenario) -> None:
@@ -195,6 +202,7 @@ class LogSink:
         records: list[tuple[float, int, str]] = []
         first_tick = int(round(chunk.times[0] / self.dt))
         self._traffic(chunk, first_tick, records)
+        self._defect_lines(chunk, first_tick, records)
         self._failures(chunk, first_tick, records)
         self._memory(chunk, first_tick, records)
         self._events(chunk, records)
@@ -287,6 +295,26 @@ class LogSink:
                 message = text.format(**self._fill(fields, mu, sigma, shift, s))
                 ids = self._span_ids(first + row, s, False)
                 self._record(records, t, s, tid, "INFO", message, ids)
+
+    def _defect_lines(self, chunk: Chunk, first: int, records: list) -> None:
+        """A line for each sampled request on a code fault's path (`log_defects`): WARN for
+        a wrong value a check caught, ERROR with a stack for a caught exception."""
+        shares = self._defects.shares(chunk)
+        if shares is None or self.info_rate <= 0.0:
+            return
+        thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0) * (self.info_rate * self.dt)
+        for template, share in zip(("code.wrong_value", "code.caught"), shares, strict=True):
+            level, text = MESSAGES[template]
+            counts = _capped(self.draws.rng, thr * share)
+            for row, s in zip(*np.nonzero(counts), strict=True):
+                row, s = int(row), int(s)
+                for _ in range(int(counts[row, s])):
+                    t = float(chunk.times[row]) + self.draws.uniform() * self.dt
+                    ids = self._span_ids(first + row, s, False)
+                    line = int(40 + self.draws.uniform() * 400)
+                    message = text.format(Camel=camel(self.names[s]), n=line)
+                    extra = {"stack": self._stack(s)} if template == "code.caught" else {}
+                    self._record(records, t, s, template, level, message, ids, **extra)
 
     def _failures(self, chunk: Chunk, first: int, records: list) -> None:
         """ERROR lines for failed calls and own failures, WARN lines for slow requests.

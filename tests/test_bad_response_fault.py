@@ -1,0 +1,70 @@
+"""A code fault that fails nothing (Nezha's `return` and `exception`): every metric is what
+the fault-free run has, and only the faulty path's log lines show it, for its target and
+while it lasts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from conftest import chain_topology, make_scenario
+
+from twin.run.runner import run_scenario
+
+START, DURATION = 120.0, 120.0
+
+
+def _run(tmp_path: Path, name: str, faults: list[dict]) -> Path:
+    scenario = make_scenario(
+        chain_topology(),
+        duration=360,
+        faults=faults,
+        workload={"classes": [{"name": "all", "entry": "entry", "rate": 200.0}], "noise": 0.0},
+        telemetry={"log_info_rate": 0.01},  # about 240 of the path's lines at share 1
+    )
+    out = tmp_path / name
+    run_scenario(scenario, out)
+    return out
+
+
+def _metrics(out: Path):
+    table = ds.dataset(out / "metrics.parquet", format="parquet").to_table().to_pandas()
+    return table.sort_values(list(table.columns[:3])).reset_index(drop=True)
+
+
+def _code_lines(out: Path) -> list[dict]:
+    with (out / "logs.jsonl").open() as fh:
+        return [r for r in map(json.loads, fh) if r["template_id"].startswith("code.")]
+
+
+@pytest.mark.parametrize(("exception", "template", "level"), [
+    (True, "code.caught", "ERROR"), (False, "code.wrong_value", "WARN"),
+])  # fmt: skip
+def test_only_the_logs_of_the_target_show_it_while_it_lasts(
+    tmp_path: Path, exception: bool, template: str, level: str
+) -> None:
+    fault = {"kind": "bad_response", "target": "mid", "start": START, "duration": DURATION,
+             "share": 1.0, "exception": exception}  # fmt: skip
+    clean, faulty = _run(tmp_path, "clean", []), _run(tmp_path, "faulty", [fault])
+    assert _metrics(clean).equals(_metrics(faulty))  # nothing fails, nothing slows
+    lines = _code_lines(faulty)
+    assert lines, "the faulty path logged nothing"
+    seen = {(r["service"], r["template_id"], r["level"]) for r in lines}
+    assert seen == {("mid", template, level)}
+    assert all(START <= r["t"] < START + DURATION + 1.0 for r in lines)
+    assert ("stack" in lines[0]) == exception
+    assert _code_lines(clean) == []
+    labels = json.loads((faulty / "labels.json").read_text())["faults"][0]
+    assert labels["kind"] == "bad_response" and labels["roots"] == ["mid"]
+    assert {r["action"] for r in labels["remedies"]["ends"]} >= {"restart_pods", "rollback"}
+
+
+def test_its_log_lines_grow_with_its_share(tmp_path: Path) -> None:
+    def lines(share: float) -> int:
+        fault = {"kind": "bad_response", "target": "mid", "start": START,
+                 "duration": DURATION, "share": share}  # fmt: skip
+        return len(_code_lines(_run(tmp_path, f"s{share}", [fault])))
+
+    assert lines(1.0) > 2 * lines(0.2) > 0
