@@ -29,8 +29,8 @@ if TYPE_CHECKING:  # the CLI imports the choices at start-up; the twin loads onl
 TelemetryChoice = Literal["ideal", "production"]
 TELEMETRY_CHOICES: tuple[TelemetryChoice, ...] = ("ideal", "production")
 TELEMETRY_HELP = (
-    "what detectors and RCA methods see: 'ideal' (default; the exact per-tick frames, as the "
-    "README's figures were measured) or 'production' (each case run into a temporary run "
+    "what detectors and RCA methods see: 'ideal' (default, so the README's ideal figures stay "
+    "reproducible: the exact per-tick frames) or 'production' (each case run into a temporary run "
     "directory with production-like telemetry and read back from it: 15 s scrapes, "
     "histogram quantiles, rate() windows, noise floors, benign confounders)"
 )
