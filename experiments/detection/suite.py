@@ -5,12 +5,19 @@ the static-threshold baseline, tier 1 alone, the tiered pipeline (tier 2 only wh
 escalates) and tier 2 on every service-frame (the reference for the compute saved). Tier 2
 is fitted beforehand on a separate fault-free run of the same topology with another seed,
 never on the run it is scored on; labels.json is read only by the scorer.
+
+With `telemetry="production"` every run (the scored ones and tier 2's fault-free ones) goes
+through `run_scenario` with production-like telemetry into a temporary run directory, and
+the detectors stream the 15 s steps its metrics.parquet holds (`experiments/observed.py`);
+the detectors' settings stay as they are (counted in frames). The labels are the same
+but-for ground truth the ideal mode scores against (the run directory's labels.json).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +28,7 @@ from detectors.anomaly.features import K
 from detectors.anomaly.pipeline import Z_CLIP, TieredPipeline
 from detectors.anomaly.static import StaticThresholds
 from detectors.correlation import Correlator
+from experiments.observed import TelemetryChoice, check_telemetry, observe
 from twin.flow.engine import Simulation
 from twin.run.labels import ground_truth
 from twin.scenario.loader import load_scenario
@@ -54,17 +62,27 @@ def normal_run(scenario: Scenario, duration: float = TRAIN_S) -> Scenario:
     )
 
 
-def collect_normal_z(scenario: Scenario, sample_every: int = SAMPLE_EVERY) -> np.ndarray:
+def collect_normal_z(
+    scenario: Scenario, sample_every: int = SAMPLE_EVERY, telemetry: TelemetryChoice = "ideal"
+) -> np.ndarray:
     """Per service-frame robust z-vectors of tier 1 on a run, to fit tier 2 on."""
-    sim = Simulation(scenario)
-    pipe = TieredPipeline(sim.topo.names)
+    if check_telemetry(telemetry) == "production":
+        with tempfile.TemporaryDirectory(prefix="detect-normal-") as tmp:
+            obs = observe(scenario, Path(tmp) / "run", logs=False)
+        names: Sequence[str] = obs.services
+        frames: Iterable[tuple[float, np.ndarray]] = obs.frames()
+    else:
+        sim = Simulation(scenario)
+        names = sim.topo.names
+        frames = ((f.time, f.values) for f in sim.frames())
+    pipe = TieredPipeline(names)
     rows = []
-    for i, frame in enumerate(sim.frames()):
-        x = pipe.layout.transform(frame.values)
+    for i, (t, values) in enumerate(frames):
+        x = pipe.layout.transform(values)
         if pipe.robust.ready and i % sample_every == 0:
             z = pipe.robust.score_one(x)
             rows.append(np.clip(z, -Z_CLIP, Z_CLIP).reshape(-1, K))
-        pipe.learn(x, frame.time)
+        pipe.learn(x, t)
     return np.concatenate(rows) if rows else np.zeros((0, K))
 
 
@@ -84,9 +102,14 @@ def make_tier2(kind: str, seed: int = 0):
     raise ValueError(f"tier 2: expected one of {', '.join(TIER2_MODELS)}, got {kind!r}")
 
 
-def fit_tier2(train: Sequence[Scenario], seed: int = 0, kind: str = "pca"):
+def fit_tier2(
+    train: Sequence[Scenario],
+    seed: int = 0,
+    kind: str = "pca",
+    telemetry: TelemetryChoice = "ideal",
+):
     """One tier-2 model over K robust z-scores, shared by every service."""
-    X = np.concatenate([collect_normal_z(sc) for sc in train])
+    X = np.concatenate([collect_normal_z(sc, telemetry=telemetry) for sc in train])
     return make_tier2(kind, seed).fit(X)
 
 
@@ -105,15 +128,34 @@ def run_case(
     *,
     progress: Callable[[float, float], None] | None = None,
     pipeline: dict | None = None,
+    telemetry: TelemetryChoice = "ideal",
 ) -> CaseResult:
     """Stream one scenario through every detector and score each against its labels.
 
-    `pipeline` overrides the tiered pipelines' settings (escalate_z, persist, ...)."""
+    `pipeline` overrides the tiered pipelines' settings (escalate_z, persist, ...);
+    `telemetry` picks what the detectors see (the module docstring)."""
     opts = dict(pipeline or {})
-    sim = Simulation(scenario)
-    names = sim.topo.names
-    recorder = SignalRecorder(sim.n_ticks, len(names))
-    sim.sinks.append(recorder)
+    if check_telemetry(telemetry) == "production":
+        with tempfile.TemporaryDirectory(prefix="detect-case-") as tmp:
+            obs = observe(scenario, Path(tmp) / "run", labels=True, logs=False)
+        names: tuple[str, ...] = obs.services
+        frames: Iterable[tuple[float, np.ndarray]] = obs.frames()
+        n_frames = len(obs.times)
+        labels = obs.labels
+
+        def truth_of() -> dict:
+            return labels or {}
+    else:
+        sim = Simulation(scenario)
+        names = sim.topo.names
+        recorder = SignalRecorder(sim.n_ticks, len(names))
+        sim.sinks.append(recorder)
+        frames = ((f.time, f.values) for f in sim.frames())
+        n_frames = sim.n_ticks
+
+        def truth_of() -> dict:
+            return ground_truth(scenario, recorder.data, names, sim.n_ticks * sim.dt)
+
     detectors = {
         "static": StaticThresholds.for_scenario(scenario, names),
         "tier1": TieredPipeline(names, detector_name="tier1", **opts),
@@ -124,15 +166,14 @@ def run_case(
     }
     alerts: dict[str, list] = {name: [] for name in detectors}
     walls = dict.fromkeys(detectors, 0.0)
-    for frame in sim.frames():
+    for t, values in frames:
         for name, det in detectors.items():
             t0 = time.perf_counter()
-            alerts[name].extend(det.process(frame.time, frame.values))
+            alerts[name].extend(det.process(t, values))
             walls[name] += time.perf_counter() - t0
-        if progress is not None and frame.time % 600 == 0:
-            progress(frame.time, scenario.duration)
-    truth = ground_truth(scenario, recorder.data, names, sim.n_ticks * sim.dt)
-    faults = parse_labels(truth, f"{scenario.name} labels")
+        if progress is not None and t % 600 == 0:
+            progress(t, scenario.duration)
+    faults = parse_labels(truth_of(), f"{scenario.name} labels")
     graph = scenario.topology.graph()
     result = CaseResult(scenario.name, len(names), scenario.duration, len(faults))
     for name, det in detectors.items():
@@ -148,7 +189,7 @@ def run_case(
         )
         entry = ev.to_dict()
         entry["n_alerts"] = len(alerts[name])
-        entry["ms_per_tick"] = round(walls[name] / sim.n_ticks * 1000.0, 4)
+        entry["ms_per_tick"] = round(walls[name] / max(n_frames, 1) * 1000.0, 4)
         stats = getattr(det, "stats", None)
         if stats is not None:
             entry["tier2_calls"] = stats.tier2_calls
@@ -260,7 +301,12 @@ def load_topology_dict(name: str) -> dict:
 
 
 def cold_start(
-    target: Scenario, sources: Sequence[str], *, warmup_s: float = 7200.0, hours: float = 6.0
+    target: Scenario,
+    sources: Sequence[str],
+    *,
+    warmup_s: float = 7200.0,
+    hours: float = 6.0,
+    telemetry: TelemetryChoice = "ideal",
 ) -> dict:
     """The tiered pipeline's scores in the target's first day with a tier-2 model learned on
     other topologies only (transfer), beside one learned from scratch on `warmup_s` of the
@@ -268,12 +314,13 @@ def cold_start(
     flatters it: a real one would not exist before `warmup_s`."""
     if target.topology.name in sources:
         raise ValueError(f"{target.topology.name} is among the source topologies")
-    transfer = fit_tier2([base_scenario(name, hours, seed=7) for name in sources])
+    sources_normal = [base_scenario(name, hours, seed=7) for name in sources]
+    transfer = fit_tier2(sources_normal, telemetry=telemetry)
     own_start = target.model_copy(update={"faults": [], "duration": warmup_s})
-    scratch = fit_tier2([own_start])
+    scratch = fit_tier2([own_start], telemetry=telemetry)
     day = target.model_copy(update={"duration": min(target.duration, 86400.0)})
     out = {}
     for label, model in (("transfer", transfer), ("scratch", scratch)):
-        result = run_case(day, model)
+        result = run_case(day, model, telemetry=telemetry)
         out[label] = result.detectors["tiered"]
     return out

@@ -13,6 +13,12 @@ Avg@5, reciprocal rank, wall time, detection delay and MTTI (see `rca_metrics`).
 inferred start an undetected case has no rank: it counts as a miss. Twin-verified
 counterfactual rows (method `twin-cf(<base>)`) re-rank the base method's top 3 and are
 flagged `twin_verified`: they assume a twin that matches the system.
+
+With `telemetry="production"` the case runs instead through `run_scenario` with
+production-like telemetry into a temporary run directory (`experiments/observed.py`); the
+detectors stream its observed 15 s steps (so the inferred start comes from them) and the
+wide table and log columns are built from its metrics.parquet and logs.jsonl. Only the
+counterfactual forks still use the finished twin, with the observed steps as its history.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from detectors.anomaly.pipeline import TieredPipeline
 from detectors.rca.base import RcaMethod
 from detectors.rca.fusion import log_error_columns, with_log_columns
 from experiments.detection.suite import BASE_LOAD
+from experiments.observed import TelemetryChoice, check_telemetry, observe
 from experiments.rca.cases import CaseSpec, scenario_for
 from experiments.rca.counterfactual import removal_shares, rerank
 from experiments.rca.metrics import case_metrics, mtti, rank_of
@@ -78,9 +85,14 @@ class CaseRun:
         return self.table[self.table["time"] < cut].reset_index(drop=True)
 
 
-def simulate_case(spec: CaseSpec, *, logs: bool = True) -> CaseRun:
+def simulate_case(
+    spec: CaseSpec, *, logs: bool = True, telemetry: TelemetryChoice = "ideal"
+) -> CaseRun:
     """Run one case, stream it through the detectors and build its wide table (with the
-    run's WARN/ERROR log rates fused in as `<service>_logerror` columns)."""
+    run's WARN/ERROR log rates fused in as `<service>_logerror` columns), from the ideal
+    frames or from what a production run directory records (`telemetry`)."""
+    if check_telemetry(telemetry) == "production":
+        return _observed_case(spec, logs=logs)
     scenario = scenario_for(spec)
     sim = Simulation(scenario)
     names = sim.topo.names
@@ -97,18 +109,47 @@ def simulate_case(spec: CaseSpec, *, logs: bool = True) -> CaseRun:
             if inferred is None and alerts and spec.start <= frame.time < spec.end:
                 inferred = float(frame.time)
         tel = recorder.telemetry()
-        table = wide_from_cube(tel.times, names, SERVICE_METRICS, tel.values)
+        records: list[dict] = []
         if logs:
             with log_path.open() as fh:
                 records = [json.loads(line) for line in fh]
-            columns = log_error_columns(records, tel.times, names)
-            columns.columns = [
-                f"{rcaeval_service_name(c.rsplit('_', 1)[0])}_{c.rsplit('_', 1)[1]}"
-                for c in columns.columns
-            ]
-            table = with_log_columns(table, columns)
+    table = _table(tel.times, names, tel.values, records if logs else None)
     graph = nx.relabel_nodes(scenario.topology.graph(), rcaeval_service_name, copy=True)
     return CaseRun(spec, sim, tel.times, tel.values, table, graph, inferred)
+
+
+def _observed_case(spec: CaseSpec, *, logs: bool) -> CaseRun:
+    """The case as its production run directory records it: the detectors stream the
+    observed steps, the table comes from metrics.parquet (and logs.jsonl)."""
+    scenario = scenario_for(spec)
+    with tempfile.TemporaryDirectory(prefix="rca-case-") as tmp:
+        obs = observe(scenario, Path(tmp) / "run", logs=logs, keep_sim=True)
+    pipeline = TieredPipeline(obs.services)
+    inferred: float | None = None
+    for t, values in obs.frames():
+        alerts = pipeline.process(t, values)
+        if inferred is None and alerts and spec.start <= t < spec.end:
+            inferred = t
+    table = _table(obs.times, obs.services, obs.values, obs.log_records if logs else None)
+    graph = nx.relabel_nodes(scenario.topology.graph(), rcaeval_service_name, copy=True)
+    if obs.sim is None:  # observe(keep_sim=True) always keeps it
+        raise RuntimeError(f"{spec.case}: the finished twin was not kept")
+    return CaseRun(spec, obs.sim, obs.times, obs.values, table, graph, inferred)
+
+
+def _table(
+    times: np.ndarray, names: Sequence[str], values: np.ndarray, records: list[dict] | None
+) -> pd.DataFrame:
+    """The RCAEval wide table of a services × SERVICE_METRICS cube, log columns fused in."""
+    table = wide_from_cube(times, names, SERVICE_METRICS, values)
+    if records is None:
+        return table
+    columns = log_error_columns(records, times, names)
+    columns.columns = [
+        f"{rcaeval_service_name(c.rsplit('_', 1)[0])}_{c.rsplit('_', 1)[1]}"
+        for c in columns.columns
+    ]
+    return with_log_columns(table, columns)
 
 
 def _row(run: CaseRun, method: str, start: str, ranking: list[str] | None, wall: float) -> dict:
@@ -199,11 +240,13 @@ def run_suite(
     cf_method: str | None = None,
     post_s: float = POST_S,
     progress: Callable[[CaseSpec], None] | None = None,
+    telemetry: TelemetryChoice = "ideal",
 ) -> pd.DataFrame:
     """The tidy table over all cases (see the module docstring)."""
+    check_telemetry(telemetry)
     rows: list[dict] = []
     for spec in specs:
-        run = simulate_case(spec)
+        run = simulate_case(spec, telemetry=telemetry)
         rows.extend(score_case(run, methods, cf_method=cf_method, post_s=post_s))
         if progress is not None:
             progress(spec)

@@ -53,22 +53,28 @@ def cmd_detect_suite(args: argparse.Namespace) -> int:
     for sc in tqdm(scenarios, desc="scenarios", disable=not show, file=sys.stderr):
         key = sc.topology.name
         if key not in models:
-            models[key] = fit_tier2([normal_run(sc)], kind=args.tier2)
-        results.append(run_case(sc, models[key]))
+            models[key] = fit_tier2([normal_run(sc)], kind=args.tier2, telemetry=args.telemetry)
+        results.append(run_case(sc, models[key], telemetry=args.telemetry))
     summary = summarise(results)
-    payload = {"cases": [vars(r) for r in results], "summary": summary}
+    payload = {
+        "telemetry": args.telemetry,
+        "cases": [vars(r) for r in results],
+        "summary": summary,
+    }
     (out / "detection_suite.json").write_text(json.dumps(payload, indent=2) + "\n")
     head = f"{'detector':14s}" + "".join(f"{label:>11s}" for _, label, _ in COLUMNS)
-    print(f"suite: {', '.join(names)}; tier 2: {args.tier2}")
+    print(f"suite: {', '.join(names)}; tier 2: {args.tier2}; telemetry: {args.telemetry}")
     print(head)
     for name, row in summary.items():
         cells = "".join(f"{_fmt(fmt, row[key]):>11s}" for key, _, fmt in COLUMNS)
         print(f"{name:14s}{cells}")
     tiered = summary.get("tiered", {})
     if "tier2_compute_saved_x" in tiered:
+        kept = tiered["recall_kept_vs_tier2_always"]
         print(
             f"tier 2 compute saved: {tiered['tier2_compute_saved_x']}x fewer evaluations than "
-            f"on every service-frame; recall kept {tiered['recall_kept_vs_tier2_always']:.1%}"
+            f"on every service-frame; recall kept "
+            + ("- (tier 2 on every frame detected nothing)" if kept is None else f"{kept:.1%}")
         )
     print(f"wrote {out / 'detection_suite.json'}")
     return 0
@@ -82,11 +88,12 @@ def _cold_start(args: argparse.Namespace) -> int:
     sources = [name for name in BASE_LOAD if name != target.topology.name]
     if not sources:
         raise FirebreakError("no other topology to transfer from")
-    out = cold_start(target, sources)
+    out = cold_start(target, sources, telemetry=args.telemetry)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     (Path(args.out) / "cold_start.json").write_text(json.dumps(out, indent=2) + "\n")
     print(
-        f"cold start on {target.topology.name} ({target.name}, first day); "
+        f"cold start on {target.topology.name} ({target.name}, first day, "
+        f"{args.telemetry} telemetry); "
         f"tier 2 learned on: {', '.join(sources)}"
     )
     for label, row in out.items():
@@ -100,6 +107,8 @@ def _cold_start(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from experiments.observed import TELEMETRY_CHOICES, TELEMETRY_HELP
+
     p = sub.add_parser(
         "detect-suite",
         help="score the detectors (static baseline, tier 1, tiered, tier 2) on twin scenarios",
@@ -118,4 +127,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="instead: transfer tier 2 from the other topologies to this scenario's, "
         "against learning it from scratch",
     )
+    p.add_argument("--telemetry", choices=TELEMETRY_CHOICES, default="ideal", help=TELEMETRY_HELP)
     p.set_defaults(func=cmd_detect_suite)

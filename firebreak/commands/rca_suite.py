@@ -64,7 +64,13 @@ def cmd_rca_suite(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
     bar = tqdm(total=len(specs), desc="cases", file=sys.stderr, disable=not sys.stderr.isatty())
-    table = run_suite(specs, methods, cf_method=cf, progress=lambda _s: bar.update())
+    table = run_suite(
+        specs,
+        methods,
+        cf_method=cf,
+        progress=lambda _s: bar.update(),
+        telemetry=args.telemetry,
+    )
     bar.close()
     wall = time.perf_counter() - began
     table.to_csv(out / "rca_suite.csv", index=False)
@@ -75,7 +81,8 @@ def cmd_rca_suite(args: argparse.Namespace) -> int:
     print(
         f"{len(specs)} cases, {table['topology'].nunique()} topologies, "
         f"{table['kind'].nunique()} fault kinds; methods: {', '.join(methods)}; "
-        f"analysis window: history to anomaly time + {POST_S:g} s; wall {wall:.0f} s"
+        f"analysis window: history to anomaly time + {POST_S:g} s; "
+        f"telemetry: {args.telemetry}; wall {wall:.0f} s"
     )
     det = table[(table["start"] == "inferred")].drop_duplicates("case")["detected"].mean()
     print(f"detected by the tiered pipeline (inferred start available): {det:.1%}")
@@ -102,6 +109,7 @@ def cmd_rca_suite(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from experiments.observed import TELEMETRY_CHOICES, TELEMETRY_HELP
     from firebreak.argtypes import positive_int
 
     p = subparsers.add_parser(
@@ -120,4 +128,5 @@ def register(subparsers) -> None:
     p.add_argument("--methods", nargs="+", default=None, help="methods (default all known)")
     p.add_argument("--cf-method", default="robust", help="method the counterfactual re-ranks")
     p.add_argument("--out", default="out/rca-suite", help="output directory")
+    p.add_argument("--telemetry", choices=TELEMETRY_CHOICES, default="ideal", help=TELEMETRY_HELP)
     p.set_defaults(func=cmd_rca_suite)
