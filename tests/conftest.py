@@ -64,6 +64,13 @@ def simulate(scenario: Scenario, **kwargs: Any) -> Recorded:
     return Recorded(sim, keep.chunks)
 
 
+def ideal(scenario: Scenario) -> Scenario:
+    """The scenario observed exactly, every tick (production-like is the default): for
+    checks of per-tick semantics and of theory."""
+    telemetry = scenario.telemetry.model_copy(update={"mode": "ideal"})
+    return scenario.model_copy(update={"telemetry": telemetry})
+
+
 def topology_dict(name: str) -> dict:
     return yaml.safe_load((TOPOLOGIES / f"{name}.yaml").read_text())
 

@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from twin.scenario.loader import load_topology
+from twin.scenario.observe_schema import ProductionTelemetry
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))
@@ -252,8 +253,10 @@ def test_run_writes_the_run_directory(outage_runs: dict[str, Any]) -> None:
 
     table = pq.read_table(out / "metrics.parquet")
     assert table.column_names == ["time", "service", "metric", "value"]
-    assert pc.min(table["time"]).as_py() == 0.0
-    assert pc.max(table["time"]).as_py() == pytest.approx(3599.0)
+    # production-like by default: one row per scrape step, from the first full rate() window
+    prod = ProductionTelemetry()
+    assert pc.min(table["time"]).as_py() == prod.rate_window_s
+    assert pc.max(table["time"]).as_py() == pytest.approx(3600.0 - prod.step_s)
     for line in (out / "events.jsonl").read_text().splitlines():
         json.loads(line)
 
@@ -320,7 +323,8 @@ def test_interrupted_run_keeps_what_it_simulated(tmp_path: Path) -> None:
     times = pq.read_table(metrics, columns=["time"])["time"]
     max_time = pc.max(times).as_py()
     assert 0 < max_time <= summary["sim_seconds"]
-    assert max_time == pytest.approx(summary["sim_seconds"] - summary["tick_s"])
+    # everything simulated is kept, up to the last whole scrape step
+    assert max_time > summary["sim_seconds"] - summary["tick_s"] - ProductionTelemetry().step_s
 
 
 # ---------------------------------------------------------------------- progress bar

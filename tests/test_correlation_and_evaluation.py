@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import networkx as nx
 import pyarrow.parquet as pq
 import pytest
-from conftest import SCENARIOS
+from conftest import SCENARIOS, ideal
 
 from detectors.anomaly.evaluation import (
     EventScores,
@@ -342,7 +342,7 @@ def test_label_files_that_cannot_be_read(tmp_path):
 
 def test_real_run_labels_score_a_threshold_detector(tmp_path):
     """redis-cart's outage (45 min to 60 min) seen by a plain error-ratio threshold."""
-    scenario = load_scenario(SCENARIOS / "dependency-outage.yaml", duration=3900)
+    scenario = ideal(load_scenario(SCENARIOS / "dependency-outage.yaml", duration=3900))
     run_scenario(scenario, tmp_path / "run")
     table = pq.read_table(tmp_path / "run" / "metrics.parquet").to_pandas()
     errors = table[(table.metric == "error_ratio") & (table.value > 0.05)].sort_values("time")

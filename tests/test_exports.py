@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import chain_topology, make_scenario, simulate
+from conftest import chain_topology, ideal, make_scenario, simulate
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as parse_openmetrics,
 )
@@ -66,7 +66,10 @@ FAULTS = [
 
 
 def scenario(duration: float = DURATION, tick: float = 1.0):
-    return make_scenario(chain_topology(breaker=True), faults=FAULTS, duration=duration, tick=tick)
+    """Observed ideally: the exports are checked tick for tick against the simulation."""
+    return ideal(
+        make_scenario(chain_topology(breaker=True), faults=FAULTS, duration=duration, tick=tick)
+    )
 
 
 def families(text: str) -> dict:

@@ -22,12 +22,14 @@ from firebreak.cli import main
 from twin.run.runner import run_scenario
 from twin.scenario.generate import generate_topology, suggest_classes, suggested_total_rps
 from twin.scenario.loader import load_scenario
+from twin.scenario.observe_schema import ProductionTelemetry
 from twin.scenario.schema import Scenario
 from twin.telemetry.spans import EPOCH_UNIX_S, Span
 from twin.telemetry.widecsv import write_wide_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 T = 1000.0  # anomaly time of the synthetic tables
+FIRST_ROW_S = ProductionTelemetry().rate_window_s
 
 
 def _chain_table(seed: int = 0, root_noise: float = 0.001) -> pd.DataFrame:
@@ -244,7 +246,8 @@ def test_cli_ranks_a_recorded_table(bad_deploy, tmp_path: Path, capsys) -> None:
     ("args", "message"),
     [
         (["--at", "5"], "anomaly time 5 is outside the table"),
-        (["--at", str(EPOCH_UNIX_S)], "no rows before the anomaly time"),
+        # the default run is production-like: its first row comes once a rate() window is full
+        (["--at", str(EPOCH_UNIX_S + FIRST_ROW_S)], "no rows before the anomaly time"),
         (["--at", "soon"], "neither seconds nor an ISO timestamp"),
         (["--at", str(EPOCH_UNIX_S + 3600), "--topology", "nope.yaml"], "nope.yaml"),
         (["--at", str(EPOCH_UNIX_S + 3600), "--top", "0"], "--top: must be at least 1: '0'"),
@@ -283,7 +286,8 @@ def test_one_incident_on_100_services_ranks_within_a_second(tmp_path: Path) -> N
             "duration": 2400,
             "workload": {"classes": classes},
             "faults": [{"kind": "latency", "target": target, "start": 1800, "factor": 5}],
-            "telemetry": {"plot": False, "traces": False, "logs": False},
+            # ideal: this checks speed and the ranking's logic on a clean 100-service table
+            "telemetry": {"mode": "ideal", "plot": False, "traces": False, "logs": False},
         }
     )
     run_scenario(scenario, tmp_path / "run", labels=False)

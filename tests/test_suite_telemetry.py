@@ -59,8 +59,14 @@ def runs() -> dict[str, object]:
     }
 
 
-def test_default_mode_is_untouched() -> None:
-    assert DEFAULT_MODE == "ideal"
+def test_the_suites_read_ideal_ticks_unless_asked() -> None:
+    """Run directories are production-like by default; the suites keep reading the engine's
+    ticks unless told otherwise, so their published ideal tables reproduce."""
+    from firebreak.cli import build_parser
+
+    assert DEFAULT_MODE == "production"
+    for command in ("rca-suite", "detect-suite"):
+        assert build_parser().parse_args([command, "--out", "x"]).telemetry == "ideal"
 
 
 def test_a_method_sees_the_scrape_step_not_the_tick(runs) -> None:

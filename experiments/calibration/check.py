@@ -75,7 +75,7 @@ def simulated(scenario: dict[str, Any], entry_rate: float, hours: float = 1.0) -
         classes=[dict(c, rate=c["rate"] * entry_rate / total) for c in classes],
         noise=0.0,
     )
-    doc["telemetry"] = {"plot": False, "traces": False, "logs": False}
+    doc["telemetry"] = {"mode": "ideal", "plot": False, "traces": False, "logs": False}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "calibrated.yaml"
         path.write_text(yaml.safe_dump(doc, sort_keys=False))

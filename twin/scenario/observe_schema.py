@@ -1,9 +1,9 @@
 """How a run's metrics are observed: `ideal` (every tick, exact) or `production` (what a
 Prometheus + cAdvisor + kube-state-metrics stack would have recorded).
 
-The default is one constant, `DEFAULT_MODE`: switching every scenario that does not say
-otherwise to production-like telemetry is a one-line change. Theory checks (queueing
-formulas, flow against request fidelity) need `ideal`.
+The default is production-like (`DEFAULT_MODE`): real telemetry is never exact, and a
+conclusion drawn on exact telemetry need not hold on real. Theory checks (queueing
+formulas, flow against request fidelity) and per-tick exports ask for `ideal`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pydantic import Field, field_validator, model_validator
 from twin.scenario.topology import Frozen, Seconds
 
 TelemetryMode = Literal["ideal", "production"]
-DEFAULT_MODE: TelemetryMode = "ideal"
+DEFAULT_MODE: TelemetryMode = "production"
 
 # the Prometheus client libraries' default histogram buckets, in seconds (+Inf implicit)
 DEFAULT_BUCKETS_S = tuple(b for b in Histogram.DEFAULT_BUCKETS if math.isfinite(b))
