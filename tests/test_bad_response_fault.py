@@ -68,3 +68,14 @@ def test_its_log_lines_grow_with_its_share(tmp_path: Path) -> None:
         return len(_code_lines(_run(tmp_path, f"s{share}", [fault])))
 
     assert lines(1.0) > 2 * lines(0.2) > 0
+
+
+def test_the_remediation_env_draws_it_only_when_asked() -> None:
+    """Its observation is metrics: a logs-only fault would be noise to a policy."""
+    import numpy as np
+
+    from twin.envs.distribution import REMEDIATION_FAULTS, draw_fault
+
+    assert "bad_response" not in REMEDIATION_FAULTS
+    fault = draw_fault(np.random.default_rng(0), "bad_response", "online-boutique", 60.0, 120.0)
+    assert fault.kind == "bad_response" and 0.2 <= fault.share <= 1.0

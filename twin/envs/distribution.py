@@ -21,6 +21,7 @@ from twin.scenario.schema import (
     FAULT_KINDS,
     INFRA_FAULT_KINDS,
     BadDeployFault,
+    BadResponseFault,
     CalendarEvent,
     CpuHogFault,
     CrashFault,
@@ -55,8 +56,12 @@ TOPOLOGIES = tuple(BASE_LOAD)
 # the faults a remediation episode draws from; retry_storm is left out by default because a
 # storm needs a separate trigger to start (see scenarios/retry-storm.yaml), node and zone
 # faults because the environment's scenarios have no infrastructure
+# the env's observation is metrics: a fault that shows only in logs (bad_response) would be
+# noise to a policy, so it is drawn only when asked for
 REMEDIATION_FAULTS = tuple(
-    k for k in FAULT_KINDS if k != "retry_storm" and k not in INFRA_FAULT_KINDS
+    k
+    for k in FAULT_KINDS
+    if k not in ("retry_storm", "bad_response") and k not in INFRA_FAULT_KINDS
 )
 QUIET_TELEMETRY = Telemetry(plot=False, traces=False, logs=False)
 
@@ -153,6 +158,10 @@ def draw_fault(
         return MisconfigurationFault(kind="misconfiguration", workers=1, **common)
     if kind == "retry_storm":
         return RetryStormFault(kind="retry_storm", retries=int(rng.integers(3, 9)), **common)
+    if kind == "bad_response":
+        exception = bool(rng.random() < 0.5)
+        share = _uniform(rng, (0.2, 1.0))
+        return BadResponseFault(kind="bad_response", share=share, exception=exception, **common)
     raise EnvConfigError(f"fault_kinds: unknown fault kind {kind!r} (kinds: {FAULT_KINDS})")
 
 
