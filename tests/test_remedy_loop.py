@@ -213,6 +213,10 @@ def test_a_replayed_day_without_faults(tmp_path):
     assert set(report["runs"]) == {"hpa", "traditional", "ai"}
     assert json.loads((tmp_path / "no_fault_day.json").read_text()) == report
     assert report["ai_replica_ratio"] > 0 and report["runs"]["ai"]["pages"] >= 0
+    assert all(0.0 < run["served"] <= 1.0 for run in report["runs"].values())
+    ai, hpa = report["runs"]["ai"], report["runs"]["hpa"]
+    expected = (ai["replica_hours"] / ai["served"]) / (hpa["replica_hours"] / hpa["served"])
+    assert report["ai_replica_ratio_per_served"] == pytest.approx(expected, abs=1e-4)
     assert SCENARIOS.is_dir()
 
 
