@@ -33,9 +33,7 @@ def test_a_scale_out_is_undone_when_health_fell_with_the_load_unchanged():
     g, view = Guardrails(), view4()
     act(g, view, ScaleTo("a", 6))
     growth = 1.0 + g.config.load_tolerance  # at the tolerance: unchanged
-    assert g.post_check(ScaleTo("a", 6), 0.99, 0.40, 100.0, load_growth=growth) == ScaleTo(
-        "a", 4
-    )
+    assert g.post_check(ScaleTo("a", 6), 0.99, 0.40, 100.0, load_growth=growth) == ScaleTo("a", 4)
     assert g.state()["failure_streak"] == 1
 
 
