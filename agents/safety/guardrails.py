@@ -60,7 +60,9 @@ from agents.safety.guardrail_config import (
 from agents.safety.verdict import (
     Acted,
     Verdict,
+    adds_capacity,
     plain_action,
+    planned_restarts,
     replace_fields,
     setting_key,
     targets,
@@ -424,7 +426,7 @@ class Guardrails:
             return None
         when = float(now) if now is not None else max(self._clock, 0.0)
         worse = self.worsened(before_health, after_health)
-        by_load = worse and _adds_capacity(action, prior) and self.load_explains(load_growth)
+        by_load = worse and adds_capacity(action, prior) and self.load_explains(load_growth)
         worse = worse and not by_load
         undo = None
         if worse and action.kind in SETTINGS and prior is not None:
@@ -496,25 +498,3 @@ class Guardrails:
             "pending_undos": [plain_action(u) for u, _ in self._undos],
             "last_reset": self.last_reset,
         }
-
-
-def _adds_capacity(action: Any, prior: Any) -> bool:
-    """A scale_to above the replicas it found."""
-    replicas = getattr(action, "replicas", None)
-    return (
-        action.kind == "scale_to"
-        and prior is not None
-        and replicas is not None
-        and (replicas > prior)
-    )
-
-
-def planned_restarts(action: Any, live: int) -> int:
-    """Pods a restart_pods action restarts out of `live`, the way the twin counts them."""
-    count = getattr(action, "count", None)
-    share = getattr(action, "share", None)
-    if count is not None:
-        return min(int(count), live)
-    if share is None:
-        return live
-    return min(math.ceil(float(share) * live - 1e-9), live)
