@@ -161,3 +161,22 @@ def test_without_a_surge_every_incident_pages():
     view = _view(lambda t: 50.0, 3100)
     pages = SurgePages(view, window_s=600.0)
     assert [pages.joins(f"inc-{i}", 3050.0 + i) for i in range(3)] == [None, None, None]
+
+
+def test_the_operator_counts_one_page_for_a_surge_and_logs_the_others():
+    view = _view(lambda t: 50.0 if t < 3000 else 150.0, 3100)
+    logged = []
+    loop = SimpleNamespace(
+        mode="ai",
+        pages=0,
+        surge_pages=SurgePages(view, window_s=600.0),
+        audit=SimpleNamespace(append=lambda kind, t, data: logged.append((kind, data))),
+    )
+    for i, incident_id in enumerate(("inc-1", "inc-2", "inc-3")):
+        case = SimpleNamespace(incident=SimpleNamespace(id=incident_id))
+        Operator._count_page(loop, case, 3050.0 + i)
+    assert loop.pages == 1
+    assert [d["joins"] for _, d in logged] == ["inc-1", "inc-1"]
+    loop.mode = "traditional"  # the static-threshold stack pages every incident
+    Operator._count_page(loop, SimpleNamespace(incident=SimpleNamespace(id="inc-4")), 3090.0)
+    assert loop.pages == 2
