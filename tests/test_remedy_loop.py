@@ -145,6 +145,20 @@ def test_scale_outs_standbys_and_shedding_are_undone_once_calm():
     assert acted[-1][1] == ScaleTo("cart", 2) and not left.holds(case)
 
 
+def test_a_scale_in_held_back_by_the_load_is_issued_once_per_check():
+    view, acted = FakeView(), []
+    left = Leftovers(view, lambda a, *r: acted.append(a) or 1.0, (), min_hold_s=0, calm_s=0)
+    case = _case("i1")
+    left.taken(case, ScaleTo("cart", 6), 10.0)
+    view.reps["cart"], view.busy = 6, 0.3  # 0.3 busy on 6 pods fits 3 at 60%
+    left.case_ended(case, 20.0, set())
+    left.tick(100.0, set())
+    assert acted == [ScaleTo("cart", 3)]  # the view still reads 6 until the next frame
+    view.reps["cart"], view.busy = 3, 0.1
+    left.tick(200.0, set())
+    assert acted == [ScaleTo("cart", 3), ScaleTo("cart", 2)] and not left.holds(case)
+
+
 def test_a_lifted_measure_whose_trouble_returns_only_mitigated():
     view, acted = FakeView(), []
     left = Leftovers(view, lambda a, *r: acted.append(a) or 1.0, (), min_hold_s=0, calm_s=0)
@@ -213,6 +227,10 @@ def test_a_replayed_day_without_faults(tmp_path):
     assert set(report["runs"]) == {"hpa", "traditional", "ai"}
     assert json.loads((tmp_path / "no_fault_day.json").read_text()) == report
     assert report["ai_replica_ratio"] > 0 and report["runs"]["ai"]["pages"] >= 0
+    assert all(0.0 < run["served"] <= 1.0 for run in report["runs"].values())
+    ai, hpa = report["runs"]["ai"], report["runs"]["hpa"]
+    expected = (ai["replica_hours"] / ai["served"]) / (hpa["replica_hours"] / hpa["served"])
+    assert report["ai_replica_ratio_per_served"] == pytest.approx(expected, abs=1e-4)
     assert SCENARIOS.is_dir()
 
 

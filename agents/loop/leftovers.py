@@ -185,9 +185,12 @@ class Leftovers:
             self._calm_since = None
         if now - self._last_check < RECHECK_S:
             return
+        # the scale-ins held back before this check; one lifted now has just been sized
+        # (its new size shows in the next frames, so sizing it again would repeat it)
+        pending = list(self._pending_scale_in)
         self._lift_calm(now)
         self._last_check = now
-        for service in list(self._pending_scale_in):
+        for service in pending:
             self._scale_in(service, now)
 
     # -------------------------------------------------------------------- recurrence

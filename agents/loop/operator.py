@@ -11,7 +11,10 @@ Two ways to run a system, on the same stream:
   on its own, waits for the engineer's approval, or goes to the engineer. Automated actions
   pass the guardrails first; each is judged after it settles (health and whether the
   incident went quiet), learned from, undone if it made health worse, and every step is
-  written to the audit log.
+  written to the audit log. A scale-out is judged against the load it answered: while the
+  users' load stands above its level before the action, its judgement waits (up to
+  `load_judge_max_s`), and pages during one demand surge are one page
+  (agents.loop.surge).
 
 The operator sees frames only (telemetry) and acts only through `Simulation.act`. The one
 exception is by design: the simulated engineer is part of the world, not of the AI stack,
@@ -35,8 +38,9 @@ from agents.deciding.automation import AutomationPolicy
 from agents.deciding.decide import decide, record_outcome
 from agents.deciding.runbook import Runbook
 from agents.deciding.selection import RiskAwareSelector
-from agents.deciding.signature import signature_of
 from agents.loop.leftovers import Leftovers, SloBurn
+from agents.loop.page_view import basic_view
+from agents.loop.surge import SurgePages
 from agents.loop.telemetry_view import HealthProbe, TelemetryView
 from agents.oncall import Diagnosis, FaultTruth, OnCallEngineer
 from agents.safety.audit import AuditLog
@@ -89,6 +93,9 @@ class OperatorConfig:
     # suffer even once the anomaly detectors have learnt the new level as normal
     slo_alert_s: float = 120.0
     slo_realert_s: float = 60.0
+    # a scale-out's judgement waits this long at most while the users' load stays above
+    # its level before the action (the fall in health is the load's, not the action's)
+    load_judge_max_s: float = 600.0
 
 
 @dataclass
@@ -183,6 +190,7 @@ class Operator:
         self.slo_burn = SloBurn(
             self.entries, cfg.success_health, cfg.slo_alert_s, cfg.slo_realert_s
         )
+        self.surge_pages = SurgePages(self.view, cfg.window_dedupe_s)
 
     # ------------------------------------------------------------------------- the loop
     def run(self) -> None:
@@ -309,7 +317,7 @@ class Operator:
             self._automated(case, chosen.action, "auto", decision_id, now)
         elif level == "approval":
             ack = self.human.page(case.view, now)
-            self.pages += 1
+            self._count_page(case, now)
 
             def review() -> None:
                 approval = self.human.review(chosen, self.truth, ack)
@@ -338,7 +346,8 @@ class Operator:
             case.auto_attempts += 1
             before = self.view.health()
             wait = action.profile(self.sim).delay_s + self.config.settle_s
-            self._at(case, now + wait, lambda: self._judge_auto(case, action, before, None))
+            judge = lambda: self._judge_auto(case, action, before, None, done_at)  # noqa: E731
+            self._at(case, now + wait, judge)
             return
         verdict = self.guardrails.check(action, self.view)
         if not verdict.allowed:
@@ -359,15 +368,26 @@ class Operator:
             decision_id, now, applied=True, action=applied.to_dict(), health_before=before
         )
         wait = applied.profile(self.sim).delay_s + self.config.settle_s
-        self._at(case, now + wait, lambda: self._judge_auto(case, applied, before, decision_id))
+        judge = lambda: self._judge_auto(case, applied, before, decision_id, now)  # noqa: E731
+        self._at(case, now + wait, judge)
 
     def _judge_auto(
-        self, case: Case, action: Action, before: float, decision_id: str | None
+        self, case: Case, action: Action, before: float, decision_id: str | None, at: float
     ) -> None:
         now = self.view.now
         after = self.view.health()
         success = self._worked(case, before, after, now)
-        undo = self.guardrails.post_check(action, before, after, now)
+        growth = self.view.entry_growth(at)
+        if (
+            not success
+            and action.kind == "scale_to"
+            and self.guardrails.load_explains(growth)
+            and now - at < self.config.load_judge_max_s
+        ):  # the load it answered still stands higher: judge it once that has passed
+            judge = lambda: self._judge_auto(case, action, before, decision_id, at)  # noqa: E731
+            self._at(case, now + self.config.settle_s, judge)
+            return
+        undo = self.guardrails.post_check(action, before, after, now, load_growth=growth)
         if undo is not None:
             self._act(undo, "undo", case, now)
             self.guardrails.record(undo, self.view)
@@ -397,26 +417,7 @@ class Operator:
 
     # ------------------------------------------------------------------- human path
     def _basic_view(self, case: Case, now: float) -> IncidentView:
-        """What a page shows a human: the alerting services, loudest first."""
-        incident = case.incident
-        counts: dict[str, int] = {}
-        for a in incident.alerts:
-            counts[a.service] = counts.get(a.service, 0) + 1
-        order = sorted(counts, key=lambda s: (-counts[s], s))
-        top = order[0] if order else None
-        return IncidentView(
-            id=incident.id,
-            opened=incident.opened,
-            now=now,
-            services=tuple(sorted(incident.services)),
-            signals=tuple(sorted(incident.signals)),
-            detectors=tuple(sorted(incident.detectors)),
-            n_alerts=len(incident.alerts),
-            top_cause=top,
-            cause_confidence=0.0,
-            causes=tuple((s, float(counts[s])) for s in order),
-            signature=signature_of(incident.alerts, top),
-        )
+        return basic_view(case.incident, now)
 
     def _ticket(self, case: Case, now: float, reason: str) -> bool:
         """AI operations page only while users feel the incident (health below
@@ -446,7 +447,7 @@ class Operator:
         view = case.view or self._basic_view(case, now)
         ack = paged_at if paged_at is not None else self.human.page(view, now)
         if paged_at is None:
-            self.pages += 1
+            self._count_page(case, now)
         if self.audit is not None:
             self.audit.append(
                 "page", now, {"incident": case.incident.id, "reason": reason, "ack_at": ack}
@@ -458,6 +459,14 @@ class Operator:
             self._at(case, case.diagnosis.finished_at, lambda: self._human_fix(case))
 
         self._at(case, max(ack, now), diagnose)
+
+    def _count_page(self, case: Case, now: float) -> None:
+        """A page, unless it joins the page already sent for the same demand surge."""
+        joined = self.surge_pages.joins(case.incident.id, now) if self.mode == "ai" else None
+        if joined is None:
+            self.pages += 1
+        elif self.audit is not None:
+            self.audit.append("page_joined", now, {"incident": case.incident.id, "joins": joined})
 
     def _human_fix(self, case: Case) -> None:
         now = self.view.now

@@ -55,6 +55,7 @@ _RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
     "max_actions_per_service": _int(1),
     "service_window_s": _POSITIVE,
     "health_tolerance": _share(zero_ok=True),
+    "load_tolerance": _share(zero_ok=True),
     "breaker_failures": _int(1),
     "breaker_window_s": ("a number > 0 or null", lambda v: v is None or _POSITIVE[1](v)),
     "clamp": ("true or false", lambda v: isinstance(v, bool)),
@@ -96,6 +97,9 @@ class GuardrailConfig:
     max_actions_per_service: int = 2
     service_window_s: float = 300.0
     health_tolerance: float = 0.05
+    # load at the entries this much above its level before a scale-out explains a fall in
+    # health (the HPA's own tolerance: within it, load counts as unchanged)
+    load_tolerance: float = 0.1
     breaker_failures: int = 3
     breaker_window_s: float | None = None
     clamp: bool = True

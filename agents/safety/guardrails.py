@@ -63,7 +63,9 @@ from agents.safety.guardrail_config import (
 from agents.safety.verdict import (
     Acted,
     Verdict,
+    adds_capacity,
     plain_action,
+    planned_restarts,
     replace_fields,
     setting_key,
     targets,
@@ -443,11 +445,16 @@ class Guardrails:
         before_health: float,
         after_health: float,
         now: float | None = None,
+        load_growth: float = 1.0,
     ) -> Action | None:
         """Judge a recorded action by health before and after; return its undo if needed.
 
         Worse by more than `health_tolerance` counts as a failed action for the breaker
-        (whether or not an undo exists), anything else as a success. The undo puts the
+        (whether or not an undo exists), anything else as a success. A scale-out only adds
+        capacity: judged against the load it answered, a fall in health while the users'
+        load (`load_growth`: entry load now over its level before the action) stands more
+        than `load_tolerance` higher is the load's doing, not the action's, so it is not
+        undone (that would take capacity away mid-surge) nor counted as a failure. The undo puts the
         setting back: scale_to to the replicas before, force_breaker to its state before
         (`auto` if never forced), failover/shed_load to the share before (0 if never set).
         restart_pods, rollback, stop_fault and unknown kinds have no inverse (None). The
@@ -462,6 +469,8 @@ class Guardrails:
             return None
         when = float(now) if now is not None else max(self._clock, 0.0)
         worse = self.worsened(before_health, after_health)
+        by_load = worse and adds_capacity(action, prior) and self.load_explains(load_growth)
+        worse = worse and not by_load
         undo = None
         if worse and action.kind in SETTINGS and prior is not None:
             field, _ = SETTINGS[action.kind]
@@ -472,6 +481,7 @@ class Guardrails:
             "health_before": before_health,
             "health_after": after_health,
             "worsened": worse,
+            "explained_by_load": by_load,
             "undo": plain_action(undo),
         }
         self.record_outcome(not worse, when, what=f"{action.kind} {', '.join(targets(action))}")
@@ -479,6 +489,10 @@ class Guardrails:
             self._undos.append((undo, when))
             del self._undos[:-_MAX_APPLIED]
         return undo
+
+    def load_explains(self, load_growth: float) -> bool:
+        """The users' load grew past the tolerance: a fall in health may be its doing."""
+        return math.isfinite(load_growth) and load_growth > 1.0 + self.config.load_tolerance
 
     # ------------------------------------------------------------------------ breaker
     def record_outcome(self, success: bool, now: float, what: str = "") -> bool:
@@ -527,14 +541,3 @@ class Guardrails:
             "pending_undos": [plain_action(u) for u, _ in self._undos],
             "last_reset": self.last_reset,
         }
-
-
-def planned_restarts(action: Any, live: int) -> int:
-    """Pods a restart_pods action restarts out of `live`, the way the twin counts them."""
-    count = getattr(action, "count", None)
-    share = getattr(action, "share", None)
-    if count is not None:
-        return min(int(count), live)
-    if share is None:
-        return live
-    return min(math.ceil(float(share) * live - 1e-9), live)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,3 +77,25 @@ def replace_fields(action: Any, **changes: Any) -> Any | None:
         return dataclasses.replace(action, **changes)
     except (FirebreakError, TypeError, ValueError):
         return None
+
+
+def adds_capacity(action: Any, prior: Any) -> bool:
+    """A scale_to above the replicas it found."""
+    replicas = getattr(action, "replicas", None)
+    return (
+        action.kind == "scale_to"
+        and prior is not None
+        and replicas is not None
+        and (replicas > prior)
+    )
+
+
+def planned_restarts(action: Any, live: int) -> int:
+    """Pods a restart_pods action restarts out of `live`, the way the twin counts them."""
+    count = getattr(action, "count", None)
+    share = getattr(action, "share", None)
+    if count is not None:
+        return min(int(count), live)
+    if share is None:
+        return live
+    return min(math.ceil(float(share) * live - 1e-9), live)

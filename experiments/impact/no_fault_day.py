@@ -8,6 +8,11 @@ every page is noise and every replica beyond what the HPA alone holds is cost. T
 the same scenario and seed: the HPA alone (no operator), traditional operations and
 AI-driven operations. The issue's bar for the AI stack: replica-hours at most 1.05 x the HPA
 alone's, and at most one page.
+
+Where the HPA alone cannot carry the day (its services without an autoscaler saturate and
+requests are shed), a stack that serves them needs more replicas for more work done, so the
+report also gives replica-hours per request served (`ai_replica_ratio_per_served`) and the
+share each run served; the bar itself is left as the issue states it.
 """
 
 from __future__ import annotations
@@ -90,6 +95,7 @@ def run_day(
     rows["hpa"] = {
         "replica_hours": hpa.summary["replica_hours"],
         "slo_adherence": hpa.summary["slo_adherence"],
+        "served": _served(hpa.summary),
         "pages": 0,
         "incidents": 0,
         "actions": 0,
@@ -106,6 +112,7 @@ def run_day(
         rows[mode] = {
             "replica_hours": result.summary["replica_hours"],
             "slo_adherence": result.summary["slo_adherence"],
+            "served": _served(result.summary),
             "pages": stack["pages"],
             "tickets": stack.get("tickets", 0),
             "incidents": stack["incidents"],
@@ -125,6 +132,7 @@ def run_day(
         "traditional_replica_ratio": round(rows["traditional"]["replica_hours"] / base, 4)
         if base
         else None,
+        "ai_replica_ratio_per_served": _per_served(rows["ai"], rows["hpa"]),
         "bar": {"max_replica_ratio": MAX_REPLICA_RATIO, "max_pages": MAX_PAGES},
     }
     report["ai_meets_bar"] = bool(
@@ -134,6 +142,21 @@ def run_day(
     )
     (out / "no_fault_day.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
     return report
+
+
+def _served(summary: dict[str, Any]) -> float:
+    """The share of arrived requests completed (shed and failed ones are not served)."""
+    requests = summary.get("requests") or {}
+    arrived = float(requests.get("arrived", 0.0))
+    return round(float(requests.get("completed", 0.0)) / arrived, 6) if arrived > 0 else 1.0
+
+
+def _per_served(run: dict[str, Any], base: dict[str, Any]) -> float | None:
+    """Replica-hours per request served, against the HPA alone's (same arrivals)."""
+    if not (base["replica_hours"] > 0 and base["served"] > 0 and run["served"] > 0):
+        return None
+    ratio = (run["replica_hours"] / run["served"]) / (base["replica_hours"] / base["served"])
+    return round(ratio, 4)
 
 
 def _max_replicas(actions: list[dict]) -> dict[str, int]:

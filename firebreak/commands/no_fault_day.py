@@ -25,14 +25,20 @@ def cmd_no_fault_day(args: argparse.Namespace) -> int:
         Path(args.series), Path(args.out), hours=args.hours, seed=args.seed, load=args.load
     )
     runs = report["runs"]
-    print(f"{'':14s}{'replica-hours':>15s}{'x HPA':>8s}{'pages':>7s}{'incidents':>11s}{'SLO':>8s}")
+    print(
+        f"{'':14s}{'replica-hours':>15s}{'x HPA':>8s}{'pages':>7s}{'incidents':>11s}"
+        f"{'SLO':>8s}{'served':>9s}"
+    )
     base = runs["hpa"]["replica_hours"]
     for mode in ("hpa", "traditional", "ai"):
         r = runs[mode]
         print(
             f"{mode:14s}{r['replica_hours']:15.1f}{r['replica_hours'] / base:8.3f}"
-            f"{r['pages']:7d}{r['incidents']:11d}{r['slo_adherence']:8.1%}"
+            f"{r['pages']:7d}{r['incidents']:11d}{r['slo_adherence']:8.1%}{r['served']:9.1%}"
         )
+    per_served = report["ai_replica_ratio_per_served"]
+    if per_served is not None:
+        print(f"AI replica-hours per request served: {per_served:.3f} x the HPA alone's")
     verdict = "meets" if report["ai_meets_bar"] else "misses"
     print(
         f"AI operations {verdict} the bar (replica-hours <= {MAX_REPLICA_RATIO:g} x HPA, "
