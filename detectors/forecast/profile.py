@@ -40,7 +40,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.forecast.base import Event, Forecast
-from detectors.forecast.calibration import MIN_ERRORS, HorizonCalibrator, horizon_grid
+from detectors.forecast.calibration import GAMMAS, MIN_ERRORS, HorizonCalibrator, horizon_grid
 from detectors.forecast.models import DAY_S, Calendar, ForecastError, check_series, period_steps
 
 MODES = ("daily", "weekly", "blend")
@@ -72,7 +72,7 @@ class SeasonalProfile:
         level_decay_s: float = 6 * 3600.0,
         shift_halflife_s: float | None = None,
         calib_days: float = 7.0,
-        gamma: float = 0.01,
+        gamma: float | tuple[float, ...] = GAMMAS,
         origins_per_day: int = 96,
         max_horizon_s: float | None = None,
         offset: float = 0.1,
