@@ -59,6 +59,34 @@ def _bare_rate(scenarios: list, steps: int, decision_s: float) -> float:
     return done / (time.perf_counter() - start)
 
 
+def mask_times(steps: int = 2_000, seed: int = 0) -> dict:
+    """Microseconds a step for the guardrail masks, asked one action at a time (`check`, as
+    masks were built before `Guardrails.permits`) and in one batch (`permits`), interleaved
+    on the same states of one run (random valid actions, so windows and undos fill)."""
+    env = make_remediation(topologies=("online-boutique",))
+    env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    codec, gate = env.codec, env.gate
+    one_by_one = batch = 0.0
+    for _ in range(steps):
+        t = time.perf_counter()
+        actions = [codec.build(i)[0] for i in range(1, codec.n_actions)]
+        _ = [gate.check(a, codec.view) is not None for a in actions if a is not None]
+        one_by_one += time.perf_counter() - t
+        t = time.perf_counter()
+        mask = env.action_masks()
+        batch += time.perf_counter() - t
+        _, _, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(mask))))
+        if terminated or truncated:
+            env.reset()
+    return {
+        "steps": steps,
+        "check_each_us": round(1e6 * one_by_one / steps, 1),
+        "permits_us": round(1e6 * batch / steps, 1),
+        "speedup_x": round(one_by_one / batch, 2),
+    }
+
+
 def bench(steps: int = 20_000, seed: int = 0) -> list[dict]:
     cases = [
         ("Remediation-v0 online-boutique", make_remediation(topologies=("online-boutique",)), 0),
@@ -106,8 +134,13 @@ def main(argv: list[str] | None = None) -> int:
         f"target >= {TARGET_STEPS_PER_S:,.0f} env steps/s (Remediation-v0, one core): "
         f"{head['env_steps_per_s']:,.0f} {verdict}"
     )
+    masks = mask_times(max(args.steps // 10, 100), args.seed)
+    print(
+        f"guardrail masks a step: {masks['check_each_us']:,.0f} us asked one action at a time, "
+        f"{masks['permits_us']:,.0f} us in one batch ({masks['speedup_x']:.2f}x), same run"
+    )
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps({"envs": rows, "masks": masks}, indent=2) + "\n")
     return 0
 
 

@@ -83,3 +83,10 @@ def test_bench_forecast_runs_end_to_end(tmp_path, capsys):
     table = bench_forecast.real(tmp_path, {"held-out": ("realTraffic/TravelTime_451.csv",)})
     assert table["origins"].iloc[0] > 100 and 0 < table["coverage"].iloc[0] < 1
     assert "held-out: coverage" in capsys.readouterr().out
+
+
+def test_mask_bench_times_both_ways_on_the_same_run():
+    from benchmarks.bench_env import mask_times
+
+    out = mask_times(steps=50)
+    assert out["steps"] == 50 and out["check_each_us"] > 0 and out["permits_us"] > 0
