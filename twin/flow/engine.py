@@ -26,9 +26,9 @@ from twin.control.hpa import hpa_process
 from twin.control.pods import PodController
 from twin.errors import FirebreakError
 from twin.fields import NODE_METRICS
+from twin.flow.burst import flow_ticks
 from twin.flow.compiled import CompiledTopology
 from twin.flow.inputs import RunInputs, prepare_inputs
-from twin.flow.kernel import flow_tick
 from twin.flow.stages import EVENT_OOM, K_INTENSITY, N_COUNTERS
 from twin.infra.cluster import Cluster
 from twin.rng import stream
@@ -123,6 +123,9 @@ class Simulation:
         self._scratch = np.zeros((n, N_COUNTERS))
         self._chunk_start = 0
         self._chunk_events: list[dict] = []
+        # tick times are exact binary fractions (1 s, 0.5 s, …): now + dt == (i + 1)·dt, so
+        # several ticks may share one SimPy timeout (see `_burst`)
+        self._exact_times = (self.dt * 1024.0).is_integer() and self.n_ticks * 1024 < 2**52
 
         infra = scenario.infrastructure
         self.cluster = Cluster(self, infra) if infra is not None else None
@@ -155,46 +158,53 @@ class Simulation:
         out, eout, dist, ext = self._out, self._eout, self._dist, self._ext
         ext_int, draws = self._ext_int, self._draws
         kev, scratch, times = self._kernel_events, self._scratch, self._times
-        timeout = self.env.timeout
+        env, timeout = self.env, self.env.timeout
         cluster, nout = self.cluster, self._nout
         self._fill_external(0)
-        for i in range(self.n_ticks):
+        i = 0
+        while i < self.n_ticks:
             row = i - self._chunk_start
             if row == self.chunk_size:
                 self._flush(i)
                 self._fill_external(i)
                 row = 0
-            t = i * dt
-            times[row] = t
-            n_ev = flow_tick(
-                t,
-                dt,
-                S,
-                E,
-                order,
-                src,
-                dst,
-                in_ptr,
-                in_idx,
-                out_ptr,
-                out_idx,
-                ext[row],
-                ext_int[row],
-                draws[row],
-                out[row],
-                eout[row],
-                dist[row],
-                kev,
-                scratch,
-            )
+            count = self._burst(i, row)
+            done, n_ev = flow_ticks(
+                i, count, row, dt, S, E, order, src, dst, in_ptr, in_idx, out_ptr, out_idx,
+                ext, ext_int, draws, out, eout, dist, times, kev, scratch,
+            )  # fmt: skip
+            last = done - 1
+            if cluster is not None:
+                for j in range(last):
+                    cluster.record(out[row + j], nout[row + j])
             if n_ev:
+                if last:  # the handlers act at their own tick's time, as tick by tick
+                    self.tick_index = i + last
+                    yield timeout(last * dt)
                 self._handle_kernel_events(n_ev)
             if cluster is not None:
-                cluster.record(out[row], nout[row])
-            self.tick_index = i + 1
+                cluster.record(out[row + last], nout[row + last])
+            i += done
+            self.tick_index = i
             for hook in self.on_tick:
                 hook(self)
-            yield timeout(dt)
+            yield timeout(dt if done == 1 else i * dt - env.now)
+
+    def _burst(self, i: int, row: int) -> int:
+        """How many ticks from tick `i` can run in one compiled call: up to the next SimPy
+        event (nothing else may run between them), the chunk's end and the run's end.
+
+        One tick while per-tick hooks listen, and where tick times are not exact in binary
+        (then `now + dt` summed tick by tick is not `i·dt`, and a burst's single timeout
+        would land a last bit away from where tick-by-tick timeouts land)."""
+        limit = min(self.chunk_size - row, self.n_ticks - i)
+        if limit <= 1 or self.on_tick or not self._exact_times:
+            return 1
+        nxt = self.env.peek()
+        count = 1
+        while count < limit and (i + count) * self.dt < nxt:
+            count += 1
+        return count
 
     def _handle_kernel_events(self, count: int) -> None:
         edges = self.topo.edges
