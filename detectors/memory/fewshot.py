@@ -18,8 +18,9 @@ trees pick the few features that tell kinds apart and follow a kind's modes, whi
 distance over every feature cannot. Open set: when even the nearest kind is farther than
 `unknown_distance`, the answer is `UNKNOWN`: "not like any kind we have seen" (distances
 alone decide this: trees have no notion of "far"; they also ignore block masks, absent
-features being 0). `prior_scale` (the within-kind spread learned on many twin incidents; NaN where the prior has no data) replaces the spread
-the k examples give: the transfer variant.
+features being 0). `prior_scale` (the within-kind spread learned on many twin incidents;
+NaN where the prior has no data) replaces the spread the k examples give: the transfer
+variant.
 """
 
 from __future__ import annotations
