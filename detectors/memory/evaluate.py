@@ -10,7 +10,7 @@ closed-set scoring (no `unknown_distance`) counts it wrong, as nothing else coul
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -58,7 +58,7 @@ def episodes(
             q, qk = list(queries), list(query_kinds or ())
         if not q:
             continue
-        m = FewShotKinds(base.unknown_distance, base.floor, base.weighting, base.prior_scale)
+        m = replace(base)
         predicted = m.fit(sup, kinds).predict(q)
         known = set(kinds)
         accs.append(np.mean([is_right(p, t, known) for p, t in zip(predicted, qk, strict=True)]))
@@ -121,7 +121,7 @@ def open_set_threshold(
         for e in range(n):
             rng = np.random.default_rng(np.random.SeedSequence([seed, k, e]))
             drawn = [keep[i] for i in draw_support([labels[j] for j in keep], k, rng)]
-            m = FewShotKinds(None, base.floor, base.weighting, base.prior_scale)
+            m = replace(base, unknown_distance=None)
             m.fit([signatures[i] for i in drawn], [labels[i] for i in drawn])
             rest = [i for i in range(len(labels)) if i not in set(drawn)]
             d = m.distances([signatures[i] for i in rest]).min(axis=1)

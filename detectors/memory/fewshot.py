@@ -8,11 +8,19 @@ Nezha's development day it did no better than equal weights, "spread", the defau
 features of the blocks both incidents have count, and the sum is divided by their weight,
 so a missing modality neither helps nor hurts.
 
-A query's kind is that of the nearest prototype (the mean signature of a kind's k
-examples). Open set: when even the nearest prototype is farther than `unknown_distance`,
-the answer is `UNKNOWN`: "not like any kind we have seen". `prior_scale` (the within-kind
-spread learned on many twin incidents; NaN where the prior has no data) replaces the spread
-the k examples give: the transfer variant.
+A kind seen in a handful of examples may have several modes (a hogged service goes quiet, or
+its callers time out), which one mean blurs: a kind's distance is the least over its
+examples, each pulled toward the kind's prototype (the mean of its k examples) by `shrink`
+(0: the prototype alone, 1: the nearest example). The kind is then voted by these
+distances (a softmax of minus their squares) mixed with an extremely randomised tree
+ensemble's vote over the same examples (`trees` of the say; 0 leaves the distances alone):
+trees pick the few features that tell kinds apart and follow a kind's modes, which one
+distance over every feature cannot. Open set: when even the nearest kind is farther than
+`unknown_distance`, the answer is `UNKNOWN`: "not like any kind we have seen" (distances
+alone decide this: trees have no notion of "far"; they also ignore block masks, absent
+features being 0). `prior_scale` (the within-kind spread learned on many twin incidents;
+NaN where the prior has no data) replaces the spread the k examples give: the transfer
+variant.
 """
 
 from __future__ import annotations
@@ -21,10 +29,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.ensemble import ExtraTreesClassifier
 
 from detectors.memory.signature import BLOCKS, FEATURES, Signature
 
 UNKNOWN = "unknown"
+TREES = 300  # trees in the ensemble; `random_state` 0 keeps every answer reproducible
 WEIGHTINGS = ("spread", "blocks", "fisher")
 
 
@@ -111,6 +121,8 @@ class FewShotKinds:
     floor: float = 0.5
     weighting: str = "spread"
     prior_scale: np.ndarray | None = None
+    shrink: float = 0.5
+    trees: float = 0.3
 
     def fit(self, signatures: Sequence[Signature], kinds: Sequence[str]) -> FewShotKinds:
         """Learn the scale, weights and one prototype per kind from labelled examples."""
@@ -119,6 +131,8 @@ class FewShotKinds:
         x, m = matrix(signatures)
         if self.weighting not in WEIGHTINGS:
             raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}")
+        if not (0.0 <= self.shrink <= 1.0 and 0.0 <= self.trees <= 1.0):
+            raise ValueError("shrink and trees must lie in [0, 1]")
         scale, weight = fisher_weights(x, m, kinds, self.floor)
         if self.prior_scale is not None:  # NaN: a feature the prior never saw
             prior = np.asarray(self.prior_scale, dtype=float)
@@ -138,21 +152,48 @@ class FewShotKinds:
             protos.append(np.where(n > 0, (xs * ms).sum(axis=0) / np.maximum(n, 1), 0.0))
             pmask.append(n > 0)
         self.protos_, self.pmask_ = np.array(protos), np.array(pmask)
+        self.examples_ = [
+            (np.where(m[labels == k], self.shrink * x[labels == k] + (1 - self.shrink) * p, 0.0),
+             m[labels == k])
+            for k, p in zip(self.kinds_, self.protos_, strict=True)
+        ]  # fmt: skip
+        self._x, self._labels, self.forest_ = x, labels, None
         return self
 
     def distances(self, signatures: Sequence[Signature]) -> np.ndarray:
-        """Queries × kinds: distance to each kind's prototype."""
+        """Queries × kinds: distance to each kind's nearest shrunk example."""
         q, qm = matrix(signatures)
-        return distances(q, qm, self.protos_, self.pmask_, self.scale_, self.weight_)
+        out = np.full((len(q), len(self.kinds_)), np.inf)
+        for i, (xs, ms) in enumerate(self.examples_):
+            out[:, i] = distances(q, qm, xs, ms, self.scale_, self.weight_).min(axis=1)
+        return out
+
+    def votes(self, signatures: Sequence[Signature]) -> np.ndarray:
+        """Queries × kinds: the mixed vote (see the module doc); rows sum to 1."""
+        d2 = self.distances(signatures) ** 2
+        best = np.min(d2, axis=1, keepdims=True)
+        p = np.exp(-(d2 - np.where(np.isfinite(best), best, 0.0)))  # inf distance: no vote
+        total = p.sum(axis=1, keepdims=True)
+        p = p / np.where(total > 0, total, 1.0)
+        if self.trees <= 0 or len(self.kinds_) < 2:
+            return p
+        if self.forest_ is None:  # fitted on first use: the open-set fit needs distances only
+            self.forest_ = ExtraTreesClassifier(n_estimators=TREES, random_state=0)
+            self.forest_.fit(self._x, self._labels)
+        q, _ = matrix(signatures)
+        order = [list(self.forest_.classes_).index(k) for k in self.kinds_]
+        return (1 - self.trees) * p + self.trees * self.forest_.predict_proba(q)[:, order]
 
     def predict(self, signatures: Sequence[Signature]) -> list[str]:
-        """The nearest kind of each query, or `UNKNOWN` past the open-set distance."""
+        """The best-voted kind of each query, or `UNKNOWN` past the open-set distance."""
         d = self.distances(signatures)
+        v = self.votes(signatures)
         out = []
-        for row in d:
-            i = int(np.argmin(row))
-            far = self.unknown_distance is not None and row[i] > self.unknown_distance
-            out.append(UNKNOWN if far or not np.isfinite(row[i]) else self.kinds_[i])
+        for row, vote in zip(d, v, strict=True):
+            nearest_d = float(np.min(row))
+            far = self.unknown_distance is not None and nearest_d > self.unknown_distance
+            i = int(np.argmax(vote))
+            out.append(UNKNOWN if far or not np.isfinite(nearest_d) else self.kinds_[i])
         return out
 
 

@@ -13,6 +13,10 @@ share):
 - `metrics`: per signal kind (`detectors.ingest.kinds`: latency, errors, load, cpu,
   memory, other), the largest rise and the largest fall over the services' own signals,
   the focus's rises, the node/host CPU and memory rise, and the share of services moved;
+  per resource (CPU, memory) its use beyond the work served (largest over services, the
+  latency rise where it is largest, and at the focus: a hogged service, whether it or its
+  timing-out callers are loudest), and the rise of the share of work failing (largest, and
+  at the focus: a partition fails every call, a lossy link's retries hide its losses);
 - `logs`: shifts of log templates inside their spans (`detectors.rca.log_events`), split by
   level and direction (ERROR/WARN appearing, INFO vanishing, INFO appearing, ERROR
   stopping), and the number of significant shifts;
@@ -39,9 +43,10 @@ from detectors.rca.multimodal import MultimodalRca, robust_baseline, signal_wind
 from detectors.rca.span_graph import call_graph, call_tree
 from detectors.rca.trace_latency import family_scores
 
-SIGNATURE_VERSION = "sig-1"
+SIGNATURE_VERSION = "sig-3"  # sig-2 was an unmerged feature set; never reuse a name
 MOVED_Z = 3.0  # a signal moved when its robust z passes this
 LOG_SLACK_S = 60.0  # log lines are stamped by the writer: a minute either side
+EXCESS_KINDS = ("cpu", "memory")  # resources whose use should follow the work served
 
 METRIC_FEATURES = (
     *(f"m_up_{k}" for k in KINDS),
@@ -52,6 +57,11 @@ METRIC_FEATURES = (
     "m_host_cpu",
     "m_host_memory",
     "m_moved_share",
+    *(f"m_excess_{k}" for k in EXCESS_KINDS),
+    *(f"m_excess_{k}_latency" for k in EXCESS_KINDS),
+    *(f"m_focus_excess_{k}" for k in EXCESS_KINDS),
+    "m_error_share",
+    "m_focus_error_share",
 )
 LOG_FEATURES = (
     "l_error_up",
@@ -148,8 +158,30 @@ def metric_shifts(
             up, down = down, up
         eps = 1e-3 * max(np.abs(b).max(), np.abs(w).max()) + 1e-12
         ratio = np.log((abs(np.median(w)) + eps) / (abs(med) + eps)) * (-1 if kind.bad < 0 else 1)
-        rows.append((service, kind.kind, kind.host, max(up, 0.0), max(down, 0.0), ratio))
-    return pd.DataFrame(rows, columns=["service", "kind", "host", "up", "down", "ratio"])
+        level, base_level = float(np.median(w)), float(med)
+        per = SHARE_UNITS.get(str(kind.unit).lower()) if kind.unit else None
+        if per is not None:  # a share as it is: the failing share, a success rate's complement
+            level, base_level = (
+                (1.0 - v / per) if kind.bad < 0 else v / per for v in (level, base_level)
+            )
+        rows.append(
+            (
+                service,
+                kind.kind,
+                kind.host,
+                max(up, 0.0),
+                max(down, 0.0),
+                ratio,
+                level,
+                base_level,
+                per is not None,
+            )
+        )
+    return pd.DataFrame(rows, columns=list(SHIFT_COLUMNS))
+
+
+SHIFT_COLUMNS = ("service", "kind", "host", "up", "down", "ratio", "level", "base", "share")
+SHARE_UNITS = {"%": 100.0, "percent": 100.0, "ratio": 1.0}
 
 
 def _metric_block(shifts_: pd.DataFrame, focus: str | None) -> dict[str, float]:
@@ -170,12 +202,67 @@ def _metric_block(shifts_: pd.DataFrame, focus: str | None) -> dict[str, float]:
     for k in ("cpu", "memory"):
         mine = host[host["kind"] == k]
         out[f"m_host_{k}"] = _size(mine["up"].max()) if len(mine) else 0.0
+    out.update(_excess_block(own, focus))
+    rise = _failing_share_rise(own)
+    out["m_error_share"] = float(max(rise.max(), 0.0)) if len(rise) else 0.0
+    out["m_focus_error_share"] = float(max(rise.get(focus, 0.0), 0.0)) if len(rise) else 0.0
     if len(own):
         moved = own.assign(m=np.maximum(own["up"], own["down"]) > MOVED_Z).groupby("service")["m"]
         out["m_moved_share"] = float(moved.any().mean())
     else:
         out["m_moved_share"] = 0.0
     return out
+
+
+def _excess_block(own: pd.DataFrame, focus: str | None) -> dict[str, float]:
+    """Per resource, its use beyond the work served: the log ratio of the incident window's
+    median to the normal one, less the service's rise in load (only a rise excuses more
+    use; a cut-off service's idle use is not heavy). The largest over services, the
+    latency rise at that service (a hogged service is slow itself even when its callers'
+    timeouts are louder), and the excess at the focus."""
+    ratio = own.groupby(["service", "kind"])["ratio"].max().unstack()
+    load = (
+        ratio["load"].clip(lower=0.0).fillna(0.0)
+        if "load" in ratio
+        else pd.Series(0.0, index=ratio.index)
+    )
+    lat = ratio["latency"] if "latency" in ratio else pd.Series(dtype=float)
+    out: dict[str, float] = {}
+    for k in EXCESS_KINDS:
+        excess = (ratio[k] - load).dropna() if k in ratio else pd.Series(dtype=float)
+        top = (
+            str(sorted(excess.index, key=lambda v: (-excess[v], str(v)))[0])
+            if len(excess)
+            else None
+        )
+        out[f"m_excess_{k}"] = float(max(excess.max(), 0.0)) if len(excess) else 0.0
+        at_top = lat.get(top, np.nan) if top is not None else np.nan
+        out[f"m_excess_{k}_latency"] = float(max(at_top, 0.0)) if np.isfinite(at_top) else 0.0
+        at_focus = excess.get(focus, np.nan) if len(excess) else np.nan
+        out[f"m_focus_excess_{k}"] = float(max(at_focus, 0.0)) if np.isfinite(at_focus) else 0.0
+    return out
+
+
+def _failing_share_rise(own: pd.DataFrame) -> pd.Series:
+    """Per service, the rise of the share of its work failing, incident window against the
+    normal one, in [-1, 1]: an error signal that is a share (a unit of %, a ratio) as it is,
+    an error count or rate over the service's largest load level. A window in which the
+    service did no work has no failing share (an idle pod's success rate of 0 is not a
+    failure). A partition fails every call across the link; a lossy link's retries hide
+    most of its losses."""
+    err = own[own["kind"] == "errors"]
+    if not len(err):
+        return pd.Series(dtype=float)
+    loads = own[own["kind"] == "load"].groupby("service")[["level", "base"]].max()
+    shares = {}
+    for col in ("level", "base"):
+        work = err["service"].map(loads[col]) if len(loads) else pd.Series(np.nan, err.index)
+        idle = work.notna() & (work <= 0)
+        share = err[col].where(err["share"], err[col] / work.where(work > 0))
+        shares[col] = share.clip(0.0, 1.0).mask(idle)
+    rise = (shares["level"].fillna(0.0) - shares["base"].fillna(0.0)).where(shares["level"].notna())
+    rise = rise.dropna()
+    return rise.groupby(err.loc[rise.index, "service"]).max()
 
 
 def _odds(x: float) -> float:
