@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 from conftest import SCENARIOS
 
@@ -265,3 +266,22 @@ def test_users_are_hit_when_an_objective_breaks_not_only_when_health_falls():
     gaps = np.diff(times)
     assert times and times[0] >= 100 + 120 and (gaps >= 60).all()
     assert {a.signal for a in fired} == {"slo_burn"}
+
+
+def test_a_series_with_a_repeated_stamp_is_replayed_on_its_regular_grid(tmp_path):
+    from experiments.impact.no_fault_day import replayable
+
+    stamps = [f"2014-03-09 0{h}:{m:02d}:00" for h in range(4) for m in range(0, 60, 5)]
+    stamps.insert(25, stamps[24])  # a clock set back: the same stamp twice
+    path = tmp_path / "day.csv"
+    pd.DataFrame({"timestamp": stamps, "value": range(len(stamps))}).to_csv(path, index=False)
+    replayed, disordered = replayable(path, tmp_path / "out")
+    assert disordered == 1 and replayed != path
+    regular = pd.read_csv(replayed)
+    times = pd.to_datetime(regular["timestamp"])
+    assert (times.diff().dropna() == pd.Timedelta(minutes=5)).all()
+    assert len(regular) == len(stamps) - 1
+    assert regular["value"].iloc[24] == pytest.approx(24.5)  # the two samples' mean
+    ordered = tmp_path / "ok.csv"
+    pd.DataFrame({"timestamp": stamps[:24], "value": range(24)}).to_csv(ordered, index=False)
+    assert replayable(ordered, tmp_path / "out2") == (ordered, 0)
