@@ -35,6 +35,15 @@ TELEMETRY_HELP = (
     "histogram quantiles, rate() windows, noise floors, benign confounders)"
 )
 
+LOOP_TELEMETRY_HELP = (
+    "what the closed loop's operator, detectors and RCA see: 'ideal' (default, so the README's "
+    "published rehearsal and impact figures stay reproducible: the twin's exact per-tick "
+    "frames) or 'production' (the run directory's production telemetry as it is recorded: "
+    "15 s PromQL steps over jittered, lossy scrapes, histogram quantiles, rate() windows, "
+    "counter resets, benign confounders; agents.loop.observed_feed). SLOs and MTTR are scored "
+    "on the twin's ground truth either way"
+)
+
 
 def check_telemetry(mode: str) -> TelemetryChoice:
     """The mode, or a clear error naming the allowed ones (callers outside argparse)."""
@@ -42,6 +51,14 @@ def check_telemetry(mode: str) -> TelemetryChoice:
         allowed = ", ".join(TELEMETRY_CHOICES)
         raise FirebreakError(f"telemetry: expected one of {allowed}, got {mode!r}")
     return mode  # type: ignore[return-value]
+
+
+def with_telemetry_mode(scenario: Scenario, mode: TelemetryChoice) -> Scenario:
+    """The scenario with its run directory's telemetry mode set, nothing else changed."""
+    if scenario.telemetry.mode == mode:
+        return scenario
+    telemetry = scenario.telemetry.model_copy(update={"mode": mode})
+    return scenario.model_copy(update={"telemetry": telemetry})
 
 
 def production_scenario(scenario: Scenario, *, logs: bool = True) -> Scenario:

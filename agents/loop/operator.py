@@ -39,6 +39,7 @@ from agents.deciding.decide import decide, record_outcome
 from agents.deciding.runbook import Runbook
 from agents.deciding.selection import RiskAwareSelector
 from agents.loop.leftovers import Leftovers, SloBurn
+from agents.loop.observed_feed import ObservedFeed
 from agents.loop.page_view import basic_view
 from agents.loop.surge import SurgePages
 from agents.loop.telemetry_view import HealthProbe, TelemetryView
@@ -134,6 +135,7 @@ class Operator:
         audit: AuditLog | None = None,
         config: OperatorConfig | None = None,
         on_frame: Callable[[Frame], None] | None = None,
+        feed: ObservedFeed | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -156,7 +158,10 @@ class Operator:
         self.audit = audit
         self.config = config or OperatorConfig()
         self.on_frame = on_frame
-        self.view = TelemetryView(sim.scenario, sim.topo.names, sim.dt)
+        # production telemetry: the run directory's 15 s steps instead of the exact ticks
+        self.feed = feed
+        step = feed.step_s if feed is not None else sim.dt
+        self.view = TelemetryView(sim.scenario, sim.topo.names, step)
         graph = sim.scenario.topology.graph()
         self.callers = {s: tuple(sorted(graph.predecessors(s))) for s in sim.topo.names}
         self.entries = tuple(sorted({c.entry for c in sim.scenario.workload.classes}))
@@ -199,21 +204,28 @@ class Operator:
             self.step(frame)
 
     def step(self, frame: Frame) -> None:
-        self.view.observe(frame)
+        seen = [frame]
+        if self.feed is not None:  # what was scraped by now; the tick's k8s events
+            self.view.note_events(frame.events)
+            seen = self.feed.take()
+        for f in seen:
+            self.view.observe(f)
+            alerts = list(self.detector.process(f.time, f.values))
+            alerts += self.slo_burn.alerts(
+                f.time, self.view.health(), self.view.users_hit(self.config.success_health)
+            )
+            for alert in alerts:
+                self.alerts.append(alert)
+                self.correlator.add(alert)
+        self.view.clock(frame.time + self.sim.dt)
         now = self.view.now
-        alerts = list(self.detector.process(frame.time, frame.values))
-        alerts += self.slo_burn.alerts(
-            frame.time, self.view.health(), self.view.users_hit(self.config.success_health)
-        )
-        for alert in alerts:
-            self.alerts.append(alert)
-            self.correlator.add(alert)
         self.correlator.close_idle(now)
         self._run_due(now)
         self._track_incidents(now)
         self.leftovers.tick(now, {i.id for i in self.correlator.open_incidents})
         if self.on_frame is not None:
-            self.on_frame(frame)
+            for f in seen:
+                self.on_frame(f)
 
     def _track_incidents(self, now: float) -> None:
         open_ids = {i.id for i in self.correlator.open_incidents}

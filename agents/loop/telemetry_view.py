@@ -113,7 +113,17 @@ class TelemetryView:
     # -- feeding --------------------------------------------------------------------------
     def observe(self, frame: Frame) -> None:
         self._frames.append(frame)
-        for event in frame.events:
+        self.note_events(frame.events)
+        self._now = frame.time + self.dt
+        good, total = self.tick_health(frame.values)
+        self._good.append(good)
+        self._total.append(total)
+        if self._objectives:
+            self._slo_window.append(self._slo_tick(frame.values))
+
+    def note_events(self, events: list[dict]) -> None:
+        """Rollouts and pod placements (the cluster's event stream, not scraped metrics)."""
+        for event in events:
             kind = event.get("kind")
             if kind in CHANGE_EVENTS and event.get("service"):
                 self.deploys[event["service"]] = float(event["time"])
@@ -121,12 +131,10 @@ class TelemetryView:
                 self.pod_node[event["pod"]] = (event["service"], event["node"])
             elif kind in ("pod_evicted", "pod_restart"):
                 self.pod_node.pop(event["pod"], None)
-        self._now = frame.time + self.dt
-        good, total = self.tick_health(frame.values)
-        self._good.append(good)
-        self._total.append(total)
-        if self._objectives:
-            self._slo_window.append(self._slo_tick(frame.values))
+
+    def clock(self, now: float) -> None:
+        """The time now, when frames arrive behind it (production telemetry's steps)."""
+        self._now = max(self._now, now)
 
     def tick_health(self, v: np.ndarray) -> tuple[float, float]:
         """(good, all) request rates at the entries in one tick's services × metrics."""

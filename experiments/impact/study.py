@@ -37,7 +37,8 @@ import pandas as pd
 
 from experiments.impact import remediable
 from experiments.impact import suite as classic
-from experiments.rehearsal.run import RehearsalController, StackSettings
+from experiments.observed import TelemetryChoice, check_telemetry
+from experiments.rehearsal.run import RehearsalController, StackSettings, loop_scenario
 from experiments.rehearsal.score import STABLE_S, slo_good_windows
 from experiments.sweep import BACKENDS, Job, run_sweep
 from twin.control.faults import fault_label
@@ -160,11 +161,13 @@ def run_job(
     time_scale: float = 1.0,
     keep_dir: str | None = None,
     suite: str = "classic",
+    telemetry: TelemetryChoice = "ideal",
 ) -> dict[str, Any]:
-    """One job of the sweep: the (family, seed) scenario under one mode, as a table row."""
+    """One job of the sweep: the (family, seed) scenario under one mode, as a table row;
+    `telemetry` is what the operator sees (experiments.rehearsal.run.StackSettings)."""
     families, build = suite_parts(suite)
-    scenario = build(family, seed, time_scale)
-    settings = StackSettings()
+    scenario = loop_scenario(build(family, seed, time_scale), telemetry)
+    settings = StackSettings(telemetry=telemetry)
     try:
         if keep_dir is not None:
             out = Path(keep_dir) / family / f"seed-{seed}" / mode
@@ -183,6 +186,7 @@ def run_job(
         "remediable": getattr(families[family], "remediable", None),
         "seed": seed,
         "mode": mode,
+        "telemetry": telemetry,
         "scenario_seed": scenario.seed,
         "duration_s": scenario.duration,
         "n_faults": len(scenario.faults),
@@ -213,6 +217,7 @@ def make_jobs(
     keep_dir: str | None = None,
     suite: str = "classic",
     first_seed: int = 0,
+    telemetry: TelemetryChoice = "ideal",
 ) -> list[Job]:
     """Every (family, seed, mode) for seeds first_seed .. first_seed + seeds - 1, the
     longest first so that a pool's workers end together."""
@@ -228,6 +233,7 @@ def make_jobs(
         raise ImpactStudyError(f"--first-seed: must be at least 0, got {first_seed}")
     if not time_scale > 0:
         raise ImpactStudyError(f"time scale: must be positive, got {time_scale}")
+    check_telemetry(telemetry)
     cost = {(f, m): estimate_job_s(f, m, time_scale, suite) for f in families for m in MODES}
     jobs = [
         Job(
@@ -239,6 +245,7 @@ def make_jobs(
                 "time_scale": time_scale,
                 "keep_dir": keep_dir,
                 "suite": suite,
+                "telemetry": telemetry,
             },
             label=f"{f} seed {s} {m}",
         )
@@ -289,11 +296,14 @@ def run_study(
     progress: bool = True,
     suite: str = "classic",
     first_seed: int = 0,
+    telemetry: TelemetryChoice = "ideal",
 ) -> pd.DataFrame:
     """Rehearse every (family, seed) under both modes and return the tidy table."""
     if backend not in BACKENDS:
         raise ImpactStudyError(f"--backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
     known = suite_parts(suite)[0]
-    jobs = make_jobs(list(families or known), seeds, time_scale, keep_dir, suite, first_seed)
+    jobs = make_jobs(
+        list(families or known), seeds, time_scale, keep_dir, suite, first_seed, telemetry
+    )
     rows = run_sweep(jobs, backend=backend, jobs_n=jobs_n, progress=progress, desc="rehearsals")
     return tidy(rows, suite)

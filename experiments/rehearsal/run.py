@@ -18,6 +18,7 @@ from agents.deciding.analysis import IncidentAnalyst
 from agents.deciding.automation import AutomationPolicy
 from agents.deciding.runbook import load_runbook
 from agents.deciding.selection import OutcomeModel, RiskAwareSelector
+from agents.loop.observed_feed import ObservedFeed
 from agents.loop.operator import MODES, Operator, OperatorConfig
 from agents.oncall import FaultTruth, OnCallEngineer, OnCallProfile
 from agents.safety.audit import AuditLog
@@ -30,6 +31,7 @@ from detectors.anomaly.static import StaticThresholds
 from detectors.correlation import Correlator
 from detectors.rca.randomwalk import RandomWalkRca
 from experiments.detection.suite import fit_tier2, normal_run
+from experiments.observed import TelemetryChoice, check_telemetry, with_telemetry_mode
 from experiments.rehearsal.score import score_stack
 from twin.errors import FirebreakError
 from twin.flow.engine import Simulation
@@ -63,6 +65,18 @@ class StackSettings:
     policy: AutomationPolicy | None = None
     tier2: str | None = "pca"
     trust_pickle: bool = False  # let `rl:DIR` load a stable-baselines3 zip (runs its code)
+    # what the operator, its detectors and RCA see: "ideal" (the twin's exact ticks) or
+    # "production" (the run directory's scraped 15 s steps, agents.loop.observed_feed)
+    telemetry: TelemetryChoice = "ideal"
+
+
+def loop_scenario(scenario: Scenario, telemetry: str) -> Scenario:
+    """The scenario as a rehearsal with this loop telemetry runs it: with "production" the
+    run directory records production telemetry (what the operator reads); with "ideal" the
+    scenario's own telemetry mode stands (the operator reads the exact ticks either way)."""
+    if check_telemetry(telemetry) == "production":
+        return with_telemetry_mode(scenario, "production")
+    return scenario
 
 
 def fault_truths(scenario: Scenario) -> tuple[FaultTruth, ...]:
@@ -92,6 +106,12 @@ class RehearsalController:
         kind, _, path = mode.partition(":")
         if kind not in MODES or (kind == "rl") != bool(path):
             raise RehearsalError(f"--ops: expected traditional, ai or rl:POLICY_DIR, got {mode!r}")
+        check_telemetry(settings.telemetry)
+        if kind == "rl" and settings.telemetry == "production":
+            raise RehearsalError(
+                "--telemetry: production is for traditional and ai operations; an rl policy "
+                "observes the twin's ticks it was trained on (use --telemetry ideal)"
+            )
         self.scenario = scenario
         self.mode = kind  # the stack's name in summary.json
         self.rl_policy = None
@@ -110,9 +130,12 @@ class RehearsalController:
         if self.mode == "traditional":
             return StaticThresholds.for_scenario(self.scenario, names)
         tier2 = None
-        if self.settings.tier2:
+        if self.settings.tier2:  # fitted on a normal day seen the way the loop sees this one
             tier2 = fit_tier2(
-                [normal_run(self.scenario)], seed=self.scenario.seed, kind=self.settings.tier2
+                [normal_run(self.scenario)],
+                seed=self.scenario.seed,
+                kind=self.settings.tier2,
+                telemetry=self.settings.telemetry,
             )
         return TieredPipeline(names, tier2=tier2, detector_name="tiered")
 
@@ -123,6 +146,8 @@ class RehearsalController:
         rng = stream(self.scenario.seed, "oncall-engineer")
         human = OnCallEngineer(s.oncall, rng)
         kwargs: dict[str, Any] = {}
+        if s.telemetry == "production":
+            kwargs["feed"] = ObservedFeed(sim)
         if self.mode == "rl":
             from agents.rl.policy_runner import PolicyRunner
 
@@ -238,8 +263,10 @@ def rehearse(
     `truth`: the scenario's labels from an earlier rehearsal of it (they describe the faults
     alone, so every mode shares them); computed here when not given."""
     out = Path(out)
+    settings = settings or StackSettings()
+    scenario = loop_scenario(scenario, settings.telemetry)
     out.mkdir(parents=True, exist_ok=True)
-    controller = RehearsalController(scenario, mode, out, settings or StackSettings())
+    controller = RehearsalController(scenario, mode, out, settings)
     return run_scenario(
         scenario,
         out,

@@ -75,11 +75,12 @@ def cmd_impact_study(args: argparse.Namespace) -> int:
     workers = args.jobs or os.cpu_count() or 1
     if args.backend == "serial":
         workers = 1
-    jobs = make_jobs(names, seeds, scale, keep, args.suite, args.first_seed)
+    jobs = make_jobs(names, seeds, scale, keep, args.suite, args.first_seed, args.telemetry)
     est = estimate_wall_s(jobs, min(workers, len(jobs)))
     print(
         f"impact study: {len(names)} scenario families x {seeds} seeds x 2 modes = "
-        f"{len(jobs)} rehearsals, time scale {scale:g}, backend {args.backend}"
+        f"{len(jobs)} rehearsals, time scale {scale:g}, {args.telemetry} telemetry in the loop, "
+        f"backend {args.backend}"
         + ("" if args.backend == "ray" else f" ({workers} workers)")
         + f"; estimated wall {est / 60:.1f} min on free cores",
         file=sys.stderr,
@@ -95,6 +96,7 @@ def cmd_impact_study(args: argparse.Namespace) -> int:
         progress=True,
         suite=args.suite,
         first_seed=args.first_seed,
+        telemetry=args.telemetry,
     )
     wall = time.perf_counter() - began
     controls = None
@@ -137,6 +139,8 @@ def _command(args: argparse.Namespace, names: list[str], seeds: int, scale: floa
     if args.first_seed:
         parts += ["--first-seed", str(args.first_seed)]
     parts += ["--time-scale", f"{scale:g}"]
+    if args.telemetry != "ideal":
+        parts += ["--telemetry", args.telemetry]
     parts += ["--backend", args.backend, "--out", str(args.out)]
     if args.scenarios or args.quick:
         parts += ["--scenarios", *names]
@@ -164,6 +168,8 @@ def _console(claims) -> str:
 
 
 def register(subparsers) -> None:
+    from experiments.observed import LOOP_TELEMETRY_HELP, TELEMETRY_CHOICES
+
     p = subparsers.add_parser(
         "impact-study",
         help="traditional vs AI-driven operations over a scenario suite, with the claims",
@@ -206,4 +212,7 @@ def register(subparsers) -> None:
         help="multiply every duration and time (default 1; --quick 0.5)",
     )
     p.add_argument("--keep-runs", action="store_true", help="keep run directories under OUT/runs")
+    p.add_argument(
+        "--telemetry", choices=TELEMETRY_CHOICES, default="ideal", help=LOOP_TELEMETRY_HELP
+    )
     p.set_defaults(func=cmd_impact_study)

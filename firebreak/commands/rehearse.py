@@ -91,9 +91,12 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
     truth = None  # the fault labels depend on the scenario alone: computed once
     for mode in modes:
         target = out / mode if len(modes) > 1 else out
-        settings = StackSettings(runbook=args.runbook, trust_pickle=args.trust_pickle)
+        settings = StackSettings(
+            runbook=args.runbook, trust_pickle=args.trust_pickle, telemetry=args.telemetry
+        )
         print(
-            f"rehearsing {scenario.name} (seed {scenario.seed}) with {mode} operations ...",
+            f"rehearsing {scenario.name} (seed {scenario.seed}) with {mode} operations on "
+            f"{args.telemetry} telemetry ...",
             file=sys.stderr,
         )
         result = rehearse(
@@ -119,6 +122,7 @@ def cmd_rehearse(args: argparse.Namespace) -> int:
 
 
 def register(subparsers) -> None:
+    from experiments.observed import LOOP_TELEMETRY_HELP, TELEMETRY_CHOICES
     from firebreak.cli import _duration_arg
     from firebreak.commands.evaluate import add_trust_pickle
 
@@ -154,6 +158,9 @@ def register(subparsers) -> None:
         default=None,
         help="incident library (firebreak incidents add): the report lists the nearest past "
         "incidents of each incident opened, with what fixed them",
+    )
+    p.add_argument(
+        "--telemetry", choices=TELEMETRY_CHOICES, default="ideal", help=LOOP_TELEMETRY_HELP
     )
     add_trust_pickle(p)
     p.set_defaults(func=cmd_rehearse)

@@ -308,6 +308,14 @@ class Simulation:
         if until > self.env.now:
             self._run_until(until)
 
+    def hand_over_every(self, ticks: int) -> None:
+        """Give the sinks their chunks every `ticks` ticks rather than when the buffer fills
+        (a sink read while the run goes, as the closed loop reads production telemetry).
+        Only before the first tick; what the twin simulates does not depend on it."""
+        if self.tick_index or self._running:
+            raise TimeRangeError("hand_over_every: the run has started")
+        self.chunk_size = max(1, min(int(ticks), len(self._times)))
+
     def finish(self) -> None:
         """Hand the remaining telemetry to the sinks and close them; the run ends here."""
         if self._finished:

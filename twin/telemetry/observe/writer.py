@@ -19,6 +19,7 @@ confounders (for studying false alarms; detectors never read it).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,9 @@ class ProductionWriter(RunDirectoryWriter):
         self.edge_steps, self.node_steps = StepMeans(cfg.step_s), StepMeans(cfg.step_s)
         self.pod_names: dict[tuple[int, int, int], str] = {}
         self.pod_parts = 0
+        # who else reads the rows as they are written ("service", "edge" or "node", times,
+        # block): the closed loop's view (agents.loop.observed_feed) sees exactly these
+        self.listeners: list[Callable[[str, np.ndarray, np.ndarray], None]] = []
         (out / "pod_metrics.parquet").mkdir(parents=True, exist_ok=True)
 
     def on_chunk(self, chunk: Chunk) -> None:
@@ -123,9 +127,11 @@ class ProductionWriter(RunDirectoryWriter):
         self.ticks += len(chunk.times)
         self.end = float(chunk.times[-1])
         if chunk.edge_values.shape[1]:
-            self._put_means(self.edge_metrics, self.edge_steps.feed(chunk.times, chunk.edge_values))
+            edge_out = self.edge_steps.feed(chunk.times, chunk.edge_values)
+            self._put_means(self.edge_metrics, edge_out, "edge")
         if self.node_metrics is not None and chunk.node_values is not None:
-            self._put_means(self.node_metrics, self.node_steps.feed(chunk.times, chunk.node_values))
+            node_out = self.node_steps.feed(chunk.times, chunk.node_values)
+            self._put_means(self.node_metrics, node_out, "node")
         rounds = self.scraper.feed(chunk, self.index)
         if rounds is not None:
             self._append(rounds)
@@ -143,21 +149,26 @@ class ProductionWriter(RunDirectoryWriter):
             self._evaluate(self.end)
             edge_shape = (len(self.edge_metrics.entities), len(self.edge_metrics.metrics))
             if edge_shape[0]:
-                self._put_means(self.edge_metrics, self.edge_steps.flush(edge_shape))
+                self._put_means(self.edge_metrics, self.edge_steps.flush(edge_shape), "edge")
             if self.node_metrics is not None:
                 shape = (len(self.node_metrics.entities), len(self.node_metrics.metrics))
-                self._put_means(self.node_metrics, self.node_steps.flush(shape))
+                self._put_means(self.node_metrics, self.node_steps.flush(shape), "node")
             self._write_summary()
         finally:
             super().close()
 
-    def _put_means(self, writer, out: tuple[np.ndarray, np.ndarray]) -> None:
+    def _put_means(self, writer, out: tuple[np.ndarray, np.ndarray], kind: str) -> None:
         """Edge and node means on the metrics' own steps (none before the first rate window,
         none past the run's last tick)."""
         times, block = out
         keep = (times >= self.first_step - 1e-9) & (times <= self.end + 1e-9)
         if keep.any():
             writer.put(times[keep], block[keep])
+            self._publish(kind, times[keep], block[keep])
+
+    def _publish(self, kind: str, times: np.ndarray, block: np.ndarray) -> None:
+        for listener in self.listeners:
+            listener(kind, times, block)
 
     def _append(self, rounds: dict) -> None:
         if self.store is None:
@@ -182,6 +193,7 @@ class ProductionWriter(RunDirectoryWriter):
         gauges = st["gauges"][last, np.arange(len(self.pods))[None, :]]
         block = self._service_block(rates, gauges, seen)
         self.metrics.put(steps, block)
+        self._publish("service", steps, block)
         self._write_pods(steps, rates, gauges, seen, st["names"][last, np.arange(len(self.pods))])
         keep_from = steps[-1] - max(window, GAUGE_LOOKBACK_S) - 2 * self.cfg.scrape_interval_s
         keep = st["times"].max(axis=1) >= keep_from
