@@ -187,3 +187,21 @@ def test_rca_still_finds_the_bad_deploy(runs, tmp_path: Path, capsys) -> None:
     ranked = json.loads(report.read_text())
     names = [r["service"] for r in ranked["causes"]][:3]
     assert "productcatalogservice" in names, names
+
+
+def test_background_errors_are_per_service_whatever_its_replicas(tmp_path: Path) -> None:
+    """The declared rate of benign errors is per service: a 3-replica service shows as
+    many as a 1-replica one (per pod, the frontend's own background errors alone sat at its
+    99.9% objective's whole budget, and the loop's SLO burn alert fired with no fault)."""
+    rate = 0.5
+    scenario = _scenario(tmp_path, "bg", {"production": {"background_errors_per_s": rate}})
+    run_scenario(scenario, tmp_path / "bg", labels=False)
+    table = _wide(tmp_path / "bg")
+    step = float(np.median(np.diff(table.index.to_numpy())))
+    span = float(table.index[-1] - table.index[0]) + step
+    replicas = table.xs("ready_replicas", axis=1, level="metric").median()
+    errors = table.xs("error_rate", axis=1, level="metric").sum() * step / span
+    many, one = replicas.idxmax(), replicas.idxmin()
+    assert replicas[many] >= 3 and replicas[one] <= 2
+    assert errors[many] == pytest.approx(rate, rel=0.25)
+    assert errors[one] == pytest.approx(rate, rel=0.25)

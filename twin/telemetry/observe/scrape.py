@@ -215,7 +215,9 @@ class Scraper:
         shape = tau.shape
         n_ok = rng.poisson(expected[..., OK])
         n_err = rng.poisson(expected[..., ERR])
-        n_bg = rng.poisson(cfg.background_errors_per_s * span * on)
+        # benign errors are per service (as declared), shared by its pods like its load:
+        # per pod, a service's budget of them grew with its replicas
+        n_bg = rng.poisson(cfg.background_errors_per_s * span * weights)
         n_req = n_ok + n_err
         served = np.maximum(expected[..., OK] + expected[..., ERR], 1e-12)
         cdf = np.maximum.accumulate(np.clip(expected[..., N_FIXED:] / served[..., None], 0, 1), -1)
