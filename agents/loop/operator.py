@@ -36,6 +36,7 @@ from agents.contracts import Candidate, Decision, IncidentView
 from agents.deciding.analysis import IncidentAnalyst
 from agents.deciding.automation import AutomationPolicy
 from agents.deciding.decide import decide, record_outcome
+from agents.deciding.remedy_prior import RemedyMemory
 from agents.deciding.runbook import Runbook
 from agents.deciding.selection import RiskAwareSelector
 from agents.loop.leftovers import Leftovers, SloBurn
@@ -134,6 +135,7 @@ class Operator:
         audit: AuditLog | None = None,
         config: OperatorConfig | None = None,
         on_frame: Callable[[Frame], None] | None = None,
+        memory: RemedyMemory | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -156,6 +158,7 @@ class Operator:
         self.audit = audit
         self.config = config or OperatorConfig()
         self.on_frame = on_frame
+        self.memory = memory  # incident memory: signs cases, remedy prior (remedy_prior)
         self.view = TelemetryView(sim.scenario, sim.topo.names, sim.dt)
         graph = sim.scenario.topology.graph()
         self.callers = {s: tuple(sorted(graph.predecessors(s))) for s in sim.topo.names}
@@ -269,6 +272,9 @@ class Operator:
         decision = decide(
             view, self.view.replica_map(), self.runbook, self.selector, self.policy, now
         )
+        if self.memory is not None:
+            self.memory.sign(case.incident.id, view, self.view)
+            decision = self.memory.prefer(case.incident.id, decision, view, self._assess)
         # a measure lifted lately whose trouble came back only mitigated it: try another
         services = {*view.services, *([view.top_cause] if view.top_cause else [])}
         recurred = self.leftovers.mitigated_only(services, now)
@@ -277,6 +283,10 @@ class Operator:
             record_outcome(view.signature, key[1], False, self.selector.outcomes, self.policy)
         chosen = self._untried(case, decision, recurred)
         self._follow(case, decision, chosen, now)
+
+    def _assess(self, view: IncidentView, cand: Candidate) -> tuple[str, str]:
+        ceiling = self.runbook.rule(cand.rule).max_level
+        return self.policy.assess(view, cand, self.selector.outcomes, ceiling=ceiling)
 
     def _untried(
         self, case: Case, decision: Decision, recurred: set[tuple[str, str]] = frozenset()
@@ -391,6 +401,8 @@ class Operator:
         if undo is not None:
             self._act(undo, "undo", case, now)
             self.guardrails.record(undo, self.view)
+        if self.memory is not None:
+            self.memory.judged(case.incident.id, action.kind, success)
         if case.view is not None:
             record_outcome(
                 case.view.signature, action.kind, success, self.selector.outcomes, self.policy

@@ -16,6 +16,7 @@ from typing import Any
 
 from agents.deciding.analysis import IncidentAnalyst
 from agents.deciding.automation import AutomationPolicy
+from agents.deciding.remedy_prior import RemedyMemory, RemedyPrior
 from agents.deciding.runbook import load_runbook
 from agents.deciding.selection import OutcomeModel, RiskAwareSelector
 from agents.loop.operator import MODES, Operator, OperatorConfig
@@ -63,6 +64,10 @@ class StackSettings:
     policy: AutomationPolicy | None = None
     tier2: str | None = "pca"
     trust_pickle: bool = False  # let `rl:DIR` load a stable-baselines3 zip (runs its code)
+    # incident memory (agents.deciding.remedy_prior): sign the AI's cases and record its
+    # verdicts (`remember`), and with a prior, try the remedy that worked for near ones first
+    remedy_prior: RemedyPrior | None = None
+    remember: bool = False
 
 
 def fault_truths(scenario: Scenario) -> tuple[FaultTruth, ...]:
@@ -155,6 +160,8 @@ class RehearsalController:
                 "guardrails": Guardrails(s.guardrails),
                 "audit": self.audit,
             }
+            if s.remember or s.remedy_prior is not None:
+                kwargs["memory"] = RemedyMemory(s.remedy_prior)
         self.operator = Operator(
             sim,
             self.mode,
