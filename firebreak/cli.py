@@ -70,6 +70,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "firebreak.commands.impact_study",
     "firebreak.commands.no_fault_day",
     "firebreak.commands.incidents",
+    "firebreak.commands.remedy_prior",
 )
 
 

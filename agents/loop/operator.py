@@ -36,6 +36,7 @@ from agents.contracts import Candidate, Decision, IncidentView
 from agents.deciding.analysis import IncidentAnalyst
 from agents.deciding.automation import AutomationPolicy
 from agents.deciding.decide import decide, record_outcome
+from agents.deciding.remedy_prior import RemedyMemory
 from agents.deciding.runbook import Runbook
 from agents.deciding.selection import RiskAwareSelector
 from agents.loop.leftovers import Leftovers, SloBurn
@@ -136,6 +137,7 @@ class Operator:
         config: OperatorConfig | None = None,
         on_frame: Callable[[Frame], None] | None = None,
         feed: ObservedFeed | None = None,
+        memory: RemedyMemory | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -162,6 +164,7 @@ class Operator:
         self.feed = feed
         step = feed.step_s if feed is not None else sim.dt
         self.view = TelemetryView(sim.scenario, sim.topo.names, step)
+        self.memory = memory  # incident memory: signs cases, remedy prior (remedy_prior)
         graph = sim.scenario.topology.graph()
         self.callers = {s: tuple(sorted(graph.predecessors(s))) for s in sim.topo.names}
         self.entries = tuple(sorted({c.entry for c in sim.scenario.workload.classes}))
@@ -281,6 +284,9 @@ class Operator:
         decision = decide(
             view, self.view.replica_map(), self.runbook, self.selector, self.policy, now
         )
+        if self.memory is not None:
+            self.memory.sign(case.incident.id, view, self.view)
+            decision = self.memory.prefer(case.incident.id, decision, view, self._assess)
         # a measure lifted lately whose trouble came back only mitigated it: try another
         services = {*view.services, *([view.top_cause] if view.top_cause else [])}
         recurred = self.leftovers.mitigated_only(services, now)
@@ -289,6 +295,10 @@ class Operator:
             record_outcome(view.signature, key[1], False, self.selector.outcomes, self.policy)
         chosen = self._untried(case, decision, recurred)
         self._follow(case, decision, chosen, now)
+
+    def _assess(self, view: IncidentView, cand: Candidate) -> tuple[str, str]:
+        ceiling = self.runbook.rule(cand.rule).max_level
+        return self.policy.assess(view, cand, self.selector.outcomes, ceiling=ceiling)
 
     def _untried(
         self, case: Case, decision: Decision, recurred: set[tuple[str, str]] = frozenset()
@@ -403,6 +413,8 @@ class Operator:
         if undo is not None:
             self._act(undo, "undo", case, now)
             self.guardrails.record(undo, self.view)
+        if self.memory is not None:
+            self.memory.judged(case.incident.id, action.kind, success)
         if case.view is not None:
             record_outcome(
                 case.view.signature, action.kind, success, self.selector.outcomes, self.policy

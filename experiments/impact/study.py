@@ -115,6 +115,8 @@ class StudyController(RehearsalController):
             "engineer_min": round(minutes, 2),
             "action_kinds": json.dumps(dict(sorted(kinds.items()))),
         }
+        if getattr(op, "memory", None) is not None:  # incident memory's cases and verdicts
+            self.extra["memory_records"] = json.dumps(op.memory.records())
         return stack
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from agents.deciding.analysis import IncidentAnalyst
 from agents.deciding.automation import AutomationPolicy
+from agents.deciding.remedy_prior import RemedyMemory, RemedyPrior
 from agents.deciding.runbook import load_runbook
 from agents.deciding.selection import OutcomeModel, RiskAwareSelector
 from agents.loop.observed_feed import ObservedFeed
@@ -68,6 +69,10 @@ class StackSettings:
     # what the operator, its detectors and RCA see: "ideal" (the twin's exact ticks) or
     # "production" (the run directory's scraped 15 s steps, agents.loop.observed_feed)
     telemetry: TelemetryChoice = "ideal"
+    # incident memory (agents.deciding.remedy_prior): sign the AI's cases and record its
+    # verdicts (`remember`), and with a prior, try the remedy that worked for near ones first
+    remedy_prior: RemedyPrior | None = None
+    remember: bool = False
 
 
 def loop_scenario(scenario: Scenario, telemetry: str) -> Scenario:
@@ -180,6 +185,8 @@ class RehearsalController:
                 "guardrails": Guardrails(s.guardrails),
                 "audit": self.audit,
             }
+            if s.remember or s.remedy_prior is not None:
+                kwargs["memory"] = RemedyMemory(s.remedy_prior)
         self.operator = Operator(
             sim,
             self.mode,
