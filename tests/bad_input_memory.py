@@ -1,5 +1,5 @@
-"""Bad inputs to `firebreak incidents add|similar|list|eval`: part of the corpus in
-bad_input_corpus.py, in a file of its own to keep each under 500 lines."""
+"""Bad inputs to `firebreak incidents add|similar|list|eval` and `remedy-prior`: part of the
+corpus in bad_input_corpus.py, in a file of its own to keep each under 500 lines."""
 
 from __future__ import annotations
 
@@ -154,5 +154,24 @@ def memory_cases() -> list[Case]:
          ("lib.sqlite", "sig-0")),
         ("incidents:topology-missing", lambda m, o: add(m, *ok, "--topology", str(m / "g.yaml")),
          ("g.yaml",)),
+        # remedy-prior (checked before any rehearsal starts)
+        ("remedy-prior:no-subcommand", lambda m, o: ["remedy-prior"], ("learn|compare",)),
+        ("remedy-prior:library-exists", lambda m, o: ["remedy-prior", "learn", "--library",
+                                                      str(lib(m))], ("lib.sqlite", "--append")),
+        ("remedy-prior:seeds-zero", lambda m, o: ["remedy-prior", "learn", "--library",
+                                                  str(m / "n.sqlite"), "--seeds", "0"],
+         ("--seeds", "0")),
+        ("remedy-prior:scenario-unknown", lambda m, o: ["remedy-prior", "learn", "--library",
+                                                        str(m / "n.sqlite"), "--scenarios",
+                                                        "narnia"], ("--scenarios", "narnia")),
+        ("remedy-prior:library-missing", lambda m, o: ["remedy-prior", "compare", "--library",
+                                                       str(m / "none.sqlite"), "--out", str(o)],
+         ("none.sqlite",)),
+        ("remedy-prior:no-decisions", lambda m, o: ["remedy-prior", "compare", "--library",
+                                                    str(lib(m)), "--out", str(o)],
+         ("lib.sqlite", "no decision-time incidents")),
+        ("remedy-prior:threshold-nan", lambda m, o: ["remedy-prior", "compare", "--library",
+                                                     str(lib(m)), "--threshold", "nan", "--out",
+                                                     str(o)], ("--threshold", "nan")),
     ]  # fmt: skip
     return [Case(cid, argv, expect) for cid, argv, expect in c]

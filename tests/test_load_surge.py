@@ -78,6 +78,7 @@ class _Loop:
         self.selector = SimpleNamespace(outcomes={})
         self.policy = None
         self.audit = None
+        self.memory = None
         self.scheduled: list[float] = []
         self.undone: list = []
         self.pages: list[str] = []

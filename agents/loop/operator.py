@@ -43,7 +43,8 @@ from agents.loop.leftovers import Leftovers, SloBurn
 from agents.loop.observed_feed import ObservedFeed
 from agents.loop.page_view import basic_view
 from agents.loop.surge import SurgePages
-from agents.loop.telemetry_view import HealthProbe, TelemetryView
+from agents.loop.telemetry_view import TelemetryView
+from agents.loop.what_if import WhatIf
 from agents.oncall import Diagnosis, FaultTruth, OnCallEngineer
 from agents.safety.audit import AuditLog
 from agents.safety.guardrails import Guardrails
@@ -168,8 +169,9 @@ class Operator:
         graph = sim.scenario.topology.graph()
         self.callers = {s: tuple(sorted(graph.predecessors(s))) for s in sim.topo.names}
         self.entries = tuple(sorted({c.entry for c in sim.scenario.workload.classes}))
+        self.what_if = WhatIf(sim, self.view, self.config.dry_run_horizon_s)
         if self.selector is not None and self.config.dry_run and mode == "ai":
-            self.selector.dry_run = self._dry_run
+            self.selector.dry_run = self.what_if
         self.alerts: list[Alert] = []
         self.cases: dict[str, Case] = {}
         self.actions: list[dict[str, Any]] = []
@@ -191,7 +193,6 @@ class Operator:
         self._tasks: list[tuple[float, int, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._cancelled: set[int] = set()
-        self._noop_health: tuple[float, float] | None = None
         self._recurrences: set[tuple[str, str]] = set()  # mitigations learnt as such
         self._applied_at: dict[Action, float] = {}  # automated actions, when last applied
         cfg = self.config
@@ -280,7 +281,7 @@ class Operator:
         self.identifications.append(
             {"time": now, "incident": case.incident.id, "service": view.top_cause, "by": "rca"}
         )
-        self._noop_health = None
+        self.what_if.forget()
         decision = decide(
             view, self.view.replica_map(), self.runbook, self.selector, self.policy, now
         )
@@ -560,27 +561,6 @@ class Operator:
                 self._at(case, at + ttl, lambda: self.leftovers.expire(case, self.view.now))
         return at
 
-    def _dry_run(self, action: Action) -> dict[str, float]:
-        """Health `dry_run_horizon_s` ahead in a what-if fork, with the action and without."""
-        now = self.view.now
-        horizon = min(now + self.config.dry_run_horizon_s, self.sim.end)
-        if self._noop_health is None or self._noop_health[0] != now:
-            self._noop_health = (now, self._fork_health(None, horizon))
-        return {
-            "health_before": self.view.health(),
-            "health_after": self._fork_health(action, horizon),
-            "health_noop": self._noop_health[1],
-        }
-
-    def _fork_health(self, action: Action | None, until: float) -> float:
-        probe = HealthProbe(self.view, since=until - 60.0)
-        # blind: the fork knows the system, not the hidden cause (twin.control.faults)
-        child = self.sim.fork(sinks=[probe], blind=True)
-        if action is not None:
-            child.act(action)
-        child.advance(until)
-        return probe.health()
-
     def _record_decision(
         self, case: Case, time: float, level: str, chosen: Candidate | None, reason: str
     ) -> None:
@@ -606,15 +586,8 @@ class Operator:
 
     def _record_approval(self, decision_id: str | None, approval: Any) -> None:
         if self.audit is not None and decision_id is not None:
-            self.audit.append(
-                "approval",
-                approval.at,
-                {
-                    "decision": decision_id,
-                    "approved": approval.approved,
-                    "reason": approval.reason,
-                },
-            )
+            what = {"decision": decision_id, "approved": approval.approved}
+            self.audit.append("approval", approval.at, {**what, "reason": approval.reason})
 
     def _outcome(self, decision_id: str | None, now: float, **kw: Any) -> None:
         if self.audit is not None and decision_id is not None:

@@ -121,7 +121,7 @@ def register(subparsers) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="remedy_prior_command", required=True)
+    sub = p.add_subparsers(dest="remedy_prior_command", required=True, metavar="learn|compare")
     learn = sub.add_parser("learn", help="rehearse training seeds and store their cases")
     _common(learn)
     learn.add_argument("--append", action="store_true", help="add to an existing library")
