@@ -235,37 +235,71 @@ def test_a_replayed_day_without_faults(tmp_path):
     assert SCENARIOS.is_dir()
 
 
-def test_users_are_hit_when_an_objective_breaks_not_only_when_health_falls():
-    """An availability objective of 99.9% breaks at 0.5% errors, far above 0.99 health."""
+def _entry_view(availability: float):
     import numpy as np
     from conftest import chain_topology, make_scenario
 
-    from agents.loop.leftovers import SloBurn
     from agents.loop.telemetry_view import TelemetryView
     from twin.fields import N_SERVICE_METRICS, M
     from twin.telemetry.frame import Frame
 
     sc = make_scenario(
-        chain_topology(), slos=[{"availability": 0.999, "latency_ms": 500, "percentile": 99}]
+        chain_topology(),
+        slos=[{"availability": availability, "latency_ms": 500, "percentile": 99}],
     )
     names = sc.topology.service_names
     view = TelemetryView(sc, names, 1.0)
-    burn = SloBurn(["entry"], 0.99, after_s=120.0, every_s=60.0)
-    fired = []
-    for t in range(400):
+
+    def feed(t: int, error_ratio: float) -> None:
         v = np.zeros((len(names), N_SERVICE_METRICS))
         v[:, M["arrival_rate"]] = 50.0
         v[:, M["latency_p50_ms"]], v[:, M["latency_p95_ms"]], v[:, M["latency_p99_ms"]] = 5, 9, 12
-        v[:, M["error_ratio"]] = 0.005 if t >= 100 else 0.0
+        v[:, M["error_ratio"]] = error_ratio
         view.observe(Frame(float(t), v, np.zeros((0, 4)), names, ()))
+
+    return view, feed
+
+
+def test_users_are_hit_when_an_objective_burns_fast_not_only_when_health_falls():
+    """0.5% errors against a 99.99% objective burn its budget at 50x: users are hit although
+    health stays above 0.99, and the SLO burn alert fires after `after_s`, then each minute."""
+    import numpy as np
+
+    from agents.loop.leftovers import SloBurn
+
+    view, feed = _entry_view(0.9999)
+    burn = SloBurn(["entry"], 0.99, after_s=120.0, every_s=60.0)
+    fired = []
+    for t in range(700):
+        feed(t, 0.005 if t >= 300 else 0.0)
         fired += burn.alerts(float(t), view.health(), view.users_hit(0.99))
-        if t == 99:
+        if t == 299:
             assert not view.users_hit(0.99)
     assert view.health() > 0.99 and view.slo_violated() and view.users_hit(0.99)
     times = [a.time for a in fired]
     gaps = np.diff(times)
-    assert times and times[0] >= 100 + 120 and (gaps >= 60).all()
+    assert times and times[0] >= 300 + 120 and (gaps >= 60).all()
     assert {a.signal for a in fired} == {"slo_burn"}
+
+
+def test_a_slow_burn_is_no_page_and_a_burst_needs_the_long_window_too():
+    """Benign errors at 1.5x a 99.9% budget (a low-traffic entry's background) never hit
+    users at the page threshold (14.4x), though any-breach (burn 1) would; a burst must
+    also burn the 5-minute window."""
+    view, feed = _entry_view(0.999)
+    for t in range(600):
+        feed(t, 0.0015)
+        assert not view.users_hit(0.99)
+    assert view.slo_violated(burn=1.0)
+    view, feed = _entry_view(0.9999)
+    for t in range(300):
+        feed(t, 0.0)
+    for t in range(300, 320):  # 20 s of 0.5%: 16.7x over the minute, 3.3x over 5 minutes
+        feed(t, 0.005)
+    assert not view.slo_violated()
+    for t in range(320, 400):  # 100 s in all: 16.7x over 5 minutes too
+        feed(t, 0.005)
+    assert view.slo_violated()
 
 
 def test_a_series_with_a_repeated_stamp_is_replayed_on_its_regular_grid(tmp_path):

@@ -43,7 +43,7 @@ from agents.loop.leftovers import Leftovers, SloBurn
 from agents.loop.observed_feed import ObservedFeed
 from agents.loop.page_view import basic_view
 from agents.loop.surge import SurgePages
-from agents.loop.telemetry_view import TelemetryView
+from agents.loop.telemetry_view import SLO_PAGE_BURN, TelemetryView
 from agents.loop.what_if import WhatIf
 from agents.oncall import Diagnosis, FaultTruth, OnCallEngineer
 from agents.safety.audit import AuditLog
@@ -96,6 +96,8 @@ class OperatorConfig:
     # suffer even once the anomaly detectors have learnt the new level as normal
     slo_alert_s: float = 120.0
     slo_realert_s: float = 60.0
+    # or an objective's budget burning this fast over 1 and 5 minutes (telemetry_view)
+    slo_page_burn: float = SLO_PAGE_BURN
     # a scale-out's judgement waits this long at most while the users' load stays above
     # its level before the action (the fall in health is the load's, not the action's)
     load_judge_max_s: float = 600.0
@@ -216,7 +218,9 @@ class Operator:
             self.view.observe(f)
             alerts = list(self.detector.process(f.time, f.values))
             alerts += self.slo_burn.alerts(
-                f.time, self.view.health(), self.view.users_hit(self.config.success_health)
+                f.time,
+                self.view.health(),
+                self.view.users_hit(self.config.success_health, self.config.slo_page_burn),
             )
             for alert in alerts:
                 self.alerts.append(alert)
@@ -246,7 +250,9 @@ class Operator:
                 if case.state not in ("resolved", "closed"):
                     case.state = "closed"
                 continue
-            if case.state == "watch" and self.view.users_hit(self.config.success_health):
+            if case.state == "watch" and self.view.users_hit(
+                self.config.success_health, self.config.slo_page_burn
+            ):
                 case.state = "new"  # users feel it now: decide again, paging if need be
             if case.state != "new":
                 continue
@@ -451,7 +457,7 @@ class Operator:
         cfg = self.config
         if self.mode != "ai" or not cfg.page_on_impact_only or case.human_engaged:
             return False
-        if self.view.users_hit(cfg.success_health):
+        if self.view.users_hit(cfg.success_health, cfg.slo_page_burn):
             return False
         case.state = "watch"
         if not case.ticketed:

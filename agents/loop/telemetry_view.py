@@ -10,6 +10,7 @@ share of the last minute's requests at the entries that succeeded within the lat
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 
 import numpy as np
@@ -23,6 +24,13 @@ from twin.telemetry.widecsv import rcaeval_service_name, wide_from_cube
 NODE_M = {name: i for i, name in enumerate(NODE_METRICS)}
 
 HEALTH_WINDOW_S = 60.0
+# SLO burn is judged on two windows, as multiwindow burn-rate alerts do (the Google SRE
+# workbook's "Alerting on SLOs": a long window that says the burn is real, a short one that
+# says it is still going on), at the scale of a rehearsal: the last minute and 5 minutes
+SLO_LONG_WINDOW_S = 300.0
+# a page-worthy burn: 14.4x the sustainable rate spends 2% of a 30-day budget in an hour,
+# the workbook's page threshold; a slower burn is left to the health check and tickets
+SLO_PAGE_BURN = 14.4
 # change events any cluster reports (rollouts), the only events the operator reads: fault
 # start/end events are the twin's ground truth and never reach it
 CHANGE_EVENTS = frozenset({"deploy"})
@@ -72,8 +80,11 @@ class TelemetryView:
         n = max(1, int(round(HEALTH_WINDOW_S / dt)))
         self._good: deque[float] = deque(maxlen=n)
         self._total: deque[float] = deque(maxlen=n)
-        # per objective, the last window's (requests, failed, served, fast) rates
-        self._slo_window: deque[np.ndarray] = deque(maxlen=n)
+        # per objective, the long window's (requests, failed, served, fast) rates per frame
+        self._slo_short = n
+        self._slo_window: deque[np.ndarray] = deque(
+            maxlen=max(n, int(round(SLO_LONG_WINDOW_S / dt)))
+        )
         self._now = 0.0
         self.deploys: dict[str, float] = {}  # service -> time of its last rollout
         infra = scenario.infrastructure
@@ -166,23 +177,31 @@ class TelemetryView:
             out[k] = (rate, rate * err, rate * (1.0 - err), rate * (1.0 - err) * fast)
         return out
 
-    def slo_violated(self) -> bool:
-        """Whether the last minute breaks an objective as the scenario states it (its
-        availability, or its share of requests under the latency target): users are hit."""
+    def slo_violated(self, burn: float = SLO_PAGE_BURN) -> bool:
+        """Whether an objective's error budget burns at `burn` times its sustainable rate or
+        faster over both the last minute and the last 5 minutes (its availability, or its
+        share of requests under the latency target): users are hit. `burn=1` is any breach."""
         if not self._slo_window:
             return False
-        total = np.sum(self._slo_window, axis=0)
-        for k, (_, _, availability, pct) in enumerate(self._objectives):
-            requests, failed, served, fast = total[k]
-            if requests > 0 and 1.0 - failed / requests < availability:
-                return True
-            if served > 0 and fast / served < pct:
-                return True
-        return False
+        recent = list(itertools.islice(reversed(self._slo_window), self._slo_short))
+        short = np.sum(recent, axis=0)
+        long = np.sum(self._slo_window, axis=0)
+        return any(
+            self._burning(short[k], target, burn) and self._burning(long[k], target, burn)
+            for k, target in enumerate(self._objectives)
+        )
 
-    def users_hit(self, healthy: float) -> bool:
-        """Health below `healthy`, or an objective broken in the last minute."""
-        return self.health() < healthy or self.slo_violated()
+    @staticmethod
+    def _burning(window: np.ndarray, objective: tuple, burn: float) -> bool:
+        requests, failed, served, fast = window
+        _, _, availability, pct = objective
+        if requests > 0 and failed / requests > burn * (1.0 - availability):
+            return True
+        return bool(served > 0 and 1.0 - fast / served > burn * (1.0 - pct))
+
+    def users_hit(self, healthy: float, burn: float = SLO_PAGE_BURN) -> bool:
+        """Health below `healthy`, or an objective's budget burning at `burn`x or faster."""
+        return self.health() < healthy or self.slo_violated(burn)
 
     def replica_map(self) -> dict[str, int]:
         return {name: self.replicas(name) for name in self.names}
