@@ -43,7 +43,7 @@ from agents.loop.leftovers import Leftovers, SloBurn
 from agents.loop.observed_feed import ObservedFeed
 from agents.loop.page_view import basic_view
 from agents.loop.surge import SurgePages
-from agents.loop.telemetry_view import SLO_PAGE_BURN, TelemetryView
+from agents.loop.telemetry_view import SLO_ALERT_BURN, TelemetryView
 from agents.loop.what_if import WhatIf
 from agents.oncall import Diagnosis, FaultTruth, OnCallEngineer
 from agents.safety.audit import AuditLog
@@ -91,13 +91,14 @@ class OperatorConfig:
     # the AI pages (an escalation, an approval) only while users feel the incident: health
     # below success_health; otherwise it files a ticket and keeps watching
     page_on_impact_only: bool = True
-    # SLO burn alerts: health below success_health this long raises an alert at every entry
-    # (again every slo_realert_s while it lasts), so an incident stays open while users
-    # suffer even once the anomaly detectors have learnt the new level as normal
+    # SLO burn alerts: health below success_health this long alerts at every entry (again
+    # every slo_realert_s), so an incident stays open while users suffer
     slo_alert_s: float = 120.0
     slo_realert_s: float = 60.0
-    # or an objective's budget burning this fast over 1 and 5 minutes (telemetry_view)
-    slo_page_burn: float = SLO_PAGE_BURN
+    # or an objective's budget burning this fast over 1 and 5 minutes (telemetry_view); an
+    # incident already open pages while it burns at slo_page_burn (1: any breach)
+    slo_alert_burn: float = SLO_ALERT_BURN
+    slo_page_burn: float = 1.0
     # a scale-out's judgement waits this long at most while the users' load stays above
     # its level before the action (the fall in health is the load's, not the action's)
     load_judge_max_s: float = 600.0
@@ -220,7 +221,7 @@ class Operator:
             alerts += self.slo_burn.alerts(
                 f.time,
                 self.view.health(),
-                self.view.users_hit(self.config.success_health, self.config.slo_page_burn),
+                self.view.users_hit(self.config.success_health, self.config.slo_alert_burn),
             )
             for alert in alerts:
                 self.alerts.append(alert)
@@ -250,9 +251,7 @@ class Operator:
                 if case.state not in ("resolved", "closed"):
                     case.state = "closed"
                 continue
-            if case.state == "watch" and self.view.users_hit(
-                self.config.success_health, self.config.slo_page_burn
-            ):
+            if case.state == "watch" and self._users_hit():
                 case.state = "new"  # users feel it now: decide again, paging if need be
             if case.state != "new":
                 continue
@@ -450,14 +449,15 @@ class Operator:
     def _basic_view(self, case: Case, now: float) -> IncidentView:
         return basic_view(case.incident, now)
 
+    def _users_hit(self) -> bool:
+        return self.view.users_hit(self.config.success_health, self.config.slo_page_burn)
+
     def _ticket(self, case: Case, now: float, reason: str) -> bool:
-        """AI operations page only while users feel the incident (health below
-        `success_health`, the SLO view); otherwise file one ticket (no page), watch the
-        case, and decide again if health drops. True if ticketed instead of paged."""
-        cfg = self.config
-        if self.mode != "ai" or not cfg.page_on_impact_only or case.human_engaged:
+        """AI operations page only while users feel the incident (health, objectives);
+        otherwise file one ticket, watch, and decide again. True if ticketed, not paged."""
+        if self.mode != "ai" or not self.config.page_on_impact_only or case.human_engaged:
             return False
-        if self.view.users_hit(cfg.success_health, cfg.slo_page_burn):
+        if self._users_hit():
             return False
         case.state = "watch"
         if not case.ticketed:

@@ -28,9 +28,9 @@ HEALTH_WINDOW_S = 60.0
 # workbook's "Alerting on SLOs": a long window that says the burn is real, a short one that
 # says it is still going on), at the scale of a rehearsal: the last minute and 5 minutes
 SLO_LONG_WINDOW_S = 300.0
-# a page-worthy burn: 14.4x the sustainable rate spends 2% of a 30-day budget in an hour,
-# the workbook's page threshold; a slower burn is left to the health check and tickets
-SLO_PAGE_BURN = 14.4
+# a burn worth an alert of its own: 14.4x the sustainable rate spends 2% of a 30-day budget
+# in an hour, the workbook's page threshold (slower burns: the health check, the detectors)
+SLO_ALERT_BURN = 14.4
 # change events any cluster reports (rollouts), the only events the operator reads: fault
 # start/end events are the twin's ground truth and never reach it
 CHANGE_EVENTS = frozenset({"deploy"})
@@ -177,7 +177,7 @@ class TelemetryView:
             out[k] = (rate, rate * err, rate * (1.0 - err), rate * (1.0 - err) * fast)
         return out
 
-    def slo_violated(self, burn: float = SLO_PAGE_BURN) -> bool:
+    def slo_violated(self, burn: float = SLO_ALERT_BURN) -> bool:
         """Whether an objective's error budget burns at `burn` times its sustainable rate or
         faster over both the last minute and the last 5 minutes (its availability, or its
         share of requests under the latency target): users are hit. `burn=1` is any breach."""
@@ -199,7 +199,7 @@ class TelemetryView:
             return True
         return bool(served > 0 and 1.0 - fast / served > burn * (1.0 - pct))
 
-    def users_hit(self, healthy: float, burn: float = SLO_PAGE_BURN) -> bool:
+    def users_hit(self, healthy: float, burn: float = SLO_ALERT_BURN) -> bool:
         """Health below `healthy`, or an objective's budget burning at `burn`x or faster."""
         return self.health() < healthy or self.slo_violated(burn)
 
