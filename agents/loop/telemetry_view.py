@@ -10,7 +10,6 @@ share of the last minute's requests at the entries that succeeded within the lat
 
 from __future__ import annotations
 
-import itertools
 from collections import deque
 
 import numpy as np
@@ -80,11 +79,12 @@ class TelemetryView:
         n = max(1, int(round(HEALTH_WINDOW_S / dt)))
         self._good: deque[float] = deque(maxlen=n)
         self._total: deque[float] = deque(maxlen=n)
-        # per objective, the long window's (requests, failed, served, fast) rates per frame
+        # per objective, the long window's (requests, failed, served, fast) rates per frame,
+        # in a ring (slo_violated runs every frame: one array sum, not a deque's conversion)
         self._slo_short = n
-        self._slo_window: deque[np.ndarray] = deque(
-            maxlen=max(n, int(round(SLO_LONG_WINDOW_S / dt)))
-        )
+        long_n = max(n, int(round(SLO_LONG_WINDOW_S / dt)))
+        self._slo_ring = np.zeros((long_n, len(self._objectives), 4))
+        self._slo_frames = 0
         self._now = 0.0
         self.deploys: dict[str, float] = {}  # service -> time of its last rollout
         infra = scenario.infrastructure
@@ -130,7 +130,8 @@ class TelemetryView:
         self._good.append(good)
         self._total.append(total)
         if self._objectives:
-            self._slo_window.append(self._slo_tick(frame.values))
+            self._slo_ring[self._slo_frames % len(self._slo_ring)] = self._slo_tick(frame.values)
+            self._slo_frames += 1
 
     def note_events(self, events: list[dict]) -> None:
         """Rollouts and pod placements (the cluster's event stream, not scraped metrics)."""
@@ -181,11 +182,12 @@ class TelemetryView:
         """Whether an objective's error budget burns at `burn` times its sustainable rate or
         faster over both the last minute and the last 5 minutes (its availability, or its
         share of requests under the latency target): users are hit. `burn=1` is any breach."""
-        if not self._slo_window:
+        count = min(self._slo_frames, len(self._slo_ring))
+        if count == 0:
             return False
-        recent = list(itertools.islice(reversed(self._slo_window), self._slo_short))
-        short = np.sum(recent, axis=0)
-        long = np.sum(self._slo_window, axis=0)
+        long = self._slo_ring[:count].sum(axis=0)
+        last = self._slo_frames - 1 - np.arange(min(self._slo_short, count))
+        short = self._slo_ring[last % len(self._slo_ring)].sum(axis=0)
         return any(
             self._burning(short[k], target, burn) and self._burning(long[k], target, burn)
             for k, target in enumerate(self._objectives)
