@@ -17,12 +17,18 @@ def cmd_no_fault_day(args: argparse.Namespace) -> int:
         raise FirebreakError(f"--hours: at most {MAX_HOURS:g} (two weeks), got {args.hours:g}")
 
     print(
-        f"replaying {args.series} as Online Boutique's load ({args.load:g}x, {args.hours:g} h), "
-        "no faults: the HPA alone, traditional and AI operations ...",
+        f"replaying {args.series} as Online Boutique's load ({args.load:g}x, {args.hours:g} h, "
+        f"provisioned: {args.provision}), no faults: the HPA alone, traditional and AI "
+        "operations ...",
         file=sys.stderr,
     )
     report = run_day(
-        Path(args.series), Path(args.out), hours=args.hours, seed=args.seed, load=args.load
+        Path(args.series),
+        Path(args.out),
+        hours=args.hours,
+        seed=args.seed,
+        load=args.load,
+        provision=args.provision,
     )
     runs = report["runs"]
     print(
@@ -69,4 +75,12 @@ def register(subparsers) -> None:
     )
     p.add_argument("--load", type=float, default=1.0, help="mean load x the base rate (default 1)")
     p.add_argument("--seed", type=int_at_least(0), default=7, help="run seed (default 7)")
+    p.add_argument(
+        "--provision",
+        choices=("peak", "as-shipped"),
+        default="peak",
+        help="size the topology for the replayed window's peak, as a system that has run on "
+        "such traffic is (peak, default: services an HPA would need get one, HPA ceilings "
+        "reach the peak), or keep the topology file's sizing (as-shipped: the peaks overload it)",
+    )
     p.set_defaults(func=cmd_no_fault_day)
