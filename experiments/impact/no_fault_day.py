@@ -15,7 +15,8 @@ cannot carry is a capacity incident, on which paging is right. `provision="as-sh
 keeps the topology file's sizing. Where the HPA alone cannot carry the day (its services
 without an autoscaler saturate and requests are shed), a stack that serves them needs more
 replicas for more work done, so the report also gives replica-hours per request served
-(`ai_replica_ratio_per_served`) and the share each run served; the bar itself is left as the issue states it.
+(`ai_replica_ratio_per_served`) and the share each run served; the bar itself is left as
+the issue states it.
 """
 
 from __future__ import annotations
