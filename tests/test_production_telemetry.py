@@ -205,3 +205,21 @@ def test_background_errors_are_per_service_whatever_its_replicas(tmp_path: Path)
     assert replicas[many] >= 3 and replicas[one] <= 2
     assert errors[many] == pytest.approx(rate, rel=0.25)
     assert errors[one] == pytest.approx(rate, rel=0.25)
+
+
+def test_a_service_whose_pods_all_crash_reads_not_ready_and_serving_nothing(tmp_path) -> None:
+    """kube-state-metrics reports 0 ready of 1 desired while the pods crash-loop, and the
+    pods' own series are gone (0), not the last healthy scrape carried forward."""
+    crash = [{"kind": "crash", "target": "redis-cart", "start": "10m", "duration": "10m",
+              "share": 1.0}]  # fmt: skip
+    scenario = _scenario(tmp_path, "dead", {}, crash)
+    scenario = scenario.model_copy(update={"duration": 1500.0})
+    run_scenario(scenario, tmp_path / "run", labels=False)
+    redis = _wide(tmp_path / "run").xs("redis-cart", axis=1, level="service")
+    down = redis.loc[660.0:1170.0]
+    assert (down["ready_replicas"] == 0).all() and (down["desired_replicas"] == 1).all()
+    for metric in ("arrival_rate", "throughput", "cpu_cores", "memory_mb"):
+        assert (down[metric] == 0).all(), metric
+    for window in (redis.loc[300.0:570.0], redis.loc[1320.0:]):
+        assert (window["ready_replicas"] == 1).all()
+        assert (window["arrival_rate"] > 0).all() and (window["memory_mb"] > 0).all()

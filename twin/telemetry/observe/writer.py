@@ -39,6 +39,17 @@ from twin.telemetry.observe.confounders import Effects, draw
 from twin.telemetry.observe.pods import PodSet
 
 GAUGE_LOOKBACK_S = 300.0  # Prometheus's staleness window for instant queries
+# what a service's own pods export: with no pod ready these series are gone (Prometheus
+# marks a vanished target's series stale at once), so they read 0; latency quantiles keep
+# their last values (no requests to measure) and the replica counts come from
+# kube-state-metrics, which reports them whatever the pods do
+GONE_WITH_PODS = np.isin(
+    np.arange(N_SERVICE_METRICS),
+    [M[m] for m in (
+        "arrival_rate", "throughput", "error_rate", "shed_rate", "error_ratio", "cpu_cores",
+        "cpu_utilization", "memory_mb", "queue", "in_flight", "worker_utilization",
+    )],
+)  # fmt: skip
 POD_METRICS = ("request_rate", "error_rate", "cpu_cores", "memory_mb")
 
 
@@ -191,7 +202,7 @@ class ProductionWriter(RunDirectoryWriter):
         rates = promql.rate(st["times"], st["counters"], corrected, st["present"], steps, window)
         _, last, _, seen = promql.window_bounds(st["times"], st["present"], steps, GAUGE_LOOKBACK_S)
         gauges = st["gauges"][last, np.arange(len(self.pods))[None, :]]
-        block = self._service_block(rates, gauges, seen)
+        block = self._service_block(rates, gauges, seen, self._kube_state(st, steps))
         self.metrics.put(steps, block)
         self._publish("service", steps, block)
         self._write_pods(steps, rates, gauges, seen, st["names"][last, np.arange(len(self.pods))])
@@ -200,8 +211,30 @@ class ProductionWriter(RunDirectoryWriter):
         keep[-1] = True
         self.store = {k: v[keep] for k, v in st.items()}
 
-    def _service_block(self, rates: np.ndarray, gauges: np.ndarray, seen: np.ndarray):
-        """steps × services × SERVICE_METRICS from the pods' rates and gauges."""
+    def _kube_state(self, st: dict[str, np.ndarray], steps: np.ndarray) -> np.ndarray:
+        """steps × services × (ready, desired): what kube-state-metrics reports from the API
+        server, whether or not any pod answers its own scrape (NaN before the first round).
+
+        Every pod's row of a round carries its service's counts at that moment, so the
+        latest round at or before a step gives them, present or not."""
+        rounds = np.ones_like(st["present"], dtype=bool)
+        _, latest, _, any_round = promql.window_bounds(st["times"], rounds, steps, GAUGE_LOOKBACK_S)
+        both = st["gauges"][latest, np.arange(len(self.pods))[None, :]][..., [sc.READY, sc.DESIRED]]
+        weight = any_round.astype(float)
+        total = np.einsum("jpg,ps->jsg", np.where(any_round[..., None], both, 0.0), self.onehot)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / (weight @ self.onehot)[..., None]
+
+    def _service_block(
+        self, rates: np.ndarray, gauges: np.ndarray, seen: np.ndarray, kube: np.ndarray
+    ):
+        """steps × services × SERVICE_METRICS from the pods' rates and gauges, and the
+        replica counts kube-state-metrics reports (`kube`, steps × services × 2).
+
+        A step with nothing to say repeats the last value (a missed scrape, a window too
+        short for rate()), except where no pod of the service is ready: then its pods'
+        series are gone (GONE_WITH_PODS reads 0), as a dashboard shows a service whose pods
+        all crash-loop, rather than its last healthy minute frozen."""
         have = ~np.isnan(rates[..., sc.OK])
         summed = np.einsum("jpc,ps->jsc", np.nan_to_num(rates), self.onehot)
         pods_in = have.astype(float) @ self.onehot
@@ -228,7 +261,7 @@ class ProductionWriter(RunDirectoryWriter):
                 (0.99, "latency_p99_ms"),
             ):
                 out[..., M[name]] = 1000.0 * promql.histogram_quantile(q, buckets, self.upper)
-            ready = g_mean[..., sc.READY]
+            ready = kube[..., 0]
             out[..., M["cpu_cores"]] = summed[..., sc.CPU]
             out[..., M["cpu_utilization"]] = summed[..., sc.CPU] / (ready * self.request)
         out[..., M["memory_mb"]] = g_mean[..., sc.MEMORY]
@@ -236,8 +269,9 @@ class ProductionWriter(RunDirectoryWriter):
         out[..., M["in_flight"]] = g_sum[..., sc.IN_FLIGHT]
         out[..., M["worker_utilization"]] = g_mean[..., sc.WORKERS]
         out[..., M["ready_replicas"]] = ready
-        out[..., M["desired_replicas"]] = g_mean[..., sc.DESIRED]
+        out[..., M["desired_replicas"]] = kube[..., 1]
         out[~np.isfinite(out)] = np.nan
+        out[(ready < 0.5)[..., None] & GONE_WITH_PODS[None, None, :]] = 0.0
         for j in range(len(out)):  # a step with nothing to say repeats the last value
             gap = np.isnan(out[j])
             out[j][gap] = self.carry[gap]
