@@ -131,6 +131,23 @@ def _service(topology: str, name: str) -> dict[str, Any]:
     return _yaml(f"scenarios/topologies/{topology}.yaml")["services"][name]
 
 
+LATENCY_SLO_MS = 500.0
+# Train Ticket's healthy p99 at its entry is 432 ms (ideal telemetry, base load, an hour;
+# the other reference systems' are 15-66 ms), so 500 ms left it at the objective's edge:
+# with production telemetry 9% of its 15 s steps read p99 above 500 ms with no fault, both
+# stacks' SLO checks fired on that noise, and an incident opened before the fault absorbed
+# the fault's alerts (14 of 64 AI rehearsals of the remediable suite on development seeds
+# 100-103, 12 of them on Train Ticket). 1,000 ms gives it about the headroom an SLO is set
+# with (2.3x its healthy p99); tests/test_suite_slos.py checks every system's healthy p99
+# is at most half its objective.
+LATENCY_SLO_MS_BY_TOPOLOGY = {"train-ticket": 1000.0}
+
+
+def latency_slo_ms(topology: str) -> float:
+    """The p99 latency objective of the topology's entry classes."""
+    return LATENCY_SLO_MS_BY_TOPOLOGY.get(topology, LATENCY_SLO_MS)
+
+
 def _generated(topology: str, name: str, duration: float, faults: list, **workload) -> dict:
     """A scenario at the topology's documented base load, one SLO per entry class."""
     classes = [
@@ -138,8 +155,9 @@ def _generated(topology: str, name: str, duration: float, faults: list, **worklo
         for entry, rate in BASE_LOAD[topology].items()
     ]
     wl = {"classes": classes, "noise": 0.05, **workload}
+    latency_ms = latency_slo_ms(topology)
     slos = [
-        {"class": c["name"], "availability": 0.999, "latency_ms": 500, "percentile": 99}
+        {"class": c["name"], "availability": 0.999, "latency_ms": latency_ms, "percentile": 99}
         for c in classes
     ]
     return {
