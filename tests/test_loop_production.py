@@ -168,3 +168,28 @@ def test_bad_telemetry_choices_are_refused(tmp_path: Path) -> None:
         rehearse(sc, "ai", tmp_path / "x", settings=StackSettings(telemetry="perfect"))
     with pytest.raises(RehearsalError, match="--telemetry"):
         rehearse(sc, "rl:somewhere", tmp_path / "y", settings=StackSettings(telemetry="production"))
+
+
+def test_benign_rollouts_reach_the_operator_as_deploy_events(tmp_path: Path) -> None:
+    """The writer's unrelated rollouts are rollouts to the cluster: the feed hands each out
+    once, as a `deploy` event like a faulty release's, with the first step at or after it."""
+    sc = _scenario(tmp_path)
+    busy = {"confounders": {"deploys_per_day": 400.0}}
+    telemetry = sc.telemetry.model_copy(
+        update={"production": sc.telemetry.production.model_validate(busy)}
+    )
+    sc = sc.model_copy(update={"telemetry": telemetry})
+    sim = Simulation(sc)
+    writer = open_writer(sc, tmp_path / "run", sim.topo.names, sim.topo.edges, sim.node_names)
+    sim.sinks.append(writer)
+    feed = ObservedFeed(sim, keep=True)
+    for _ in sim.frames():
+        feed.take()
+    drawn = sorted((round(c.start, 3), c.service) for c in writer.confounders if c.kind == "deploy")
+    assert len(drawn) >= 5
+    events = [(f.time, e) for _, f in feed.kept for e in f.events]
+    assert all(set(e) == {"kind", "service", "time"} and e["kind"] == "deploy" for _, e in events)
+    handed = sorted((e["time"], e["service"]) for _, e in events)
+    last_step = feed.kept[-1][1].time
+    assert handed == [d for d in drawn if d[0] <= last_step]
+    assert all(e["time"] <= t < e["time"] + feed.step_s + 1e-6 for t, e in events)

@@ -13,7 +13,10 @@ drawn, from ticks the twin has already simulated, and a rate() window ending at 
 scrapes ≤ t. The price is a lag: a step reaches the operator up to one scrape interval (plus
 the jitter and one hand-over) after its time, as a rule evaluated behind the scrapes would.
 Kubernetes events (rollouts, pod placements) are not scraped metrics; the operator keeps
-reading them from each tick, as it would from the API server's event stream.
+reading them from each tick, as it would from the API server's event stream. The benign
+rollouts the writer draws as confounders (twin.telemetry.observe.confounders) are rollouts
+too, so they reach the operator as the same `deploy` events as a faulty release's (with the
+step that first shows them): a change seen near an incident is a suspect, not a verdict.
 """
 
 from __future__ import annotations
@@ -52,6 +55,9 @@ class ObservedFeed:
         # with keep: every frame handed out and the sim time it was handed out at (tests)
         self.kept: list[tuple[float, Frame]] | None = [] if keep else None
         self._sim = sim
+        self._rollouts = sorted(
+            (c.start, c.service) for c in writer.confounders if c.kind == "deploy"
+        )
         writer.listeners.append(self._on_rows)
         sim.hand_over_every(max(1, int(round(cfg.scrape_interval_s * HANDOVER_SHARE / sim.dt))))
 
@@ -78,7 +84,7 @@ class ObservedFeed:
                     edge_values=self._last_edge.copy(),
                     services=self.services,
                     edges=self.edges,
-                    events=[],
+                    events=self._rollouts_until(float(t)),
                     node_values=None if self._last_node is None else self._last_node.copy(),
                     nodes=self.nodes if self._last_node is not None else (),
                 )
@@ -87,6 +93,13 @@ class ObservedFeed:
             self._edge.pop(old)
         for old in [k for k in self._node if k < times[-1] - 1e-6]:
             self._node.pop(old)
+
+    def _rollouts_until(self, t: float) -> list[dict]:
+        """The benign rollouts started by `t` not handed out yet, as the cluster reports a
+        rollout (no word of whether the version is good)."""
+        due = [r for r in self._rollouts if r[0] <= t + 1e-9]
+        self._rollouts = self._rollouts[len(due) :]
+        return [{"kind": "deploy", "service": svc, "time": round(start, 3)} for start, svc in due]
 
     def take(self) -> list[Frame]:
         """The steps recorded since the last call, oldest first."""
