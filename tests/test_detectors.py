@@ -244,3 +244,20 @@ def test_a_tier2_model_learned_elsewhere_serves_an_unseen_topology():
     assert result.faults == 1 and tiered["alerts"]["detected"] == 1
     assert tiered["alerts"]["f1"] >= 0.8
     assert tiered["false_alerts_per_service_day"] <= 1.0
+
+
+def test_the_static_error_rule_holds_only_where_requests_are_enough_to_judge():
+    """`error_ratio > 5% for 2m and rate(requests) >= 1/s`: a 0.2 request/s service with
+    one benign error a minute (a 10% ratio) does not page; a busy one at 10% does."""
+    from detectors.anomaly.static import ERROR_RULE_MIN_RATE, Rule
+    from twin.fields import N_SERVICE_METRICS, M
+
+    rule = Rule("error_ratio", np.full(2, 0.05), 120.0, min_rate=ERROR_RULE_MIN_RATE)
+    static = StaticThresholds(("quiet", "busy"), [rule])
+    alerts = []
+    for t in range(0, 300, 15):
+        v = np.zeros((2, N_SERVICE_METRICS))
+        v[:, M["error_ratio"]] = 0.10
+        v[:, M["arrival_rate"]] = (0.2, 50.0)
+        alerts += static.process(float(t), v)
+    assert [(a.service, a.time) for a in alerts] == [("busy", 120.0)]

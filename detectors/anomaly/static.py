@@ -2,8 +2,10 @@
 
 Rules in the manner of Prometheus alerting rules ("expr > threshold for: 2m"), one set per
 service, with thresholds an operator would write from the service's limits and its SLOs:
-p99 over the latency objective, 5xx ratio over 5%, CPU over 90% of the limit, memory over
-90% of the limit, a queue over half its limit. Each rule fires once per episode and repeats
+p99 over the latency objective, 5xx ratio over 5% (where the service serves at least one
+request a second, the usual guard on a ratio rule: at a few requests a minute one error is
+a large share), CPU over 90% of the limit, memory over 90% of the limit, a queue over half
+its limit. Each rule fires once per episode and repeats
 while it lasts, every `repeat_s` (Alertmanager's repeat interval).
 """
 
@@ -18,12 +20,15 @@ from detectors.base import Alert
 from twin.fields import M
 from twin.scenario.schema import Scenario
 
+ERROR_RULE_MIN_RATE = 1.0  # requests/s: `... and sum(rate(requests[1m])) > 1`
+
 
 @dataclass(frozen=True)
 class Rule:
     metric: str
     threshold: np.ndarray  # per service
     for_s: float
+    min_rate: float = 0.0  # requests/s the service must see for the rule to hold
 
 
 def rules_for(scenario: Scenario) -> list[Rule]:
@@ -36,7 +41,7 @@ def rules_for(scenario: Scenario) -> list[Rule]:
     n = len(services)
     return [
         Rule("latency_p99_ms", np.full(n, slo_ms), 120.0),
-        Rule("error_ratio", np.full(n, 0.05), 120.0),
+        Rule("error_ratio", np.full(n, 0.05), 120.0, min_rate=ERROR_RULE_MIN_RATE),
         Rule("cpu_utilization", cpu, 300.0),
         Rule("memory_mb", mem, 120.0),
         Rule("queue", queue, 120.0),
@@ -68,6 +73,8 @@ class StaticThresholds:
         for r, rule in enumerate(self.rules):
             value = values[:, M[rule.metric]]
             hot = value > rule.threshold
+            if rule.min_rate > 0:
+                hot &= values[:, M["arrival_rate"]] >= rule.min_rate
             since = self._since[r]
             since[hot & np.isnan(since)] = t
             since[~hot] = np.nan
