@@ -38,6 +38,11 @@ RETRY_AMPLIFICATION = 1.5  # calls per caller request this many times their norm
 ECHO = 1.3  # load at the cause grew this many times more than the users': an echo
 BUSY = 0.8  # CPU or worker pool this busy at the cause ...
 DEMAND_RISE = 1.1  # ... while users stand this far above their usual level: demand
+MEMORY_NEAR_LIMIT = 0.8  # memory per pod at this share of its limit: OOM kills are near
+CHANGE_LEAD_S = 900.0  # a rollout this long before an incident opened is a suspect change
+# what a node shows when it takes pods down with it (stopped, OOM-killing, memory or disk
+# pressure evicting): missing pods are then the node's doing, not their service's
+NODE_TAKES_PODS = frozenset({"down", "oom_kills", "memory_other", "io_wait"})
 
 
 def confidence(scores: Sequence[float]) -> float:
@@ -95,6 +100,7 @@ class IncidentAnalyst:
                 evidence["rca"] = {"method": self.rca.name, "top": _plain(kept[0].evidence)}
         except RcaError as exc:  # too little history: decide on alerts alone, say so
             evidence["rca_error"] = str(exc)
+        causes = self._direct_evidence_first(causes, incident, view, graph, evidence)
         top = causes[0][0] if causes else _loudest(incident)
         conf = confidence([s for _, s in causes]) if causes else 0.0
         kind = "node" if top in view.node_zone else "service"
@@ -110,12 +116,19 @@ class IncidentAnalyst:
             signature = "node"
         else:
             signature = signature_of(incident.alerts, top)
+            if evidence.get("pods_missing", {}).get("service") == top:
+                # pods gone is availability, and the fall in what they serve no demand
+                parts = set(signature.split("+")) - {"unknown", "traffic"} | {"availability"}
+                signature = canonical_signature("+".join(parts))
             deployed = view.deploys.get(top) if top else None
             if deployed is not None and view.now - deployed <= DEPLOY_WINDOW_S:
                 evidence["deploy"] = {"service": top, "time": deployed}
                 signature = "deploy" if signature == "unknown" else f"{signature}+deploy"
             if top is not None:
                 signature = self._demand(signature, top, incident, view, evidence)
+                share = view.memory_share(top)
+                if share >= MEMORY_NEAR_LIMIT:  # an OOM kill is coming, whatever users feel
+                    evidence["memory_near_limit"] = {"service": top, "share": round(share, 3)}
             if top is not None:
                 amp = view.call_amplification(top, incident.opened)
                 if amp >= RETRY_AMPLIFICATION:
@@ -157,6 +170,44 @@ class IncidentAnalyst:
             parts.append("traffic")
         return canonical_signature("+".join(parts)) if parts else "unknown"
 
+    def _direct_evidence_first(
+        self,
+        causes: list[tuple[str, float]],
+        incident: Incident,
+        view: TelemetryView,
+        graph: nx.DiGraph,
+        evidence: dict,
+    ) -> list[tuple[str, float]]:
+        """What an engineer checks before any ranking, put first (its score the top score
+        plus its own; `put_first`):
+
+        1. Pods missing: a suspect service short of pods it had (crash-looping, not coming
+           back; `kubectl get pods`): its callers' errors and the load its fallbacks shift
+           elsewhere follow from it. Not while a node shows trouble that takes pods with it
+           (then the node is the cause, and the RCA ranks nodes).
+        2. What changed? A rollout at a suspect service up to CHANGE_LEAD_S before the
+           incident opened (or since): most outages follow a change, and a bad setting shows
+           at whoever it hurts (a timeout cut at the caller shows as errors and retries at
+           the callee). Not when the top cause is a node or changed itself; whether rolling
+           it back helps is for the dry run. Rollouts of good versions are events too
+           (benign confounders on production telemetry)."""
+        suspects = {s for s in self.suspects(incident.services, graph) if s in self.graph} - set(
+            view.node_zone
+        )
+        since = incident.opened - 600.0
+        if not any(set(view.node_symptoms(n, since)) & NODE_TAKES_PODS for n in view.node_zone):
+            missing = {s: view.pods_missing(s, incident.opened) for s in sorted(suspects)}
+            missing = {s: n for s, n in missing.items() if n > 0}
+            if missing:
+                return put_first(causes, missing, evidence, "pods_missing", "missing")
+        if causes and causes[0][0] in view.node_zone:
+            return causes
+        lead = incident.opened - CHANGE_LEAD_S
+        changed = {s: t for s, t in view.deploys.items() if s in suspects and t >= lead}
+        if causes and causes[0][0] in changed:
+            return causes
+        return put_first(causes, changed, evidence, "change", "time")
+
     def _graphs(self, placements: dict[str, set[str]]) -> tuple[nx.DiGraph, nx.DiGraph]:
         """The dependency graph with service -> node edges where pods run (twin names, and
         the table's names)."""
@@ -180,6 +231,28 @@ class IncidentAnalyst:
             if s in graph:
                 out |= nx.descendants(graph, s)
         return out
+
+
+def put_first(
+    causes: list[tuple[str, float]],
+    found: Mapping[str, float],
+    evidence: dict,
+    what: str,
+    measure: str,
+) -> list[tuple[str, float]]:
+    """The found service the RCA scores highest (then the larger `measure`) first, its score
+    the top score plus its own, and `evidence[what]` saying so; `causes` as they were when
+    nothing was found."""
+    if not found:
+        return causes
+    score = dict(causes)
+    pick = max(sorted(found), key=lambda s: (score.get(s, 0.0), found[s]))
+    rank = [c[0] for c in causes].index(pick) + 1 if pick in score else None
+    evidence[what] = {"service": pick, measure: found[pick], "rca_rank": rank}
+    if causes and causes[0][0] == pick:
+        return causes
+    top = causes[0][1] if causes else 1.0
+    return [(pick, top + score.get(pick, 0.0))] + [c for c in causes if c[0] != pick]
 
 
 def _loudest(incident: Incident) -> str | None:

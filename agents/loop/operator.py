@@ -42,6 +42,7 @@ from agents.deciding.selection import RiskAwareSelector
 from agents.loop.leftovers import Leftovers, SloBurn
 from agents.loop.observed_feed import ObservedFeed
 from agents.loop.page_view import basic_view
+from agents.loop.recording import Recording
 from agents.loop.surge import SurgePages
 from agents.loop.telemetry_view import SLO_ALERT_BURN, TelemetryView
 from agents.loop.what_if import WhatIf
@@ -62,6 +63,12 @@ MODES: tuple[Mode, ...] = ("traditional", "ai", "rl")
 # remedies worth a second try on the same incident: a restart's new pods may come up with
 # the trouble again (twin.control.mechanisms), a second one draws afresh
 REPEATABLE = frozenset({"rollout_restart", "restart_pods"})
+
+
+# evidence that names a cause on its own (agents.deciding.analysis), not an anomaly score
+DIRECT_EVIDENCE = frozenset(
+    {"pods_missing", "change", "deploy", "retries", "node", "memory_near_limit"}
+)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,9 @@ class OperatorConfig:
     # the AI pages (an escalation, an approval) only while users feel the incident: health
     # below success_health; otherwise it files a ticket and keeps watching
     page_on_impact_only: bool = True
+    # nor act on its own on indirect evidence (an anomaly at one service) while users are
+    # fine: it tickets and watches (direct evidence, DIRECT_EVIDENCE, acts at once)
+    act_on_impact_only: bool = True
     # SLO burn alerts: health below success_health this long alerts at every entry (again
     # every slo_realert_s), so an incident stays open while users suffer
     slo_alert_s: float = 120.0
@@ -120,7 +130,7 @@ class Case:
     ticketed: bool = False  # a non-paging ticket was filed (no user impact yet)
 
 
-class Operator:
+class Operator(Recording):
     """Drives a simulation frame by frame and runs one operations mode on it."""
 
     def __init__(
@@ -337,6 +347,10 @@ class Operator:
             why = f"users are fine: a ticket instead of a page ({level}). {reason}"
             self._record_decision(case, now, "ticket", chosen, why)
             return
+        if level == "auto" and self._hold_without_impact(case, now, reason):
+            why = f"users are fine and the evidence is indirect: watching. {reason}"
+            self._record_decision(case, now, "ticket", chosen, why)
+            return
         decision = Decision(
             decision.incident_id, decision.time, level, chosen, decision.candidates, reason
         )
@@ -452,6 +466,20 @@ class Operator:
     def _users_hit(self) -> bool:
         return self.view.users_hit(self.config.success_health, self.config.slo_page_burn)
 
+    def _hold_without_impact(self, case: Case, now: float, reason: str) -> bool:
+        """No automated action while users are fine on indirect evidence alone (an anomaly
+        at one service: on production telemetry mostly scrape noise, GC pauses, bucket
+        quantiles), where health could not judge it either; direct evidence (pods missing,
+        a change, retries multiplying, memory near its limit, a node's own trouble) still
+        acts. The incident is
+        ticketed and decided again once users are hit. True if held."""
+        if self.mode != "ai" or not self.config.act_on_impact_only or self._users_hit():
+            return False
+        view = case.view
+        if view is None or view.cause_kind != "service" or DIRECT_EVIDENCE & set(view.evidence):
+            return False
+        return self._ticket(case, now, f"auto held: {reason}")
+
     def _ticket(self, case: Case, now: float, reason: str) -> bool:
         """AI operations page only while users feel the incident (health, objectives);
         otherwise file one ticket, watch, and decide again. True if ticketed, not paged."""
@@ -566,35 +594,3 @@ class Operator:
                 ttl = self.config.mitigation_ttl_s
                 self._at(case, at + ttl, lambda: self.leftovers.expire(case, self.view.now))
         return at
-
-    def _record_decision(
-        self, case: Case, time: float, level: str, chosen: Candidate | None, reason: str
-    ) -> None:
-        view = case.view
-        self.decisions.append(
-            {
-                "time": time,
-                "incident": case.incident.id,
-                "level": level,
-                "action": None if chosen is None else chosen.action.to_dict(),
-                "signature": view.signature if view else None,
-                "top_cause": view.top_cause if view else None,
-                "confidence": view.cause_confidence if view else None,
-                "reason": reason,
-            }
-        )
-
-    def _log_decision(self, case: Case, decision: Decision) -> str | None:
-        self._record_decision(case, decision.time, decision.level, decision.chosen, decision.reason)
-        if self.audit is None:
-            return None
-        return self.audit.decision(decision, case.view, guardrails=self.guardrails.state())
-
-    def _record_approval(self, decision_id: str | None, approval: Any) -> None:
-        if self.audit is not None and decision_id is not None:
-            what = {"decision": decision_id, "approved": approval.approved}
-            self.audit.append("approval", approval.at, {**what, "reason": approval.reason})
-
-    def _outcome(self, decision_id: str | None, now: float, **kw: Any) -> None:
-        if self.audit is not None and decision_id is not None:
-            self.audit.outcome(decision_id, now, **kw)

@@ -56,6 +56,7 @@ class TelemetryView:
     ) -> None:
         self.names = services
         self.dt = dt
+        self._memory_limit = {n: s.memory_limit_mb for n, s in scenario.topology.services.items()}
         classes = {c.name: c for c in scenario.workload.classes}
         slos = list(scenario.slos)
         self._targets: list[tuple[int, float]] = []  # (entry index, latency SLO ms)
@@ -233,6 +234,26 @@ class TelemetryView:
         if not before or not after or np.mean(before) <= 0:
             return 1.0
         return float(np.mean(after) / np.mean(before))
+
+    def memory_share(self, service: str) -> float:
+        """The service's memory per pod now, as a share of its limit (the OOM killer's line)."""
+        limit = self._memory_limit.get(service, 0.0)
+        return self._latest(service, "memory_mb") / limit if limit > 0 else 0.0
+
+    def pods_missing(self, service: str, split: float, span_s: float = 60.0) -> int:
+        """Pods the service has been short of (desired minus ready, as kube-state-metrics
+        reports them) in every frame of the last `span_s`, counted only as far as fewer are
+        ready than at any time in the 10 minutes before `split`: new pods of a scale-out
+        starting up are no loss. 0 when none, or too little history to say."""
+        s = self.names.index(service)
+        ready, desired = M["ready_replicas"], M["desired_replicas"]
+        recent = [f.values[s] for f in self._frames if f.time >= self._now - span_s]
+        before = [f.values[s, ready] for f in self._frames if split - 600.0 <= f.time < split]
+        if len(recent) < 2 or not before:
+            return 0
+        short = min(float(v[desired] - v[ready]) for v in recent)
+        lost = max(before) - max(float(v[ready]) for v in recent)
+        return int(max(0, round(min(short, lost))))
 
     def entry_rise(self, recent_s: float = 120.0) -> float:
         """Requests arriving at the entries over the last `recent_s` against their median
