@@ -10,14 +10,10 @@ import pandas as pd
 import pytest
 
 from experiments.impact.no_fault_day import day_scenario
-from experiments.impact.provision import (
-    holding_seconds,
-    provision_for_peak,
-    replay_peak,
-    service_rates,
-)
+from experiments.impact.provision import provision_for_peak, replay_peak
 from experiments.impact.suite import _topology
 from twin.errors import FirebreakError
+from twin.scenario.generate import expected_load
 from twin.scenario.topology import Topology
 
 
@@ -28,10 +24,21 @@ def _series(path, values, step_s=300):
     return path
 
 
+def service_rates(raw: dict, external: dict[str, float]) -> dict[str, float]:
+    classes = [{"entry": e, "rate": r} for e, r in external.items()]
+    names, rates, _ = expected_load(raw, classes)
+    return dict(zip(names, rates.tolist(), strict=True))
+
+
+def holding_seconds(raw: dict) -> dict[str, float]:
+    names, _, hold_ms = expected_load(raw, [])
+    return {n: h / 1000.0 for n, h in zip(names, hold_ms.tolist(), strict=True)}
+
+
 def test_service_rates_follow_the_expected_calls_of_the_call_graph():
     raw = copy.deepcopy(_topology("online-boutique"))
     topology = Topology.model_validate(raw)
-    rates = service_rates(topology, {"frontend": 100.0})
+    rates = service_rates(raw, {"frontend": 100.0})
     assert rates["frontend"] == pytest.approx(100.0)
     for name in topology.services:
         # conservation: what a service receives is what its callers send it
@@ -42,7 +49,7 @@ def test_service_rates_follow_the_expected_calls_of_the_call_graph():
         )
         external = 100.0 if name == "frontend" else 0.0
         assert rates[name] == pytest.approx(sent + external, rel=1e-9)
-    hold = holding_seconds(topology)
+    hold = holding_seconds(raw)
     own = topology.services["frontend"].service_time.mean_ms / 1000.0
     assert hold["frontend"] > own  # it waits on its synchronous callees
 
@@ -66,7 +73,7 @@ def test_the_base_rate_needs_nothing_added_and_a_peak_raises_ceilings():
             assert after.hpa.max_replicas > before.hpa.max_replicas
             assert after.hpa.min_replicas == before.hpa.min_replicas
     # the ceiling carries the peak at the target: CPU of the limit at most 0.7 per replica
-    rates = service_rates(sized, {"frontend": 600.0})
+    rates = service_rates(bigger, {"frontend": 600.0})
     for name in changes:
         svc = sized.services[name]
         cpu = rates[name] * svc.cpu_per_request_ms / 1000.0 / (svc.hpa.max_replicas * svc.cpu_limit)

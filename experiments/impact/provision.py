@@ -10,9 +10,10 @@ no-fault day replays a recorded series rescaled to the topology's base rate, so 
 that is a capacity incident, on which paging is right, not a day with no fault. The
 shipped sizing stays available (`provision="as-shipped"`) to reproduce that case.
 
-Sizing is the capacity model the predictive scaler uses (`replicas_for_rate`): the expected
-rate at each service solves λ = external + Wᵀλ over the call graph's expected calls, the
-time a worker is held is the service's own time plus its synchronous calls' holding times.
+Sizing is the capacity model the predictive scaler uses (`replicas_for_rate`) on the expected
+rates and worker holding times the topology generator sizes with
+(`twin.scenario.generate.expected_load`: λ = external + Wᵀλ over the call graph's expected
+calls; a worker is held for the service's own time plus its synchronous calls').
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import networkx as nx
 import numpy as np
 
 from agents.scaling.predictive import replicas_for_rate
+from twin.scenario.generate import expected_load
 from twin.scenario.schema import Replay
 from twin.scenario.topology import Hpa, Topology
 from twin.scenario.workload import load_replay
@@ -55,31 +56,6 @@ def replay_peak(series: Path, hours: float, load: float) -> float:
     return float(max(1.0, smoothed.max())) * float(load)
 
 
-def service_rates(topology: Topology, external: Mapping[str, float]) -> dict[str, float]:
-    """Expected requests per second at each service for the given entry rates."""
-    names = list(topology.services)
-    w = nx.to_numpy_array(topology.graph(), nodelist=names, weight="weight")
-    ext = np.array([float(external.get(n, 0.0)) for n in names])
-    rate = np.linalg.solve(np.eye(len(names)) - w.T, ext)
-    return dict(zip(names, rate.tolist(), strict=True))
-
-
-def holding_seconds(topology: Topology) -> dict[str, float]:
-    """How long a request holds a worker: own time plus the synchronous calls' holding."""
-    names = list(topology.services)
-    sync = nx.DiGraph()
-    sync.add_nodes_from(names)
-    sync.add_edges_from(
-        (c.source, c.target, {"weight": c.per_request * c.probability})
-        for c in topology.calls
-        if c.sync
-    )
-    ws = nx.to_numpy_array(sync, nodelist=names, weight="weight")
-    own = np.array([topology.services[n].service_time.mean_ms / 1000.0 for n in names])
-    hold = np.linalg.solve(np.eye(len(names)) - ws, own)
-    return dict(zip(names, hold.tolist(), strict=True))
-
-
 def provision_for_peak(
     topology_raw: dict[str, Any], entry_rates: Mapping[str, float], peak: float
 ) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
@@ -90,9 +66,10 @@ def provision_for_peak(
     HPA keeps its floor and target, and its ceiling rises to what the peak needs at its own
     CPU target. Returns (topology, {service: {field: new value}})."""
     topology = Topology.model_validate(topology_raw)
-    external = {entry: rate * peak for entry, rate in entry_rates.items()}
-    rates = service_rates(topology, external)
-    hold = holding_seconds(topology)
+    classes = [{"entry": entry, "rate": rate * peak} for entry, rate in entry_rates.items()]
+    names, rate_arr, hold_ms = expected_load(topology_raw, classes)
+    rates = dict(zip(names, rate_arr.tolist(), strict=True))
+    hold = {n: h / 1000.0 for n, h in zip(names, hold_ms.tolist(), strict=True)}
     raw = {**topology_raw, "services": {k: dict(v) for k, v in topology_raw["services"].items()}}
     changes: dict[str, dict[str, int]] = {}
     for name, svc in topology.services.items():
