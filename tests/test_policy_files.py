@@ -285,7 +285,7 @@ DAMAGE = [
     ),
     (
         lambda f: _edit_description(f, _set(["observation_space", "low"], [0.0])),
-        r"observation_space\.low: expected 145 values",
+        r"observation_space\.low: expected 147 values",
     ),
     (
         lambda f: _edit_description(f, _set(["action_space", "n"], -3)),

@@ -5,7 +5,10 @@ fault), so differences are paired. Figures are means with 95% confidence interva
 (Student t over episodes). MTTR is the rehearsal's definition (fault start to SLO restored,
 censored at the episode's end) over the episodes whose fault broke the SLO. An unsafe
 action is one the guardrails refused when the policy chose it: the env never applies it,
-and a masked policy never picks one.
+and a masked policy never picks one. Right remedy first is the share of episodes with a
+remediable fault, among those the policy responded to, whose first response ended it
+(`twin.envs.remedy_tracker`, the rehearsal's rule); time to the right remedy is averaged
+over the episodes that reached it.
 """
 
 from __future__ import annotations
@@ -76,8 +79,32 @@ def evaluate_policies(
     return rows
 
 
+def _remedy_entry(mine: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Right remedy first (share, 95% CI) over responded remediable episodes, the time to
+    the right remedy over those that reached it, and the counts behind both."""
+    scored = [r for r in mine if r.get("remediable") and r.get("responded")]
+    firsts = [float(bool(r.get("right_remedy_first"))) for r in scored]
+    times = [
+        float(r["time_to_right_remedy_s"])
+        for r in mine
+        if r.get("time_to_right_remedy_s") is not None
+    ]
+    m, lo, hi = mean_ci(firsts)
+    t, tlo, thi = mean_ci(times)
+    return {
+        "remediable": sum(bool(r.get("remediable")) for r in mine),
+        "responded": len(scored),
+        "right_remedy_first": m,
+        "right_remedy_first_ci": (lo, hi),
+        "right_remedy_reached": len(times),
+        "time_to_right_remedy_s": t,
+        "time_to_right_remedy_s_ci": (tlo, thi),
+    }
+
+
 def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Per policy: each metric's mean and 95% CI (MTTR over SLO-breaking episodes)."""
+    """Per policy: each metric's mean and 95% CI (MTTR over SLO-breaking episodes), and the
+    right-remedy figures (`_remedy_entry`)."""
     out = []
     for name in dict.fromkeys(r["policy"] for r in rows):
         mine = [r for r in rows if r["policy"] == name]
@@ -90,6 +117,7 @@ def summarise(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             m, lo, hi = mean_ci([float(v) for v in values if v is not None])
             entry[metric] = m
             entry[f"{metric}_ci"] = (lo, hi)
+        entry.update(_remedy_entry(mine))
         out.append(entry)
     return out
 

@@ -6,7 +6,10 @@
   there as the signature, confidence s1 / (s1 + s2) of the two best RCA scores. It takes
   the first runbook candidate the env can express and the mask allows, waits for it to
   take effect (its delay plus `settle_s`, as the operator does), tries the next one if the
-  incident goes on, and escalates after `max_attempts` or when no rule applies.
+  incident goes on, and escalates after `max_attempts` or when no rule applies. When the
+  node series show a sick zone or node (badness at least `node_threshold`, `twin.envs.nodes`),
+  the cause is that zone or node, as the operator's RCA would rank it, and the runbook's
+  drain rules apply.
 - `DoNothingPolicy` and `RandomPolicy` (uniform over the allowed actions).
 
 Each keeps per-env state for vectorised use; `episode_start` (as SB3 passes it) resets it.
@@ -25,6 +28,7 @@ from twin.envs.encoding import ALERT_SLICE, FAMILIES, GF, SF, ObservationLayout
 from twin.envs.remediation import GLOBAL_ACTIONS, TARGET_ACTIONS, action_index
 
 ALERT_THRESHOLD = 0.3  # an alert score of 0.3 is a z-score of 3
+NODE_THRESHOLD = 0.15  # a node badness of 0.15: 15% of its CPU taken by others, 3% drops, ...
 # how long each kind takes to show its effect (declared delays, twin.control.actions)
 EFFECT_S = {
     "restart": 10.0,
@@ -34,6 +38,8 @@ EFFECT_S = {
     "failback": 30.0,
     "shed": 5.0,
     "unshed": 5.0,
+    "drain_node": 15.0,
+    "drain_zone": 15.0,
 }
 
 
@@ -94,6 +100,7 @@ class RunbookPolicy:
         settle_s: float = 120.0,
         max_attempts: int = 2,
         threshold: float = ALERT_THRESHOLD,
+        node_threshold: float = NODE_THRESHOLD,
     ) -> None:
         self.layout = layout
         self.decision_s = float(decision_s)
@@ -101,6 +108,7 @@ class RunbookPolicy:
         self.settle_s = settle_s
         self.max_attempts = max_attempts
         self.threshold = threshold
+        self.node_threshold = node_threshold
         self.n_targets = layout.top_k if layout.layout == "ranked" else layout.n_services
         self.n_actions = len(GLOBAL_ACTIONS) + len(TARGET_ACTIONS) * self.n_targets
         self._cases: list[_Case] = []
@@ -123,8 +131,33 @@ class RunbookPolicy:
         return (actions[0] if single else actions), state
 
     # -------------------------------------------------------------------------------
+    def _infra_view(self, obs: np.ndarray) -> IncidentView | None:
+        """A zone or node incident when the node series show one (zone first)."""
+        zone, node = float(obs[GF["zone_worst"]]), float(obs[GF["node_worst"]])
+        if max(zone, node) < self.node_threshold:
+            return None
+        kind = "zone" if zone >= self.node_threshold else "node"
+        return IncidentView(
+            id="rl",
+            opened=0.0,
+            now=0.0,
+            services=(kind,),
+            signals=("node",),
+            detectors=("node",),
+            n_alerts=1,
+            top_cause=kind,
+            cause_confidence=1.0,
+            causes=((kind, max(zone, node)),),
+            signature="node",
+            evidence={"entries": ["entry"], "callers": {}},
+            cause_kind=kind,
+        )
+
     def view(self, obs: np.ndarray) -> IncidentView | None:
         """The incident the observation shows (None when nothing alerts)."""
+        infra = self._infra_view(obs)
+        if infra is not None:
+            return infra
         rows = self.layout.services(obs)
         present = self.layout.present(obs)
         alerts = np.where(present[:, None], rows[:, ALERT_SLICE], 0.0)
@@ -162,6 +195,9 @@ class RunbookPolicy:
             if candidate_action.share <= 0:
                 return None
             return action_index("shed", None, self.n_targets), "shed"
+        if kind == "drain":
+            mapped = "drain_zone" if candidate_action.node == "zone" else "drain_node"
+            return action_index(mapped, None, self.n_targets), mapped
         mapped = {"restart_pods": "restart", "rollback": "rollback"}.get(kind)
         if kind == "scale_to":
             mapped = "scale_up"
@@ -181,7 +217,7 @@ class RunbookPolicy:
         if view is None:
             case.attempts, case.tried = 0, set()
             return 0
-        top = int(view.top_cause[1:])
+        top = int(view.top_cause[1:]) if view.cause_kind == "service" else 0
         escalate = action_index("escalate", None, self.n_targets)
         if case.attempts >= self.max_attempts:
             return self._escalate(case, mask, escalate)

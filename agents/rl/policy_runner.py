@@ -31,6 +31,7 @@ from twin.control.actions import Action, ActionError, ScaleTo
 from twin.envs.autoscale import CHOICES, SCALE_CAP, SCALE_OUT_BY
 from twin.envs.base import GateView
 from twin.envs.encoding import AgentMemory, ObservationEncoder, RobustZScorer, ServiceStatics
+from twin.envs.nodes import NodeWatch
 from twin.envs.remediation import RemediationCodec
 from twin.fields import N_SERVICE_METRICS
 from twin.flow.engine import Simulation
@@ -70,6 +71,8 @@ class PolicyRunner:
         self.encoder.reset(self.statics, RobustZScorer(), max(1, round(60.0 / self.decision_s)))
         self.memory = AgentMemory(self.statics.n)
         self.view = GateView(self.statics.names)
+        self.nodes = NodeWatch(sim.scenario.infrastructure, self.encoder.warmup)
+        self._node_sum: np.ndarray | None = None
         if guardrails is None and self.env_id == AUTOSCALE_ID:
             guardrails = autoscale_guardrails()
         self.gate = GuardrailGate(guardrails)
@@ -84,6 +87,7 @@ class PolicyRunner:
             self.view,
             self.statics.names.index(entries[0]),
             float(env.get("shed_share", 0.3)),
+            self.nodes,
         )
         self._sum = np.zeros((self.statics.n, N_SERVICE_METRICS))
         self._count = 0
@@ -114,16 +118,23 @@ class PolicyRunner:
         values = np.nan_to_num(frame.values, nan=0.0, posinf=0.0, neginf=0.0)
         self._sum += values
         self._count += 1
+        if frame.node_values is not None:
+            nodes = np.nan_to_num(frame.node_values, nan=0.0, posinf=0.0, neginf=0.0)
+            self._node_sum = nodes.copy() if self._node_sum is None else self._node_sum + nodes
         now = frame.time + self.sim.dt
         if now + 1e-9 < self._next:
             return None
         self._next += self.decision_s
         mean = self._sum / self._count
+        if self._node_sum is not None:
+            self.nodes.update(self._node_sum / self._count)
+            self._node_sum = None
         self._sum[:] = 0.0
         self._count = 0
         self.view.last = values
         self.view.time = now
-        obs = self.encoder.update(mean, values, self.memory, now, min(now / self.sim.end, 1))
+        worst = (self.nodes.worst_node()[1], self.nodes.worst_zone()[1])
+        obs = self.encoder.update(mean, values, self.memory, now, min(now / self.sim.end, 1), worst)
         self.view.health_value = float(self.encoder.globals[0])
         if self.env_id == AUTOSCALE_ID:
             hour = (self.sim.scenario.workload.start_hour + now / 3600.0) % 24.0

@@ -20,27 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from twin.control.mechanisms import aimed
+
 RESPONSES = frozenset({"auto", "approved", "human"})
 NOT_REMEDIES = frozenset({"noop", "escalate"})
-
-
-def aimed(action: Mapping[str, Any], remedy: Mapping[str, Any]) -> bool:
-    """Whether an action (its to_dict form) is the remedy, aimed where the oracle says."""
-    if action.get("action") != remedy.get("action"):
-        return False
-    for aim in remedy.get("aim") or ():
-        ((key, value),) = aim.items()
-        if value == "*":
-            return True
-        if key == "service" and action.get("service") == value:
-            return True
-        if key == "edge_to" and action.get("target") == value:
-            return True
-        if key == "entry":
-            return True
-        if key == "node" and action.get("node") == value:
-            return True
-    return False
+__all__ = ["NOT_REMEDIES", "RESPONSES", "aimed", "responses", "score_remedies"]
 
 
 def responses(

@@ -16,6 +16,14 @@ def _fmt(entry: dict, metric: str, digits: int = 0) -> str:
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _share(entry: dict) -> str:
+    """Right remedy first as a percentage with its interval and the episodes behind it."""
+    m, (lo, hi) = entry["right_remedy_first"], entry["right_remedy_first_ci"]
+    if m != m:
+        return "n/a (0)"
+    return f"{m:.0%} [{max(lo, 0):.0%}, {min(hi, 1):.0%}] ({entry['responded']})"
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import gymnasium as gym
     from tqdm import tqdm
@@ -105,7 +113,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     )
     header = (
         f"{'suite':26s} {'policy':11s} {'MTTR s':>22s} {'impacted':>8s} {'censored':>8s} "
-        f"{'SLO-violating min':>20s} {'actions':>16s} {'unsafe':>6s}"
+        f"{'SLO-violating min':>20s} {'actions':>16s} {'unsafe':>6s} "
+        f"{'right remedy first':>24s} {'to right remedy s':>18s}"
     )
     print(header)
     for suite, entries in summaries.items():
@@ -114,7 +123,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"{suite:26s} {e['policy']:11s} {_fmt(e, 'mttr_s'):>22s} "
                 f"{e['with_slo_impact']:8d} {e['censored']:8d} "
                 f"{_fmt(e, 'slo_violating_min', 1):>20s} {_fmt(e, 'actions', 1):>16s} "
-                f"{e['unsafe_actions']:6.1f}"
+                f"{e['unsafe_actions']:6.1f} {_share(e):>24s} "
+                f"{_fmt(e, 'time_to_right_remedy_s'):>18s}"
             )
     for suite in summaries:
         mine = [r for r in rows_all if r["suite"] == suite]
@@ -138,6 +148,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "actions",
         "unsafe_actions",
         "escalated",
+        "remediable",
+        "responded",
+        "right_remedy_first",
+        "time_to_right_remedy_s",
         "return",
     ]
     with open(out / "episodes.csv", "w", newline="", encoding="utf-8") as fh:
@@ -154,6 +168,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     "slo_violating_min",
                     "actions",
                     "unsafe_actions",
+                    "right_remedy_first",
+                    "time_to_right_remedy_s",
                     "return",
                 ):
                     lo, hi = e[f"{metric}_ci"]
@@ -183,8 +199,9 @@ def register(subparsers) -> None:
         description=(
             "Runs the trained policy, the default runbook as a policy, do-nothing and random "
             "(masked) on the same held-out seeds, and on a topology the policy never saw: "
-            "MTTR, SLO-violating minutes, actions, unsafe actions, with 95% confidence "
-            "intervals; prints a table, writes episodes.csv, summary.csv and evaluation.png."
+            "MTTR, SLO-violating minutes, actions, unsafe actions, right remedy first and the "
+            "time to the right remedy, with 95% confidence intervals; prints a table, "
+            "writes episodes.csv, summary.csv and evaluation.png."
         ),
     )
     p.add_argument("--policy", required=True, help="a `firebreak train` output directory")

@@ -43,6 +43,7 @@ seeded streams (one per fault), so a run stays a pure function of (scenario, see
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -338,3 +339,22 @@ def oracle(kind: str, target: str, peer: str | None = None, zone: str | None = N
         "ends": rows("ends"),
         "mitigates": rows("mitigates"),
     }
+
+
+def aimed(action: Mapping[str, Any], remedy: Mapping[str, Any]) -> bool:
+    """Whether an action (its to_dict form) is the remedy, aimed where the oracle says."""
+    if action.get("action") != remedy.get("action"):
+        return False
+    for aim in remedy.get("aim") or ():
+        ((key, value),) = aim.items()
+        if value == "*":
+            return True
+        if key == "service" and action.get("service") == value:
+            return True
+        if key == "edge_to" and action.get("target") == value:
+            return True
+        if key == "entry":
+            return True
+        if key == "node" and action.get("node") == value:
+            return True
+    return False

@@ -246,6 +246,7 @@ class TwinEnv(gym.Env):
             raise TwinFailure("the simulation's state went non-finite")
         r1 = sim.tick_index
         block = sim._out[r0:r1]  # the engine's current chunk: this episode never wraps it
+        self._node_block = sim._nout[r0:r1] if sim.cluster is not None else None
         self._account(block, sim._dist[r0:r1], r0)
         self.view.last = block[-1]
         self.view.time = sim.now

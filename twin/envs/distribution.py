@@ -16,22 +16,29 @@ from pathlib import Path
 import numpy as np
 
 from twin.errors import FirebreakError
+from twin.scenario.infrastructure import Infrastructure
 from twin.scenario.loader import check_scenario, load_topology
 from twin.scenario.schema import (
     FAULT_KINDS,
     INFRA_FAULT_KINDS,
+    NODE_FAULT_KINDS,
     BadDeployFault,
     BadResponseFault,
     CalendarEvent,
     CpuHogFault,
     CrashFault,
     DependencyOutageFault,
+    DiskPressureFault,
     ErrorFault,
     FlashCrowd,
     LatencyFault,
     MemoryLeakFault,
+    MemoryPressureFault,
     MisconfigurationFault,
     NetworkPartitionFault,
+    NicLossFault,
+    NodeDownFault,
+    NoisyNeighbourFault,
     PacketLossFault,
     RequestClass,
     RetryStormFault,
@@ -39,6 +46,7 @@ from twin.scenario.schema import (
     Slo,
     Telemetry,
     Workload,
+    ZoneOutageFault,
 )
 from twin.scenario.topology import Topology
 
@@ -54,15 +62,13 @@ BASE_LOAD: dict[str, tuple[tuple[str, float], ...]] = {
 }
 TOPOLOGIES = tuple(BASE_LOAD)
 # the faults a remediation episode draws from; retry_storm is left out by default because a
-# storm needs a separate trigger to start (see scenarios/retry-storm.yaml), node and zone
-# faults because the environment's scenarios have no infrastructure
+# storm needs a separate trigger to start (see scenarios/retry-storm.yaml)
 # the env's observation is metrics: a fault that shows only in logs (bad_response) would be
 # noise to a policy, so it is drawn only when asked for
-REMEDIATION_FAULTS = tuple(
-    k
-    for k in FAULT_KINDS
-    if k not in ("retry_storm", "bad_response") and k not in INFRA_FAULT_KINDS
-)
+REMEDIATION_FAULTS = tuple(k for k in FAULT_KINDS if k not in ("retry_storm", "bad_response"))
+# episodes with a node or zone fault run on this cluster (as the impact study's): 3 zones of
+# 2 nodes, so a zone's pods fit in the other two once it is drained
+EPISODE_INFRA = Infrastructure(zones=3, nodes_per_zone=2, node_cpu=4.0, node_memory_mb=16384.0)
 QUIET_TELEMETRY = Telemetry(plot=False, traces=False, logs=False)
 
 
@@ -106,14 +112,47 @@ def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
     return float(low if high <= low else rng.uniform(low, high))
 
 
+def _draw_infra_fault(rng: np.random.Generator, kind: str, infra: Infrastructure, common: dict):
+    """A node fault on a random node, or a zone outage on a random zone."""
+    if kind not in NODE_FAULT_KINDS:
+        zones = infra.zone_names()
+        return ZoneOutageFault(
+            kind="zone_outage", **{**common, "target": zones[int(rng.integers(len(zones)))]}
+        )
+    nodes = [n.name for n in infra.node_list()]
+    common = {**common, "target": nodes[int(rng.integers(len(nodes)))]}
+    if kind == "node_down":
+        return NodeDownFault(kind="node_down", **common)
+    if kind == "noisy_neighbour":
+        return NoisyNeighbourFault(
+            kind="noisy_neighbour", steal=_uniform(rng, (0.5, 0.8)), **common
+        )
+    if kind == "disk_pressure":
+        return DiskPressureFault(kind="disk_pressure", io_ms=_uniform(rng, (60.0, 250.0)), **common)
+    if kind == "memory_pressure":
+        interval = _uniform(rng, (45.0, 120.0))
+        return MemoryPressureFault(kind="memory_pressure", oom_interval_s=interval, **common)
+    return NicLossFault(kind="nic_loss", loss=_uniform(rng, (0.1, 0.3)), **common)
+
+
 def draw_fault(
-    rng: np.random.Generator, kind: str, topo_name: str, start: float, duration: float | None
+    rng: np.random.Generator,
+    kind: str,
+    topo_name: str,
+    start: float,
+    duration: float | None,
+    infra: Infrastructure | None = None,
 ):
-    """One fault of `kind` on a random target, sized so it usually breaks the SLO."""
+    """One fault of `kind` on a random target, sized so it usually breaks the SLO (a node or
+    zone fault on `infra`'s nodes and zones)."""
     topo = topology(topo_name)
     names = list(topo.services)
     target = names[int(rng.integers(len(names)))]
     common = {"target": target, "start": start, "duration": duration}
+    if kind in INFRA_FAULT_KINDS:
+        if infra is None:
+            raise EnvConfigError(f"fault_kinds: {kind!r} needs infrastructure (nodes and zones)")
+        return _draw_infra_fault(rng, kind, infra, common)
     if kind == "crash":
         return CrashFault(kind="crash", share=float(rng.choice([0.67, 1.0])), **common)
     if kind == "latency":
@@ -200,6 +239,7 @@ class RemediationDistribution:
     slo_availability: float = 0.999
     slo_latency_ms: float = 500.0
     slo_percentile: float = 99.0
+    infrastructure: bool = True
 
     def __post_init__(self) -> None:
         check_topologies(self.topologies)
@@ -210,6 +250,11 @@ class RemediationDistribution:
                 )
         if not self.fault_kinds:
             raise EnvConfigError("fault_kinds: needs at least one fault kind")
+        infra_kinds = [k for k in self.fault_kinds if k in INFRA_FAULT_KINDS]
+        if infra_kinds and not self.infrastructure:
+            raise EnvConfigError(
+                f"fault_kinds: {infra_kinds[0]!r} needs infrastructure (set infrastructure=True)"
+            )
         lo, hi = self.fault_start_s
         if not 0 <= lo <= hi < self.episode_s:
             raise EnvConfigError(
@@ -226,7 +271,8 @@ class RemediationDistribution:
         duration = self.fault_duration_s
         if duration is not None:
             duration = min(duration, self.episode_s - start)
-        fault = draw_fault(rng, kind, name, start, duration)
+        infra = EPISODE_INFRA if self.infrastructure else None
+        fault = draw_fault(rng, kind, name, start, duration, infra)
         load = _uniform(rng, self.load)
         scenario = Scenario(
             name=f"rl-{name}-{kind}",
@@ -238,6 +284,7 @@ class RemediationDistribution:
             faults=[fault],
             slos=[_episode_slo(self)],
             telemetry=QUIET_TELEMETRY,
+            infrastructure=infra,
         )
         check_scenario(scenario, "<remediation episode>")
         return scenario

@@ -55,6 +55,8 @@ GLOBAL_FEATURES = (
     "shedding",
     "actions",
     "incident",
+    "node_worst",  # badness of the node that looks worst (twin.envs.nodes), 0 without nodes
+    "zone_worst",  # of the zone whose healthiest node looks worst
 )
 SF = {name: i for i, name in enumerate(SERVICE_FEATURES)}
 GF = {name: i for i, name in enumerate(GLOBAL_FEATURES)}
@@ -280,8 +282,10 @@ class ObservationEncoder:
         memory: AgentMemory,
         now: float,
         progress: float,
+        nodes: tuple[float, float] = (0.0, 0.0),
     ) -> np.ndarray:
-        """Encode one interval: `mean` over its ticks and `last` (its last tick's row)."""
+        """Encode one interval: `mean` over its ticks and `last` (its last tick's row);
+        `nodes` is the worst node's and the worst zone's badness (`NodeWatch`)."""
         st = self.statics
         self.last = last
         self._updates += 1
@@ -318,6 +322,7 @@ class ObservationEncoder:
         G[4] = memory.shed.max()
         G[5] = min(memory.actions / 10.0, 1.0)
         G[6] = F[:, ALERT_SLICE].max()
+        G[7], G[8] = nodes
         np.clip(G, 0.0, 1.0, out=G)
         return self._vector()
 

@@ -7,7 +7,8 @@ starts after a fault-free baseline and lasts until a remedy or a human ends it. 
 Actions (index layout, see `RemediationEnv.action_names`):
 - 0 `noop`; 1 `escalate` (page a human: after `escalation_fix_s` the human ends the fault,
   as `agents.oncall` would, at the cost of their time); 2 `shed` (`shed_share` of the main
-  entry's arrivals are refused); 3 `unshed`;
+  entry's arrivals are refused); 3 `unshed`; 4 `drain_node` (cordon and evict the node the
+  node series show worst, `twin.envs.nodes`); 5 `drain_zone` (every node of the worst zone);
 - then, per target, `restart` (half its pods), `scale_up` (+2 replicas), `rollback`,
   `failover` (all calls to the standby), `failback` (calls back to the primary). Targets
   are the services in topology order (layout ``services``) or the `top_k` services the RCA
@@ -18,6 +19,12 @@ escalating twice, scaling past the cap) and what the gate refuses (with the guar
 wired in by `agents.rl`, everything `Guardrails.check` would refuse). An unmasked policy
 that picks a refused action gets nothing applied and pays `refused`.
 
+Faults are `until-remedied` by default: only their ending remedy (`twin.control.mechanisms`:
+a restart or rollback of the sick service, a rollback of a bad version, a drain of a sick
+node or zone), a human, or the control plane's own eviction ends them. The episode's
+summary says whether the first response was the right remedy and when the right one came
+(`RemedyTracker`); the reward charges a wrong first response.
+
 Reward (per decision, all costs, reward = -cost; weights in `RemediationWeights`):
     slo_bad_minute  × (bad requests / all requests at the entries) × decision_s / 60
   + slo_violation   × [the interval breaks the SLO objective] × decision_s / 60
@@ -27,6 +34,7 @@ Reward (per decision, all costs, reward = -cost; weights in `RemediationWeights`
   + human_minute    × (on-call minutes an escalation costs)
   + replica_hour    × (replicas above the declared ones + standby replicas) × hours
   + refused         × (1 per action the gate refused)
+  + wrong_first_remedy × [the first response to a remediable fault does not end it]
 Bad requests are failed, shed and slower than the SLO's latency, counted per tick at the
 entries as the twin's SLO tracker counts them; shed requests are failed requests, so
 shedding load never buys a better score.
@@ -49,6 +57,7 @@ from twin.control.actions import (
     ScaleTo,
     ShedLoad,
 )
+from twin.control.remedy_actions import Drain
 from twin.envs.base import (
     ActionGate,
     GateView,
@@ -57,11 +66,18 @@ from twin.envs.base import (
     gate_permits,
     window_mttr,
 )
-from twin.envs.distribution import EnvConfigError, RemediationDistribution
+from twin.envs.distribution import (
+    REMEDIATION_FAULTS,
+    EnvConfigError,
+    RemediationDistribution,
+)
 from twin.envs.encoding import LAYOUTS, AgentMemory, ObservationEncoder, Scorer, ServiceStatics
+from twin.envs.nodes import NodeWatch
+from twin.envs.remedy_tracker import RemedyTracker
 from twin.fields import M
+from twin.scenario.schema import INFRA_FAULT_KINDS
 
-GLOBAL_ACTIONS = ("noop", "escalate", "shed", "unshed")
+GLOBAL_ACTIONS = ("noop", "escalate", "shed", "unshed", "drain_node", "drain_zone")
 TARGET_ACTIONS = ("restart", "scale_up", "rollback", "failover", "failback")
 # every shipped topology but train-ticket, which stays unseen for generalisation checks
 TRAINING_TOPOLOGIES = ("online-boutique", "sock-shop", "hotel-reservation", "social-network")
@@ -82,6 +98,7 @@ class RemediationWeights:
     human_minute: float = 0.01
     replica_hour: float = 0.05
     refused: float = 0.05
+    wrong_first_remedy: float = 0.5  # about what a wasted restart and its wait cost
 
 
 def action_index(kind: str, slot: int | None, n_targets: int) -> int:
@@ -112,8 +129,10 @@ class RemediationCodec:
         view: GateView,
         main_entry: int,
         shed_share: float,
+        nodes: NodeWatch | None = None,
     ) -> None:
         self.statics = statics
+        self.nodes = nodes if nodes is not None else NodeWatch(None, 1)
         self.encoder = encoder
         self.memory = memory
         self.view = view
@@ -142,6 +161,12 @@ class RemediationCodec:
             top = self.target_service(0) if self.encoder.layout == "ranked" else None
             service = names[top] if top is not None else None
             return Escalate(reason="the RL agent escalated", service=service), ()
+        if kind == "drain_node":
+            node, _ = self.nodes.worst_node()
+            return (Drain(node=node), ()) if node is not None else (None, ())
+        if kind == "drain_zone":
+            zone, _ = self.nodes.worst_zone()
+            return (Drain(node=zone), ()) if zone is not None else (None, ())
         if kind in ("shed", "unshed"):
             e = self.main_entry
             share = self.shed_share if kind == "shed" else 0.0
@@ -190,6 +215,8 @@ class RemediationCodec:
             mem.shed[index[applied.entry]] = applied.share
         elif applied.kind == "escalate":
             mem.escalated = True
+        elif applied.kind == "drain":
+            self.nodes.note_drain(applied.node)
 
 
 class RemediationEnv(TwinEnv):
@@ -209,6 +236,7 @@ class RemediationEnv(TwinEnv):
         load: tuple[float, float] = (0.7, 1.2),
         shed_share: float = 0.3,
         escalation_fix_s: float = 600.0,
+        infrastructure: bool = True,
         weights: RemediationWeights | dict | None = None,
         scorer: Scorer | None = None,
         gate: ActionGate | None = None,
@@ -227,12 +255,15 @@ class RemediationEnv(TwinEnv):
         kw: dict[str, Any] = {}
         if fault_kinds is not None:
             kw["fault_kinds"] = tuple(fault_kinds)
+        elif not infrastructure:  # the default kinds but those that need nodes and zones
+            kw["fault_kinds"] = tuple(k for k in REMEDIATION_FAULTS if k not in INFRA_FAULT_KINDS)
         dist = RemediationDistribution(
             topologies=tuple(topologies),
             episode_s=float(episode_s),
             tick_s=float(tick_s),
             fault_start_s=(float(fault_start_s[0]), float(fault_start_s[1])),
             load=(float(load[0]), float(load[1])),
+            infrastructure=bool(infrastructure),
             **kw,
         )
         super().__init__(dist, decision_s, scorer, gate, observation, top_k)
@@ -262,6 +293,7 @@ class RemediationEnv(TwinEnv):
             "load": list(dist.load),
             "shed_share": self.shed_share,
             "escalation_fix_s": self.escalation_fix_s,
+            "infrastructure": dist.infrastructure,
             "weights": asdict(self.weights),
         }
 
@@ -296,9 +328,17 @@ class RemediationEnv(TwinEnv):
             rates[c.entry] += c.rate
         index = {n: i for i, n in enumerate(self.statics.names)}
         entry_order = [index[e] for e in sorted(rates, key=lambda e: (-rates[e], e))]
+        self.nodes = NodeWatch(scenario.infrastructure, self.encoder.warmup)
         self.codec = RemediationCodec(
-            self.statics, self.encoder, self.memory, self.view, entry_order[0], self.shed_share
+            self.statics,
+            self.encoder,
+            self.memory,
+            self.view,
+            entry_order[0],
+            self.shed_share,
+            self.nodes,
         )
+        self.remedies = RemedyTracker(scenario)
         self._fix_at: float | None = None
         self._return = 0.0
         block = self._advance()
@@ -308,7 +348,10 @@ class RemediationEnv(TwinEnv):
     def _observe(self, block: np.ndarray) -> np.ndarray:
         mean = self.interval_mean(block)
         sim = self.sim
-        obs = self.encoder.update(mean, block[-1], self.memory, sim.now, sim.now / sim.end)
+        nodes = self._node_block
+        self.nodes.update(nodes.mean(axis=0) if nodes is not None and len(nodes) else None)
+        worst = (self.nodes.worst_node()[1], self.nodes.worst_zone()[1])
+        obs = self.encoder.update(mean, block[-1], self.memory, sim.now, sim.now / sim.end, worst)
         self.view.health_value = float(self.encoder.globals[0])
         self._last_obs = obs
         return obs
@@ -317,10 +360,12 @@ class RemediationEnv(TwinEnv):
         self._check_running()
         w = self.weights
         cost = 0.0
+        right: bool | None = None
         proposed, targets = self.build(int(action))
         applied_kind = None
         refused = False
         if proposed is not None:
+            fault_on = 0 in self.sim.faults.active  # before a remedy that ends it at once
             applied, profile = self._apply(proposed, targets)
             if applied is None:
                 refused = True
@@ -329,6 +374,10 @@ class RemediationEnv(TwinEnv):
                 applied_kind = applied.kind
                 cost += self._action_cost(profile)
                 self._remember(applied)
+                first = self.remedies.first_right
+                right = self.remedies.note(applied, self.sim.now, fault_on)
+                if first is None and right is False:
+                    cost += w.wrong_first_remedy
         try:
             block = self._advance()
         except TwinFailure as exc:
@@ -356,6 +405,7 @@ class RemediationEnv(TwinEnv):
             "violated": violated,
             "applied": applied_kind,
             "refused": refused,
+            "right_remedy": right,
         }
         if truncated:
             info["firebreak"] = self.summary()
@@ -400,5 +450,6 @@ class RemediationEnv(TwinEnv):
             "nonfinite": self.stats["nonfinite"],
             "twin_failures": self.stats["twin_failures"],
             "escalated": self.memory.escalated,
+            **self.remedies.summary(),
             "return": self._return,
         }
