@@ -186,6 +186,10 @@ def test_evaluate_cli_writes_table_csv_and_plot(tmp_path, capsys, trained):
     rows = (report / "episodes.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 4 * 2
     assert (report / "summary.csv").is_file() and (report / "evaluation.png").stat().st_size > 0
+    assert "right remedy first" in text and "to right remedy s" in text
+    header, *fault_rows = (report / "by_fault.csv").read_text().splitlines()
+    assert header.startswith("suite,policy,fault,episodes,responded,right_first")
+    assert sum(int(r.split(",")[3]) for r in fault_rows) == 2 * 4 * 2  # every episode once
 
 
 def test_a_tiny_run_evaluates_once_not_after_every_step(tmp_path):

@@ -174,9 +174,37 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 ):
                     lo, hi = e[f"{metric}_ci"]
                     writer.writerow([suite, e["policy"], metric, e[metric], lo, hi])
+    _write_by_fault(rows_all, out / "by_fault.csv")
     plot_summary(summaries, out / "evaluation.png")
-    print(f"wrote {out / 'episodes.csv'}, summary.csv, evaluation.png")
+    print(f"wrote {out / 'episodes.csv'}, summary.csv, by_fault.csv, evaluation.png")
     return 0
+
+
+def _write_by_fault(rows: list[dict], path: Path) -> None:
+    """Per suite, policy and fault kind: episodes, responses, right remedy first, MTTR."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["suite"], r["policy"], r["fault"]), []).append(r)
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(
+            ["suite", "policy", "fault", "episodes", "responded", "right_first", "mean_mttr_s"]
+        )
+        for (suite, policy, fault), mine in sorted(groups.items()):
+            scored = [r for r in mine if r.get("remediable") and r.get("responded")]
+            right = sum(bool(r.get("right_remedy_first")) for r in scored)
+            mttrs = [float(r["mttr_s"]) for r in mine if r.get("mttr_s") is not None]
+            writer.writerow(
+                [
+                    suite,
+                    policy,
+                    fault,
+                    len(mine),
+                    len(scored),
+                    f"{right / len(scored):.3f}" if scored else "",
+                    f"{sum(mttrs) / len(mttrs):.1f}" if mttrs else "",
+                ]
+            )
 
 
 def add_trust_pickle(parser: argparse.ArgumentParser) -> None:
