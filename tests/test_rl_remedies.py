@@ -192,3 +192,20 @@ def test_summarise_counts_right_first_over_responded_remediable_episodes():
     assert entry["right_remedy_first"] == pytest.approx(0.5)
     assert entry["time_to_right_remedy_s"] == pytest.approx(40.0)
     assert entry["right_remedy_reached"] == 2
+
+
+def test_a_fault_left_on_is_charged_each_interval_and_its_end_is_recorded():
+    env = make_remediation(fault_kinds=("node_down",), topologies=("online-boutique",), **SHORT)
+    env.reset(seed=5)
+    start = env.scenario.faults[0].start
+    _run_to(env, start + 20.0)
+    minutes = env.decision_s / 60.0
+    _, reward, *_ = env.step(0)
+    assert reward <= -env.weights.unresolved_minute * minutes  # still on: charged
+    assert env.remedies.resolved_after_s is None
+    env.step(GLOBAL_ACTIONS.index("drain_node"))
+    ended = env.remedies.resolved_after_s
+    assert ended is not None and 0 < ended <= env.sim.now - start
+    later = [env.step(0)[1] for _ in range(40)]
+    # once ended nothing charges it: the SLO recovers and the cost falls far below the charge
+    assert -later[-1] < 0.1 * env.weights.unresolved_minute * minutes

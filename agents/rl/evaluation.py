@@ -8,7 +8,8 @@ action is one the guardrails refused when the policy chose it: the env never app
 and a masked policy never picks one. Right remedy first is the share of episodes with a
 remediable fault, among those the policy responded to, whose first response ended it
 (`twin.envs.remedy_tracker`, the rehearsal's rule); time to the right remedy is averaged
-over the episodes that reached it.
+over the episodes that reached it, and the time to resolution (the fault stopped, to the
+decision) over the episodes whose fault stopped.
 """
 
 from __future__ import annotations
@@ -91,6 +92,8 @@ def _remedy_entry(mine: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     ]
     m, lo, hi = mean_ci(firsts)
     t, tlo, thi = mean_ci(times)
+    ended = [float(r["resolved_after_s"]) for r in mine if r.get("resolved_after_s") is not None]
+    e, elo, ehi = mean_ci(ended)
     return {
         "remediable": sum(bool(r.get("remediable")) for r in mine),
         "responded": len(scored),
@@ -99,6 +102,9 @@ def _remedy_entry(mine: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "right_remedy_reached": len(times),
         "time_to_right_remedy_s": t,
         "time_to_right_remedy_s_ci": (tlo, thi),
+        "resolved": len(ended),
+        "resolved_after_s": e,
+        "resolved_after_s_ci": (elo, ehi),
     }
 
 

@@ -35,6 +35,8 @@ Reward (per decision, all costs, reward = -cost; weights in `RemediationWeights`
   + replica_hour    × (replicas above the declared ones + standby replicas) × hours
   + refused         × (1 per action the gate refused)
   + wrong_first_remedy × [the first response to a remediable fault does not end it]
+  + unresolved_minute × [the fault is still on at the end of the interval] × decision_s / 60
+    (a mitigation such as a failover or shedding may keep the SLO, but the cause remains)
 Bad requests are failed, shed and slower than the SLO's latency, counted per tick at the
 entries as the twin's SLO tracker counts them; shed requests are failed requests, so
 shedding load never buys a better score.
@@ -99,6 +101,7 @@ class RemediationWeights:
     replica_hour: float = 0.05
     refused: float = 0.05
     wrong_first_remedy: float = 0.5  # about what a wasted restart and its wait cost
+    unresolved_minute: float = 0.2  # a fault left running: degraded redundancy, risk, toil
 
 
 def action_index(kind: str, slot: int | None, n_targets: int) -> int:
@@ -393,6 +396,9 @@ class RemediationEnv(TwinEnv):
         violated = self._violated(slo.total, slo.failed, slo.served, slo.slow)
         cost += minutes * (w.slo_bad_minute * slo.bad_share + w.slo_violation * violated)
         cost += w.replica_hour * self._extra_replicas() * self.decision_s / 3600.0
+        still_on = 0 in self.sim.faults.active
+        self.remedies.observe(self.sim.now, still_on)
+        cost += w.unresolved_minute * still_on * minutes
         if self._fix_at is not None and self.sim.now >= self._fix_at:
             self._fix_at = np.inf
             self._stop_faults()

@@ -6,7 +6,9 @@ policy's first response was one of the actions that end the fault, aimed where
 the rehearsal's (`experiments.rehearsal.remedy_score`): a response is an applied action
 other than an escalation, taken from the fault's start while the fault is on; undoing a
 temporary measure (unshedding, failing back) is not one. Faults no action ends (a leak, a
-network fault) are not scored: there is no right remedy to pick.
+network fault) are not scored: there is no right remedy to pick. The tracker also notes
+when the fault stopped (by its remedy, a human, or the control plane's own eviction), to
+the decision: mitigating a fault keeps the SLO but does not end it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class RemedyTracker:
         self.responses = 0
         self.first_right: bool | None = None
         self.right_after_s: float | None = None
+        self.resolved_after_s: float | None = None
 
     @property
     def remediable(self) -> bool:
@@ -64,10 +67,16 @@ class RemedyTracker:
             self.right_after_s = now - self.start
         return right
 
+    def observe(self, now: float, fault_on: bool) -> None:
+        """At a decision: note when the fault, once started, is found stopped."""
+        if self.resolved_after_s is None and now > self.start and not fault_on:
+            self.resolved_after_s = now - self.start
+
     def summary(self) -> dict[str, Any]:
         return {
             "remediable": self.remediable,
             "responded": self.responses > 0,
             "right_remedy_first": self.first_right,
             "time_to_right_remedy_s": self.right_after_s,
+            "resolved_after_s": self.resolved_after_s,
         }
