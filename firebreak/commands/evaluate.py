@@ -114,7 +114,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     header = (
         f"{'suite':26s} {'policy':11s} {'MTTR s':>22s} {'impacted':>8s} {'censored':>8s} "
         f"{'SLO-violating min':>20s} {'actions':>16s} {'unsafe':>6s} "
-        f"{'right remedy first':>24s} {'to right remedy s':>18s}"
+        f"{'right remedy first':>24s} {'to right remedy s':>18s} {'resolved':>8s} "
+        f"{'to resolution s':>18s}"
     )
     print(header)
     for suite, entries in summaries.items():
@@ -124,7 +125,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 f"{e['with_slo_impact']:8d} {e['censored']:8d} "
                 f"{_fmt(e, 'slo_violating_min', 1):>20s} {_fmt(e, 'actions', 1):>16s} "
                 f"{e['unsafe_actions']:6.1f} {_share(e):>24s} "
-                f"{_fmt(e, 'time_to_right_remedy_s'):>18s}"
+                f"{_fmt(e, 'time_to_right_remedy_s'):>18s} {e['resolved']:8d} "
+                f"{_fmt(e, 'resolved_after_s'):>18s}"
             )
     for suite in summaries:
         mine = [r for r in rows_all if r["suite"] == suite]
@@ -152,6 +154,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         "responded",
         "right_remedy_first",
         "time_to_right_remedy_s",
+        "resolved_after_s",
         "return",
     ]
     with open(out / "episodes.csv", "w", newline="", encoding="utf-8") as fh:
@@ -170,6 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                     "unsafe_actions",
                     "right_remedy_first",
                     "time_to_right_remedy_s",
+                    "resolved_after_s",
                     "return",
                 ):
                     lo, hi = e[f"{metric}_ci"]
