@@ -23,6 +23,7 @@ from experiments.realbench.bench import methods_for
 from experiments.realbench.cases import RealCase
 from experiments.realbench.harness import FRAMING, run_cases
 from experiments.sim2real import compare, faults
+from experiments.sim2real.exporters import ExporterModels, fit_exporters
 from experiments.sim2real.faults import Sim2RealError
 from experiments.sim2real.twin_cases import Framing, TwinCases
 from twin.scenario.schema import Scenario
@@ -69,6 +70,14 @@ def calibrated(root: Path, day: str, seed: int) -> tuple[Scenario, str]:
     return Scenario.model_validate(doc), f"calibrated from {folder}"
 
 
+def exporter_models(root: Path, day: str) -> ExporterModels:
+    """The exporter columns fitted on `day`'s fault-free phase (its metric folder)."""
+    folder = root / "construct_data" / day / "metric"
+    if not folder.is_dir():
+        raise Sim2RealError(f"--calibrate-day: {day!r}: no folder {folder}")
+    return fit_exporters(folder)
+
+
 @dataclass
 class DayResult:
     day: str
@@ -90,6 +99,7 @@ def run_day(
     limit: int | None,
     progress: Progress | None = None,
     whole_table: bool = False,
+    exporters: ExporterModels | None = None,
 ) -> DayResult:
     """Real and twin cases of one day, every method on both, compared. Each case's metric
     table is cut to the framing's window on both sides (`windowed`) unless `whole_table`:
@@ -98,7 +108,8 @@ def run_day(
     cases = nezha.cases(root, days=(day,), limit=limit)
     if not cases:
         raise Sim2RealError(f"{day}: no cases in its fault list")
-    twins = TwinCases(scenario, framing_for(real_step(cases[0].inputs.table)), seed, source)
+    framing = framing_for(real_step(cases[0].inputs.table))
+    twins = TwinCases(scenario, framing, seed, source, exporters)
     real_methods, _ = methods_for(DATASET, method_names)
     twin_methods, _ = methods_for(DATASET, method_names)
     cut = (lambda c: c) if whole_table else (lambda c: windowed(c, twins.framing))

@@ -32,7 +32,9 @@ from detectors.ingest.read import read_log_files, read_traces
 from detectors.rca.base import IncidentTelemetry
 from detectors.rca.span_graph import call_graph, call_tree
 from experiments.realbench.cases import Answer, CaseInputs, RealCase
+from experiments.sim2real.exporters import ExporterModels
 from experiments.sim2real.faults import Sim2RealError, twin_fault
+from experiments.sim2real.nezha_layout import nezha_table
 from twin.run.runner import run_scenario
 from twin.scenario.schema import Scenario
 from twin.telemetry.spans import EPOCH_UNIX_S
@@ -108,13 +110,20 @@ def _read(kind: str, path: Path) -> pd.DataFrame | None:
         return None
 
 
-def observe(scenario: Scenario, step_s: float) -> Observation:
-    """Run a scenario into a temporary folder and read it back as a real system's data."""
+def observe(
+    scenario: Scenario, step_s: float, exporters: ExporterModels | None = None
+) -> Observation:
+    """Run a scenario into a temporary folder and read it back as a real system's data: the
+    metric table in Nezha's layout when `exporters` are given, else RCAEval's six kinds."""
     with tempfile.TemporaryDirectory(prefix="sim2real-") as tmp:
         out = Path(tmp) / "run"
         run_scenario(scenario, out, labels=False)
+        if exporters is not None:
+            table = nezha_table(out, scenario, exporters, step_s, scenario.seed)
+        else:
+            table = wide_table(out, step=step_s)
         return Observation(
-            wide_table(out, step=step_s),
+            table,
             _read("spans", out / "traces.json"),
             _read("logs", out / "logs.jsonl"),
         )
@@ -129,8 +138,16 @@ def _after_warmup(frame: pd.DataFrame | None, column: str) -> pd.DataFrame | Non
 class TwinCases:
     """Builds the twin counterpart of real cases from one calibrated scenario."""
 
-    def __init__(self, scenario: Scenario, framing: Framing, seed: int, source: str) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        framing: Framing,
+        seed: int,
+        source: str,
+        exporters: ExporterModels | None = None,
+    ) -> None:
         self.scenario = scenario
+        self.exporters = exporters
         self.base = observed_scenario(scenario)
         self.framing = framing
         self.seed = seed
@@ -147,7 +164,7 @@ class TwinCases:
             doc = dict(self.base, name=f"{self.base['name']}-normal",
                        duration=WARMUP_S + self.framing.before_s,
                        seed=case_seed(self.seed, NORMAL_KEY))  # fmt: skip
-            self._normal = observe(_scenario(doc, self.source), self.framing.step_s)
+            self._normal = observe(_scenario(doc, self.source), self.framing.step_s, self.exporters)
         return self._normal
 
     def scenario_for(self, index: int, kind: str, target: str) -> Scenario:
@@ -163,7 +180,7 @@ class TwinCases:
         """The twin case mirroring `real` (its kind, its root, its windows)."""
         kind, target = real.answer.kind, real.answer.root
         scenario = self.scenario_for(index, kind, target)
-        run = observe(scenario, self.framing.step_s)
+        run = observe(scenario, self.framing.step_s, self.exporters)
         normal = self.normal()
         at = EPOCH_UNIX_S + self.framing.fault_at
         telemetry = IncidentTelemetry(

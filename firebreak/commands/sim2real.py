@@ -34,6 +34,13 @@ def cmd_sim2real(args: argparse.Namespace) -> int:
     else:
         scenario, source = check.calibrated(root, args.calibrate_day or DEV_DAY, args.seed)
     print(f"twin: {scenario.name}, {len(scenario.topology.services)} services ({source})")
+    exporters = None
+    if args.twin_layout == "nezha":
+        exporters = check.exporter_models(root, args.calibrate_day or DEV_DAY)
+        print(
+            "twin metric table: Nezha's 19 kinds (exporter columns fitted on "
+            f"{args.calibrate_day or DEV_DAY}'s fault-free phase)"
+        )
     for note in notes:
         print(f"note: {note}")
     bars = []
@@ -50,7 +57,7 @@ def cmd_sim2real(args: argparse.Namespace) -> int:
         for day in days:
             results.append(
                 check.run_day(root, day, scenario, source, args.seed, args.methods, args.limit,
-                              progress, whole_table=args.whole_table)
+                              progress, whole_table=args.whole_table, exporters=exporters)
             )  # fmt: skip
     finally:
         for bar in bars:
@@ -75,6 +82,7 @@ def cmd_sim2real(args: argparse.Namespace) -> int:
             "twin": {"name": scenario.name, "source": source},
             "seed": args.seed,
             "whole_table": args.whole_table,
+            "twin_layout": args.twin_layout,
             "settings": check.settings(),
             "notes": notes,
             "days": check.as_json(results),
@@ -114,6 +122,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="give methods the whole metric table (the real day's, as real-bench does) "
         "instead of the observation window on both sides",
+    )
+    p.add_argument(
+        "--twin-layout",
+        choices=("nezha", "rcaeval"),
+        default="nezha",
+        help=(
+            "the twin's metric table: Nezha's 19 kinds, the unsimulated ones from exporter "
+            "models fitted on the calibration day (default), or RCAEval's six simulated kinds"
+        ),
     )
     p.add_argument("--out", default=None, help="JSON file to write")
     p.set_defaults(func=cmd_sim2real)

@@ -155,11 +155,17 @@ def _service_columns(names: Sequence[str]) -> list[str]:
     return out
 
 
+def p90_from_quantiles(p50: np.ndarray, p95: np.ndarray, p99: np.ndarray) -> np.ndarray:
+    """The 90th percentile of shift + lognormal latencies with these quantiles (0 where
+    there is no p50: no requests)."""
+    mu, sigma, shift = np.moveaxis(dist_from_quantiles(p50, p95, p99), -1, 0)
+    return np.where(p50 > 0.0, shift + np.exp(mu + Z90 * sigma), 0.0)
+
+
 def _rcaeval_block(get) -> dict[str, np.ndarray]:
     """The RCAEval metrics of one service from its twin series (`get(metric)`)."""
     p50, p95, p99 = (get(f"latency_p{p}_ms") / 1000.0 for p in (50, 95, 99))
-    mu, sigma, shift = np.moveaxis(dist_from_quantiles(p50, p95, p99), -1, 0)
-    p90 = np.where(p50 > 0.0, shift + np.exp(mu + Z90 * sigma), 0.0)
+    p90 = p90_from_quantiles(p50, p95, p99)
     return {
         "cpu": get("cpu_cores"),
         "mem": get("memory_mb") * MIB,
@@ -240,6 +246,16 @@ def wide_from_cube(
         sim_time, wide = _resample(times, wide, step)
     wide.insert(0, "time", _unix_time(sim_time.to_numpy(dtype=float)))
     return wide
+
+
+def resample(times: np.ndarray, wide: pd.DataFrame, step: float) -> tuple[pd.Series, pd.DataFrame]:
+    """Each `step`-second window's mean, labelled with the window's start."""
+    return _resample(times, wide, step)
+
+
+def unix_time(sim_seconds: np.ndarray) -> np.ndarray:
+    """Simulated seconds as the unix time the exports write."""
+    return _unix_time(sim_seconds)
 
 
 def _resample(times: np.ndarray, wide: pd.DataFrame, step: float) -> tuple[pd.Series, pd.DataFrame]:

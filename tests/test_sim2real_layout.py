@@ -1,0 +1,91 @@
+"""The twin's metric table in Nezha's layout: exporter columns fitted on the real fault-free
+day, the simulated kinds with the real residuals on top, the same kinds as the real table,
+co-located services sharing their node series, and one seed giving one table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_real_bench import DAY, mini_nezha
+
+from detectors.ingest.read import read_metrics
+from experiments.sim2real.check import calibrated, exporter_models
+from experiments.sim2real.exporters import LinearResidual, fit_linear
+from experiments.sim2real.nezha_layout import NEZHA_KINDS
+from experiments.sim2real.twin_cases import Framing, TwinCases
+
+FRAMING = Framing(before_s=120.0, after_s=60.0, step_s=60.0)
+
+
+def test_a_column_is_fitted_as_intercept_slope_and_its_residuals():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 5.0, 400)
+    y = 2.0 + 3.0 * x + rng.normal(0.0, 0.1, 400)
+    model = fit_linear(y, x)
+    assert model.a == pytest.approx(2.0, abs=0.05) and model.b == pytest.approx(3.0, abs=0.02)
+    assert model.residuals.std() == pytest.approx(0.1, rel=0.15)
+    assert fit_linear(np.array([1.0, np.nan]), np.array([1.0, 2.0])) is None
+
+
+def test_noise_is_blocks_of_the_centred_residuals_and_seeded():
+    model = LinearResidual(1.0, 0.0, np.arange(20, dtype=float))
+    first = model.noise(13, np.random.default_rng(4))
+    assert np.array_equal(first, model.noise(13, np.random.default_rng(4)))
+    centred = set(np.arange(20, dtype=float) - 9.5)
+    assert set(first) <= centred and len(first) == 13
+    assert np.all(np.diff(first[:5]) == 1.0)  # the first block is consecutive residuals
+    assert (model.draw(np.zeros(13), np.random.default_rng(4)) >= 0).all()  # never negative
+
+
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory) -> Path:
+    return mini_nezha(tmp_path_factory.mktemp("nezha"))
+
+
+def test_the_twin_table_has_the_real_tables_kinds_and_one_seed_gives_one_table(mini):
+    scenario, source = calibrated(mini, DAY, seed=0)
+    models = exporter_models(mini, DAY)
+    real = read_metrics(mini / "construct_data" / DAY / "metric").wide()
+    tables = [TwinCases(scenario, FRAMING, 3, source, models).normal().table for _ in (0, 1)]
+    twin = tables[0]
+    assert twin.equals(tables[1])
+    for service in models.own:
+        real_kinds = {c.split("_", 1)[1] for c in real.columns if c.startswith(f"{service}_")}
+        twin_kinds = {c.split("_", 1)[1] for c in twin.columns if c.startswith(f"{service}_")}
+        assert twin_kinds == set(NEZHA_KINDS) and twin_kinds <= real_kinds | set(NEZHA_KINDS)
+        assert (twin[f"{service}_PodSuccessRate(%)"] == 0).all()  # as Nezha's exporter
+        assert (twin.drop(columns="time") >= 0).all().all()
+    other = TwinCases(scenario, FRAMING, 4, source, models).normal().table
+    assert not other.equals(twin)
+
+
+def test_services_on_one_real_node_share_their_node_series(mini):
+    models = exporter_models(mini, DAY)
+    grouped = [set(group) for group, _ in models.nodes]
+    assert sorted(s for g in grouped for s in g) == sorted(models.own)  # each service once
+    scenario, source = calibrated(mini, DAY, seed=0)
+    twin = TwinCases(scenario, FRAMING, 3, source, models).normal().table
+    for group in grouped:
+        first = sorted(group)[0]
+        for s in group:
+            assert np.array_equal(
+                twin[f"{s}_NodeCpuUsageRate(%)"], twin[f"{first}_NodeCpuUsageRate(%)"]
+            )
+
+
+def test_the_rcaeval_layout_stays_available(tmp_path, capsys):
+    import json
+
+    from test_sim2real import nezha_with_twin_fault
+
+    from firebreak.cli import main
+
+    root = nezha_with_twin_fault(tmp_path)
+    out = tmp_path / "s.json"
+    code = main(["sim2real", str(root), "--methods", "robust", "--twin-layout", "rcaeval",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["twin_layout"] == "rcaeval"
+    assert "Nezha's 19 kinds" not in capsys.readouterr().out
