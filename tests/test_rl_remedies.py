@@ -209,3 +209,13 @@ def test_a_fault_left_on_is_charged_each_interval_and_its_end_is_recorded():
     later = [env.step(0)[1] for _ in range(40)]
     # once ended nothing charges it: the SLO recovers and the cost falls far below the charge
     assert -later[-1] < 0.1 * env.weights.unresolved_minute * minutes
+
+
+def test_the_first_right_remedy_is_paid_once():
+    env = make_remediation(fault_kinds=("zone_outage",), topologies=("online-boutique",), **SHORT)
+    env.reset(seed=5)
+    _run_to(env, env.scenario.faults[0].start + 20.0)
+    first = env.step(GLOBAL_ACTIONS.index("drain_zone"))[1]
+    assert first > 0  # the bonus outweighs the drain's own costs and the interval's
+    second = env.step(GLOBAL_ACTIONS.index("drain_node"))[1]
+    assert second < 0  # the fault is over: no bonus, only the drain's costs

@@ -37,6 +37,7 @@ Reward (per decision, all costs, reward = -cost; weights in `RemediationWeights`
   + wrong_first_remedy × [the first response to a remediable fault does not end it]
   + unresolved_minute × [the fault is still on at the end of the interval] × decision_s / 60
     (a mitigation such as a failover or shedding may keep the SLO, but the cause remains)
+  - right_remedy    × [this action is the episode's first right remedy]
 Bad requests are failed, shed and slower than the SLO's latency, counted per tick at the
 entries as the twin's SLO tracker counts them; shed requests are failed requests, so
 shedding load never buys a better score.
@@ -102,6 +103,7 @@ class RemediationWeights:
     refused: float = 0.05
     wrong_first_remedy: float = 0.5  # about what a wasted restart and its wait cost
     unresolved_minute: float = 0.2  # a fault left running: degraded redundancy, risk, toil
+    right_remedy: float = 1.0  # paid once, for the first action that ends the fault
 
 
 def action_index(kind: str, slot: int | None, n_targets: int) -> int:
@@ -378,9 +380,12 @@ class RemediationEnv(TwinEnv):
                 cost += self._action_cost(profile)
                 self._remember(applied)
                 first = self.remedies.first_right
+                none_right_yet = self.remedies.right_after_s is None
                 right = self.remedies.note(applied, self.sim.now, fault_on)
                 if first is None and right is False:
                     cost += w.wrong_first_remedy
+                if right and none_right_yet:
+                    cost -= w.right_remedy
         try:
             block = self._advance()
         except TwinFailure as exc:
