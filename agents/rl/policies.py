@@ -243,3 +243,69 @@ class RunbookPolicy:
             case.escalated = True
             return index
         return 0
+
+
+class TriagePolicy:
+    """A telemetry-only triage rule, the simplest policy that acts on the cause's layer.
+
+    When the node series show a sick zone or node (badness at least `node_threshold`), drain
+    it; otherwise, when a ranked service alerts, roll back the top-ranked one (a rollback
+    replaces every pod, so it ends pod-state faults as well as a bad version); then wait
+    `settle_s` for the effect before acting again. No runbook, no escalation: a strong,
+    transparent baseline for learned policies, and a teacher for warm-starting them
+    (`agents.rl.warm_start`).
+    """
+
+    def __init__(
+        self,
+        layout: ObservationLayout,
+        decision_s: float,
+        settle_s: float = 120.0,
+        threshold: float = ALERT_THRESHOLD,
+        node_threshold: float = NODE_THRESHOLD,
+    ) -> None:
+        self.layout = layout
+        self.n_targets = layout.top_k if layout.layout == "ranked" else layout.n_services
+        self.n_actions = len(GLOBAL_ACTIONS) + len(TARGET_ACTIONS) * self.n_targets
+        self.wait = max(int(np.ceil(settle_s / float(decision_s))), 1)
+        self.threshold = threshold
+        self.node_threshold = node_threshold
+        self._waits: list[int] = []
+
+    def predict(self, obs, state=None, episode_start=None, deterministic=True, action_masks=None):
+        batch, single = _batch(obs)
+        n = len(batch)
+        masks = _masks(action_masks, n, self.n_actions)
+        if len(self._waits) != n:
+            self._waits = [0] * n
+        starts = np.zeros(n, bool) if episode_start is None else np.asarray(episode_start, bool)
+        actions = np.zeros(n, np.int64)
+        for i in range(n):
+            if starts.reshape(-1)[i]:
+                self._waits[i] = 0
+            actions[i] = self._decide(i, batch[i], masks[i])
+        return (actions[0] if single else actions), state
+
+    def choice(self, obs: np.ndarray) -> int:
+        """The action this rule wants now, ignoring masks and waiting (0: nothing)."""
+        if obs[GF["zone_worst"]] >= self.node_threshold:
+            return GLOBAL_ACTIONS.index("drain_zone")
+        if obs[GF["node_worst"]] >= self.node_threshold:
+            return GLOBAL_ACTIONS.index("drain_node")
+        rows = self.layout.services(obs)
+        present = self.layout.present(obs)
+        alerts = np.where(present[:, None], rows[:, ALERT_SLICE], 0.0)
+        if alerts.max() < self.threshold:
+            return 0
+        top = int(np.argmax(np.where(present, rows[:, SF["rca"]], -1.0)))
+        return action_index("rollback", top, self.n_targets)
+
+    def _decide(self, i: int, obs: np.ndarray, mask: np.ndarray) -> int:
+        if self._waits[i] > 0:
+            self._waits[i] -= 1
+            return 0
+        action = self.choice(obs)
+        if action == 0 or not mask[action]:
+            return 0
+        self._waits[i] = self.wait
+        return action

@@ -53,6 +53,8 @@ class TrainConfig:
     progress_bar: bool = True
     vec_env: str = "dummy"
     hyperparams: dict | None = None  # overrides of `agents.rl.hyperparams.defaults`
+    warm_start: str | None = None  # a teacher to clone first (`agents.rl.warm_start`)
+    warm_episodes: int = 200
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -72,6 +74,20 @@ class TrainConfig:
                 f"--vec-env: unknown {self.vec_env!r} (choices: {', '.join(VEC_ENVS)})"
             )
         hyperparams.check(self.algo, self.hyperparams)
+        if self.warm_start is not None:
+            from agents.rl.warm_start import TEACHERS
+
+            if self.warm_start not in TEACHERS:
+                raise TrainingError(
+                    f"--warm-start: unknown teacher {self.warm_start!r} (teachers: "
+                    f"{', '.join(TEACHERS)})"
+                )
+            if self.algo == "dqn":
+                raise TrainingError("--warm-start: clones into PPO or maskable PPO, not DQN")
+            if self.warm_episodes < 1:
+                raise TrainingError(
+                    f"--warm-start-episodes: must be >= 1, got {self.warm_episodes}"
+                )
 
 
 def _algo_class(algo: str):
@@ -239,11 +255,14 @@ def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
         "vec_env": config.vec_env,
         "hyperparams": hyperparams.check(config.algo, config.hyperparams),
         "eval_seed_base": EVAL_SEED_BASE + 500_000 + config.seed,
+        "warm_start": config.warm_start,
     }
     _write_settings(out, summary)  # now, so checkpoints of an interrupted run are loadable
     envs = make_envs(config, config.n_envs, config.seed)
     try:
         model = make_model(config, envs, str(out / "tensorboard"))
+        if config.warm_start is not None:
+            summary["warm_start_fit"] = _warm_start(config, model)
         checkpoint = _safe_saver(config.algo, config.env_id, out / "checkpoints", None)
         callbacks = [checkpoint(max(config.steps // (config.checkpoints * config.n_envs), 1))]
         if config.eval_episodes > 0:
@@ -267,6 +286,23 @@ def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
     summary["policy_sha256"] = policy_digest(model.policy)
     _write_settings(out, summary)
     return model, summary
+
+
+def _warm_start(config: TrainConfig, model) -> dict[str, Any]:
+    """Clone the teacher into `model` before learning (see `agents.rl.warm_start`)."""
+    from agents.rl.warm_start import WarmStartError, clone, demonstrations
+
+    try:
+        obs, actions, masks = demonstrations(
+            lambda: make_env(config.env_id, **dict(config.env_kwargs or {})),
+            config.warm_start,
+            config.warm_episodes,
+            config.seed,
+        )
+    except WarmStartError as exc:
+        raise TrainingError(str(exc)) from None
+    fit = clone(model, obs, actions, masks, seed=config.seed)
+    return {"teacher": config.warm_start, "episodes": config.warm_episodes, **fit}
 
 
 def policy_digest(policy) -> str:

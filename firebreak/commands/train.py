@@ -45,6 +45,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes,
         progress_bar=not args.quiet,
         hyperparams=_json_object(args.hyperparams, "--hyperparams"),
+        warm_start=args.warm_start,
+        warm_episodes=args.warm_start_episodes,
         **chosen,
     )
     summary = train(config)
@@ -56,6 +58,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         "best/ beside it",
         file=sys.stdout,
     )
+    fit = summary.get("warm_start_fit")
+    if fit:
+        print(
+            f"warm start: cloned {fit['teacher']} over {fit['episodes']} episodes "
+            f"({fit['samples']} decisions), agreement {fit['agreement']:.1%} before learning"
+        )
     return 0
 
 
@@ -107,6 +115,17 @@ def register(subparsers) -> None:
         type=int,
         default=None,
         help="torch threads (default: the trainer's, 1: these small nets gain nothing from more)",
+    )
+    p.add_argument(
+        "--warm-start",
+        default=None,
+        help=(
+            "clone a teacher before learning: 'triage' (drain a sick node or zone, else roll "
+            "back the top suspect; remediation env, PPO or maskable PPO)"
+        ),
+    )
+    p.add_argument(
+        "--warm-start-episodes", type=int, default=200, help="teacher episodes to clone (200)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
