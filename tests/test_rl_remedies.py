@@ -14,10 +14,10 @@ import pytest
 
 from agents.rl.envs import make_remediation
 from agents.rl.evaluation import run_episode, summarise
-from agents.rl.policies import RunbookPolicy
+from agents.rl.policies import RunbookPolicy, TriagePolicy
 from twin.envs import ObservationLayout
 from twin.envs.distribution import EnvConfigError, RemediationDistribution
-from twin.envs.encoding import GF
+from twin.envs.encoding import GF, SERVICE_FEATURES, SF
 from twin.envs.nodes import NodeWatch
 from twin.envs.remediation import GLOBAL_ACTIONS, action_index
 from twin.fields import NODE_M, NODE_METRICS
@@ -219,3 +219,46 @@ def test_the_first_right_remedy_is_paid_once():
     assert first > 0  # the bonus outweighs the drain's own costs and the interval's
     second = env.step(GLOBAL_ACTIONS.index("drain_node"))[1]
     assert second < 0  # the fault is over: no bonus, only the drain's costs
+
+
+def test_the_triage_rule_drains_sick_nodes_rolls_back_services_then_waits():
+    layout = ObservationLayout("ranked", 5, None)
+    triage = TriagePolicy(layout, 10.0, settle_s=60.0)
+    size = make_remediation(**SHORT).observation_space.shape[0]
+    quiet = np.zeros(size, np.float32)
+    assert triage.choice(quiet) == 0
+    node = quiet.copy()
+    node[GF["node_worst"]] = 0.5
+    zone = node.copy()
+    zone[GF["zone_worst"]] = 0.5
+    assert triage.choice(node) == GLOBAL_ACTIONS.index("drain_node")
+    assert triage.choice(zone) == GLOBAL_ACTIONS.index("drain_zone")
+    service = quiet.copy()
+    rows = layout.services(service[None])[0]  # a view: writes land in `service`
+    assert rows.shape == (5, len(SERVICE_FEATURES))
+    body = service[len(GF) : len(GF) + 5 * (len(SERVICE_FEATURES) + 1)].reshape(5, -1)
+    body[:, -1] = 1.0  # every slot present
+    body[2, SF["alert_errors"]] = 0.9
+    body[2, SF["rca"]] = 0.8
+    assert triage.choice(service) == action_index("rollback", 2, 5)
+    mask = np.ones(triage.n_actions, bool)
+    first, _ = triage.predict(service, episode_start=np.array([True]), action_masks=mask)
+    assert first == action_index("rollback", 2, 5)
+    waits = [triage.predict(service, action_masks=mask)[0] for _ in range(6)]
+    assert waits == [0] * 6  # settling: 60 s at 10 s a decision
+    assert triage.predict(service, action_masks=mask)[0] == first
+    mask[first] = False
+    assert triage.predict(service, episode_start=np.array([True]), action_masks=mask)[0] == 0
+
+
+def test_cloning_the_triage_rule_makes_a_policy_that_acts_like_it():
+    from sb3_contrib import MaskablePPO
+
+    from agents.rl.warm_start import clone, demonstrations
+
+    obs, actions, masks = demonstrations(lambda: make_remediation(**SHORT), "triage", 12, 0)
+    assert len(obs) == 12 * 59  # 600 s episodes: the reset takes the first 10 s decision
+    assert (actions != 0).any() and masks[np.arange(len(obs)), actions].all()
+    model = MaskablePPO("MlpPolicy", make_remediation(**SHORT), seed=0, device="cpu")
+    fit = clone(model, obs, actions, masks, epochs=30)
+    assert fit["agreement"] > 0.9 and fit["samples"] == len(obs)

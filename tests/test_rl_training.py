@@ -137,6 +137,10 @@ def _cli(capsys, *argv) -> tuple[int, str]:
         (["--vec-env", "gpu"], "error: --vec-env: unknown 'gpu'"),
         (["--hyperparams", '{"lr": 1}'], "error: hyperparams.lr: unknown for ppo"),
         (["--hyperparams", '{"gamma": 2}'], "error: hyperparams.gamma: must be in (0, 1]"),
+        (["--warm-start", "oracle"], "error: --warm-start: unknown teacher 'oracle'"),
+        (["--warm-start", "triage", "--algo", "dqn"], "error: --warm-start: clones into PPO"),
+        (["--warm-start", "triage", "--env", AUTOSCALE_ID], "error: --warm-start triage: only"),
+        (["--warm-start", "triage", "--warm-start-episodes", "0"], "must be >= 1, got 0"),
     ],
 )
 def test_train_cli_errors(tmp_path, capsys, extra, message):
@@ -180,16 +184,16 @@ def test_evaluate_cli_writes_table_csv_and_plot(tmp_path, capsys, trained):
         "--quiet",
     )
     assert code == 0, text
-    for name in ("rl", "runbook", "do-nothing", "random"):
+    for name in ("rl", "runbook", "triage", "do-nothing", "random"):
         assert name in text
     assert "unseen sock-shop" in text and "rl - runbook MTTR" in text
     rows = (report / "episodes.csv").read_text().splitlines()
-    assert len(rows) == 1 + 2 * 4 * 2
+    assert len(rows) == 1 + 2 * 5 * 2
     assert (report / "summary.csv").is_file() and (report / "evaluation.png").stat().st_size > 0
     assert "right remedy first" in text and "to right remedy s" in text
     header, *fault_rows = (report / "by_fault.csv").read_text().splitlines()
     assert header.startswith("suite,policy,fault,episodes,responded,right_first")
-    assert sum(int(r.split(",")[3]) for r in fault_rows) == 2 * 4 * 2  # every episode once
+    assert sum(int(r.split(",")[3]) for r in fault_rows) == 2 * 5 * 2  # every episode once
 
 
 def test_a_tiny_run_evaluates_once_not_after_every_step(tmp_path):

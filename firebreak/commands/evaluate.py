@@ -36,7 +36,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         plot_summary,
         summarise,
     )
-    from agents.rl.policies import DoNothingPolicy, RandomPolicy, RunbookPolicy
+    from agents.rl.policies import DoNothingPolicy, RandomPolicy, RunbookPolicy, TriagePolicy
     from agents.rl.policy_files import load_policy
     from twin.envs import TOPOLOGIES, ObservationLayout
     from twin.errors import FirebreakError
@@ -77,7 +77,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     seeds = eval_seeds(args.episodes, args.seed_base)
     rows_all, summaries = [], {}
     bar = tqdm(
-        total=len(suites) * 4 * len(seeds),
+        total=len(suites) * 5 * len(seeds),
         desc="episodes",
         file=sys.stderr,
         disable=not sys.stderr.isatty() or args.quiet,
@@ -95,6 +95,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         policies = {
             "rl": (model, masked),
             "runbook": (RunbookPolicy(layout, float(env_settings["decision_s"])), True),
+            "triage": (TriagePolicy(layout, float(env_settings["decision_s"])), True),
             "do-nothing": (DoNothingPolicy(n_actions), True),
             "random": (RandomPolicy(n_actions, seed=args.seed_base), True),
         }
@@ -107,9 +108,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         summaries[suite] = summarise(rows)
     bar.close()
     print(
-        f"{settings['algo']} policy {args.policy} vs the runbook agent, do-nothing and random "
-        f"(masked); {len(seeds)} episodes per suite, seeds {seeds[0]}..{seeds[-1]}; "
-        "means [95% CI]"
+        f"{settings['algo']} policy {args.policy} vs the runbook agent, the triage rule, "
+        f"do-nothing and random (masked); {len(seeds)} episodes per suite, seeds "
+        f"{seeds[0]}..{seeds[-1]}; means [95% CI]"
     )
     header = (
         f"{'suite':26s} {'policy':11s} {'MTTR s':>22s} {'impacted':>8s} {'censored':>8s} "
@@ -130,12 +131,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             )
     for suite in summaries:
         mine = [r for r in rows_all if r["suite"] == suite]
-        d, lo, hi, n = paired_mttr_difference(mine, "rl", "runbook")
-        verdict = "beats" if hi < 0 else ("is worse than" if lo > 0 else "is level with")
-        print(
-            f"{suite}: rl - runbook MTTR {d:+.0f} s [{lo:+.0f}, {hi:+.0f}] over {n} paired "
-            f"episodes: the policy {verdict} the runbook agent"
-        )
+        for other, name in (("runbook", "the runbook agent"), ("triage", "the triage rule")):
+            d, lo, hi, n = paired_mttr_difference(mine, "rl", other)
+            verdict = "beats" if hi < 0 else ("is worse than" if lo > 0 else "is level with")
+            print(
+                f"{suite}: rl - {other} MTTR {d:+.0f} s [{lo:+.0f}, {hi:+.0f}] over {n} paired "
+                f"episodes: the policy {verdict} {name}"
+            )
     columns = [
         "suite",
         "policy",
@@ -229,7 +231,8 @@ def register(subparsers) -> None:
         "evaluate",
         help="an RL remediation policy vs the runbook agent, do-nothing and random",
         description=(
-            "Runs the trained policy, the default runbook as a policy, do-nothing and random "
+            "Runs the trained policy, the default runbook as a policy, the triage rule, "
+            "do-nothing and random "
             "(masked) on the same held-out seeds, and on a topology the policy never saw: "
             "MTTR, SLO-violating minutes, actions, unsafe actions, right remedy first and the "
             "time to the right remedy, with 95% confidence intervals; prints a table, "
