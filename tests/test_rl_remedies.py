@@ -262,3 +262,32 @@ def test_cloning_the_triage_rule_makes_a_policy_that_acts_like_it():
     model = MaskablePPO("MlpPolicy", make_remediation(**SHORT), seed=0, device="cpu")
     fit = clone(model, obs, actions, masks, epochs=30)
     assert fit["agreement"] > 0.9 and fit["samples"] == len(obs)
+
+
+def test_a_callees_traffic_change_does_not_take_the_blame_from_its_failing_caller():
+    from twin.envs.encoding import FAMILIES, RobustZScorer, ServiceStatics
+
+    statics = ServiceStatics(
+        names=("caller", "callee"),
+        cpu_limit=np.ones(2),
+        memory_limit=np.ones(2),
+        queue_limit=np.ones(2),
+        replicas=np.ones(2),
+        children=np.array([[0.0, 1.0], [0.0, 0.0]]),
+        entries=(0,),
+        entry_slo_ms=np.array([500.0]),
+    )
+    scorer = RobustZScorer(warmup=3)
+    scorer.reset(statics)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        scorer.update(0.01 * rng.random((2, len(FAMILIES))))
+    incident = np.zeros((2, len(FAMILIES)))
+    incident[0, FAMILIES.index("errors")] = 0.5  # the caller fails
+    incident[1, FAMILIES.index("traffic")] = 0.8  # so the callee sees less traffic
+    alerts, rca = scorer.update(incident)
+    assert alerts[1, FAMILIES.index("traffic")] == 1.0  # the callee alerts, two-sided
+    assert rca[0] > rca[1]  # but the caller ranks first
+    incident[1, FAMILIES.index("latency")] = 2.0  # a callee that is slow does explain it
+    _, rca = scorer.update(incident)
+    assert rca[1] > rca[0]

@@ -129,6 +129,11 @@ class Scorer(Protocol):
 # scale floors per family, so a signal flat during the baseline does not alert on noise
 _FLOORS = np.array([0.1, 0.01, 0.05, 0.03, 0.05, 0.05])
 _TWO_SIDED = np.array([False, False, False, False, False, True])
+# RCA: a change in a service's traffic is mostly its callers' doing (a caller crashing or
+# timing out sends less, a retrying one more), so traffic counts half as evidence that the
+# service is the cause, and a callee's traffic change never explains its caller's symptoms
+_CAUSE_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.5])
+_EXPLAIN_WEIGHTS = np.array([1.0, 1.0, 1.0, 1.0, 1.0, 0.0])
 
 
 class RobustZScorer:
@@ -175,6 +180,8 @@ class RobustZScorer:
             self.alpha,
             self.gate,
             self._children,
+            _CAUSE_WEIGHTS,
+            _EXPLAIN_WEIGHTS,
             alerts,
             rca,
         )

@@ -106,10 +106,15 @@ def symptom_signals(mean, cpu_limit, queue_limit, memory_limit, out):
 
 
 @njit(cache=True)
-def zscore_update(signals, mu, dev, floors, two_sided, alpha, gate, children, alerts, rca):
-    """One streaming z-score step with anomaly-gated baseline updates, then RCA scores."""
+def zscore_update(
+    signals, mu, dev, floors, two_sided, alpha, gate, children, cause_w, explain_w, alerts, rca
+):
+    """One streaming z-score step with anomaly-gated baseline updates, then RCA scores: a
+    service's strongest symptom (each family weighted by `cause_w`), discounted by its
+    callees' strongest symptom in the families that travel upstream (`explain_w`)."""
     n, nf = signals.shape
-    worst = np.zeros(n)
+    cause = np.zeros(n)
+    explains = np.zeros(n)
     for s in range(n):
         for f in range(nf):
             x = signals[s, f]
@@ -122,14 +127,16 @@ def zscore_update(signals, mu, dev, floors, two_sided, alpha, gate, children, al
                 dev[s, f] += alpha * (abs(x - mu[s, f]) - dev[s, f])
             a = min(max(z, 0.0), 10.0) * 0.1
             alerts[s, f] = a
-            if a > worst[s]:
-                worst[s] = a
+            if a * cause_w[f] > cause[s]:
+                cause[s] = a * cause_w[f]
+            if a * explain_w[f] > explains[s]:
+                explains[s] = a * explain_w[f]
     for s in range(n):
         below = 0.0
         for c in range(n):
-            if children[s, c] > 0.0 and worst[c] > below:
-                below = worst[c]
-        rca[s] = worst[s] * (1.0 - 0.8 * below)
+            if children[s, c] > 0.0 and explains[c] > below:
+                below = explains[c]
+        rca[s] = cause[s] * (1.0 - 0.8 * below)
 
 
 @njit(cache=True)
