@@ -89,3 +89,28 @@ def test_the_rcaeval_layout_stays_available(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert json.loads(out.read_text())["twin_layout"] == "rcaeval"
     assert "Nezha's 19 kinds" not in capsys.readouterr().out
+
+
+def test_the_real_table_can_be_cut_to_the_simulated_kinds(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+    from test_sim2real import nezha_with_twin_fault
+
+    from experiments.realbench.cases import Answer, CaseInputs, RealCase
+    from experiments.sim2real.check import SIMULATED_KINDS, only_kinds
+    from firebreak.cli import main
+
+    table = pd.DataFrame(
+        {"time": [0.0, 60.0], "a_CpuUsage(m)": [1.0, 2.0], "a_SyscallRead": [3.0, 4.0]}
+    )
+    case = RealCase("nezha-trainticket", DAY, True, "c", CaseInputs(table, 30.0),
+                    Answer("a", "cpu_contention"))  # fmt: skip
+    assert list(only_kinds(case, SIMULATED_KINDS).inputs.table) == ["time", "a_CpuUsage(m)"]
+    assert only_kinds(case, None) is case
+    root = nezha_with_twin_fault(tmp_path)
+    out = tmp_path / "s.json"
+    code = main(["sim2real", str(root), "--methods", "robust", "--real-kinds", "simulated",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(out.read_text())["real_kinds"] == "simulated"

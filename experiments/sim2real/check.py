@@ -100,6 +100,7 @@ def run_day(
     progress: Progress | None = None,
     whole_table: bool = False,
     exporters: ExporterModels | None = None,
+    real_kinds: Sequence[str] | None = None,
 ) -> DayResult:
     """Real and twin cases of one day, every method on both, compared. Each case's metric
     table is cut to the framing's window on both sides (`windowed`) unless `whole_table`:
@@ -118,7 +119,7 @@ def run_day(
         if case.answer.root not in twins.services or case.answer.kind not in faults.TWIN_KIND:
             skipped.append(f"{case.name}: {case.answer.kind} on {case.answer.root} (no twin)")
         else:
-            kept.append(cut(case))
+            kept.append(only_kinds(cut(case), real_kinds))
     tick = progress(f"{day} real", len(kept)) if progress else None
     real = run_cases(kept, real_methods, tick)
     tick = progress(f"{day} twin", len(kept)) if progress else None
@@ -145,6 +146,26 @@ def windowed(case: RealCase, framing: Framing) -> RealCase:
     keep = (t >= at - framing.before_s) & (t < at + framing.after_s)
     table = case.inputs.table[keep].reset_index(drop=True)
     return replace(case, inputs=replace(case.inputs, table=table))
+
+
+# the real kinds the twin's RCAEval table simulates (cpu, mem, workload, latency, error)
+SIMULATED_KINDS = (
+    "CpuUsage(m)",
+    "MemoryUsage(Mi)",
+    "PodWorkload(Ops)",
+    "PodServerLatencyP90(s)",
+    "PodSuccessRate(%)",
+)
+
+
+def only_kinds(case: RealCase, kinds: Sequence[str] | None) -> RealCase:
+    """The case with its metric table cut to these kinds (None: all of them): an ablation
+    that shows how much of a method's real result the extra kinds decide."""
+    if kinds is None:
+        return case
+    table = case.inputs.table
+    keep = ["time"] + [c for c in table.columns if c != "time" and c.split("_", 1)[-1] in kinds]
+    return replace(case, inputs=replace(case.inputs, table=table[keep]))
 
 
 def real_step(table: pd.DataFrame) -> float:

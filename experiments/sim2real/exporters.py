@@ -4,9 +4,10 @@ Nezha's metric table has 19 kinds per service; the twin simulates the requests, 
 and latency behind six of them. The rest (syscalls, network bytes, the node's CPU, memory
 and network) are what a node-exporter and cAdvisor add: they follow the load and carry
 their own noise, and for an RCA method reading the table they are columns that move with
-no fault, or with a fault elsewhere on the same node. Measured on the development day, a
-real table cut to the twin's six kinds lifts BARO from 0.071 to 0.179 and NSigma from 0.036
-to 0.179 AC@1: the extra columns are much of why metric methods fail on real data.
+no fault, or with a fault elsewhere on the same node. Measured on the development day
+(`firebreak sim2real DATA --days 2023-01-29 --real-kinds simulated --twin-layout rcaeval`),
+the real table cut to the kinds the twin simulated lifts BARO from 0.071 to 0.179 and NSigma
+from 0.036 to 0.179 AC@1: the extra columns are much of why metric methods fail on real data.
 
 Each such column is fitted on the calibration day's fault-free table as
 `value = a + b × driver + e`, `a, b ≥ 0` (non-negative least squares); `e` is drawn as a

@@ -34,6 +34,9 @@ def cmd_sim2real(args: argparse.Namespace) -> int:
     else:
         scenario, source = check.calibrated(root, args.calibrate_day or DEV_DAY, args.seed)
     print(f"twin: {scenario.name}, {len(scenario.topology.services)} services ({source})")
+    real_kinds = check.SIMULATED_KINDS if args.real_kinds == "simulated" else None
+    if real_kinds:
+        print(f"real metric table cut to the kinds the twin simulates: {', '.join(real_kinds)}")
     exporters = None
     if args.twin_layout == "nezha":
         exporters = check.exporter_models(root, args.calibrate_day or DEV_DAY)
@@ -57,7 +60,8 @@ def cmd_sim2real(args: argparse.Namespace) -> int:
         for day in days:
             results.append(
                 check.run_day(root, day, scenario, source, args.seed, args.methods, args.limit,
-                              progress, whole_table=args.whole_table, exporters=exporters)
+                              progress, whole_table=args.whole_table, exporters=exporters,
+                              real_kinds=real_kinds)
             )  # fmt: skip
     finally:
         for bar in bars:
@@ -83,6 +87,7 @@ def cmd_sim2real(args: argparse.Namespace) -> int:
             "seed": args.seed,
             "whole_table": args.whole_table,
             "twin_layout": args.twin_layout,
+            "real_kinds": args.real_kinds,
             "settings": check.settings(),
             "notes": notes,
             "days": check.as_json(results),
@@ -130,6 +135,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help=(
             "the twin's metric table: Nezha's 19 kinds, the unsimulated ones from exporter "
             "models fitted on the calibration day (default), or RCAEval's six simulated kinds"
+        ),
+    )
+    p.add_argument(
+        "--real-kinds",
+        choices=("all", "simulated"),
+        default="all",
+        help=(
+            "the real metric table's kinds: all (default) or only those the twin simulates "
+            "(CPU, memory, load, server p90, success rate): an ablation"
         ),
     )
     p.add_argument("--out", default=None, help="JSON file to write")
