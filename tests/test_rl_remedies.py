@@ -245,7 +245,7 @@ def test_the_triage_rule_drains_sick_nodes_rolls_back_services_then_waits():
     first, _ = triage.predict(service, episode_start=np.array([True]), action_masks=mask)
     assert first == action_index("rollback", 2, 5)
     waits = [triage.predict(service, action_masks=mask)[0] for _ in range(6)]
-    assert waits == [0] * 6  # settling: 60 s at 10 s a decision
+    assert waits == [0] * 6  # sits out ceil(60 s / 10 s) = 6 decisions, acts on the 7th
     assert triage.predict(service, action_masks=mask)[0] == first
     mask[first] = False
     assert triage.predict(service, episode_start=np.array([True]), action_masks=mask)[0] == 0
@@ -291,3 +291,12 @@ def test_a_callees_traffic_change_does_not_take_the_blame_from_its_failing_calle
     incident[1, FAMILIES.index("latency")] = 2.0  # a callee that is slow does explain it
     _, rca = scorer.update(incident)
     assert rca[1] > rca[0]
+
+
+def test_demonstration_seeds_stay_below_every_evaluation_seed():
+    from agents.rl.evaluation import EVAL_SEED_BASE
+    from agents.rl.warm_start import DEMO_SEED_BASE, demo_seed
+
+    seeds = [demo_seed(s, k) for s in (0, 80, 90, 130, 10_000) for k in (0, 199, 9_999)]
+    assert all(DEMO_SEED_BASE <= x < EVAL_SEED_BASE for x in seeds)
+    assert len({demo_seed(0, k) for k in range(300)}) == 300

@@ -234,3 +234,26 @@ def test_envs_in_subprocesses_train_the_same_weights_as_in_process(tmp_path):
         )
         digests.append(train(config)["policy_sha256"])
     assert digests[0] == digests[1]
+
+
+def test_evaluate_refuses_a_policy_for_other_spaces_by_name():
+    import gymnasium as gym
+
+    from firebreak.commands.evaluate import _check_spaces
+    from twin.errors import FirebreakError
+
+    class Model:
+        observation_space = gym.spaces.Box(0.0, 1.0, (145,))
+        action_space = gym.spaces.Discrete(29)
+
+    class Env:
+        observation_space = gym.spaces.Box(0.0, 1.0, (147,))
+        action_space = gym.spaces.Discrete(31)
+
+    with pytest.raises(FirebreakError, match=r"old/policy: policy.json: observation_space"):
+        _check_spaces("old/policy", Model(), Env())
+    Model.observation_space = Env.observation_space
+    with pytest.raises(FirebreakError, match="action_space"):
+        _check_spaces("old/policy", Model(), Env())
+    Model.action_space = Env.action_space
+    _check_spaces("ok", Model(), Env())

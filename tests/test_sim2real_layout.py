@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_real_bench import DAY, mini_nezha
 
@@ -54,7 +55,7 @@ def test_the_twin_table_has_the_real_tables_kinds_and_one_seed_gives_one_table(m
     for service in models.own:
         real_kinds = {c.split("_", 1)[1] for c in real.columns if c.startswith(f"{service}_")}
         twin_kinds = {c.split("_", 1)[1] for c in twin.columns if c.startswith(f"{service}_")}
-        assert twin_kinds == set(NEZHA_KINDS) and twin_kinds <= real_kinds | set(NEZHA_KINDS)
+        assert twin_kinds == set(NEZHA_KINDS) == real_kinds  # the real table's kinds
         assert (twin[f"{service}_PodSuccessRate(%)"] == 0).all()  # as Nezha's exporter
         assert (twin.drop(columns="time") >= 0).all().all()
     other = TwinCases(scenario, FRAMING, 4, source, models).normal().table
@@ -62,17 +63,33 @@ def test_the_twin_table_has_the_real_tables_kinds_and_one_seed_gives_one_table(m
 
 
 def test_services_on_one_real_node_share_their_node_series(mini):
+    from experiments.sim2real.exporters import ExporterModels, _node_groups
+
+    times = np.arange(5.0)
+    shared = [1.0, 2.0, np.nan, 4.0, 5.0]  # a gap in the node series still groups
+    table = pd.DataFrame({"time": times, "a_NodeCpuUsageRate(%)": shared,
+                          "b_NodeCpuUsageRate(%)": shared,
+                          "c_NodeCpuUsageRate(%)": [9.0] * 5})  # fmt: skip
+    assert sorted(map(sorted, _node_groups(table, ["a", "b", "c"]))) == [["a", "b"], ["c"]]
     models = exporter_models(mini, DAY)
-    grouped = [set(group) for group, _ in models.nodes]
-    assert sorted(s for g in grouped for s in g) == sorted(models.own)  # each service once
+    assert sorted(s for g, _ in models.nodes for s in g) == sorted(models.own)  # each once
+    both = tuple(sorted(models.own))
+    assert len(both) >= 2
+    node_models = next(m for _, m in models.nodes if m)
+    together = ExporterModels(models.own, [(both, node_models)])  # one node for all
     scenario, source = calibrated(mini, DAY, seed=0)
-    twin = TwinCases(scenario, FRAMING, 3, source, models).normal().table
-    for group in grouped:
-        first = sorted(group)[0]
-        for s in group:
-            assert np.array_equal(
-                twin[f"{s}_NodeCpuUsageRate(%)"], twin[f"{first}_NodeCpuUsageRate(%)"]
-            )
+    twin = TwinCases(scenario, FRAMING, 3, source, together).normal().table
+    for kind in node_models:
+        first = twin[f"{both[0]}_{kind}"]
+        assert all(np.array_equal(twin[f"{s}_{kind}"], first) for s in both)
+
+
+def test_latency_quantiles_stay_ordered_after_the_noise(mini):
+    scenario, source = calibrated(mini, DAY, seed=0)
+    twin = TwinCases(scenario, FRAMING, 3, source, exporter_models(mini, DAY)).normal().table
+    for s in scenario.topology.services:
+        p90, p95, p99 = (twin[f"{s}_PodServerLatencyP{q}(s)"] for q in (90, 95, 99))
+        assert (p90 <= p95).all() and (p95 <= p99).all()
 
 
 def test_the_rcaeval_layout_stays_available(tmp_path, capsys):

@@ -6,10 +6,11 @@ fault), so differences are paired. Figures are means with 95% confidence interva
 censored at the episode's end) over the episodes whose fault broke the SLO. An unsafe
 action is one the guardrails refused when the policy chose it: the env never applies it,
 and a masked policy never picks one. Right remedy first is the share of episodes with a
-remediable fault, among those the policy responded to, whose first response ended it
-(`twin.envs.remedy_tracker`, the rehearsal's rule); time to the right remedy is averaged
-over the episodes that reached it, and the time to resolution (the fault stopped, to the
-decision) over the episodes whose fault stopped.
+remediable fault, among those the policy responded to, whose first response was a remedy
+that ends that kind of fault, aimed where the oracle says (`twin.envs.remedy_tracker`,
+the rehearsal's rule); time to the right remedy is averaged over the episodes that
+reached it, and the time to resolution (the fault stopped, to the decision) over the
+episodes whose fault stopped.
 """
 
 from __future__ import annotations

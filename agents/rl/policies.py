@@ -250,10 +250,10 @@ class TriagePolicy:
 
     When the node series show a sick zone or node (badness at least `node_threshold`), drain
     it; otherwise, when a ranked service alerts, roll back the top-ranked one (a rollback
-    replaces every pod, so it ends pod-state faults as well as a bad version); then wait
-    `settle_s` for the effect before acting again. No runbook, no escalation: a strong,
-    transparent baseline for learned policies, and a teacher for warm-starting them
-    (`agents.rl.warm_start`).
+    replaces every pod, so it ends pod-state faults as well as a bad version); then sit
+    out `ceil(settle_s / decision_s)` decisions for the effect before acting again. No
+    runbook, no escalation: a strong, transparent baseline for learned policies, and a
+    teacher for warm-starting them (`agents.rl.warm_start`).
     """
 
     def __init__(

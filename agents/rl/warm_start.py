@@ -18,7 +18,8 @@ import numpy as np
 from twin.errors import FirebreakError
 
 TEACHERS = ("triage",)
-DEMO_SEED_BASE = 200_000  # demonstrations run on these seeds; evaluations start at 1,000,000
+DEMO_SEED_BASE = 200_000  # demonstrations run on seeds in [200,000, 900,000): every
+DEMO_SEED_SPAN = 700_000  # evaluation (held-out, training's own) starts at 1,000,000
 
 
 class WarmStartError(FirebreakError):
@@ -42,6 +43,12 @@ def teacher_for(name: str, env: Any):
     return TriagePolicy(layout, base.decision_s)
 
 
+def demo_seed(seed: int, k: int) -> int:
+    """The seed of demonstration `k` of a run seeded `seed`: always below every evaluation
+    seed, whatever the run's seed."""
+    return DEMO_SEED_BASE + (seed * 10_007 + k) % DEMO_SEED_SPAN
+
+
 def demonstrations(
     make_env, teacher_name: str, episodes: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -51,7 +58,7 @@ def demonstrations(
     obs_all, act_all, mask_all = [], [], []
     try:
         for k in range(episodes):
-            obs, _ = env.reset(seed=DEMO_SEED_BASE + seed * 10_000 + k)
+            obs, _ = env.reset(seed=demo_seed(seed, k))
             start = True
             while True:
                 mask = env.unwrapped.action_masks()

@@ -97,7 +97,8 @@ def _node_groups(table: pd.DataFrame, services: list[str]) -> list[tuple[str, ..
         column = f"{s}_NodeCpuUsageRate(%)"
         if column not in table:
             continue
-        key = tuple(np.round(table[column].to_numpy(float), 6))
+        values = np.nan_to_num(table[column].to_numpy(float), nan=-1.0)  # NaN equals NaN
+        key = tuple(np.round(values, 6))
         groups.setdefault(key, []).append(s)
     return [tuple(g) for g in groups.values()]
 

@@ -126,7 +126,13 @@ def nezha_table(
             if kind in fitted and column in rows:
                 value = rows[column].to_numpy(float)
                 noisy = np.maximum(value + fitted[kind].noise(len(value), rng), 0.0)
-                rows[column] = np.where(value > 0, noisy, 0.0) if kind in SERVER_KINDS else noisy
+                # a minute with no request, or a pod using no CPU at all, stays at 0
+                rows[column] = (
+                    np.where(value > 0, noisy, 0.0) if kind != "MemoryUsage(Mi)" else noisy
+                )
+        quantiles = [f"{s}_{k}" for k in SERVER_KINDS]
+        if all(q in rows for q in quantiles):  # noise must not put p99 below p90
+            rows[quantiles] = np.maximum.accumulate(rows[quantiles].to_numpy(float), axis=1)
         rows[f"{s}_CpuUsageRate(%)"] = rows[f"{s}_CpuUsage(m)"] / 10.0 / spec[s].cpu_limit
         rows[f"{s}_MemoryUsageRate(%)"] = (
             100.0 * rows[f"{s}_MemoryUsage(Mi)"] / spec[s].memory_limit_mb

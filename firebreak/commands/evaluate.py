@@ -16,6 +16,23 @@ def _fmt(entry: dict, metric: str, digits: int = 0) -> str:
     return f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _check_spaces(policy: str, model, env) -> None:
+    """A policy trained on another version of the env (other observation or action sizes)
+    is refused by name, not left to fail inside stable-baselines3."""
+    from twin.errors import FirebreakError
+
+    for name in ("observation_space", "action_space"):
+        mine, theirs = getattr(model, name, None), getattr(env, name)
+        differs = mine is not None and mine.shape != theirs.shape
+        if name == "action_space":
+            differs = differs or getattr(mine, "n", None) != getattr(theirs, "n", None)
+        if differs:
+            raise FirebreakError(
+                f"{policy}: policy.json: {name}: the policy was trained for {mine}, this "
+                f"env has {theirs} (retrain it on the current env)"
+            )
+
+
 def _share(entry: dict) -> str:
     """Right remedy first as a percentage with its interval and the episodes behind it."""
     m, (lo, hi) = entry["right_remedy_first"], entry["right_remedy_first_ci"]
@@ -91,6 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if layout.layout == "services":
             layout = ObservationLayout("services", 1, probe.unwrapped.encoder.n_services)
         n_actions = probe.action_space.n
+        _check_spaces(args.policy, model, probe)
         probe.close()
         policies = {
             "rl": (model, masked),

@@ -37,7 +37,9 @@ Reward (per decision, all costs, reward = -cost; weights in `RemediationWeights`
   + wrong_first_remedy × [the first response to a remediable fault does not end it]
   + unresolved_minute × [the fault is still on at the end of the interval] × decision_s / 60
     (a mitigation such as a failover or shedding may keep the SLO, but the cause remains)
-  - right_remedy    × [this action is the episode's first right remedy]
+  - right_remedy    × [this action is the episode's first right remedy: a remedy that ends
+    this kind of fault, aimed where the oracle says; a restart of half the pods may need
+    repeating before the fault is over]
 Bad requests are failed, shed and slower than the SLO's latency, counted per tick at the
 entries as the twin's SLO tracker counts them; shed requests are failed requests, so
 shedding load never buys a better score.
@@ -103,7 +105,7 @@ class RemediationWeights:
     refused: float = 0.05
     wrong_first_remedy: float = 0.5  # about what a wasted restart and its wait cost
     unresolved_minute: float = 0.2  # a fault left running: degraded redundancy, risk, toil
-    right_remedy: float = 1.0  # paid once, for the first action that ends the fault
+    right_remedy: float = 1.0  # paid once, for the first right remedy (see RemedyTracker)
 
 
 def action_index(kind: str, slot: int | None, n_targets: int) -> int:

@@ -1,14 +1,17 @@
 """Right remedy first, and the time to it: an episode's responses scored against the oracle.
 
 The environment knows the fault it drew (the policy never does), so it can say whether the
-policy's first response was one of the actions that end the fault, aimed where
-`twin.control.mechanisms.oracle` says, and when the first such action came. The rules are
-the rehearsal's (`experiments.rehearsal.remedy_score`): a response is an applied action
-other than an escalation, taken from the fault's start while the fault is on; undoing a
-temporary measure (unshedding, failing back) is not one. Faults no action ends (a leak, a
-network fault) are not scored: there is no right remedy to pick. The tracker also notes
-when the fault stopped (by its remedy, a human, or the control plane's own eviction), to
-the decision: mitigating a fault keeps the SLO but does not end it.
+policy's first response was one of the remedies that end this kind of fault, aimed where
+`twin.control.mechanisms.oracle` says, and when the first such action came. A right remedy
+need not end the fault at once: a restart of half the pods replaces half the sick ones,
+and a new pod may catch the fault again (`p_success`); `resolved_after_s` says when it
+ended. The rules are the rehearsal's (`experiments.rehearsal.remedy_score`): a response is
+an applied action other than an escalation, taken from the fault's start while the fault
+is on; undoing a temporary measure (unshedding, failing back) is not one. Faults no
+action ends (a leak, a network fault) are not scored: there is no right remedy to pick.
+The tracker also notes when the fault stopped (by its remedy, a human, or the control
+plane's own eviction), to the decision: mitigating a fault keeps the SLO but does not
+end it.
 """
 
 from __future__ import annotations
