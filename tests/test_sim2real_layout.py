@@ -4,18 +4,22 @@ co-located services sharing their node series, and one seed giving one table."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from test_real_bench import DAY, mini_nezha
+from test_sim2real import nezha_with_twin_fault
 
 from detectors.ingest.read import read_metrics
-from experiments.sim2real.check import calibrated, exporter_models
+from experiments.realbench.cases import Answer, CaseInputs, RealCase
+from experiments.sim2real.check import SIMULATED_KINDS, calibrated, exporter_models, only_kinds
 from experiments.sim2real.exporters import LinearResidual, fit_linear
 from experiments.sim2real.nezha_layout import NEZHA_KINDS
 from experiments.sim2real.twin_cases import Framing, TwinCases
+from firebreak.cli import main
 
 FRAMING = Framing(before_s=120.0, after_s=60.0, step_s=60.0)
 
@@ -92,32 +96,21 @@ def test_latency_quantiles_stay_ordered_after_the_noise(mini):
         assert (p90 <= p95).all() and (p95 <= p99).all()
 
 
-def test_the_rcaeval_layout_stays_available(tmp_path, capsys):
-    import json
-
-    from test_sim2real import nezha_with_twin_fault
-
-    from firebreak.cli import main
-
+def _sim2real_json(tmp_path, capsys, *flags: str) -> dict:
+    """`firebreak sim2real` on the miniature with `flags`; the JSON it wrote."""
     root = nezha_with_twin_fault(tmp_path)
     out = tmp_path / "s.json"
-    code = main(["sim2real", str(root), "--methods", "robust", "--twin-layout", "rcaeval",
-                 "--out", str(out)])  # fmt: skip
+    code = main(["sim2real", str(root), "--methods", "robust", *flags, "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    assert json.loads(out.read_text())["twin_layout"] == "rcaeval"
+    return json.loads(out.read_text())
+
+
+def test_the_rcaeval_layout_stays_available(tmp_path, capsys):
+    assert _sim2real_json(tmp_path, capsys, "--twin-layout", "rcaeval")["twin_layout"] == "rcaeval"
     assert "Nezha's 19 kinds" not in capsys.readouterr().out
 
 
 def test_the_real_table_can_be_cut_to_the_simulated_kinds(tmp_path, capsys):
-    import json
-
-    import pandas as pd
-    from test_sim2real import nezha_with_twin_fault
-
-    from experiments.realbench.cases import Answer, CaseInputs, RealCase
-    from experiments.sim2real.check import SIMULATED_KINDS, only_kinds
-    from firebreak.cli import main
-
     table = pd.DataFrame(
         {"time": [0.0, 60.0], "a_CpuUsage(m)": [1.0, 2.0], "a_SyscallRead": [3.0, 4.0]}
     )
@@ -125,9 +118,5 @@ def test_the_real_table_can_be_cut_to_the_simulated_kinds(tmp_path, capsys):
                     Answer("a", "cpu_contention"))  # fmt: skip
     assert list(only_kinds(case, SIMULATED_KINDS).inputs.table) == ["time", "a_CpuUsage(m)"]
     assert only_kinds(case, None) is case
-    root = nezha_with_twin_fault(tmp_path)
-    out = tmp_path / "s.json"
-    code = main(["sim2real", str(root), "--methods", "robust", "--real-kinds", "simulated",
-                 "--out", str(out)])  # fmt: skip
-    assert code == 0, capsys.readouterr().err
-    assert json.loads(out.read_text())["real_kinds"] == "simulated"
+    doc = _sim2real_json(tmp_path, capsys, "--real-kinds", "simulated")
+    assert doc["real_kinds"] == "simulated"
