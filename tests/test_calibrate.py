@@ -87,6 +87,28 @@ def test_calibrate_then_run_and_check(tmp_path: Path, capsys) -> None:
     assert main(["run", str(out), "--out", str(tmp_path / "run"), "--quiet", "--no-labels"]) == 0
 
 
+def test_check_prints_the_persistence_baseline(tmp_path: Path, capsys) -> None:
+    """The fitted period's own real figures are printed as a forecast of the held-out one:
+    checked against itself every figure is exact, checked against a day with twice the
+    latency every latency misses."""
+    from experiments.calibration.check import compare, observed, verdict
+
+    fit = _telemetry(tmp_path / "dev", every_s=0.5)  # 2 requests/s: above MIN_RATE
+    same = verdict(compare(observed(fit)[0], observed(fit)[0]))
+    assert same["services"] >= 1
+    assert all(same[k]["within"] == same[k]["of"] > 0 for k in ("mean_ms", "p90_ms", "cpu"))
+    assert same["mean_ms"]["median_abs_error"] == 0.0
+    real = observed(fit)[0]
+    slower = {s: dict(v, mean_ms=2 * v["mean_ms"], p90_ms=2 * v["p90_ms"]) for s, v in real.items()}
+    shifted = verdict(compare(slower, real))
+    assert shifted["mean_ms"]["within"] == 0 and shifted["p90_ms"]["within"] == 0
+    assert shifted["mean_ms"]["median_abs_error"] == pytest.approx(0.5)
+    assert main(["calibrate", str(fit), "-o", str(tmp_path / "c.yaml"), "--check", str(fit)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "mean latency within" in x)
+    n = same["mean_ms"]["of"]
+    assert line.rstrip().endswith(f"{n}/{n} (median |error| 0%)")
+
+
 def test_cpu_is_compared_at_the_load_the_pods_recorded() -> None:
     """A trace minute 4x busier than the metrics' window puts the CPU comparison at a
     quarter of the traces' rate (the median across services, robust to one odd counter)."""

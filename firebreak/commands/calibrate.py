@@ -29,12 +29,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"entry rate {summary['rate']:.4g}/s from {summary['traces']} traces"
     )
     if args.check is not None:
-        _check(scenario, Path(args.check))
+        _check(scenario, Path(args.check), root)
     return 0
 
 
-def _check(scenario: dict, held_out: Path) -> None:
-    """Print the calibrated twin beside the held-out period, service by service."""
+def _check(scenario: dict, held_out: Path, fitted: Path) -> None:
+    """Print the calibrated twin beside the held-out period, service by service, and the
+    verdict of the fitted period's own real figures as a forecast of the held-out one (a
+    persistence baseline: what the real system's own change between periods costs)."""
     from experiments.calibration import check
 
     real, rate = check.observed(held_out)
@@ -58,11 +60,18 @@ def _check(scenario: dict, held_out: Path) -> None:
             cells.append(f"{a:{fmt}}/{b:{fmt}} ({e:+.0%})")
         print(f"{r['service']:32s} {cells[0]:>13s} {cells[1]:>22s} {cells[2]:>22s} {cells[3]:>24s}")
     v = check.verdict(rows)
+    base = check.verdict(check.compare(real, check.observed(fitted)[0]))
     print(f"\nservices above {check.MIN_RATE:g} req/s: {v['services']}")
+    print(f"  {'':26s} {'twin':28s} persistence (the fitted period's real figures)")
     for key, label in (("mean_ms", "mean latency"), ("p90_ms", "p90 latency"), ("cpu", "CPU")):
-        s = v[key]
-        med = "n/a" if s["median_abs_error"] is None else f"{s['median_abs_error']:.0%}"
-        print(f"  {label} within {s['target']:.0%}: {s['within']}/{s['of']} (median |error| {med})")
+        label = f"{label} within {v[key]['target']:.0%}"
+        print(f"  {label:26s} {_within(v[key]):28s} {_within(base[key])}")
+
+
+def _within(s: dict) -> str:
+    """'k/n (median |error| e)' for one row of a verdict."""
+    med = "n/a" if s["median_abs_error"] is None else f"{s['median_abs_error']:.0%}"
+    return f"{s['within']}/{s['of']} (median |error| {med})"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
