@@ -33,6 +33,7 @@ import numpy as np
 
 from twin import fields as f
 from twin.control.mechanisms import NODE_MONITOR_GRACE_S, NOT_READY_TOLERATION_S
+from twin.infra.node_metrics import fill_node_metrics
 from twin.rng import stream
 from twin.scenario.infrastructure import Infrastructure
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from twin.flow.engine import Simulation
 
 RETRANSMIT_S = 0.2  # Linux's minimum TCP retransmission timeout
+CPU_COL, MEM_COL = f.M["cpu_cores"], f.M["memory_mb"]
 
 
 class Cluster:
@@ -342,25 +344,25 @@ class Cluster:
     def record(self, values: np.ndarray, out: np.ndarray) -> None:
         """Fill one tick's nodes × NODE_METRICS from the tick's services × metrics."""
         share, counts = self.shares()
-        up = ~self.not_ready
-        n = len(self.names)
-        daemons = self._noise.normal(size=(4, n))
-        other_cpu = self.steal * self.cpu_alloc + np.maximum(0.1 + 0.03 * daemons[0], 0.0)
-        other_mem = np.where(self.mem_pressure, 0.9 * self.mem_alloc, 0.0)
-        other_mem = other_mem + 1200.0 + 15.0 * daemons[1]
-        cpu = np.where(up, values[:, f.M["cpu_cores"]] @ share + other_cpu, 0.0)
-        mem = np.where(up, values[:, f.M["memory_mb"]] @ counts + other_mem, 0.0)
-        alive = np.isnan(self.down_since)
-        out[:, 0] = alive
-        out[:, 1] = up
-        out[:, 2] = self.schedulable()
-        out[:, 3] = np.where(alive, cpu, 0.0)
-        out[:, 4] = np.where(alive & up, other_cpu, 0.0)
-        out[:, 5] = out[:, 3] / self.cpu_alloc
-        out[:, 6] = np.where(alive, mem, 0.0)
-        out[:, 7] = np.where(alive & up, other_mem, 0.0)
-        out[:, 8] = out[:, 6] / self.mem_alloc
-        out[:, 9] = self._bound
-        out[:, 10] = self.io_s * 1000.0 + 0.3 * np.abs(daemons[2])
-        out[:, 11] = self.loss + 1e-4 * np.abs(daemons[3])
-        out[:, 12] = self.oom_kills
+        daemons = self._noise.normal(size=(4, len(self.names)))
+        fill_node_metrics(
+            values,
+            CPU_COL,
+            MEM_COL,
+            share,
+            counts,
+            self.down_since,
+            self.not_ready,
+            self.cordoned,
+            self.disk_pressure,
+            self.steal,
+            self.cpu_alloc,
+            self.mem_pressure,
+            self.mem_alloc,
+            self._bound,
+            self.io_s,
+            self.loss,
+            self.oom_kills,
+            daemons,
+            out,
+        )
