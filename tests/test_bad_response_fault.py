@@ -79,3 +79,55 @@ def test_the_remediation_env_draws_it_only_when_asked() -> None:
     assert "bad_response" not in REMEDIATION_FAULTS
     fault = draw_fault(np.random.default_rng(0), "bad_response", "online-boutique", 60.0, 120.0)
     assert fault.kind == "bad_response" and 0.2 <= fault.share <= 1.0
+
+
+def test_a_slow_services_code_fault_lines_carry_its_own_spans(tmp_path: Path) -> None:
+    """At a request every 20 s, with every request traced and logged, each traced request
+    writes its own lines with its ids: the fault's lines name spans of the faulty service
+    (drawn apart from the spans, a slow service's lines and spans almost never met in a
+    tick, and a log-and-trace RCA method could not tie the lines to the service)."""
+    fault = {"kind": "bad_response", "target": "mid", "start": START, "duration": 600.0,
+             "share": 1.0}  # fmt: skip
+    scenario = make_scenario(
+        chain_topology(),
+        duration=900,
+        faults=[fault],
+        workload={"classes": [{"name": "all", "entry": "entry", "rate": 0.05}], "noise": 0.0},
+        telemetry={"traces": True, "logs": True, "trace_rate": 1.0, "log_info_rate": 1.0},
+    )
+    out = tmp_path / "slow"
+    run_scenario(scenario, out)
+    from detectors.ingest.read import read_traces
+
+    spans, _ = read_traces(out / "traces.json")
+    mid = spans[(spans["service"] == "mid") & (spans["kind"] == "server")]
+    own = set(zip(mid["trace"], mid["span"], strict=True))
+    with (out / "logs.jsonl").open() as fh:
+        records = [r for r in map(json.loads, fh) if r["service"] == "mid"]
+    code = [r for r in records if r["template_id"] == "code.wrong_value"]
+    info = [r for r in records if r["level"] == "INFO"]
+    assert len(code) >= 10 and len(info) >= 10
+    for lines in (code, info):
+        tied = sum((r["trace_id"], r.get("span_id")) in own for r in lines)
+        assert tied / len(lines) >= 0.9
+
+
+@pytest.mark.parametrize("trace_rate", [0.0, 0.5, 1.0])
+def test_info_lines_stay_a_share_of_the_requests_whatever_is_traced(
+    tmp_path: Path, trace_rate: float
+) -> None:
+    """Traced requests write their own lines and the rest are drawn per tick: the count is
+    `log_info_rate` of the served requests either way (no request logged twice), within a
+    Poisson interval."""
+    scenario = make_scenario(
+        chain_topology(),
+        duration=600,
+        workload={"classes": [{"name": "all", "entry": "entry", "rate": 2.0}], "noise": 0.0},
+        telemetry={"trace_rate": trace_rate, "log_info_rate": 0.5},
+    )
+    out = tmp_path / f"r{trace_rate}"
+    run_scenario(scenario, out)
+    with (out / "logs.jsonl").open() as fh:
+        info = sum(r["level"] == "INFO" and r["service"] == "mid" for r in map(json.loads, fh))
+    expected = 0.5 * 2.0 * 600  # mid serves every request once
+    assert abs(info - expected) <= 4 * expected**0.5

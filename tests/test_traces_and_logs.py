@@ -154,7 +154,7 @@ def test_request_fidelity_spans_feed_the_writer_logs_and_importer(tmp_path: Path
     sim = RequestSimulation(scenario, trace_rate=0.5)
     writer = OtlpTraceWriter(tmp_path / "traces.json", sim.names)
     logs = LogSink(tmp_path / "logs.jsonl", scenario, sim.names, sim.topo.edges, seed=1,
-                   info_rate=0.01)  # fmt: skip
+                   info_rate=0.01, traced_share=0.5)  # fmt: skip
     sim.span_sinks.extend([writer.add, logs.on_spans])
     sim.sinks.append(logs)
     sim.run()

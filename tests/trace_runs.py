@@ -78,6 +78,7 @@ def run_with(
     listeners: list = [keep]
     sinks: list = [keep]
     if logs:
+        log_options.setdefault("traced_share", rate)
         log_sink = LogSink(out / "logs.jsonl", scenario, names, edges, seed=seed, **log_options)
         listeners.append(log_sink)
         sinks.append(log_sink)

@@ -61,6 +61,7 @@ def _trace_and_log_sinks(scenario: Scenario, sim, out: Path, rate: float) -> _St
             edges,
             seed=scenario.seed,
             info_rate=tel.log_info_rate,
+            traced_share=rate if tel.traces else 0.0,
         )
     writer = OtlpTraceWriter(out / "traces.json", names) if tel.traces else None
     sinks: list = []

@@ -11,9 +11,14 @@ a stack trace, deploys, rollbacks, breaker transitions, pods starting and stoppi
 
 Logs read telemetry, events and spans, never ground truth: fault events are never printed,
 and the only one read is a code fault's extent (`log_defects`): a wrong return value or a
-caught exception fails nothing, so its own log lines are the one place it shows. A line
-carries the trace id (and span id) of a span of its service in its tick when one came in
-through `on_spans`, else a fresh id, as an unsampled request's log line would.
+caught exception fails nothing, so its own log lines are the one place it shows. A traced
+request (a server span that came in through `on_spans`) writes its own INFO and code-fault
+lines with its trace and span ids, as an instrumented service's lines carry the request's
+trace context; only the untraced rest of a tick's requests are drawn per tick, with fresh
+ids. (Drawn independently of the spans, a slow service's lines and spans rarely met in
+one tick, so almost none of its lines named a span, and a log-and-trace RCA method could
+not tie a code fault's lines to the faulty service; real Train Ticket ties every line.)
+Other lines borrow the ids of a span of their service in their tick when there is one.
 
 Spans for a chunk may arrive before or after the chunk itself (the sampler may sit before
 or after this sink, and the request fidelity feeds spans directly), so a chunk is written
@@ -69,8 +74,8 @@ DEFAULT_INFO_RATE = 2e-4  # INFO lines per completed request
 DEFAULT_ERROR_RATE = 0.01  # ERROR lines per failed request (services rate-limit error logs)
 MEMORY_WARN_SHARE = 0.85  # of the memory limit
 MEMORY_WARN_EVERY_S = 60.0
-SPANS_KEPT = 4  # spans remembered per (tick, service) and kind, to lend their ids to lines
 MAX_LINES_PER_TICK = 100  # per service (or call edge) and kind of line, per tick
+SPANS_KEPT = MAX_LINES_PER_TICK  # spans remembered per (tick, service) and kind
 DEFAULT_SLOW_S = 1.0  # slow-request threshold of a service nobody calls with a timeout
 
 
@@ -114,8 +119,16 @@ class LogSink:
         seed: int,
         info_rate: float = DEFAULT_INFO_RATE,
         error_rate: float = DEFAULT_ERROR_RATE,
+        traced_share: float = 0.0,
     ) -> None:
-        for label, value in (("info_rate", info_rate), ("error_rate", error_rate)):
+        """`traced_share`: the share of requests whose spans reach `on_spans` (the trace
+        sampling rate); those requests' lines come from their spans, the rest per tick."""
+        checks = (
+            ("info_rate", info_rate),
+            ("error_rate", error_rate),
+            ("traced_share", traced_share),
+        )
+        for label, value in checks:
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{label} must be in [0, 1], got {value!r}")
         self.path = Path(path)
@@ -126,6 +139,7 @@ class LogSink:
         self.index = {name: i for i, name in enumerate(self.names)}
         self.dt = float(scenario.tick)
         self.info_rate, self.error_rate = float(info_rate), float(error_rate)
+        self.traced_share = float(traced_share)
         self.draws = RandomPool(stream(seed, "logs"))
         self.edges = edge_settings(scenario, self.names, edges)
         self.model = EdgeArrays.build(self.edges, len(self.names))
@@ -133,6 +147,7 @@ class LogSink:
         self.lines = 0
         self._pending: Chunk | None = None
         self._spans: dict[tuple[int, int, bool], list[tuple[str, str]]] = {}
+        self._traced: dict[tuple[int, int], list[tuple[str, str]]] = {}  # ok server spans
         self._client_failures: dict[tuple[int, int, str], list[tuple[str, str]]] = {}
         self._deployed: dict[str, str] = {}  # service → version deployed, until rolled back
         self._memory_warned = np.full(len(self.names), -np.inf)
@@ -163,7 +178,8 @@ class LogSink:
 
     # -- span listener -------------------------------------------------------------------------
     def on_spans(self, spans: Sequence[Span]) -> None:
-        """Remember a few span ids per (tick, service) to tie log lines to traces."""
+        """Remember span ids per (tick, service): the traced requests' own lines carry
+        them, and other lines borrow them."""
         dt, index, kept = self.dt, self.index, SPANS_KEPT
         for span in spans:
             s = index.get(span.service)
@@ -177,9 +193,14 @@ class LogSink:
                     if len(bucket) < kept:
                         bucket.append((span.trace_id, span.span_id))
                 continue
+            ids = (span.trace_id, span.span_id)
             bucket = self._spans.setdefault((tick, s, bool(span.error)), [])
             if len(bucket) < kept:
-                bucket.append((span.trace_id, span.span_id))
+                bucket.append(ids)
+            if not span.error:
+                traced = self._traced.setdefault((tick, s), [])
+                if len(traced) < kept:
+                    traced.append(ids)
 
     # -- the sink -----------------------------------------------------------------------------
     def on_chunk(self, chunk: Chunk) -> None:
@@ -213,6 +234,7 @@ class LogSink:
         last = first_tick + len(chunk.times)
         self._spans = {k: v for k, v in self._spans.items() if k[0] >= last}
         self._client_failures = {k: v for k, v in self._client_failures.items() if k[0] >= last}
+        self._traced = {k: v for k, v in self._traced.items() if k[0] >= last}
 
     # -- record building -------------------------------------------------------------------------
     def _record(
@@ -276,45 +298,80 @@ class LogSink:
         return out
 
     def _traffic(self, chunk: Chunk, first: int, records: list) -> None:
-        """Sampled INFO lines, as many as the completed requests times `info_rate`."""
+        """INFO lines for a share `info_rate` of the completed requests: each traced one
+        writes its line with its own ids, the untraced rest are drawn per tick."""
         if self.info_rate <= 0.0:
             return
+        d = self.draws
+        for row, s, ids in self._traced_requests(chunk, first, self.info_rate):
+            self._traffic_line(chunk, row, s, ids, records)
         thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0)
-        counts = _capped(self.draws.rng, thr * (self.info_rate * self.dt))
+        counts = _capped(d.rng, self._untraced_lines(thr))
         rows, services = np.nonzero(counts)
-        times, d, dt = chunk.times.tolist(), self.draws, self.dt
-        params = chunk.dist[rows, services].tolist()  # Python scalars: the loop is per line
-        many = counts[rows, services].tolist()
-        for row, s, n, (mu, sigma, shift) in zip(
-            rows.tolist(), services.tolist(), many, params, strict=True
+        for row, s, n in zip(
+            rows.tolist(), services.tolist(), counts[rows, services].tolist(), strict=True
         ):
-            templates = self.templates[s]
             for _ in range(n):
-                tid, text, fields = templates[int(d.uniform() * len(templates))]
-                t = times[row] + d.uniform() * dt
-                message = text.format(**self._fill(fields, mu, sigma, shift, s))
-                ids = self._span_ids(first + row, s, False)
-                self._record(records, t, s, tid, "INFO", message, ids)
+                self._traffic_line(chunk, row, s, None, records)
+
+    def _traffic_line(
+        self, chunk: Chunk, row: int, s: int, ids: tuple[str, str] | None, records: list
+    ) -> None:
+        d = self.draws
+        mu, sigma, shift = chunk.dist[row, s].tolist()
+        templates = self.templates[s]
+        tid, text, fields = templates[int(d.uniform() * len(templates))]
+        t = float(chunk.times[row]) + d.uniform() * self.dt
+        message = text.format(**self._fill(fields, mu, sigma, shift, s))
+        self._record(records, t, s, tid, "INFO", message, ids)
+
+    def _traced_requests(self, chunk: Chunk, first: int, share: float | np.ndarray):
+        """(row, service, ids) for each traced request of the chunk that writes a line,
+        each with probability `share` (a number, or rows × services)."""
+        last = first + len(chunk.times)
+        keys = sorted(k for k in self._traced if first <= k[0] < last)
+        for tick, s in keys:
+            row = tick - first
+            p = float(share) if np.isscalar(share) else float(share[row, s])
+            if p <= 0.0:
+                continue
+            for ids in self._traced[(tick, s)]:
+                if self.draws.uniform() < p:
+                    yield row, s, ids
+
+    def _untraced_lines(self, thr: np.ndarray) -> np.ndarray:
+        """Expected lines per tick and service from the requests no span stands for: a
+        tick's traced requests are whole spans and its throughput a fluid rate, so the
+        traced share comes off the rate (in expectation `info_rate` of all requests log)."""
+        return thr * (self.info_rate * self.dt * (1.0 - self.traced_share))
 
     def _defect_lines(self, chunk: Chunk, first: int, records: list) -> None:
         """A line for each sampled request on a code fault's path (`log_defects`): WARN for
-        a wrong value a check caught, ERROR with a stack for a caught exception."""
+        a wrong value a check caught, ERROR with a stack for a caught exception; a traced
+        request's line carries its ids."""
         shares = self._defects.shares(chunk)
         if shares is None or self.info_rate <= 0.0:
             return
-        thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0) * (self.info_rate * self.dt)
+        thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0)
+        untraced = self._untraced_lines(thr)
         for template, share in zip(("code.wrong_value", "code.caught"), shares, strict=True):
-            level, text = MESSAGES[template]
-            counts = _capped(self.draws.rng, thr * share)
+            for row, s, ids in self._traced_requests(chunk, first, share * self.info_rate):
+                self._defect_line(chunk, row, s, template, ids, records)
+            counts = _capped(self.draws.rng, untraced * share)
             for row, s in zip(*np.nonzero(counts), strict=True):
-                row, s = int(row), int(s)
                 for _ in range(int(counts[row, s])):
-                    t = float(chunk.times[row]) + self.draws.uniform() * self.dt
-                    ids = self._span_ids(first + row, s, False)
-                    line = int(40 + self.draws.uniform() * 400)
-                    message = text.format(Camel=camel(self.names[s]), n=line)
-                    extra = {"stack": self._stack(s)} if template == "code.caught" else {}
-                    self._record(records, t, s, template, level, message, ids, **extra)
+                    self._defect_line(chunk, int(row), int(s), template, None, records)
+
+    def _defect_line(
+        self, chunk: Chunk, row: int, s: int, template: str, ids: tuple[str, str] | None,
+        records: list,
+    ) -> None:  # fmt: skip
+        level, text = MESSAGES[template]
+        t = float(chunk.times[row]) + self.draws.uniform() * self.dt
+        line = int(40 + self.draws.uniform() * 400)
+        message = text.format(Camel=camel(self.names[s]), n=line)
+        extra = {"stack": self._stack(s)} if template == "code.caught" else {}
+        self._record(records, t, s, template, level, message, ids, **extra)
 
     def _failures(self, chunk: Chunk, first: int, records: list) -> None:
         """ERROR lines for failed calls and own failures, WARN lines for slow requests.
