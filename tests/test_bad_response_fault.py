@@ -131,3 +131,34 @@ def test_info_lines_stay_a_share_of_the_requests_whatever_is_traced(
         info = sum(r["level"] == "INFO" and r["service"] == "mid" for r in map(json.loads, fh))
     expected = 0.5 * 2.0 * 600  # mid serves every request once
     assert abs(info - expected) <= 4 * expected**0.5
+
+
+def test_every_traced_request_writes_one_access_line_failed_or_not(tmp_path: Path) -> None:
+    """A slow leaf times out some of mid's calls: each of mid's traced requests still
+    writes exactly one access line, a failed one with a failure status (were failed
+    requests silent, the timeouts would read as mid's lines vanishing)."""
+    from detectors.ingest.read import read_traces
+
+    fault = {"kind": "latency", "target": "leaf", "start": 60.0, "duration": 120.0,
+             "factor": 1.0, "add_ms": 950.0}  # fmt: skip
+    scenario = make_scenario(
+        chain_topology(),
+        duration=240,
+        faults=[fault],
+        workload={"classes": [{"name": "all", "entry": "entry", "rate": 1.0}], "noise": 0.0},
+        telemetry={"traces": True, "logs": True, "trace_rate": 1.0, "log_info_rate": 1.0},
+    )
+    out = tmp_path / "timeouts"
+    run_scenario(scenario, out)
+    spans, _ = read_traces(out / "traces.json")
+    mid = spans[(spans["service"] == "mid") & (spans["kind"] == "server")]
+    failed = set(zip(mid.loc[mid["error"] > 0, "trace"], mid.loc[mid["error"] > 0, "span"]))
+    assert len(failed) >= 5 and len(mid) > len(failed)
+    with (out / "logs.jsonl").open() as fh:
+        access = [r for r in map(json.loads, fh) if r["service"] == "mid" and r["level"] == "INFO"]
+    per_span: dict[tuple[str, str], list[str]] = {}
+    for r in access:
+        per_span.setdefault((r["trace_id"], r.get("span_id", "")), []).append(r["message"])
+    for ids in zip(mid["trace"], mid["span"], strict=True):
+        assert len(per_span.get(ids, [])) == 1, ids
+        assert ("grpc.code=Unavailable" in per_span[ids][0]) == (ids in failed)

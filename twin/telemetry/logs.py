@@ -97,6 +97,21 @@ def _capped(rng: np.random.Generator, lam: np.ndarray) -> np.ndarray:
     return np.minimum(rng.poisson(np.minimum(lam, MAX_LINES_PER_TICK)), MAX_LINES_PER_TICK)
 
 
+FAILED_STATUS = (
+    ("status=200", "status=500"),
+    ("status=302", "status=500"),
+    ("grpc.code=OK", "grpc.code=Unavailable"),
+    ("query ok", "query failed"),
+)
+
+
+def _failed(message: str) -> str:
+    """An access line's text for a failed request: the status its template shows as OK."""
+    for ok, bad in FAILED_STATUS:
+        message = message.replace(ok, bad)
+    return message
+
+
 @lru_cache(maxsize=65536)
 def _quoted(text: str) -> str:
     return json.dumps(text)
@@ -147,7 +162,8 @@ class LogSink:
         self.lines = 0
         self._pending: Chunk | None = None
         self._spans: dict[tuple[int, int, bool], list[tuple[str, str]]] = {}
-        self._traced: dict[tuple[int, int], list[tuple[str, str]]] = {}  # ok server spans
+        # server spans per (tick, service): ids, and whether the request failed
+        self._traced: dict[tuple[int, int], list[tuple[tuple[str, str], bool]]] = {}
         self._client_failures: dict[tuple[int, int, str], list[tuple[str, str]]] = {}
         self._deployed: dict[str, str] = {}  # service → version deployed, until rolled back
         self._memory_warned = np.full(len(self.names), -np.inf)
@@ -197,10 +213,9 @@ class LogSink:
             bucket = self._spans.setdefault((tick, s, bool(span.error)), [])
             if len(bucket) < kept:
                 bucket.append(ids)
-            if not span.error:
-                traced = self._traced.setdefault((tick, s), [])
-                if len(traced) < kept:
-                    traced.append(ids)
+            traced = self._traced.setdefault((tick, s), [])
+            if len(traced) < kept:
+                traced.append((ids, bool(span.error)))
 
     # -- the sink -----------------------------------------------------------------------------
     def on_chunk(self, chunk: Chunk) -> None:
@@ -303,8 +318,8 @@ class LogSink:
         if self.info_rate <= 0.0:
             return
         d = self.draws
-        for row, s, ids in self._traced_requests(chunk, first, self.info_rate):
-            self._traffic_line(chunk, row, s, ids, records)
+        for row, s, ids, failed in self._traced_requests(chunk, first, self.info_rate):
+            self._traffic_line(chunk, row, s, ids, records, failed)
         thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0)
         counts = _capped(d.rng, self._untraced_lines(thr))
         rows, services = np.nonzero(counts)
@@ -315,19 +330,30 @@ class LogSink:
                 self._traffic_line(chunk, row, s, None, records)
 
     def _traffic_line(
-        self, chunk: Chunk, row: int, s: int, ids: tuple[str, str] | None, records: list
+        self,
+        chunk: Chunk,
+        row: int,
+        s: int,
+        ids: tuple[str, str] | None,
+        records: list,
+        failed: bool = False,
     ) -> None:
+        """One access line; a failed request's has the same template with a failure status
+        (a service writes its access line whatever the outcome: were failed requests
+        silent, a timeout upstream would read as the caller's lines vanishing)."""
         d = self.draws
         mu, sigma, shift = chunk.dist[row, s].tolist()
         templates = self.templates[s]
         tid, text, fields = templates[int(d.uniform() * len(templates))]
         t = float(chunk.times[row]) + d.uniform() * self.dt
         message = text.format(**self._fill(fields, mu, sigma, shift, s))
-        self._record(records, t, s, tid, "INFO", message, ids)
+        self._record(records, t, s, tid, "INFO", _failed(message) if failed else message, ids)
 
-    def _traced_requests(self, chunk: Chunk, first: int, share: float | np.ndarray):
-        """(row, service, ids) for each traced request of the chunk that writes a line,
-        each with probability `share` (a number, or rows × services)."""
+    def _traced_requests(
+        self, chunk: Chunk, first: int, share: float | np.ndarray, ok_only: bool = False
+    ):
+        """(row, service, ids, failed) for each traced request of the chunk that writes a
+        line, each with probability `share` (a number, or rows × services)."""
         last = first + len(chunk.times)
         keys = sorted(k for k in self._traced if first <= k[0] < last)
         for tick, s in keys:
@@ -335,9 +361,9 @@ class LogSink:
             p = float(share) if np.isscalar(share) else float(share[row, s])
             if p <= 0.0:
                 continue
-            for ids in self._traced[(tick, s)]:
-                if self.draws.uniform() < p:
-                    yield row, s, ids
+            for ids, failed in self._traced[(tick, s)]:
+                if not (ok_only and failed) and self.draws.uniform() < p:
+                    yield row, s, ids, failed
 
     def _untraced_lines(self, thr: np.ndarray) -> np.ndarray:
         """Expected lines per tick and service from the requests no span stands for: a
@@ -355,7 +381,8 @@ class LogSink:
         thr = np.maximum(chunk.values[:, :, M["throughput"]], 0.0)
         untraced = self._untraced_lines(thr)
         for template, share in zip(("code.wrong_value", "code.caught"), shares, strict=True):
-            for row, s, ids in self._traced_requests(chunk, first, share * self.info_rate):
+            traced = self._traced_requests(chunk, first, share * self.info_rate, ok_only=True)
+            for row, s, ids, _ in traced:
                 self._defect_line(chunk, row, s, template, ids, records)
             counts = _capped(self.draws.rng, untraced * share)
             for row, s in zip(*np.nonzero(counts), strict=True):
