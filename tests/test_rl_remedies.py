@@ -262,6 +262,17 @@ def test_cloning_the_triage_rule_makes_a_policy_that_acts_like_it():
     model = MaskablePPO("MlpPolicy", make_remediation(**SHORT), seed=0, device="cpu")
     fit = clone(model, obs, actions, masks, epochs=30)
     assert fit["agreement"] > 0.9 and fit["samples"] == len(obs)
+    assert 0.0 <= fit["acting_agreement"] <= 1.0  # over the teacher's remedies only
+    acts = actions != 0
+    assert fit["agreement"] >= fit["acting_agreement"] * acts.mean()
+
+
+def test_the_default_passes_over_the_demonstrations_are_the_chosen_ones() -> None:
+    from agents.rl.train import TrainConfig
+    from agents.rl.warm_start import EPOCHS, clone
+
+    assert TrainConfig.__dataclass_fields__["warm_epochs"].default == EPOCHS
+    assert clone.__defaults__[0] == EPOCHS
 
 
 def test_a_callees_traffic_change_does_not_take_the_blame_from_its_failing_caller():

@@ -141,6 +141,7 @@ def _cli(capsys, *argv) -> tuple[int, str]:
         (["--warm-start", "triage", "--algo", "dqn"], "error: --warm-start: clones into PPO"),
         (["--warm-start", "triage", "--env", AUTOSCALE_ID], "error: --warm-start triage: only"),
         (["--warm-start", "triage", "--warm-start-episodes", "0"], "must be >= 1, got 0"),
+        (["--warm-start", "triage", "--warm-start-epochs", "0"], "epochs: must be >= 1, got 0"),
     ],
 )
 def test_train_cli_errors(tmp_path, capsys, extra, message):

@@ -55,6 +55,7 @@ class TrainConfig:
     hyperparams: dict | None = None  # overrides of `agents.rl.hyperparams.defaults`
     warm_start: str | None = None  # a teacher to clone first (`agents.rl.warm_start`)
     warm_episodes: int = 200
+    warm_epochs: int = 120  # passes over the demonstrations (`warm_start.EPOCHS`)
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
@@ -88,6 +89,8 @@ class TrainConfig:
                 raise TrainingError(
                     f"--warm-start-episodes: must be >= 1, got {self.warm_episodes}"
                 )
+            if self.warm_epochs < 1:
+                raise TrainingError(f"--warm-start-epochs: must be >= 1, got {self.warm_epochs}")
 
 
 def _algo_class(algo: str):
@@ -301,8 +304,13 @@ def _warm_start(config: TrainConfig, model) -> dict[str, Any]:
         )
     except WarmStartError as exc:
         raise TrainingError(str(exc)) from None
-    fit = clone(model, obs, actions, masks, seed=config.seed)
-    return {"teacher": config.warm_start, "episodes": config.warm_episodes, **fit}
+    fit = clone(model, obs, actions, masks, epochs=config.warm_epochs, seed=config.seed)
+    return {
+        "teacher": config.warm_start,
+        "episodes": config.warm_episodes,
+        "epochs": config.warm_epochs,
+        **fit,
+    }
 
 
 def policy_digest(policy) -> str:

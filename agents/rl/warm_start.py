@@ -20,6 +20,12 @@ from twin.errors import FirebreakError
 TEACHERS = ("triage",)
 DEMO_SEED_BASE = 200_000  # demonstrations run on seeds in [200,000, 900,000): every
 DEMO_SEED_SPAN = 700_000  # evaluation (held-out, training's own) starts at 1,000,000
+# Passes over the demonstrations. Chosen on demonstrations held apart (150 teacher
+# episodes of another seed, 472 decisions that act): the clone picked the teacher's
+# action at 86% of the decisions that act after 8 passes, 93% after 30, 97% after 120
+# (129 s), acting where the teacher waits 0.5%, 0.09% and 0.06% of the time. A remedy is
+# about one decision in forty, so the clone is judged on those, not on all decisions.
+EPOCHS = 120
 
 
 class WarmStartError(FirebreakError):
@@ -80,12 +86,13 @@ def clone(
     obs: np.ndarray,
     actions: np.ndarray,
     masks: np.ndarray | None,
-    epochs: int = 8,
+    epochs: int = EPOCHS,
     batch_size: int = 256,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Fit `model.policy` to (obs → action) by cross-entropy; returns the final loss and
-    the share of demonstrated actions the clone picks (deterministic, masked)."""
+    """Fit `model.policy` to (obs → action) by cross-entropy; returns the final loss, the
+    share of demonstrated actions the clone picks (deterministic, masked), and that share
+    over the decisions where the teacher acts (not noop)."""
     import torch
 
     policy = model.policy
@@ -111,5 +118,12 @@ def clone(
     with torch.no_grad():
         kwargs = {"action_masks": masks} if masked else {}
         picked = policy.get_distribution(obs_t, **kwargs).get_actions(deterministic=True)
-    agree = float((picked.numpy() == actions).mean())
-    return {"loss": loss_value, "agreement": agree, "samples": int(len(obs))}
+    same = picked.numpy() == actions
+    acts = actions != 0
+    acting = float(same[acts].mean()) if acts.any() else float("nan")
+    return {
+        "loss": loss_value,
+        "agreement": float(same.mean()),
+        "acting_agreement": acting,
+        "samples": int(len(obs)),
+    }

@@ -32,6 +32,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             "n_envs": args.n_envs,
             "threads": args.threads,
             "vec_env": args.vec_env,
+            "warm_epochs": args.warm_start_epochs,
         }.items()
         if v is not None
     }
@@ -62,7 +63,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if fit:
         print(
             f"warm start: cloned {fit['teacher']} over {fit['episodes']} episodes "
-            f"({fit['samples']} decisions), agreement {fit['agreement']:.1%} before learning"
+            f"({fit['samples']} decisions, {fit['epochs']} passes), agreement "
+            f"{fit['agreement']:.1%} before learning, {fit['acting_agreement']:.1%} where the "
+            "teacher acts"
         )
     return 0
 
@@ -126,6 +129,12 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--warm-start-episodes", type=int, default=200, help="teacher episodes to clone (200)"
+    )
+    p.add_argument(
+        "--warm-start-epochs",
+        type=int,
+        default=None,
+        help="passes over the teacher's decisions (120, chosen on held-apart demonstrations)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
