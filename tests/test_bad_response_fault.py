@@ -81,6 +81,24 @@ def test_the_remediation_env_draws_it_only_when_asked() -> None:
     assert fault.kind == "bad_response" and 0.2 <= fault.share <= 1.0
 
 
+def _fully_traced(tmp_path: Path, name: str, fault: dict, rate: float, duration: float):
+    """A run with every request traced and logged: (mid's server spans, mid's log lines)."""
+    from detectors.ingest.read import read_traces
+
+    scenario = make_scenario(
+        chain_topology(),
+        duration=duration,
+        faults=[fault],
+        workload={"classes": [{"name": "all", "entry": "entry", "rate": rate}], "noise": 0.0},
+        telemetry={"traces": True, "logs": True, "trace_rate": 1.0, "log_info_rate": 1.0},
+    )
+    run_scenario(scenario, tmp_path / name)
+    spans, _ = read_traces(tmp_path / name / "traces.json")
+    with (tmp_path / name / "logs.jsonl").open() as fh:
+        lines = [r for r in map(json.loads, fh) if r["service"] == "mid"]
+    return spans[(spans["service"] == "mid") & (spans["kind"] == "server")], lines
+
+
 def test_a_slow_services_code_fault_lines_carry_its_own_spans(tmp_path: Path) -> None:
     """At a request every 20 s, with every request traced and logged, each traced request
     writes its own lines with its ids: the fault's lines name spans of the faulty service
@@ -88,22 +106,8 @@ def test_a_slow_services_code_fault_lines_carry_its_own_spans(tmp_path: Path) ->
     tick, and a log-and-trace RCA method could not tie the lines to the service)."""
     fault = {"kind": "bad_response", "target": "mid", "start": START, "duration": 600.0,
              "share": 1.0}  # fmt: skip
-    scenario = make_scenario(
-        chain_topology(),
-        duration=900,
-        faults=[fault],
-        workload={"classes": [{"name": "all", "entry": "entry", "rate": 0.05}], "noise": 0.0},
-        telemetry={"traces": True, "logs": True, "trace_rate": 1.0, "log_info_rate": 1.0},
-    )
-    out = tmp_path / "slow"
-    run_scenario(scenario, out)
-    from detectors.ingest.read import read_traces
-
-    spans, _ = read_traces(out / "traces.json")
-    mid = spans[(spans["service"] == "mid") & (spans["kind"] == "server")]
+    mid, records = _fully_traced(tmp_path, "slow", fault, rate=0.05, duration=900)
     own = set(zip(mid["trace"], mid["span"], strict=True))
-    with (out / "logs.jsonl").open() as fh:
-        records = [r for r in map(json.loads, fh) if r["service"] == "mid"]
     code = [r for r in records if r["template_id"] == "code.wrong_value"]
     info = [r for r in records if r["level"] == "INFO"]
     assert len(code) >= 10 and len(info) >= 10
@@ -137,28 +141,16 @@ def test_every_traced_request_writes_one_access_line_failed_or_not(tmp_path: Pat
     """A slow leaf times out some of mid's calls: each of mid's traced requests still
     writes exactly one access line, a failed one with a failure status (were failed
     requests silent, the timeouts would read as mid's lines vanishing)."""
-    from detectors.ingest.read import read_traces
-
     fault = {"kind": "latency", "target": "leaf", "start": 60.0, "duration": 120.0,
              "factor": 1.0, "add_ms": 950.0}  # fmt: skip
-    scenario = make_scenario(
-        chain_topology(),
-        duration=240,
-        faults=[fault],
-        workload={"classes": [{"name": "all", "entry": "entry", "rate": 1.0}], "noise": 0.0},
-        telemetry={"traces": True, "logs": True, "trace_rate": 1.0, "log_info_rate": 1.0},
-    )
-    out = tmp_path / "timeouts"
-    run_scenario(scenario, out)
-    spans, _ = read_traces(out / "traces.json")
-    mid = spans[(spans["service"] == "mid") & (spans["kind"] == "server")]
-    failed = set(zip(mid.loc[mid["error"] > 0, "trace"], mid.loc[mid["error"] > 0, "span"]))
+    mid, records = _fully_traced(tmp_path, "timeouts", fault, rate=1.0, duration=240)
+    bad = mid[mid["error"] > 0]
+    failed = set(zip(bad["trace"], bad["span"], strict=True))
     assert len(failed) >= 5 and len(mid) > len(failed)
-    with (out / "logs.jsonl").open() as fh:
-        access = [r for r in map(json.loads, fh) if r["service"] == "mid" and r["level"] == "INFO"]
     per_span: dict[tuple[str, str], list[str]] = {}
-    for r in access:
-        per_span.setdefault((r["trace_id"], r.get("span_id", "")), []).append(r["message"])
+    for r in records:
+        if r["level"] == "INFO":
+            per_span.setdefault((r["trace_id"], r.get("span_id", "")), []).append(r["message"])
     for ids in zip(mid["trace"], mid["span"], strict=True):
         assert len(per_span.get(ids, [])) == 1, ids
         assert ("grpc.code=Unavailable" in per_span[ids][0]) == (ids in failed)
