@@ -414,7 +414,9 @@ def signature(
                 span_events(base, base_logs),
                 EventSettings(new_info_weight=1.0),
             )
-            evidence["logs"] = d.groupby("service")["score"].max() if len(d) else pd.Series()
+            evidence["logs"] = (
+                d.groupby("service")["score"].max() if len(d) else pd.Series(dtype=float)
+            )
     elif t.spans is not None:
         notes.append("traces: no spans in the incident window or its baseline")
     focus = _focus(rca, evidence)
