@@ -68,3 +68,25 @@ def test_kernel_matches_the_numpy_formulas(seed: int) -> None:
     )  # fmt: skip
     np.testing.assert_allclose(out, _numpy_reference(values, share, counts, st, daemons),
                                rtol=1e-12, atol=1e-12)  # fmt: skip
+
+
+def test_the_schedulable_column_is_what_the_cluster_says() -> None:
+    """The kernel spells out `Cluster.schedulable`'s rule; on a real cluster with a node
+    cordoned, one NotReady, one down and one under each pressure, both agree."""
+    from conftest import chain_topology, make_scenario
+
+    from twin.flow.engine import Simulation
+
+    infra = {"zones": 3, "nodes_per_zone": 2, "node_cpu": 4.0}
+    sim = Simulation(make_scenario(chain_topology(), duration=60, infrastructure=infra))
+    cluster = sim.cluster
+    cluster.cordoned[0] = True
+    cluster.not_ready[1] = True
+    cluster.down_since[2] = 0.0
+    cluster.mem_pressure[3] = True
+    cluster.disk_pressure[4] = True
+    values = np.zeros((len(sim.topo.names), len(M)))
+    out = np.zeros((len(cluster.names), len(NODE_METRICS)))
+    cluster.record(values, out)
+    np.testing.assert_array_equal(out[:, 2] > 0, cluster.schedulable())
+    assert list(cluster.schedulable()) == [False] * 5 + [True]
