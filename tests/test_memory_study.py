@@ -4,6 +4,7 @@ the growing library, leave-one-topology-out, and the tables."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from memory_fakes import AT, incident
 
 from detectors.memory.evaluate import episodes, is_right, open_set_threshold, retrieval
@@ -12,6 +13,14 @@ from detectors.memory.library import Incident
 from detectors.memory.signature import FEATURES, signature
 from experiments.memory.study import cross_day, sequential, twin_loto
 from experiments.rca.cases import TOPOLOGIES
+
+
+@pytest.fixture(autouse=True)
+def _small_study(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fewer trees and episodes than the study runs: the scoring is what is under test, and
+    300 trees × 20 episodes spend minutes in the forest library's per-tree set-up."""
+    monkeypatch.setattr("detectors.memory.fewshot.TREES", 15)
+    monkeypatch.setattr("experiments.memory.study.EPISODES", 4)
 
 
 def _inc(kind: str, seed: int, system: str = "fake") -> Incident:
