@@ -6,6 +6,10 @@ The twin is run (flow fidelity, ideal telemetry) at the held-out period's entry 
 the comparison is of the model, not of the load; latency statistics weight each tick by
 the requests it served, and p90 comes from each tick's shifted lognormal.
 
+A day of incidents (a folder with a fault list, Nezha's `rca_data/<day>`) is compared by its
+fault-free parts only (`fault_free`), with each busy service's real mean latency by hour of
+those windows, since a real system drifts over a day.
+
 Traces and pod metrics need not cover the same window (Nezha's traces are a minute or
 three, its metrics half a day, and they need not overlap): latency is compared at the traces'
 rate, CPU at the load the pods recorded while their CPU was measured.
@@ -20,7 +24,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from experiments.calibration.fit import pod_metrics, read_spans_dir
+from experiments.calibration import fault_free
+from experiments.calibration.fit import CalibrationError, pod_metrics, read_spans_dir
 from twin.run.runner import run_scenario
 from twin.scenario.import_traces import analyse
 from twin.scenario.loader import load_scenario
@@ -33,11 +38,40 @@ TARGETS = {"mean": 0.15, "p90": 0.25, "cpu": 0.20}
 
 
 def observed(root: Path) -> tuple[dict[str, dict[str, float]], float]:
-    """Per service: rate, mean_ms, p90_ms, cpu (cores); and the entry rate."""
-    a = analyse(read_spans_dir(root))
-    starts = [s.start for s in a.root_spans]
-    span_s = max((max(starts) - min(starts)) / 1e6, 1e-9)
-    pods = pod_metrics(root).groupby(["service", "pod"])
+    """Per service: rate, mean_ms, p90_ms, cpu (cores); and the entry rate. A day of
+    incidents (a folder with a fault list) counts only its fault-free parts."""
+    return observed_period(root)[:2]
+
+
+def observed_period(root: Path) -> tuple[dict[str, dict[str, float]], float, str | None]:
+    """`observed`, and a line saying which parts of a day of incidents were counted (None
+    for a folder without faults)."""
+    spans = read_spans_dir(root)
+    metrics = pod_metrics(root)
+    injected = fault_free.injections(root)
+    note = None
+    if injected is None:
+        a = analyse(spans)
+        starts = [s.start for s in a.root_spans]
+        span_s = max((max(starts) - min(starts)) / 1e6, 1e-9)
+        arrivals = len(starts) - 1
+    else:
+        normal = fault_free.normal_traces(spans, injected)
+        if normal.intervals < 1 or normal.covered_s <= 0:
+            raise CalibrationError(
+                f"{root}: no fault-free traces between its {len(injected)} faults"
+            )
+        a = analyse(normal.spans)
+        span_s, arrivals = normal.covered_s, normal.intervals
+        kept = fault_free.normal_minutes(metrics, injected)
+        note = (
+            f"fault-free parts of {root}: {len(a.root_spans)} traces in {normal.windows} "
+            f"windows before injections ({span_s:.0f} s), {len(kept)} of {len(metrics)} pod "
+            f"metric minutes (each fault's {fault_free.FAULT_S + fault_free.SETTLE_S:.0f} s "
+            f"from its injection left out)"
+        )
+        metrics = kept
+    pods = metrics.groupby(["service", "pod"])
     cpu = pods["cpu"].mean().groupby("service").sum()
     load = pods["load"].mean().groupby("service").sum()
     out = {}
@@ -50,7 +84,12 @@ def observed(root: Path) -> tuple[dict[str, dict[str, float]], float]:
             "cpu": float(cpu.get(svc, np.nan)),
             "metric_rate": float(load.get(svc, np.nan)),
         }
-    return out, (len(starts) - 1) / span_s
+        if injected is not None:  # how the real figure moved over the day's windows
+            hours = (np.array([r.start for r in reqs]) // 3.6e9).astype(int) % 24
+            out[svc]["mean_ms_by_hour"] = {
+                int(h): float(ms[hours == h].mean()) for h in np.unique(hours)
+            }
+    return out, arrivals / span_s, note
 
 
 def metric_window_scale(real: dict[str, dict[str, float]]) -> float | None:

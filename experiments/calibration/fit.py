@@ -26,6 +26,7 @@ from twin.scenario.trace_scenario import scenario_from_spans
 
 CPU_COLUMN, MEMORY_COLUMN, LOAD_COLUMN = "CpuUsage(m)", "MemoryUsage(Mi)", "PodWorkload(Ops)"
 CPU_SHARE, MEMORY_SHARE = "CpuUsageRate(%)", "MemoryUsageRate(%)"  # of the pod's limits
+TIME_COLUMN = "TimeStamp"  # unix seconds
 
 
 class CalibrationError(FirebreakError):
@@ -63,12 +64,12 @@ def read_spans_dir(root: Path) -> list[RawSpan]:
 
 
 def pod_metrics(root: Path) -> pd.DataFrame:
-    """Per-pod CPU (cores), memory (MiB) and load (requests/s) per minute, from
+    """Per-pod CPU (cores), memory (MiB), load (requests/s) and time (unix s) per minute, from
     `root/metric/<pod>_metric.csv[.gz]`; empty when there is no such folder."""
     folder = _folder(root, "metric")
     if folder is None:
         return pd.DataFrame(
-            columns=["service", "pod", "cpu", "memory", "load", "cpu_limit", "memory_limit"]
+            columns=["service", "pod", "cpu", "memory", "load", "cpu_limit", "memory_limit", "time"]
         )
     rows = []
     for path in sorted(folder.glob("*_metric.csv*")):
@@ -97,6 +98,9 @@ def pod_metrics(root: Path) -> pd.DataFrame:
                     # the limits, where the usage is also given as a share of them
                     "cpu_limit": cpu_m / 1000.0 / share["cpu"].where(share["cpu"] > 0),
                     "memory_limit": mem / share["memory"].where(share["memory"] > 0),
+                    "time": pd.to_numeric(frame[TIME_COLUMN], errors="coerce")
+                    if TIME_COLUMN in frame
+                    else np.nan,
                 }
             )
         )

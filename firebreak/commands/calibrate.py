@@ -39,7 +39,9 @@ def _check(scenario: dict, held_out: Path, fitted: Path) -> None:
     persistence baseline: what the real system's own change between periods costs)."""
     from experiments.calibration import check
 
-    real, rate = check.observed(held_out)
+    real, rate, note = check.observed_period(held_out)
+    if note:
+        print(f"\n{note}")
     twin = check.simulated(scenario, rate)
     scale = check.metric_window_scale(real)
     twin_cpu = None
@@ -59,6 +61,7 @@ def _check(scenario: dict, held_out: Path, fitted: Path) -> None:
             a, b, e = r[key]
             cells.append(f"{a:{fmt}}/{b:{fmt}} ({e:+.0%})")
         print(f"{r['service']:32s} {cells[0]:>13s} {cells[1]:>22s} {cells[2]:>22s} {cells[3]:>24s}")
+    _print_drift(real, check.MIN_RATE)
     v = check.verdict(rows)
     base = check.verdict(check.compare(real, check.observed(fitted)[0]))
     print(f"\nservices above {check.MIN_RATE:g} req/s: {v['services']}")
@@ -66,6 +69,18 @@ def _check(scenario: dict, held_out: Path, fitted: Path) -> None:
     for key, label in (("mean_ms", "mean latency"), ("p90_ms", "p90 latency"), ("cpu", "CPU")):
         label = f"{label} within {v[key]['target']:.0%}"
         print(f"  {label:26s} {_within(v[key]):28s} {_within(base[key])}")
+
+
+def _print_drift(real: dict, min_rate: float) -> None:
+    """Each busy service's real mean latency by hour of a day of incidents' fault-free
+    windows (only such a day has them): how far the real system moved within the period."""
+    busy = [s for s, v in real.items() if "mean_ms_by_hour" in v and v["rate"] >= min_rate]
+    if not busy:
+        return
+    print("\nreal mean latency (ms) by hour of the fault-free windows (UTC):")
+    for svc in sorted(busy, key=lambda s: -real[s]["rate"]):
+        hours = real[svc]["mean_ms_by_hour"]
+        print(f"  {svc:30s} " + "  ".join(f"{h:02d}h {ms:.1f}" for h, ms in hours.items()))
 
 
 def _within(s: dict) -> str:
@@ -86,6 +101,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--duration", type=_duration, default=3600.0, help="run length (1h)")
     parser.add_argument("--seed", type=int_at_least(0), default=0, help="scenario seed (0)")
     parser.add_argument(
-        "--check", default=None, help="held-out telemetry folder to compare the twin with"
+        "--check",
+        default=None,
+        help="held-out telemetry folder to compare the twin with (a day of incidents with a "
+        "fault list, Nezha's rca_data/<day>: its fault-free parts only)",
     )
     parser.set_defaults(func=cmd_calibrate)
