@@ -74,10 +74,13 @@ def _cmd_suite(args: argparse.Namespace) -> int:
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
+    from firebreak.outdir import prepare_output_file
     from twin.errors import FirebreakError
 
     if (args.scenario is None) == (args.suite is None):
         raise FirebreakError("fidelity: give one scenario file or --suite NAME, not both")
+    if args.json:  # refused before the runs, not after minutes of them
+        prepare_output_file(args.json, "--json")
     if args.suite is not None:
         return _cmd_suite(args)
 
