@@ -44,6 +44,26 @@ def test_noise_is_blocks_of_the_centred_residuals_and_seeded():
     assert (model.draw(np.zeros(13), np.random.default_rng(4)) >= 0).all()  # never negative
 
 
+def test_cpu_stress_minutes_are_not_resampled_as_noise(monkeypatch):
+    """A pod at 90% of its limit for three minutes at steady load (a stress injection in the
+    calibration day's folder) is left out of its own columns' fit, with the minute either
+    side; the other minutes are all kept."""
+    from types import SimpleNamespace
+
+    from experiments.sim2real import exporters
+
+    rng = np.random.default_rng(1)
+    cpu = 10.0 + rng.normal(0.0, 1.0, 60)
+    cpu[30:33] = 450.0
+    table = pd.DataFrame({"time": np.arange(60) * 60.0, "a_PodWorkload(Ops)": np.ones(60),
+                          "a_CpuUsage(m)": cpu, "a_CpuUsageRate(%)": cpu / 5.0})  # fmt: skip
+    assert np.flatnonzero(exporters.stress_minutes(table, "a")).tolist() == [29, 30, 31, 32, 33]
+    assert not exporters.stress_minutes(table, "b").any()  # no such column: nothing
+    monkeypatch.setattr(exporters, "read_metrics", lambda _: SimpleNamespace(wide=lambda: table))
+    residuals = exporters.fit_exporters(Path("metric")).own["a"]["CpuUsage(m)"].residuals
+    assert len(residuals) == 55 and np.abs(residuals).max() < 5.0
+
+
 @pytest.fixture(scope="module")
 def mini(tmp_path_factory) -> Path:
     return mini_nezha(tmp_path_factory.mktemp("nezha"))

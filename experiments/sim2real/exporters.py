@@ -9,7 +9,8 @@ no fault, or with a fault elsewhere on the same node. Measured on the developmen
 the real table cut to the kinds the twin simulated lifts BARO from 0.071 to 0.179 and NSigma
 from 0.036 to 0.179 AC@1: the extra columns are much of why metric methods fail on real data.
 
-Each such column is fitted on the calibration day's fault-free table as
+Each such column is fitted on the calibration day's table, less the minutes a pod ran a CPU
+stress (`stress_minutes`: the folder covers the whole day, injections included), as
 `value = a + b × driver + e`, `a, b ≥ 0` (non-negative least squares); `e` is drawn as a
 moving-block bootstrap of the fitted residuals (blocks of `BLOCK` rows), which keeps their
 spikes and their autocorrelation. The driver of a service's own columns is its load; of a
@@ -48,6 +49,8 @@ CLIENT_KINDS = ("PodClientLatencyP90(s)", "PodClientLatencyP95(s)", "PodClientLa
 SERVER_KINDS = ("PodServerLatencyP90(s)", "PodServerLatencyP95(s)", "PodServerLatencyP99(s)")
 NOISE_KINDS = ("CpuUsage(m)", "MemoryUsage(Mi)", *SERVER_KINDS)
 BLOCK = 5  # rows per bootstrap block: the residuals' autocorrelation lasts a few minutes
+CPU_SHARE = "CpuUsageRate(%)"  # a pod's CPU as a share of its limit
+STRESS_PERCENT = 50.0  # of the CPU limit: a minute at or above it is an injected stress
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,24 @@ class LinearResidual:
 
     def draw(self, driver: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.maximum(self.a + self.b * driver + self.noise(len(driver), rng), 0.0)
+
+
+def stress_minutes(table: pd.DataFrame, service: str) -> np.ndarray:
+    """Rows where `service` ran a CPU stress, and the minute either side (its ramp).
+
+    Why: Nezha's metric folders cover the whole day, so the "fault-free" table holds the
+    day's CPU-stress injections (and some the fault list omits): runs of three or four
+    minutes at 42-100% of a 500 m limit at no load. Resampled as noise they would drop a
+    fault-sized burst on any pod of any twin case; no other series of the development day
+    exceeds 46% of its limit (the gateway's busiest minute)."""
+    column = f"{service}_{CPU_SHARE}"
+    if column not in table:
+        return np.zeros(len(table), dtype=bool)
+    hot = table[column].to_numpy(float) >= STRESS_PERCENT
+    out = hot.copy()
+    out[1:] |= hot[:-1]
+    out[:-1] |= hot[1:]
+    return out
 
 
 def fit_linear(y: np.ndarray, x: np.ndarray) -> LinearResidual | None:
@@ -117,12 +138,13 @@ def fit_exporters(metric_dir: Path) -> ExporterModels:
     own: dict[str, dict[str, LinearResidual]] = {}
     for s in services:
         load = table[f"{s}_{LOAD}"].to_numpy(float)
+        stressed = stress_minutes(table, s)
         models = {}
         for kind in (*OWN_KINDS, *CLIENT_KINDS, *NOISE_KINDS):
             column = f"{s}_{kind}"
             if column not in table:
                 continue
-            y = table[column].to_numpy(float)
+            y = np.where(stressed, np.nan, table[column].to_numpy(float))
             if kind in SERVER_KINDS:  # a minute with no request reports 0, not a latency
                 y = np.where((load > 0) & (y > 0), y, np.nan)
             model = fit_linear(y, load)
