@@ -97,6 +97,7 @@ def test_check_prints_the_persistence_baseline(tmp_path: Path, capsys) -> None:
     same = verdict(compare(observed(fit)[0], observed(fit)[0]))
     assert same["services"] >= 1
     assert all(same[k]["within"] == same[k]["of"] > 0 for k in ("mean_ms", "p90_ms", "cpu"))
+    assert same["cpu_all"]["within"] == same["cpu_all"]["of"] >= same["cpu"]["of"]
     assert same["mean_ms"]["median_abs_error"] == 0.0
     real = observed(fit)[0]
     slower = {s: dict(v, mean_ms=2 * v["mean_ms"], p90_ms=2 * v["p90_ms"]) for s, v in real.items()}
@@ -138,3 +139,25 @@ def test_a_deployment_only_the_metrics_show_is_kept_idle(tmp_path: Path) -> None
     assert admin["cpu_idle_cores"] == pytest.approx(0.012) and admin["cpu_per_request_ms"] == 0
     assert all("admin" not in (c["from"], c["to"]) for c in scenario["topology"]["calls"])
     Scenario.model_validate(scenario)  # valid as written
+
+
+def test_cpu_stress_minutes_are_not_fitted_as_the_pods_own_use(tmp_path: Path) -> None:
+    """A pod's metric file covering a day holds an injected stress (three minutes at 90% of
+    its 500 m limit at no extra load): those minutes and the one either side are left out,
+    so the pod's idle CPU stays what its quiet minutes show."""
+    from experiments.calibration.fit import pod_metrics
+
+    root = _telemetry(tmp_path / "day")
+    pod = PODS["gateway"][0]
+    path = root / "metric" / f"{pod}_metric.csv"
+    head, *rows = path.read_text().splitlines()
+    rows = [",".join(["t", str(600 + 60 * m), pod, "5", "1", "400", "20", "0"]) for m in range(20)]
+    for m in (8, 9, 10):  # stress: 450 m of a 500 m limit
+        rows[m] = ",".join(["t", str(600 + 60 * m), pod, "450", "90", "400", "20", "0"])
+    path.write_text("\n".join([head, *rows]) + "\n")
+    kept = pod_metrics(root)
+    kept = kept[kept["pod"] == pod]
+    assert len(kept) == 15 and kept["cpu"].max() == pytest.approx(0.005)
+    assert sorted(kept["time"])[6:8] == [600 + 60 * 6, 600 + 60 * 12]  # 7 .. 11 left out
+    scenario, _ = calibrate(root, name="shop")
+    assert scenario["topology"]["services"]["gateway"]["cpu_idle_cores"] == pytest.approx(0.005)

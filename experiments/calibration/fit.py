@@ -20,6 +20,7 @@ from scipy.optimize import nnls
 from detectors.ingest.errors import IngestError
 from detectors.ingest.names import service_of_pod
 from detectors.ingest.read import read_traces
+from experiments.calibration.stress import stress_mask
 from twin.errors import FirebreakError
 from twin.scenario.trace_files import RawSpan
 from twin.scenario.trace_scenario import scenario_from_spans
@@ -65,7 +66,8 @@ def read_spans_dir(root: Path) -> list[RawSpan]:
 
 def pod_metrics(root: Path) -> pd.DataFrame:
     """Per-pod CPU (cores), memory (MiB), load (requests/s) and time (unix s) per minute, from
-    `root/metric/<pod>_metric.csv[.gz]`; empty when there is no such folder."""
+    `root/metric/<pod>_metric.csv[.gz]`; empty when there is no such folder. Minutes of an
+    injected CPU stress (`stress_mask`) are left out."""
     folder = _folder(root, "metric")
     if folder is None:
         return pd.DataFrame(
@@ -87,6 +89,11 @@ def pod_metrics(root: Path) -> pd.DataFrame:
             k: pd.to_numeric(frame[c], errors="coerce") / 100.0 if c in frame else np.nan
             for k, c in (("cpu", CPU_SHARE), ("memory", MEMORY_SHARE))
         }
+        if CPU_SHARE in frame:  # the day's CPU-stress injections are not the pod's own use
+            order = np.argsort(pd.to_numeric(frame.get(TIME_COLUMN, frame.index), "coerce"))
+            stressed = np.zeros(len(frame), dtype=bool)
+            stressed[order] = stress_mask(100.0 * share["cpu"].to_numpy(float)[order])
+            cpu_m = cpu_m.where(~stressed)
         rows.append(
             pd.DataFrame(
                 {

@@ -35,6 +35,7 @@ from scipy.optimize import nnls
 
 from detectors.ingest.errors import IngestError
 from detectors.ingest.read import read_metrics
+from experiments.calibration.stress import stress_mask
 from experiments.sim2real.faults import Sim2RealError
 
 LOAD = "PodWorkload(Ops)"
@@ -50,7 +51,6 @@ SERVER_KINDS = ("PodServerLatencyP90(s)", "PodServerLatencyP95(s)", "PodServerLa
 NOISE_KINDS = ("CpuUsage(m)", "MemoryUsage(Mi)", *SERVER_KINDS)
 BLOCK = 5  # rows per bootstrap block: the residuals' autocorrelation lasts a few minutes
 CPU_SHARE = "CpuUsageRate(%)"  # a pod's CPU as a share of its limit
-STRESS_PERCENT = 50.0  # of the CPU limit: a minute at or above it is an injected stress
 
 
 @dataclass(frozen=True)
@@ -75,21 +75,12 @@ class LinearResidual:
 
 
 def stress_minutes(table: pd.DataFrame, service: str) -> np.ndarray:
-    """Rows where `service` ran a CPU stress, and the minute either side (its ramp).
-
-    Why: Nezha's metric folders cover the whole day, so the "fault-free" table holds the
-    day's CPU-stress injections (and some the fault list omits): runs of three or four
-    minutes at 42-100% of a 500 m limit at no load. Resampled as noise they would drop a
-    fault-sized burst on any pod of any twin case; no other series of the development day
-    exceeds 46% of its limit (the gateway's busiest minute)."""
+    """Rows where `service` ran a CPU stress, and the minute either side (`stress_mask`):
+    the calibration day's table covers the whole day, injections included."""
     column = f"{service}_{CPU_SHARE}"
     if column not in table:
         return np.zeros(len(table), dtype=bool)
-    hot = table[column].to_numpy(float) >= STRESS_PERCENT
-    out = hot.copy()
-    out[1:] |= hot[:-1]
-    out[:-1] |= hot[1:]
-    return out
+    return stress_mask(table[column].to_numpy(float))
 
 
 def fit_linear(y: np.ndarray, x: np.ndarray) -> LinearResidual | None:

@@ -69,6 +69,8 @@ def _check(scenario: dict, held_out: Path, fitted: Path) -> None:
     for key, label in (("mean_ms", "mean latency"), ("p90_ms", "p90 latency"), ("cpu", "CPU")):
         label = f"{label} within {v[key]['target']:.0%}"
         print(f"  {label:26s} {_within(v[key]):28s} {_within(base[key])}")
+    label = f"every service: CPU within {v['cpu_all']['target']:.0%}"
+    print(f"  {label:26s} {_within(v['cpu_all']):28s} {_within(base['cpu_all'])}")
 
 
 def _print_drift(real: dict, min_rate: float) -> None:
