@@ -50,6 +50,7 @@ ASYNC_SEND_S = 0.0005  # a fire-and-forget call occupies its caller only while s
 MAX_DEPTH = 24  # deeper calls (cycles) are not expanded
 MAX_SPANS_PER_TRACE = 2000  # a trace stops growing here (huge fan-outs, cycles with k ≥ 1)
 OWN_FLOOR = 0.1  # the own part keeps at least this share of the mean residence
+FIXED_SHARE_MAX = 0.9  # of the own time: at most this much of it is the constant part
 OWN_ERROR_MIN_OK = 0.05  # below this chance that all calls succeed, own errors are not inferred
 
 
@@ -370,14 +371,19 @@ class TraceSampler:
         wait = np.minimum(wait, np.maximum(body + shift, 0.0))
         residence = body + shift - wait
         own = np.maximum(residence - expected_calls, OWN_FLOOR * residence)
-        shift = wait
+        # the fit's shift is a constant every request pays (a latency fault's added
+        # milliseconds, a floor of work): it stays constant in the own time, and only the
+        # rest is lognormal, so a leaf service's spans follow the kernel's shift + lognormal
+        # exactly; a multiplier on all of it would turn a +200 ms delay into +5..200 ms at
+        # the median, depending on sigma
+        fixed = np.clip(shift, 0.0, FIXED_SHARE_MAX * own)
         return {
             "down": base["down"],
             "p_shed": base["p_shed"],
             "err_own": base["err_own"],
-            "mu_x": np.log(np.maximum(own, 1e-12)) - 0.5 * sigma * sigma,
+            "mu_x": np.log(np.maximum(own - fixed, 1e-12)) - 0.5 * sigma * sigma,
             "sigma": sigma,
-            "shift": shift,
+            "shift": wait + fixed,
             "block": base["block"],
             "hang": base["hang"],
         }
