@@ -55,6 +55,10 @@ def test_each_real_kind_becomes_its_twin_fault_on_the_same_service_and_window(tw
         assert fault.kind == TWIN_KIND[kind] and fault.target == target
         assert fault.start == FRAMING.fault_at and fault.duration == FRAMING.after_s
     assert twin.scenario_for(0, "cpu_contention", target).telemetry.mode == "production"
+    delay = twin.scenario_for(0, "network_delay", target).faults[0]
+    assert delay.network and delay.factor == 1.0 and delay.add_ms > 0  # netem: on the wire
+    code = twin.scenario_for(0, "return", target).faults[0]
+    assert code.share == 1.0  # every call of the twin's one operation
     with pytest.raises(Sim2RealError, match="disk_fill"):
         twin_fault("disk_fill", target, 0.0, 60.0, twin.services)
     with pytest.raises(Sim2RealError, match="ts-nowhere"):

@@ -10,8 +10,11 @@ Nezha injects four kinds; the twin has a fault for each mechanism but not for ea
   which logs an ERROR with a stack; nothing fails (Nezha's success rates do not move);
 - `return` (an operation returns a wrong value) → `bad_response`: the same share logs a
   WARN where a check downstream catches the value; nothing fails either;
-- `network_delay` (netem on the pod) → `latency` with `add_ms` added to every request
-  the service serves (`factor` 1): what its callers wait for grows, as with netem.
+- `network_delay` (netem on the pod) → `latency` with `add_ms` on the service's network
+  (`network`, `factor` 1): netem delays what the pod sends, so each answer to its callers
+  and each of its own calls waits `add_ms` on the wire, in the callers' client spans, while
+  its own work and server spans do not move (until 2026-12-06 the delay was added to its
+  own work, which moved its own latency by the full delay).
 
 `CPU_HOG_SHARE` and `NETWORK_DELAY_MS` were set before any comparison and not tuned on
 results: 2023-01-29 (the development day) holds no network fault, so `NETWORK_DELAY_MS`
@@ -74,5 +77,5 @@ def twin_fault(
     elif kind in ("exception", "return"):
         fault.update(share=DEFECT_SHARE, exception=kind == "exception")
     else:
-        fault.update(factor=1.0, add_ms=NETWORK_DELAY_MS)
+        fault.update(factor=1.0, add_ms=NETWORK_DELAY_MS, network=True)
     return fault

@@ -325,7 +325,11 @@ class FaultInjector:
             q = self._sick_share(index, s) if fault.kind in POD_CAUSE else 1.0  # type: ignore[attr-defined]
             if isinstance(fault, LatencyFault):
                 S[f.F_LAT_FACTOR, s] *= 1.0 + q * (fault.factor - 1.0)
-                S[f.F_LAT_ADD, s] += q * fault.add_ms / 1000.0
+                if fault.network:  # every call into it (its answer) and out of it
+                    wired = (topo.dst == s) | (topo.src == s)
+                    E[f.E_FAULT_LAT, wired] += q * fault.add_ms / 1000.0
+                else:
+                    S[f.F_LAT_ADD, s] += q * fault.add_ms / 1000.0
             elif isinstance(fault, ErrorFault):
                 S[f.F_ERR, s] = 1.0 - (1.0 - S[f.F_ERR, s]) * (1.0 - q * fault.rate)
             elif isinstance(fault, CpuHogFault):

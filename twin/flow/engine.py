@@ -115,6 +115,7 @@ class Simulation:
         self._out = np.zeros((self.chunk_size, n, f.N_SERVICE_METRICS))
         self._eout = np.zeros((self.chunk_size, m, f.N_EDGE_METRICS))
         self._dist = np.zeros((self.chunk_size, n, 3))
+        self._wire = np.zeros((self.chunk_size, m))
         self._ext = np.zeros((self.chunk_size, n))
         self._ext_int = np.zeros((self.chunk_size, n))
         self._draws = np.zeros((self.chunk_size, n))
@@ -174,6 +175,7 @@ class Simulation:
                 ext, ext_int, draws, out, eout, dist, times, kev, scratch,
             )  # fmt: skip
             last = done - 1
+            self._wire[row : row + done] = E[f.E_FAULT_LAT]  # set only at events: fixed in a burst
             if cluster is not None:
                 for j in range(last):
                     cluster.record(out[row + j], nout[row + j])
@@ -228,9 +230,7 @@ class Simulation:
 
     def _flush_rows(self, stop_tick: int) -> None:
         """Hand the chunk's rows not yet handed over to the sinks; at a full chunk, start anew.
-
-        Without sinks nothing is copied and events are dropped: a fork's replay stays cheap.
-        """
+        Without sinks nothing is copied and events are dropped: a fork's replay stays cheap."""
         rows = stop_tick - self._chunk_start
         skip = self._skip_rows
         if rows == self.chunk_size:
@@ -251,6 +251,7 @@ class Simulation:
             values=self._out[skip:rows].copy(),
             edge_values=self._eout[skip:rows].copy(),
             dist=self._dist[skip:rows].copy(),
+            wire=self._wire[skip:rows].copy(),
             events=self._chunk_events,
             node_values=self._nout[skip:rows].copy() if self.cluster is not None else None,
             nodes=self.node_names,
@@ -295,9 +296,7 @@ class Simulation:
 
     def advance(self, until: float) -> None:
         """Simulate up to time `until` (ticks before it), without closing the sinks.
-
-        Chunks reach the sinks as they fill; `finish()` (or `run()`) hands over the rest.
-        """
+        Chunks reach the sinks as they fill; `finish()` (or `run()`) hands over the rest."""
         until = self._check_time(until, "advance to")
         if self._finished:
             raise TimeRangeError("cannot advance: the run is finished")

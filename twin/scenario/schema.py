@@ -124,6 +124,12 @@ class LatencyFault(_Fault):
     kind: Literal["latency"]
     factor: float = Field(default=5.0, ge=1)
     add_ms: float = Field(default=0.0, ge=0)
+    network: bool = Field(
+        default=False,
+        description="add_ms on the service's network, as netem delays what a pod sends: "
+        "each response to its callers and each of its own calls wait add_ms, its own work "
+        "does not (factor still multiplies the work)",
+    )
 
 
 class ErrorFault(_Fault):

@@ -45,6 +45,9 @@ class Chunk:
     events: list[dict[str, Any]]
     node_values: np.ndarray | None = None  # T × nodes × NODE_METRICS (infrastructure only)
     nodes: tuple[str, ...] = ()
+    # T × edges: seconds an attempt spends on the wire besides its callee's answer (a
+    # network delay, retransmissions); the trace sampler puts it in the client span
+    wire: np.ndarray | None = None
 
 
 class Sink(Protocol):

@@ -130,6 +130,7 @@ class _TickView:
     shift: list[float]
     block: list[float]
     hang: list[bool]
+    wire: list[float]
 
 
 def edge_settings(
@@ -201,6 +202,7 @@ def select_rows(chunk: Chunk, rows: np.ndarray) -> Chunk:
         edge_values=chunk.edge_values[rows],
         dist=chunk.dist[rows],
         events=[],
+        wire=None if chunk.wire is None else chunk.wire[rows],
     )
 
 
@@ -386,6 +388,7 @@ class TraceSampler:
             "shift": wait + fixed,
             "block": base["block"],
             "hang": base["hang"],
+            "wire": chunk.wire if chunk.wire is not None else np.zeros_like(ev[:, :, 0]),
         }
 
     @staticmethod
@@ -532,6 +535,7 @@ class TraceSampler:
         end, error = self._server(view, d, t, client_id, trace_id, depth + 1, out)
         if not edge.sync:
             return t + min(ASYNC_SEND_S, end - t), None
+        end += view.wire[edge.index]  # on the wire: after the callee's span, in the client's
         if end - t > edge.timeout:
             return t + edge.timeout, "timeout"
         return end, None if error is None else "server_error"
