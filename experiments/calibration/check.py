@@ -156,13 +156,12 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     `cpu_all`: the CPU target over every service (a pod's CPU is measured at any rate)."""
     busy = [r for r in rows if r["rate"][0] >= MIN_RATE]
     out: dict[str, Any] = {"services": len(busy)}
-    for key, target, among in (
-        ("mean_ms", "mean", busy),
-        ("p90_ms", "p90", busy),
-        ("cpu", "cpu", busy),
-        ("cpu_all", "cpu", rows),
+    for key, column, target, among in (
+        ("mean_ms", "mean_ms", "mean", busy),
+        ("p90_ms", "p90_ms", "p90", busy),
+        ("cpu", "cpu", "cpu", busy),
+        ("cpu_all", "cpu", "cpu", rows),
     ):
-        column = "cpu" if key == "cpu_all" else key
         errs = np.array([abs(r[column][2]) for r in among if np.isfinite(r[column][2])])
         out[key] = {
             "within": int((errs <= TARGETS[target]).sum()),

@@ -35,6 +35,7 @@ from scipy.optimize import nnls
 
 from detectors.ingest.errors import IngestError
 from detectors.ingest.read import read_metrics
+from experiments.calibration.fit import CPU_SHARE
 from experiments.calibration.stress import stress_mask
 from experiments.sim2real.faults import Sim2RealError
 
@@ -50,7 +51,6 @@ CLIENT_KINDS = ("PodClientLatencyP90(s)", "PodClientLatencyP95(s)", "PodClientLa
 SERVER_KINDS = ("PodServerLatencyP90(s)", "PodServerLatencyP95(s)", "PodServerLatencyP99(s)")
 NOISE_KINDS = ("CpuUsage(m)", "MemoryUsage(Mi)", *SERVER_KINDS)
 BLOCK = 5  # rows per bootstrap block: the residuals' autocorrelation lasts a few minutes
-CPU_SHARE = "CpuUsageRate(%)"  # a pod's CPU as a share of its limit
 
 
 @dataclass(frozen=True)

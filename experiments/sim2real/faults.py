@@ -22,9 +22,9 @@ could not be chosen on data and is a round figure. `DEFECT_SHARE` was 0.5 until 
 of the development day's twin misses (2026-12-06): in the day's real return and exception
 cases nearly every call of the faulty operation logs the faulty line (17/17, 23/23, 38/38,
 12/12 in the windows measured), and a twin service has one operation, the unit the log
-detector compares rates within, so half of it showed half the real shift; it is 1.0 since,
-with the held-out day measured once after. A real kind not listed here is refused with its
-name.
+detector compares rates within, so half of it showed half the real shift; it is 1.0 since
+(the held-out day, which has no code fault, was run only after it was set). A real kind
+not listed here is refused with its name.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from twin.errors import FirebreakError
 
 CPU_HOG_SHARE = 0.95  # of the target's CPU limit, per replica
 DEFECT_SHARE = 1.0  # share of the target's requests on a code fault's path (see above)
-NETWORK_DELAY_MS = 200.0  # added to each request the target serves
+NETWORK_DELAY_MS = 200.0  # on the wire of each call into and out of the target
 
 TWIN_KIND: dict[str, str] = {
     "cpu_contention": "cpu_hog",
