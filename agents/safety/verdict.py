@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +58,20 @@ class Acted:
 
 
 def targets(action: Any) -> tuple[str, ...]:
-    """The services an action names, in field order, each once."""
+    """The services an action names, in field order, each once. Masks ask this of every
+    candidate action at every step, so a hashable (frozen) action's answer is kept."""
+    try:
+        return _targets_of(action)
+    except TypeError:  # unhashable: worked out each time
+        return _named_services(action)
+
+
+@functools.lru_cache(maxsize=4096)
+def _targets_of(action: Any) -> tuple[str, ...]:
+    return _named_services(action)
+
+
+def _named_services(action: Any) -> tuple[str, ...]:
     out: list[str] = []
     for name in TARGET_FIELDS:
         value = getattr(action, name, None)

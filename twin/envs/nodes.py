@@ -15,6 +15,8 @@ own drains.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from twin.fields import NODE_M
@@ -43,6 +45,10 @@ class NodeWatch:
         self.badness = np.zeros(len(nodes))
         self.drained = np.zeros(len(nodes), bool)
         self._zone_index = np.array([self.zones.index(z) for z in self.zone_of], np.int64)
+        # worst node and zone, kept while badness and drains stay as they were: asked at
+        # every step by the observation and again by the action masks
+        self._worst: dict[str, tuple[str | None, float]] = {}
+        self._worst_of = b""
 
     @property
     def present(self) -> bool:
@@ -81,14 +87,31 @@ class NodeWatch:
 
     def worst_node(self) -> tuple[str | None, float]:
         """The undrained node that looks worst and its badness (None without one)."""
+        return self._kept("node", self._worst_node)
+
+    def worst_zone(self) -> tuple[str | None, float]:
+        """The zone with an undrained node whose healthiest node looks worst."""
+        return self._kept("zone", self._worst_zone)
+
+    def _kept(
+        self, what: str, work: Callable[[], tuple[str | None, float]]
+    ) -> tuple[str | None, float]:
+        state = self.badness.tobytes() + self.drained.tobytes()
+        if state != self._worst_of:
+            self._worst.clear()
+            self._worst_of = state
+        if what not in self._worst:
+            self._worst[what] = work()
+        return self._worst[what]
+
+    def _worst_node(self) -> tuple[str | None, float]:
         live = np.flatnonzero(~self.drained)
         if len(live) == 0:
             return None, 0.0
         i = int(live[np.argmax(self.badness[live])])
         return self.names[i], float(self.badness[i])
 
-    def worst_zone(self) -> tuple[str | None, float]:
-        """The zone with an undrained node whose healthiest node looks worst."""
+    def _worst_zone(self) -> tuple[str | None, float]:
         best, score = None, -1.0
         for z, zone in enumerate(self.zones):
             members = self._zone_index == z

@@ -147,6 +147,17 @@ class RemediationCodec:
         self.shed_share = shed_share
         self.n_targets = encoder.top_k if encoder.layout == "ranked" else statics.n
         self.n_actions = len(GLOBAL_ACTIONS) + len(TARGET_ACTIONS) * self.n_targets
+        self._made: dict[tuple, Action] = {}
+        self._layout = [(i, *decode(i, self.n_targets)) for i in range(1, self.n_actions)]
+
+    def _make(self, cls: type[Action], **fields: Any) -> Action:
+        """`cls(**fields)`, made once: actions are frozen values, and masks build every
+        index at every step, so validating them anew each time cost more than the step."""
+        key = (cls, *fields.items())
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = cls(**fields)
+        return made
 
     def target_service(self, slot: int) -> int | None:
         """The service index a target slot names now (None for an empty rank)."""
@@ -158,7 +169,9 @@ class RemediationCodec:
     def build(self, index: int) -> tuple[Action | None, tuple[int, ...]]:
         """The twin action an index stands for now, and the services it touches; (None, ())
         for noop and for anything invalid in the present state."""
-        kind, slot = decode(index, self.n_targets)
+        return self._build(*decode(index, self.n_targets))
+
+    def _build(self, kind: str, slot: int | None) -> tuple[Action | None, tuple[int, ...]]:
         mem, names = self.memory, self.statics.names
         if kind == "noop":
             return None, ()
@@ -167,46 +180,48 @@ class RemediationCodec:
                 return None, ()
             top = self.target_service(0) if self.encoder.layout == "ranked" else None
             service = names[top] if top is not None else None
-            return Escalate(reason="the RL agent escalated", service=service), ()
+            return self._make(Escalate, reason="the RL agent escalated", service=service), ()
         if kind == "drain_node":
             node, _ = self.nodes.worst_node()
-            return (Drain(node=node), ()) if node is not None else (None, ())
+            return (self._make(Drain, node=node), ()) if node is not None else (None, ())
         if kind == "drain_zone":
             zone, _ = self.nodes.worst_zone()
-            return (Drain(node=zone), ()) if zone is not None else (None, ())
+            return (self._make(Drain, node=zone), ()) if zone is not None else (None, ())
         if kind in ("shed", "unshed"):
             e = self.main_entry
             share = self.shed_share if kind == "shed" else 0.0
             if (kind == "shed" and mem.shed[e] >= share) or (kind == "unshed" and mem.shed[e] <= 0):
                 return None, ()
-            return ShedLoad(entry=names[e], share=share), (e,)
+            return self._make(ShedLoad, entry=names[e], share=share), (e,)
         s = self.target_service(slot)
         if s is None:
             return None, ()
         name = names[s]
         if kind == "restart":
-            return RestartPods(service=name, share=0.5), (s,)
+            return self._make(RestartPods, service=name, share=0.5), (s,)
         if kind == "scale_up":
             current = int(round(self.view.last[s, DESIRED]))
             cap = int(SCALE_CAP * self.statics.replicas[s])
             if current >= cap:
                 return None, ()
-            return ScaleTo(service=name, replicas=min(current + SCALE_UP_BY, cap)), (s,)
+            replicas = min(current + SCALE_UP_BY, cap)
+            return self._make(ScaleTo, service=name, replicas=replicas), (s,)
         if kind == "rollback":
-            return Rollback(service=name), (s,)
+            return self._make(Rollback, service=name), (s,)
         if kind == "failover":
             if mem.failover[s] >= 1.0:
                 return None, ()
-            return Failover(service=name, share=1.0), (s,)
+            return self._make(Failover, service=name, share=1.0), (s,)
         if mem.failover[s] <= 0.0:  # failback
             return None, ()
-        return Failover(service=name, share=0.0), (s,)
+        return self._make(Failover, service=name, share=0.0), (s,)
 
     def masks(self, gate: ActionGate) -> np.ndarray:
         """True where an action is valid now and `gate` would let it through (noop always)."""
         mask = np.zeros(self.n_actions, bool)
         mask[0] = True
-        built = [(i, self.build(i)[0]) for i in range(1, self.n_actions)]
+        build = self._build
+        built = [(i, build(kind, slot)[0]) for i, kind, slot in self._layout]
         valid = [(i, a) for i, a in built if a is not None]
         allowed = gate_permits(gate, [a for _, a in valid], self.view)
         for (i, _), ok in zip(valid, allowed, strict=True):
