@@ -90,3 +90,30 @@ def test_the_schedulable_column_is_what_the_cluster_says() -> None:
     cluster.record(values, out)
     np.testing.assert_array_equal(out[:, 2] > 0, cluster.schedulable())
     assert list(cluster.schedulable()) == [False] * 5 + [True]
+
+
+def test_a_burst_recorded_at_once_is_the_ticks_recorded_one_by_one() -> None:
+    """The engine records a flow burst's ticks in one call: the same rows, and the same
+    daemon-noise draws in the same order, as one call per tick."""
+    from conftest import chain_topology, make_scenario
+
+    from twin.flow.engine import Simulation
+
+    infra = {"zones": 2, "nodes_per_zone": 2, "node_cpu": 4.0}
+
+    def cluster():
+        sim = Simulation(make_scenario(chain_topology(), duration=60, infrastructure=infra))
+        sim.cluster.steal[1] = 0.3
+        sim.cluster.not_ready[2] = True
+        return sim.cluster
+
+    one_by_one, at_once = cluster(), cluster()
+    n_services = len(one_by_one.sim.topo.names)
+    values = np.random.default_rng(0).uniform(0.0, 50.0, size=(5, n_services, len(M)))
+    rows = np.zeros((5, len(one_by_one.names), len(NODE_METRICS)))
+    for t in range(5):
+        one_by_one.record(values[t], rows[t])
+    burst = np.zeros_like(rows)
+    at_once.record(values, burst)
+    np.testing.assert_array_equal(burst, rows)
+    assert len(np.unique(burst[:, 0, 3])) == 5  # each tick its own values and draws

@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import njit
 
-from twin.fields import M
+from twin.fields import NODE_M, M
 
 _THR, _ERR, _SHED = M["throughput"], M["error_rate"], M["shed_rate"]
 _ARR, _P99, _CPU = M["arrival_rate"], M["latency_p99_ms"], M["cpu_cores"]
@@ -21,6 +21,9 @@ _WORK, _MEM, _Q = M["worker_utilization"], M["memory_mb"], M["queue"]
 _READY, _DES = M["ready_replicas"], M["desired_replicas"]
 _ERRP = M["error_ratio"]
 _SQRT2 = math.sqrt(2.0)
+_N_UP, _N_READY = NODE_M["up"], NODE_M["ready"]
+_N_CPU, _N_MEM = NODE_M["cpu_other_cores"], NODE_M["memory_other_mb"]
+_N_IO, _N_DROP = NODE_M["io_wait_ms"], NODE_M["network_drop_ratio"]
 
 
 @njit(cache=True)
@@ -231,3 +234,59 @@ def ranked_vector(F, G, rca_col, alert_lo, alert_hi, top_k, low, high, out, rank
     for j in range(out.shape[0]):
         out[j] = min(max(out[j], low[j]), high[j])
     return k
+
+
+@njit(cache=True)
+def node_update(block, cpu, mem, io_half_ms, drop_full, base, updates, warmup, badness):
+    """`NodeWatch.update` on an interval's node rows (ticks × nodes × NODE_METRICS): each
+    node's six signals from the interval's mean (non-finite: 0, or 1 for +inf), then either
+    a warm-up step of the baseline (`updates` counts this one) or each node's badness."""
+    k = block.shape[0]
+    for i in range(block.shape[1]):
+        m = np.zeros(block.shape[2])
+        for t in range(k):
+            for j in range(block.shape[2]):
+                m[j] += block[t, i, j]
+        m /= k
+        io = max(m[_N_IO], 0.0)
+        sig = (
+            1.0 - m[_N_UP],
+            1.0 - m[_N_READY],
+            m[_N_CPU] / cpu[i],
+            m[_N_MEM] / mem[i],
+            io / (io + io_half_ms),
+            m[_N_DROP] / drop_full,
+        )
+        worst = 0.0
+        for j in range(6):
+            v = sig[j]
+            if math.isnan(v):
+                v = 0.0
+            elif math.isinf(v):
+                v = 1.0 if v > 0 else 0.0
+            if updates <= warmup:
+                base[i, j] += (v - base[i, j]) / updates
+            else:
+                worst = max(worst, min(max(v - base[i, j], 0.0), 1.0))
+        badness[i] = worst
+
+
+@njit(cache=True)
+def worst_node_zone(badness, drained, zone_index, n_zones):
+    """(node, its badness, zone, its badness) as `NodeWatch` names them: the undrained node
+    that looks worst; the zone with an undrained node whose healthiest node (drained ones
+    included) looks worst. -1 where there is none; first wins a tie."""
+    node, node_v = -1, 0.0
+    for i in range(badness.shape[0]):
+        if not drained[i] and (node < 0 or badness[i] > node_v):
+            node, node_v = i, badness[i]
+    zone, zone_v = -1, -1.0
+    for z in range(n_zones):
+        live, low = False, math.inf
+        for i in range(badness.shape[0]):
+            if zone_index[i] == z:
+                live = live or not drained[i]
+                low = min(low, badness[i])
+        if live and low > zone_v:
+            zone, zone_v = z, low
+    return node, node_v, zone, max(zone_v, 0.0)

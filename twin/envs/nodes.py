@@ -15,18 +15,13 @@ own drains.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from twin.fields import NODE_M
+from twin.envs import fast
 from twin.scenario.infrastructure import Infrastructure
 
 IO_HALF_MS = 50.0  # I/O wait that scores 0.5
 DROP_FULL = 0.2  # a 20% packet drop scores 1
-_UP, _READY = NODE_M["up"], NODE_M["ready"]
-_CPU_OTHER, _MEM_OTHER = NODE_M["cpu_other_cores"], NODE_M["memory_other_mb"]
-_IO, _DROP = NODE_M["io_wait_ms"], NODE_M["network_drop_ratio"]
 
 
 class NodeWatch:
@@ -45,39 +40,24 @@ class NodeWatch:
         self.badness = np.zeros(len(nodes))
         self.drained = np.zeros(len(nodes), bool)
         self._zone_index = np.array([self.zones.index(z) for z in self.zone_of], np.int64)
-        # worst node and zone, kept while badness and drains stay as they were: asked at
-        # every step by the observation and again by the action masks
-        self._worst: dict[str, tuple[str | None, float]] = {}
-        self._worst_of = b""
+        self._worst_of = b""  # the badness and drains `_kept` was worked out for
+        self._kept: tuple[int, float, int, float] = (-1, 0.0, -1, 0.0)
 
     @property
     def present(self) -> bool:
         return bool(self.names)
 
-    def _signals(self, mean: np.ndarray) -> np.ndarray:
-        """nodes × 6 signals, each 0 when healthy and rising towards 1."""
-        out = np.empty((len(self.names), 6))
-        out[:, 0] = 1.0 - mean[:, _UP]
-        out[:, 1] = 1.0 - mean[:, _READY]
-        out[:, 2] = mean[:, _CPU_OTHER] / self._cpu
-        out[:, 3] = mean[:, _MEM_OTHER] / self._mem
-        io = np.maximum(mean[:, _IO], 0.0)
-        out[:, 4] = io / (io + IO_HALF_MS)
-        out[:, 5] = mean[:, _DROP] / DROP_FULL
-        return np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
-
-    def update(self, mean: np.ndarray | None) -> None:
-        """One interval's nodes × NODE_METRICS mean (None: nothing scraped, no change)."""
-        if not self.present or mean is None:
+    def update(self, series: np.ndarray | None) -> None:
+        """One interval's node series: their mean (nodes × NODE_METRICS) or its rows (ticks ×
+        nodes × NODE_METRICS, averaged here). None or no rows: nothing scraped, no change."""
+        if not self.present or series is None or not len(series):
             return
-        signals = self._signals(mean)
+        block = series[None] if series.ndim == 2 else series
         self._updates += 1
-        if self._updates <= self.warmup:
-            self._base += (signals - self._base) / self._updates
-            self.badness[:] = 0.0
-            return
-        rise = np.clip(signals - self._base, 0.0, 1.0)
-        self.badness[:] = rise.max(axis=1)
+        fast.node_update(
+            block, self._cpu, self._mem, IO_HALF_MS, DROP_FULL, self._base, self._updates,
+            self.warmup, self.badness,
+        )  # fmt: skip
 
     def note_drain(self, name: str) -> None:
         """The agent drained this node or zone: its nodes are out of the running."""
@@ -87,37 +67,21 @@ class NodeWatch:
 
     def worst_node(self) -> tuple[str | None, float]:
         """The undrained node that looks worst and its badness (None without one)."""
-        return self._kept("node", self._worst_node)
+        node, value = self._worst()[:2]
+        return (self.names[node], value) if node >= 0 else (None, 0.0)
 
     def worst_zone(self) -> tuple[str | None, float]:
         """The zone with an undrained node whose healthiest node looks worst."""
-        return self._kept("zone", self._worst_zone)
+        zone, value = self._worst()[2:]
+        return (self.zones[zone], value) if zone >= 0 else (None, 0.0)
 
-    def _kept(
-        self, what: str, work: Callable[[], tuple[str | None, float]]
-    ) -> tuple[str | None, float]:
+    def _worst(self) -> tuple[int, float, int, float]:
+        """Worked out once while badness and drains stay as they were: the observation
+        asks at every step, and the action masks again."""
         state = self.badness.tobytes() + self.drained.tobytes()
         if state != self._worst_of:
-            self._worst.clear()
             self._worst_of = state
-        if what not in self._worst:
-            self._worst[what] = work()
-        return self._worst[what]
-
-    def _worst_node(self) -> tuple[str | None, float]:
-        live = np.flatnonzero(~self.drained)
-        if len(live) == 0:
-            return None, 0.0
-        i = int(live[np.argmax(self.badness[live])])
-        return self.names[i], float(self.badness[i])
-
-    def _worst_zone(self) -> tuple[str | None, float]:
-        best, score = None, -1.0
-        for z, zone in enumerate(self.zones):
-            members = self._zone_index == z
-            if not (members & ~self.drained).any():
-                continue
-            value = float(self.badness[members].min())
-            if value > score:
-                best, score = zone, value
-        return best, max(score, 0.0)
+            self._kept = fast.worst_node_zone(
+                self.badness, self.drained, self._zone_index, len(self.zones)
+            )
+        return self._kept

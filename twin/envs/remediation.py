@@ -371,7 +371,7 @@ class RemediationEnv(TwinEnv):
         mean = self.interval_mean(block)
         sim = self.sim
         nodes = self._node_block
-        self.nodes.update(nodes.mean(axis=0) if nodes is not None and len(nodes) else None)
+        self.nodes.update(nodes)
         worst = (self.nodes.worst_node()[1], self.nodes.worst_zone()[1])
         obs = self.encoder.update(mean, block[-1], self.memory, sim.now, sim.now / sim.end, worst)
         self.view.health_value = float(self.encoder.globals[0])

@@ -176,9 +176,8 @@ class Simulation:
             )  # fmt: skip
             last = done - 1
             self._wire[row : row + done] = E[f.E_FAULT_LAT]  # set only at events: fixed in a burst
-            if cluster is not None:
-                for j in range(last):
-                    cluster.record(out[row + j], nout[row + j])
+            if cluster is not None and last:
+                cluster.record(out[row : row + last], nout[row : row + last])
             if n_ev:
                 if last:  # the handlers act at their own tick's time, as tick by tick
                     self.tick_index = i + last
