@@ -22,7 +22,7 @@ import json
 import statistics
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,10 +30,19 @@ from typing import Any
 import numpy as np
 
 from agents.rl.envs import REMEDIATION_ID
-from agents.rl.train import TrainConfig, fast_distributions, make_env, make_envs, make_model
+from agents.rl.train import (
+    TrainConfig,
+    fast_distributions,
+    frozen_heap,
+    make_env,
+    make_envs,
+    make_model,
+)
 
 TARGET_PPO_STEPS_PER_S = 5000.0
-# what `firebreak train` ran with before T18: 4 in-process envs, torch's distribution checks on
+# what `firebreak train` ran with before T18: 4 in-process envs, torch's distribution checks
+# on, the garbage collector walking the whole heap (`fast` False: neither of `train`'s two
+# learning contexts, `fast_distributions` and `frozen_heap`)
 BASELINE: dict[str, Any] = {"n_envs": 4, "vec_env": "dummy", "threads": 1, "fast": False}
 DEFAULTS: dict[str, Any] = {"fast": True}  # TrainConfig's own defaults otherwise
 ALGOS = ("ppo", "maskable-ppo")
@@ -125,7 +134,10 @@ def train_rate(config: TrainConfig, fast: bool, eval_episodes: int = 0) -> dict[
     try:
         model = make_model(config, envs)
         timer = _rollout_timer()
-        with fast_distributions() if fast else nullcontext():
+        with ExitStack() as learning:
+            if fast:  # as `firebreak train` learns
+                learning.enter_context(fast_distributions())
+                learning.enter_context(frozen_heap())
             model.learn(1)  # warm-up: one rollout and update (lazy imports, first calls)
             warm = model.num_timesteps
             began, cpu = time.perf_counter(), time.process_time()

@@ -258,3 +258,17 @@ def test_evaluate_refuses_a_policy_for_other_spaces_by_name():
         _check_spaces("old/policy", Model(), Env())
     Model.action_space = Env.action_space
     _check_spaces("ok", Model(), Env())
+
+
+def test_learning_freezes_what_existed_before_it_and_thaws_it_after():
+    """`frozen_heap` hides the pre-learning heap from the collector's full passes while
+    learning, and only then: an error inside still thaws it."""
+    import gc
+
+    from agents.rl.train import frozen_heap
+
+    assert gc.get_freeze_count() == 0
+    with pytest.raises(RuntimeError), frozen_heap():
+        assert gc.get_freeze_count() > 0
+        raise RuntimeError("learning failed")
+    assert gc.get_freeze_count() == 0

@@ -12,6 +12,7 @@ same way; no stable-baselines3 zip is written, since loading one can run code.
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Iterator
@@ -196,6 +197,21 @@ def fast_distributions() -> Iterator[None]:
         Distribution.set_default_validate_args(before)
 
 
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """What exists before learning (torch, SB3, the compiled kernels, the envs: about half
+    a million objects) is moved out of the garbage collector's view while learning, so the
+    collector's full passes stop walking it: one such pass took about 0.3 s of every 8,192
+    PPO steps (about 7% of the wall time; `gc.callbacks`, measured in the session that
+    added this). Only objects made before learning are frozen; what learning makes is
+    collected as before. Unfrozen afterwards."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _probe(config: TrainConfig) -> dict[str, Any]:
     """The env's settings; refuses bad env kwargs and DQN on a non-Discrete space."""
     import gymnasium as gym
@@ -271,7 +287,7 @@ def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
         if config.eval_episodes > 0:
             callbacks.append(_eval_callback(config, out, summary["eval_seed_base"]))
         began = time.perf_counter()
-        with fast_distributions():
+        with fast_distributions(), frozen_heap():
             model.learn(
                 total_timesteps=config.steps,
                 callback=CallbackList(callbacks),
