@@ -45,6 +45,8 @@ TARGET_PPO_STEPS_PER_S = 5000.0
 # learning contexts, `fast_distributions` and `frozen_heap`)
 BASELINE: dict[str, Any] = {"n_envs": 4, "vec_env": "dummy", "threads": 1, "fast": False}
 DEFAULTS: dict[str, Any] = {"fast": True}  # TrainConfig's own defaults otherwise
+# the same envs split over one worker process per core (`--vec-env shards`)
+SHARDED: dict[str, Any] = {**DEFAULTS, "vec_env": "shards"}
 ALGOS = ("ppo", "maskable-ppo")
 
 
@@ -88,9 +90,18 @@ def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> dict[str, float]
         start, cpu = time.perf_counter(), time.process_time()
         for _ in range(rounds):
             envs.step(rng.integers(n, size=config.n_envs))
-        return _rates(rounds * config.n_envs, start, cpu)
+        rates = _rates(rounds * config.n_envs, start, cpu)
+        if _in_other_processes(config):
+            rates["steps_per_cpu_s"] = None
+        return rates
     finally:
         envs.close()
+
+
+def _in_other_processes(config: TrainConfig) -> bool:
+    """Whether the envs step in worker processes (then this process's CPU time is not
+    what the work cost, and no per-CPU-second rate is given)."""
+    return config.vec_env in ("subproc", "shards") and config.n_envs > 1
 
 
 def _rollout_timer():
@@ -148,8 +159,8 @@ def train_rate(config: TrainConfig, fast: bool, eval_episodes: int = 0) -> dict[
         envs.close()
     row = {"steps": int(model.num_timesteps - warm), **rates}
     row["rollout_share"] = timer.seconds / wall
-    if config.vec_env == "subproc" and config.n_envs > 1:
-        row["steps_per_cpu_s"] = None  # the envs' CPU time is spent in other processes
+    if _in_other_processes(config):
+        row["steps_per_cpu_s"] = None
     if eval_episodes:
         row["eval_return"] = _eval_return(model, config, eval_episodes)
     return row
@@ -172,6 +183,7 @@ def cases(long: bool) -> list[tuple[str, str, dict[str, Any]]]:
     for algo in ALGOS:
         out.append((algo, "baseline", BASELINE))
         out.append((algo, "defaults", DEFAULTS))
+        out.append((algo, "defaults, sharded envs", SHARDED))
         if long:
             out.append((algo, "defaults, 2 torch threads", {**DEFAULTS, "threads": 2}))
     return out
@@ -193,10 +205,9 @@ def bench(
         "env": env_rate(env_steps, seed, False, env_kwargs),
         "env + action_masks": env_rate(env_steps, seed, True, env_kwargs),
     }
-    default_config = config_for("ppo", steps, seed, DEFAULTS, **extra)
-    raw[f"VecEnv ({default_config.n_envs} x {default_config.vec_env})"] = vec_env_rate(
-        default_config, env_steps, seed
-    )
+    for settings in (DEFAULTS, SHARDED):
+        config = config_for("ppo", steps, seed, settings, **extra)
+        raw[f"VecEnv ({config.n_envs} x {config.vec_env})"] = vec_env_rate(config, env_steps, seed)
     todo = cases(long)
     runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(todo))}
     for r in range(repeats):
@@ -252,7 +263,8 @@ def report(result: dict[str, Any]) -> str:
     process (what the work costs, steadier when other processes share the cores)."""
     lines = [f"{'raw environment (Remediation-v0)':34s} {'steps/s':>9s} {'per CPU-s':>9s}"]
     for name, rate in result["raw"].items():
-        lines.append(f"{name:34s} {rate['steps_per_s']:9,.0f} {rate['steps_per_cpu_s']:9,.0f}")
+        cpu = _num(rate["steps_per_cpu_s"], 9, ",.0f")
+        lines.append(f"{name:34s} {rate['steps_per_s']:9,.0f} {cpu}")
     lines.append("")
     has_eval = any("eval_return" in r for r in result["training"])
     lines.append(

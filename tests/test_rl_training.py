@@ -220,7 +220,7 @@ def test_a_tiny_run_evaluates_once_not_after_every_step(tmp_path):
 def test_envs_in_subprocesses_train_the_same_weights_as_in_process(tmp_path):
     """The VecEnv choice is a throughput setting only: same seed, same policy."""
     digests = []
-    for vec_env in ("dummy", "subproc"):
+    for vec_env in ("dummy", "subproc", "shards"):
         config = TrainConfig(
             algo="ppo",
             env_id=REMEDIATION_ID,
@@ -234,7 +234,7 @@ def test_envs_in_subprocesses_train_the_same_weights_as_in_process(tmp_path):
             hyperparams={"n_steps": 16, "batch_size": 16, "n_epochs": 1},
         )
         digests.append(train(config)["policy_sha256"])
-    assert digests[0] == digests[1]
+    assert digests[0] == digests[1] == digests[2]
 
 
 def test_evaluate_refuses_a_policy_for_other_spaces_by_name():

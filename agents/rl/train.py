@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import json
+import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +34,8 @@ class TrainingError(FirebreakError):
 
 
 MIN_EVAL_GAP = 1_000  # env steps between two evaluations at least (unless eval_freq says)
-VEC_ENVS = ("dummy", "subproc")  # envs in this process, or one process per env
+# envs in this process, one process per env, or split over one worker process per core
+VEC_ENVS = ("dummy", "subproc", "shards")
 
 
 @dataclass(frozen=True)
@@ -159,13 +161,22 @@ def make_envs(config: TrainConfig, n_envs: int, seed: int):
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecCheckNan
 
-    subproc = config.vec_env == "subproc" and n_envs > 1
+    from agents.rl.sharded import ShardedVecEnv
+
+    vec_env_cls: type = DummyVecEnv
+    vec_env_kwargs: dict[str, Any] = {}
+    if config.vec_env == "subproc" and n_envs > 1:
+        vec_env_cls = SubprocVecEnv
+    elif config.vec_env == "shards" and n_envs > 1:
+        vec_env_cls = ShardedVecEnv
+        vec_env_kwargs = {"n_shards": min(n_envs, os.cpu_count() or 1)}
     envs = make_vec_env(
         partial(make_env, config.env_id),
         n_envs=n_envs,
         seed=seed,
         env_kwargs=dict(config.env_kwargs or {}),
-        vec_env_cls=SubprocVecEnv if subproc else DummyVecEnv,
+        vec_env_cls=vec_env_cls,
+        vec_env_kwargs=vec_env_kwargs,
     )
     return VecCheckNan(envs, raise_exception=True)
 

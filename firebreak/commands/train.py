@@ -104,7 +104,8 @@ def register(subparsers) -> None:
     p.add_argument(
         "--vec-env",
         default=None,
-        help="dummy (envs in this process) or subproc (one process each); default: the trainer's",
+        help="dummy (envs in this process), subproc (one process each) or shards (split over "
+        "one worker process per core); default: the trainer's",
     )
     p.add_argument("--env-kwargs", default=None, help="JSON env settings, e.g. '{\"top_k\": 5}'")
     p.add_argument(

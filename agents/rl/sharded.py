@@ -1,0 +1,250 @@
+"""A VecEnv whose envs are split over a few worker processes, each stepping its share in turn.
+
+Why: on two cores, stable-baselines3's `DummyVecEnv` steps every env on one core, and its
+`SubprocVecEnv` gives every env a process of its own (sixteen processes, sixteen pipe round
+trips a step, for two cores). Here `n_shards` workers (one per core by default) each hold a
+`DummyVecEnv` over a contiguous slice of the envs; a step sends each worker its slice of the
+actions and the workers step their slices at the same time. Each slice is stepped exactly as
+`DummyVecEnv` steps it (auto-reset, `terminal_observation`, `TimeLimit.truncated`), and
+seeds and options reach each env as they would in one process, so a run is the same as with
+`DummyVecEnv` over the same env functions: same observations, rewards, dones and infos
+(tested step for step), hence the same trained weights.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing as mp
+import pickle
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.vec_env.base_vec_env import (
+    CloudpickleWrapper,
+    VecEnv,
+    VecEnvIndices,
+    VecEnvObs,
+    VecEnvStepReturn,
+)
+
+
+def _shard_worker(remote: Any, parent: Any, fns: CloudpickleWrapper) -> None:
+    """One worker: a DummyVecEnv over its slice, driven by (command, data) messages."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    parent.close()
+    envs = DummyVecEnv(fns.var)
+    handlers: dict[str, Callable[[Any], Any]] = {
+        "step": lambda actions: (*envs.step(actions), list(envs.reset_infos)),
+        "reset": lambda data: _reset(envs, *data),
+        "env_method": lambda d: envs.env_method(d[0], *d[1], indices=d[3], **d[2]),
+        "get_attr": lambda d: envs.get_attr(d[0], indices=d[1]),
+        "set_attr": lambda d: envs.set_attr(d[0], d[1], indices=d[2]),
+        "has_attr": lambda name: envs.has_attr(name),
+        "is_wrapped": lambda d: envs.env_is_wrapped(d[0], indices=d[1]),
+        "spaces": lambda _: (envs.observation_space, envs.action_space, envs.render_mode),
+    }
+    try:
+        while True:
+            command, data = remote.recv()
+            if command == "close":
+                envs.close()
+                remote.send(None)
+                break
+            try:
+                remote.send(("ok", handlers[command](data)))
+            except Exception as exc:  # handed to the caller, who raises it there
+                remote.send(("error", _portable(exc)))
+    except (EOFError, KeyboardInterrupt):
+        pass
+    finally:
+        remote.close()
+
+
+def _portable(exc: Exception) -> Exception:
+    """`exc` itself if it survives pickling, else a RuntimeError that names it."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _reset(envs: Any, seeds: list, options: list) -> tuple[Any, list]:
+    envs._seeds = list(seeds)
+    envs._options = list(options)
+    return envs.reset(), list(envs.reset_infos)
+
+
+class ShardedVecEnv(VecEnv):
+    """`env_fns` split over `n_shards` worker processes (see the module docstring)."""
+
+    def __init__(
+        self,
+        env_fns: Sequence[Callable[[], gym.Env]],
+        n_shards: int = 2,
+        start_method: str | None = None,
+    ) -> None:
+        n = len(env_fns)
+        if not isinstance(n_shards, int) or not 1 <= n_shards <= n:
+            raise ValueError(f"n_shards: must be an integer in [1, {n}], got {n_shards!r}")
+        bounds = np.linspace(0, n, n_shards + 1).round().astype(int)
+        self._slices = [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+        if start_method is None:
+            methods = mp.get_all_start_methods()
+            start_method = "forkserver" if "forkserver" in methods else "spawn"
+        context = mp.get_context(start_method)
+        self._remotes, self._processes = [], []
+        for part in self._slices:
+            remote, work = context.Pipe()
+            fns = CloudpickleWrapper(list(env_fns[part]))
+            process = context.Process(target=_shard_worker, args=(work, remote, fns), daemon=True)
+            process.start()
+            work.close()
+            self._remotes.append(remote)
+            self._processes.append(process)
+        self.closed = False
+        self._waiting = False
+        try:
+            observation_space, action_space, render_mode = self._ask(0, "spaces", None)
+        except BaseException:
+            self.close()  # the other workers too
+            raise
+        super().__init__(n, observation_space, action_space)
+        self.render_mode = render_mode
+
+    # -- messages --------------------------------------------------------------------------
+    def _send(self, shard: int, command: str, data: Any) -> None:
+        self._remotes[shard].send((command, data))
+
+    def _receive(self, shard: int) -> Any:
+        status, value = self._message(shard)
+        if status == "error":
+            raise value
+        return value
+
+    def _receive_all(self, shards: Sequence[int] | None = None) -> list[Any]:
+        """Every shard's answer (all read, so none is left in a pipe), or the first error."""
+        if shards is None:
+            shards = range(len(self._slices))
+        messages = [self._message(shard) for shard in shards]
+        for status, value in messages:
+            if status == "error":
+                raise value
+        return [value for _, value in messages]
+
+    def _message(self, shard: int) -> tuple[str, Any]:
+        try:
+            return self._remotes[shard].recv()
+        except (EOFError, ConnectionError) as exc:
+            self._processes[shard].join(timeout=5.0)
+            code = self._processes[shard].exitcode
+            raise RuntimeError(
+                f"shard {shard}: its worker process ended (exit code {code}); its own error "
+                "is on stderr above (a script that starts training needs an "
+                "`if __name__ == '__main__':` guard)"
+            ) from exc
+
+    def _ask(self, shard: int, command: str, data: Any) -> Any:
+        self._send(shard, command, data)
+        return self._receive(shard)
+
+    def _by_shard(self, indices: VecEnvIndices) -> list[tuple[int, list[int], list[int]]]:
+        """(shard, global positions, the shard's own indices) for each shard `indices` touch."""
+        wanted = list(self._get_indices(indices))
+        out = []
+        for shard, part in enumerate(self._slices):
+            inside = range(part.start, part.stop)
+            mine = [(k, i - part.start) for k, i in enumerate(wanted) if i in inside]
+            if mine:
+                out.append((shard, [k for k, _ in mine], [local for _, local in mine]))
+        return out
+
+    def _gather(self, indices: VecEnvIndices, command: str, data: Callable[[list[int]], Any]):
+        """Send `command` to each shard with its own indices, then collect in `indices` order."""
+        plan = self._by_shard(indices)
+        for shard, _, local in plan:
+            self._send(shard, command, data(local))
+        answers = self._receive_all([shard for shard, _, _ in plan])
+        out: list[Any] = [None] * sum(len(k) for _, k, _ in plan)
+        for (_, positions, _), values in zip(plan, answers, strict=True):
+            for k, value in zip(positions, values, strict=True):
+                out[k] = value
+        return out
+
+    # -- VecEnv ----------------------------------------------------------------------------
+    def step_async(self, actions: np.ndarray) -> None:
+        for shard, part in enumerate(self._slices):
+            self._send(shard, "step", actions[part])
+        self._waiting = True
+
+    def step_wait(self) -> VecEnvStepReturn:
+        self._waiting = False
+        results = self._receive_all()
+        obs = _concat_obs([r[0] for r in results], self.observation_space)
+        rewards = np.concatenate([r[1] for r in results])
+        dones = np.concatenate([r[2] for r in results])
+        infos = [info for r in results for info in r[3]]
+        self.reset_infos = [info for r in results for info in r[4]]
+        return obs, rewards, dones, infos
+
+    def reset(self) -> VecEnvObs:
+        for shard, part in enumerate(self._slices):
+            self._send(shard, "reset", (self._seeds[part], self._options[part]))
+        results = self._receive_all()
+        self.reset_infos = [info for _, infos in results for info in infos]
+        self._reset_seeds()
+        self._reset_options()
+        return _concat_obs([obs for obs, _ in results], self.observation_space)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for remote in self._remotes:
+            try:
+                if self._waiting:
+                    remote.recv()  # the step's answer, never read
+                remote.send(("close", None))
+                remote.recv()
+            except (EOFError, ConnectionError):
+                pass  # that worker is gone already
+        for process in self._processes:
+            process.join(timeout=10.0)
+            if process.is_alive():
+                process.terminate()
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        return self._gather(indices, "get_attr", lambda local: (attr_name, local))
+
+    def has_attr(self, attr_name: str) -> bool:
+        return all(self._ask(s, "has_attr", attr_name) for s in range(len(self._slices)))
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        plan = self._by_shard(indices)
+        for shard, _, local in plan:
+            self._send(shard, "set_attr", (attr_name, value, local))
+        self._receive_all([shard for shard, _, _ in plan])
+
+    def env_method(
+        self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs
+    ) -> list[Any]:
+        return self._gather(
+            indices, "env_method", lambda local: (method_name, method_args, method_kwargs, local)
+        )
+
+    def env_is_wrapped(
+        self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
+    ) -> list[bool]:
+        return self._gather(indices, "is_wrapped", lambda local: (wrapper_class, local))
+
+
+def _concat_obs(parts: list[Any], space: gym.Space) -> VecEnvObs:
+    """The shards' observation batches as one, in env order."""
+    if isinstance(space, gym.spaces.Dict):
+        return {key: np.concatenate([p[key] for p in parts]) for key in space.spaces}
+    if isinstance(space, gym.spaces.Tuple):
+        return tuple(np.concatenate([p[i] for p in parts]) for i in range(len(space.spaces)))
+    return np.concatenate(parts)

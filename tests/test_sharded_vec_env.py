@@ -1,0 +1,105 @@
+"""`ShardedVecEnv` is a throughput setting only: it steps, resets and answers exactly as
+`DummyVecEnv` over the same env functions, and fails loudly, naming what failed."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from agents.rl.envs import REMEDIATION_ID
+from agents.rl.sharded import ShardedVecEnv
+from agents.rl.train import make_env
+
+SHORT = {"episode_s": 120.0, "fault_start_s": [30.0, 60.0], "topologies": ["online-boutique"]}
+
+
+def _envs(cls, n_envs=5, **kwargs):
+    return make_vec_env(
+        partial(make_env, REMEDIATION_ID, **SHORT),
+        n_envs=n_envs,
+        seed=11,
+        vec_env_cls=cls,
+        vec_env_kwargs=kwargs,
+    )
+
+
+def _same_infos(a: list[dict], b: list[dict]) -> None:
+    assert [sorted(x) for x in a] == [sorted(x) for x in b]
+    for x, y in zip(a, b, strict=True):
+        for key in x:
+            if key == "episode":  # Monitor's return and length; its "t" is wall time
+                assert (x[key]["r"], x[key]["l"]) == (y[key]["r"], y[key]["l"])
+            elif isinstance(x[key], np.ndarray):
+                np.testing.assert_array_equal(x[key], y[key])
+            else:
+                assert x[key] == y[key], key
+
+
+def test_shards_step_reset_and_answer_as_one_process_does():
+    one, sharded = _envs(DummyVecEnv), _envs(ShardedVecEnv, n_shards=2)
+    try:
+        assert sharded.num_envs == 5 and sharded.observation_space == one.observation_space
+        np.testing.assert_array_equal(one.reset(), sharded.reset())
+        rng = np.random.default_rng(0)
+        dones = 0
+        for _ in range(30):  # 12 decisions an episode: every env resets twice or more
+            masks = np.stack(one.env_method("action_masks"))
+            np.testing.assert_array_equal(masks, np.stack(sharded.env_method("action_masks")))
+            actions = np.array([rng.choice(np.flatnonzero(m)) for m in masks])
+            a, b = one.step(actions), sharded.step(actions)
+            for x, y in zip(a[:3], b[:3], strict=True):
+                np.testing.assert_array_equal(x, y)
+            _same_infos(a[3], b[3])
+            dones += int(a[2].sum())
+        assert dones >= 10
+        _same_infos(one.reset_infos, sharded.reset_infos)
+        picked = [4, 0, 2]  # across both shards, out of order
+        assert one.get_attr("decision_s", picked) == sharded.get_attr("decision_s", picked)
+        sharded.set_attr("decision_s", 20.0, [1, 3])
+        assert sharded.get_attr("decision_s") == [10.0, 20.0, 10.0, 20.0, 10.0]
+        assert sharded.env_is_wrapped(Monitor) == [True] * 5
+        sharded.seed(3)
+        one.seed(3)
+        np.testing.assert_array_equal(one.reset(), sharded.reset())
+    finally:
+        one.close()
+        sharded.close()
+
+
+def test_a_bad_shard_count_is_refused():
+    with pytest.raises(ValueError, match=r"n_shards: must be an integer in \[1, 5\], got 6"):
+        _envs(ShardedVecEnv, n_shards=6)
+
+
+class _Breaks(gym.Env):
+    observation_space = gym.spaces.Box(0.0, 1.0, (1,))
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        raise ValueError(f"step {action}: the twin refused")
+
+
+def _dies():
+    raise SystemExit(3)
+
+
+def test_an_env_error_in_a_worker_is_raised_here_and_a_dead_worker_is_named():
+    envs = ShardedVecEnv([_Breaks, _Breaks], n_shards=2)
+    try:
+        envs.reset()
+        with pytest.raises(ValueError, match="step 1: the twin refused"):
+            envs.step(np.array([1, 1]))
+    finally:
+        envs.close()
+    with pytest.raises(RuntimeError, match=r"shard 0: its worker process ended \(exit code 3\)"):
+        ShardedVecEnv([_dies, _Breaks], n_shards=2)
