@@ -45,8 +45,8 @@ TARGET_PPO_STEPS_PER_S = 5000.0
 # learning contexts, `fast_distributions` and `frozen_heap`)
 BASELINE: dict[str, Any] = {"n_envs": 4, "vec_env": "dummy", "threads": 1, "fast": False}
 DEFAULTS: dict[str, Any] = {"fast": True}  # TrainConfig's own defaults otherwise
-# the same envs split over one worker process per core (`--vec-env shards`)
-SHARDED: dict[str, Any] = {**DEFAULTS, "vec_env": "shards"}
+# the defaults with every env in this process (`--vec-env dummy`; the default on one core)
+IN_PROCESS: dict[str, Any] = {**DEFAULTS, "vec_env": "dummy"}
 ALGOS = ("ppo", "maskable-ppo")
 
 
@@ -183,7 +183,7 @@ def cases(long: bool) -> list[tuple[str, str, dict[str, Any]]]:
     for algo in ALGOS:
         out.append((algo, "baseline", BASELINE))
         out.append((algo, "defaults", DEFAULTS))
-        out.append((algo, "defaults, sharded envs", SHARDED))
+        out.append((algo, "defaults, envs in process", IN_PROCESS))
         if long:
             out.append((algo, "defaults, 2 torch threads", {**DEFAULTS, "threads": 2}))
     return out
@@ -205,7 +205,7 @@ def bench(
         "env": env_rate(env_steps, seed, False, env_kwargs),
         "env + action_masks": env_rate(env_steps, seed, True, env_kwargs),
     }
-    for settings in (DEFAULTS, SHARDED):
+    for settings in (IN_PROCESS, DEFAULTS):
         config = config_for("ppo", steps, seed, settings, **extra)
         raw[f"VecEnv ({config.n_envs} x {config.vec_env})"] = vec_env_rate(config, env_steps, seed)
     todo = cases(long)

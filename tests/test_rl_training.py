@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -272,3 +273,19 @@ def test_learning_freezes_what_existed_before_it_and_thaws_it_after():
         assert gc.get_freeze_count() > 0
         raise RuntimeError("learning failed")
     assert gc.get_freeze_count() == 0
+
+
+def test_envs_are_split_over_the_cores_by_default_where_there_are_several(monkeypatch):
+    import os
+
+    def config(algo, cores, **kw):
+        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        return TrainConfig(algo, REMEDIATION_ID, 64, Path("unused"), **kw)
+
+    assert config("ppo", 2).vec_env == "shards"
+    assert config("maskable-ppo", 4).vec_env == "shards"
+    assert config("ppo", 1).vec_env == "dummy"
+    assert config("ppo", None).vec_env == "dummy"  # cpu_count() may not know
+    assert config("ppo", 2, n_envs=1).vec_env == "dummy"
+    assert config("dqn", 2).vec_env == "dummy"
+    assert config("ppo", 2, vec_env="subproc").vec_env == "subproc"

@@ -41,8 +41,9 @@ def _same_infos(a: list[dict], b: list[dict]) -> None:
                 assert x[key] == y[key], key
 
 
-def test_shards_step_reset_and_answer_as_one_process_does():
-    one, sharded = _envs(DummyVecEnv), _envs(ShardedVecEnv, n_shards=2)
+@pytest.mark.parametrize("in_process", [True, False])
+def test_shards_step_reset_and_answer_as_one_process_does(in_process):
+    one, sharded = _envs(DummyVecEnv), _envs(ShardedVecEnv, n_shards=2, in_process=in_process)
     try:
         assert sharded.num_envs == 5 and sharded.observation_space == one.observation_space
         np.testing.assert_array_equal(one.reset(), sharded.reset())
@@ -94,12 +95,14 @@ def _dies():
 
 
 def test_an_env_error_in_a_worker_is_raised_here_and_a_dead_worker_is_named():
-    envs = ShardedVecEnv([_Breaks, _Breaks], n_shards=2)
-    try:
-        envs.reset()
-        with pytest.raises(ValueError, match="step 1: the twin refused"):
-            envs.step(np.array([1, 1]))
-    finally:
-        envs.close()
-    with pytest.raises(RuntimeError, match=r"shard 0: its worker process ended \(exit code 3\)"):
-        ShardedVecEnv([_dies, _Breaks], n_shards=2)
+    for in_process in (True, False):
+        envs = ShardedVecEnv([_Breaks, _Breaks], n_shards=2, in_process=in_process)
+        try:
+            envs.reset()
+            with pytest.raises(ValueError, match="step 1: the twin refused"):
+                envs.step(np.array([1, 1]))
+            np.testing.assert_array_equal(envs.reset(), np.zeros((2, 1)))  # still answers
+        finally:
+            envs.close()
+    with pytest.raises(RuntimeError, match=r"shard 1: its worker process ended \(exit code 3\)"):
+        ShardedVecEnv([_Breaks, _dies], n_shards=2)  # shard 0 steps in this process

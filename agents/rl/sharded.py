@@ -30,33 +30,63 @@ from stable_baselines3.common.vec_env.base_vec_env import (
 )
 
 
-def _shard_worker(remote: Any, parent: Any, fns: CloudpickleWrapper) -> None:
-    """One worker: a DummyVecEnv over its slice, driven by (command, data) messages."""
-    from stable_baselines3.common.vec_env import DummyVecEnv
+class _Shard:
+    """A DummyVecEnv over one slice, answering (command, data) messages."""
 
+    def __init__(self, fns: Sequence[Callable[[], gym.Env]]) -> None:
+        from stable_baselines3.common.vec_env import DummyVecEnv
+
+        envs = self.envs = DummyVecEnv(list(fns))
+        self.handlers: dict[str, Callable[[Any], Any]] = {
+            "step": lambda actions: (*envs.step(actions), list(envs.reset_infos)),
+            "reset": lambda data: _reset(envs, *data),
+            "env_method": lambda d: envs.env_method(d[0], *d[1], indices=d[3], **d[2]),
+            "get_attr": lambda d: envs.get_attr(d[0], indices=d[1]),
+            "set_attr": lambda d: envs.set_attr(d[0], d[1], indices=d[2]),
+            "has_attr": lambda name: envs.has_attr(name),
+            "is_wrapped": lambda d: envs.env_is_wrapped(d[0], indices=d[1]),
+            "spaces": lambda _: (envs.observation_space, envs.action_space, envs.render_mode),
+        }
+
+    def answer(self, command: str, data: Any) -> tuple[str, Any]:
+        try:
+            return "ok", self.handlers[command](data)
+        except Exception as exc:  # handed to the caller, who raises it there
+            return "error", _portable(exc)
+
+
+class _InProcess:
+    """The pipe end of a shard stepped in this process: `send` keeps the message, `recv`
+    works it out, so this shard steps while the workers step theirs."""
+
+    def __init__(self, fns: Sequence[Callable[[], gym.Env]]) -> None:
+        self._shard = _Shard(fns)
+        self._pending: tuple[str, Any] | None = None
+
+    def send(self, message: tuple[str, Any]) -> None:
+        self._pending = message
+
+    def recv(self) -> Any:
+        command, data = self._pending or ("", None)
+        self._pending = None
+        if command == "close":
+            self._shard.envs.close()
+            return None
+        return self._shard.answer(command, data)
+
+
+def _shard_worker(remote: Any, parent: Any, fns: CloudpickleWrapper) -> None:
+    """One worker process: a `_Shard` driven by messages over its pipe."""
     parent.close()
-    envs = DummyVecEnv(fns.var)
-    handlers: dict[str, Callable[[Any], Any]] = {
-        "step": lambda actions: (*envs.step(actions), list(envs.reset_infos)),
-        "reset": lambda data: _reset(envs, *data),
-        "env_method": lambda d: envs.env_method(d[0], *d[1], indices=d[3], **d[2]),
-        "get_attr": lambda d: envs.get_attr(d[0], indices=d[1]),
-        "set_attr": lambda d: envs.set_attr(d[0], d[1], indices=d[2]),
-        "has_attr": lambda name: envs.has_attr(name),
-        "is_wrapped": lambda d: envs.env_is_wrapped(d[0], indices=d[1]),
-        "spaces": lambda _: (envs.observation_space, envs.action_space, envs.render_mode),
-    }
+    shard = _Shard(fns.var)
     try:
         while True:
             command, data = remote.recv()
             if command == "close":
-                envs.close()
+                shard.envs.close()
                 remote.send(None)
                 break
-            try:
-                remote.send(("ok", handlers[command](data)))
-            except Exception as exc:  # handed to the caller, who raises it there
-                remote.send(("error", _portable(exc)))
+            remote.send(shard.answer(command, data))
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
@@ -86,7 +116,10 @@ class ShardedVecEnv(VecEnv):
         env_fns: Sequence[Callable[[], gym.Env]],
         n_shards: int = 2,
         start_method: str | None = None,
+        in_process: bool = True,
     ) -> None:
+        """`in_process`: the first shard steps in this process (which waits for the workers
+        anyway), so `n_shards` shards take `n_shards - 1` worker processes."""
         n = len(env_fns)
         if not isinstance(n_shards, int) or not 1 <= n_shards <= n:
             raise ValueError(f"n_shards: must be an integer in [1, {n}], got {n_shards!r}")
@@ -96,8 +129,13 @@ class ShardedVecEnv(VecEnv):
             methods = mp.get_all_start_methods()
             start_method = "forkserver" if "forkserver" in methods else "spawn"
         context = mp.get_context(start_method)
-        self._remotes, self._processes = [], []
-        for part in self._slices:
+        self._remotes: list[Any] = []
+        self._processes: list[Any] = []
+        for k, part in enumerate(self._slices):
+            if k == 0 and in_process:
+                self._remotes.append(_InProcess(env_fns[part]))
+                self._processes.append(None)
+                continue
             remote, work = context.Pipe()
             fns = CloudpickleWrapper(list(env_fns[part]))
             process = context.Process(target=_shard_worker, args=(work, remote, fns), daemon=True)
@@ -212,6 +250,8 @@ class ShardedVecEnv(VecEnv):
             except (EOFError, ConnectionError):
                 pass  # that worker is gone already
         for process in self._processes:
+            if process is None:
+                continue
             process.join(timeout=10.0)
             if process.is_alive():
                 process.terminate()

@@ -54,7 +54,7 @@ class TrainConfig:
     checkpoints: int = 5
     threads: int = 1
     progress_bar: bool = True
-    vec_env: str = "dummy"
+    vec_env: str | None = None  # None: `hyperparams.default_vec_env(algo, n_envs)`
     hyperparams: dict | None = None  # overrides of `agents.rl.hyperparams.defaults`
     warm_start: str | None = None  # a teacher to clone first (`agents.rl.warm_start`)
     warm_episodes: int = 200
@@ -67,6 +67,8 @@ class TrainConfig:
             raise TrainingError(f"--env: unknown {self.env_id!r} (envs: {', '.join(ENV_IDS)})")
         if self.n_envs is None:  # frozen: set once, here, before anything reads it
             object.__setattr__(self, "n_envs", hyperparams.default_n_envs(self.algo))
+        if self.vec_env is None and isinstance(self.n_envs, int):
+            object.__setattr__(self, "vec_env", hyperparams.default_vec_env(self.algo, self.n_envs))
         for name in ("steps", "n_envs", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

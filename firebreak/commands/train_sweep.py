@@ -42,6 +42,7 @@ def cmd_train_sweep(args: argparse.Namespace) -> int:
         eval_episodes=args.eval_episodes,
         progress_bar=False,
         hyperparams=_json_object(args.hyperparams, "--hyperparams"),
+        vec_env="dummy",  # the sweep runs trainings side by side: each keeps its envs at home
         **chosen,
     )
     table = run_train_sweep(
