@@ -101,7 +101,7 @@ def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> dict[str, float]
 def _in_other_processes(config: TrainConfig) -> bool:
     """Whether the envs step in worker processes (then this process's CPU time is not
     what the work cost, and no per-CPU-second rate is given)."""
-    return config.vec_env in ("subproc", "shards") and config.n_envs > 1
+    return config.vec_env_used in ("subproc", "shards") and config.n_envs > 1
 
 
 def _rollout_timer():
@@ -207,7 +207,8 @@ def bench(
     }
     for settings in (IN_PROCESS, DEFAULTS):
         config = config_for("ppo", steps, seed, settings, **extra)
-        raw[f"VecEnv ({config.n_envs} x {config.vec_env})"] = vec_env_rate(config, env_steps, seed)
+        name = f"VecEnv ({config.n_envs} x {config.vec_env_used})"
+        raw[name] = vec_env_rate(config, env_steps, seed)
     todo = cases(long)
     runs: dict[int, list[dict[str, Any]]] = {i: [] for i in range(len(todo))}
     for r in range(repeats):
@@ -223,7 +224,7 @@ def bench(
             "algo": algo,
             "case": label,
             "n_envs": config.n_envs,
-            "vec_env": config.vec_env,
+            "vec_env": config.vec_env_used,
             "threads": config.threads,
             "fast_distributions": case["fast"],
             "rollout_share": statistics.median(x["rollout_share"] for x in runs[i]),

@@ -99,6 +99,8 @@ def sweep_configs(
                 hyperparams=merged,
                 out=Path(base.out) / label,
                 progress_bar=False,
+                # runs train side by side: each keeps its envs at home unless told otherwise
+                vec_env=base.vec_env or "dummy",
             )
             runs.append((label, point, config))
     return runs

@@ -276,16 +276,34 @@ def test_learning_freezes_what_existed_before_it_and_thaws_it_after():
 
 
 def test_envs_are_split_over_the_cores_by_default_where_there_are_several(monkeypatch):
-    import os
+    from dataclasses import replace
+
+    from agents.rl import hyperparams
 
     def config(algo, cores, **kw):
-        monkeypatch.setattr(os, "cpu_count", lambda: cores)
+        monkeypatch.setattr(hyperparams, "usable_cores", lambda: cores)
         return TrainConfig(algo, REMEDIATION_ID, 64, Path("unused"), **kw)
 
-    assert config("ppo", 2).vec_env == "shards"
-    assert config("maskable-ppo", 4).vec_env == "shards"
-    assert config("ppo", 1).vec_env == "dummy"
-    assert config("ppo", None).vec_env == "dummy"  # cpu_count() may not know
-    assert config("ppo", 2, n_envs=1).vec_env == "dummy"
-    assert config("dqn", 2).vec_env == "dummy"
-    assert config("ppo", 2, vec_env="subproc").vec_env == "subproc"
+    assert config("ppo", 2).vec_env_used == "shards"
+    assert config("maskable-ppo", 4).vec_env_used == "shards"
+    assert config("ppo", 1).vec_env_used == "dummy"
+    one_env = config("ppo", 2, n_envs=1)
+    assert one_env.vec_env_used == "dummy"
+    assert replace(one_env, n_envs=16).vec_env_used == "shards"  # worked out when asked
+    assert replace(one_env, algo="dqn", n_envs=4).vec_env_used == "dummy"
+    assert config("dqn", 2).vec_env_used == "dummy"
+    assert config("ppo", 2, vec_env="subproc").vec_env_used == "subproc"
+
+
+def test_learning_leaves_a_heap_the_caller_froze_frozen():
+    import gc
+
+    from agents.rl.train import frozen_heap
+
+    gc.freeze()
+    try:
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

@@ -106,3 +106,37 @@ def test_an_env_error_in_a_worker_is_raised_here_and_a_dead_worker_is_named():
             envs.close()
     with pytest.raises(RuntimeError, match=r"shard 1: its worker process ended \(exit code 3\)"):
         ShardedVecEnv([_Breaks, _dies], n_shards=2)  # shard 0 steps in this process
+
+
+class _Counts(_Breaks):
+    """Counts its steps; answers with a generator when asked (which cannot be pickled)."""
+
+    def reset(self, *, seed=None, options=None):
+        self.steps = 0
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.steps += 1
+        return np.zeros(1, np.float32), 0.0, False, False, {}
+
+    def lazy(self):
+        return (i for i in range(3))
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_indices_are_read_as_a_list_would_and_the_pipes_stay_in_step(in_process):
+    envs = ShardedVecEnv([_Counts] * 4, n_shards=2, in_process=in_process)
+    try:
+        envs.reset()
+        assert envs.get_attr("steps", -1) == [0]
+        with pytest.raises(IndexError, match="env index 4 is out of range for 4 envs"):
+            envs.get_attr("steps", [4])
+        envs.step_async(np.ones(4, int))
+        envs.reset()  # cancels the step not waited for; every later answer is its own
+        assert envs.get_attr("steps") == [0, 0, 0, 0]
+        with pytest.raises(Exception, match="generator"):
+            envs.env_method("lazy", indices=[3])  # env 3 steps in a worker either way
+        envs.step(np.ones(4, int))
+        assert envs.get_attr("steps", [3, 0]) == [1, 1]
+    finally:
+        envs.close()

@@ -51,9 +51,17 @@ def default_vec_env(algo: str, n_envs: int) -> str:
     worker per further core when there are several cores and envs (PPO on two cores:
     1.43x the in-process envs' steps/s in the same `bench_train` run), else all in this
     process. DQN keeps its few envs here: its gradient steps, not its envs, are the cost."""
-    if algo != "dqn" and n_envs > 1 and (os.cpu_count() or 1) > 1:
+    if algo != "dqn" and n_envs > 1 and usable_cores() > 1:
         return "shards"
     return "dummy"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, which `taskset` and container
+    CPU sets narrow), not every core the machine has."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
 
 
 def defaults(algo: str, n_envs: int) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import operator
 import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -56,8 +57,9 @@ class _Shard:
 
 
 class _InProcess:
-    """The pipe end of a shard stepped in this process: `send` keeps the message, `recv`
-    works it out, so this shard steps while the workers step theirs."""
+    """The pipe end of a shard stepped in this process: `send` keeps the message (a new one
+    replaces one never read, as a reset cancels a step not yet waited for), `recv` works it
+    out, so this shard steps while the workers step theirs."""
 
     def __init__(self, fns: Sequence[Callable[[], gym.Env]]) -> None:
         self._shard = _Shard(fns)
@@ -75,6 +77,9 @@ class _InProcess:
         return self._shard.answer(command, data)
 
 
+CLOSE_WAIT_S = 10.0  # how long `close` waits on a worker before ending it
+
+
 def _shard_worker(remote: Any, parent: Any, fns: CloudpickleWrapper) -> None:
     """One worker process: a `_Shard` driven by messages over its pipe."""
     parent.close()
@@ -86,7 +91,12 @@ def _shard_worker(remote: Any, parent: Any, fns: CloudpickleWrapper) -> None:
                 shard.envs.close()
                 remote.send(None)
                 break
-            remote.send(shard.answer(command, data))
+            reply = shard.answer(command, data)
+            try:
+                remote.send(reply)
+            except Exception as exc:  # the answer would not pickle: nothing was sent
+                why = f"{command}: the answer cannot be sent back ({type(exc).__name__}: {exc})"
+                remote.send(("error", RuntimeError(why)))
     except (EOFError, KeyboardInterrupt):
         pass
     finally:
@@ -131,31 +141,43 @@ class ShardedVecEnv(VecEnv):
         context = mp.get_context(start_method)
         self._remotes: list[Any] = []
         self._processes: list[Any] = []
-        for k, part in enumerate(self._slices):
-            if k == 0 and in_process:
-                self._remotes.append(_InProcess(env_fns[part]))
-                self._processes.append(None)
-                continue
-            remote, work = context.Pipe()
-            fns = CloudpickleWrapper(list(env_fns[part]))
-            process = context.Process(target=_shard_worker, args=(work, remote, fns), daemon=True)
-            process.start()
-            work.close()
-            self._remotes.append(remote)
-            self._processes.append(process)
+        self._owed: list[int] = []  # replies each shard still owes (read before anything new)
         self.closed = False
-        self._waiting = False
         try:
+            for k, part in enumerate(self._slices):
+                self._owed.append(0)
+                if k == 0 and in_process:
+                    self._remotes.append(_InProcess(env_fns[part]))
+                    self._processes.append(None)
+                    continue
+                remote, work = context.Pipe()
+                fns = CloudpickleWrapper(list(env_fns[part]))
+                process = context.Process(
+                    target=_shard_worker, args=(work, remote, fns), daemon=True
+                )
+                self._remotes.append(remote)
+                self._processes.append(process)
+                process.start()
+                work.close()
             observation_space, action_space, render_mode = self._ask(0, "spaces", None)
+            super().__init__(n, observation_space, action_space)
         except BaseException:
-            self.close()  # the other workers too
+            self.close()  # every shard started so far
             raise
-        super().__init__(n, observation_space, action_space)
         self.render_mode = render_mode
 
     # -- messages --------------------------------------------------------------------------
     def _send(self, shard: int, command: str, data: Any) -> None:
-        self._remotes[shard].send((command, data))
+        remote = self._remotes[shard]
+        if isinstance(remote, _InProcess):
+            self._owed[shard] = 0  # a message never read is replaced, not worked out
+        while self._owed[shard]:
+            self._message(shard)  # an answer nobody waited for (an interrupted call)
+        try:
+            remote.send((command, data))
+        except (OSError, EOFError) as exc:
+            raise self._ended(shard) from exc
+        self._owed[shard] += 1
 
     def _receive(self, shard: int) -> Any:
         status, value = self._message(shard)
@@ -164,34 +186,59 @@ class ShardedVecEnv(VecEnv):
         return value
 
     def _receive_all(self, shards: Sequence[int] | None = None) -> list[Any]:
-        """Every shard's answer (all read, so none is left in a pipe), or the first error."""
+        """Every shard's answer, each read even when another fails (so none is left in a
+        pipe), or the first error."""
         if shards is None:
             shards = range(len(self._slices))
-        messages = [self._message(shard) for shard in shards]
+        messages, failure = [], None
+        for shard in shards:
+            try:
+                messages.append(self._message(shard))
+            except Exception as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
         for status, value in messages:
             if status == "error":
                 raise value
         return [value for _, value in messages]
 
     def _message(self, shard: int) -> tuple[str, Any]:
+        self._owed[shard] = max(self._owed[shard] - 1, 0)
         try:
             return self._remotes[shard].recv()
-        except (EOFError, ConnectionError) as exc:
-            self._processes[shard].join(timeout=5.0)
-            code = self._processes[shard].exitcode
-            raise RuntimeError(
-                f"shard {shard}: its worker process ended (exit code {code}); its own error "
-                "is on stderr above (a script that starts training needs an "
-                "`if __name__ == '__main__':` guard)"
-            ) from exc
+        except (OSError, EOFError) as exc:
+            self._owed[shard] = 0
+            raise self._ended(shard) from exc
+
+    def _ended(self, shard: int) -> RuntimeError:
+        process = self._processes[shard]
+        process.join(timeout=5.0)
+        return RuntimeError(
+            f"shard {shard}: its worker process ended (exit code {process.exitcode}); its own "
+            "error is on stderr above (a script that starts training needs an "
+            "`if __name__ == '__main__':` guard)"
+        )
 
     def _ask(self, shard: int, command: str, data: Any) -> Any:
         self._send(shard, command, data)
         return self._receive(shard)
 
+    def _positions(self, indices: VecEnvIndices) -> list[int]:
+        """`indices` as env positions, negative ones counted from the end as a list would;
+        IndexError for one out of range (as `DummyVecEnv` raises)."""
+        out = []
+        for index in self._get_indices(indices):
+            i = operator.index(index)
+            i += self.num_envs if i < 0 else 0
+            if not 0 <= i < self.num_envs:
+                raise IndexError(f"env index {index} is out of range for {self.num_envs} envs")
+            out.append(i)
+        return out
+
     def _by_shard(self, indices: VecEnvIndices) -> list[tuple[int, list[int], list[int]]]:
         """(shard, global positions, the shard's own indices) for each shard `indices` touch."""
-        wanted = list(self._get_indices(indices))
+        wanted = self._positions(indices)
         out = []
         for shard, part in enumerate(self._slices):
             inside = range(part.start, part.stop)
@@ -216,10 +263,8 @@ class ShardedVecEnv(VecEnv):
     def step_async(self, actions: np.ndarray) -> None:
         for shard, part in enumerate(self._slices):
             self._send(shard, "step", actions[part])
-        self._waiting = True
 
     def step_wait(self) -> VecEnvStepReturn:
-        self._waiting = False
         results = self._receive_all()
         obs = _concat_obs([r[0] for r in results], self.observation_space)
         rewards = np.concatenate([r[1] for r in results])
@@ -241,18 +286,24 @@ class ShardedVecEnv(VecEnv):
         if self.closed:
             return
         self.closed = True
-        for remote in self._remotes:
+        for shard, remote in enumerate(self._remotes):
             try:
-                if self._waiting:
-                    remote.recv()  # the step's answer, never read
+                if isinstance(remote, _InProcess):
+                    remote.send(("close", None))
+                    remote.recv()
+                    continue
+                while self._owed[shard] and remote.poll(CLOSE_WAIT_S):
+                    remote.recv()  # answers never read (a step in flight)
+                    self._owed[shard] -= 1
                 remote.send(("close", None))
-                remote.recv()
-            except (EOFError, ConnectionError):
-                pass  # that worker is gone already
-        for process in self._processes:
-            if process is None:
+                if remote.poll(CLOSE_WAIT_S):
+                    remote.recv()
+            except Exception:  # closing: every other shard is closed all the same
                 continue
-            process.join(timeout=10.0)
+        for process in self._processes:
+            if process is None or process.pid is None:
+                continue
+            process.join(timeout=CLOSE_WAIT_S)
             if process.is_alive():
                 process.terminate()
 

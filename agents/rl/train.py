@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +59,14 @@ class TrainConfig:
     warm_episodes: int = 200
     warm_epochs: int = 120  # passes over the demonstrations (`warm_start.EPOCHS`)
 
+    @property
+    def vec_env_used(self) -> str:
+        """`vec_env`, or where the envs step by default (worked out when asked, so a
+        `replace` of algo or n_envs is never stuck with an earlier default)."""
+        if self.vec_env is not None:
+            return self.vec_env
+        return hyperparams.default_vec_env(self.algo, int(self.n_envs or 1))
+
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise TrainingError(f"--algo: unknown {self.algo!r} (algorithms: {', '.join(ALGOS)})")
@@ -67,15 +74,13 @@ class TrainConfig:
             raise TrainingError(f"--env: unknown {self.env_id!r} (envs: {', '.join(ENV_IDS)})")
         if self.n_envs is None:  # frozen: set once, here, before anything reads it
             object.__setattr__(self, "n_envs", hyperparams.default_n_envs(self.algo))
-        if self.vec_env is None and isinstance(self.n_envs, int):
-            object.__setattr__(self, "vec_env", hyperparams.default_vec_env(self.algo, self.n_envs))
         for name in ("steps", "n_envs", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise TrainingError(f"--{name.replace('_', '-')}: must be >= 1, got {value!r}")
         if self.eval_episodes < 0:
             raise TrainingError(f"--eval-episodes: must be >= 0, got {self.eval_episodes}")
-        if self.vec_env not in VEC_ENVS:
+        if self.vec_env is not None and self.vec_env not in VEC_ENVS:
             raise TrainingError(
                 f"--vec-env: unknown {self.vec_env!r} (choices: {', '.join(VEC_ENVS)})"
             )
@@ -167,11 +172,12 @@ def make_envs(config: TrainConfig, n_envs: int, seed: int):
 
     vec_env_cls: type = DummyVecEnv
     vec_env_kwargs: dict[str, Any] = {}
-    if config.vec_env == "subproc" and n_envs > 1:
+    where = config.vec_env_used
+    if where == "subproc" and n_envs > 1:
         vec_env_cls = SubprocVecEnv
-    elif config.vec_env == "shards" and n_envs > 1:
+    elif where == "shards" and n_envs > 1:
         vec_env_cls = ShardedVecEnv
-        vec_env_kwargs = {"n_shards": min(n_envs, os.cpu_count() or 1)}
+        vec_env_kwargs = {"n_shards": min(n_envs, hyperparams.usable_cores())}
     envs = make_vec_env(
         partial(make_env, config.env_id),
         n_envs=n_envs,
@@ -217,7 +223,10 @@ def frozen_heap() -> Iterator[None]:
     collector's full passes stop walking it: one such pass took about 0.3 s of every 8,192
     PPO steps (about 7% of the wall time; `gc.callbacks`, measured in the session that
     added this). Only objects made before learning are frozen; what learning makes is
-    collected as before. Unfrozen afterwards."""
+    collected as before. Unfrozen afterwards (left as it was if the caller had frozen it)."""
+    if gc.get_freeze_count():  # the caller froze the heap already: theirs to thaw
+        yield
+        return
     gc.freeze()
     try:
         yield
@@ -284,7 +293,7 @@ def train_model(config: TrainConfig) -> tuple[Any, dict[str, Any]]:
         "seed": config.seed,
         "n_envs": config.n_envs,
         "threads": config.threads,
-        "vec_env": config.vec_env,
+        "vec_env": config.vec_env_used,
         "hyperparams": hyperparams.check(config.algo, config.hyperparams),
         "eval_seed_base": EVAL_SEED_BASE + 500_000 + config.seed,
         "warm_start": config.warm_start,
