@@ -61,10 +61,10 @@ def test_kernel_matches_the_numpy_formulas(seed: int) -> None:
     daemons[0, 0] = -10.0  # the daemons' CPU floor at zero
     out = np.full((n_nodes, len(NODE_METRICS)), np.nan)
     fill_node_metrics(
-        values, M["cpu_cores"], M["memory_mb"], share, counts, st["down_since"],
+        values[None], M["cpu_cores"], M["memory_mb"], share, counts, st["down_since"],
         st["not_ready"], st["cordoned"], st["disk"], st["steal"], st["cpu_alloc"],
         st["mem_pressure"], st["mem_alloc"], st["bound"], st["io_s"], st["loss"], st["oom"],
-        daemons, out,
+        daemons[None], out[None],
     )  # fmt: skip
     np.testing.assert_allclose(out, _numpy_reference(values, share, counts, st, daemons),
                                rtol=1e-12, atol=1e-12)  # fmt: skip

@@ -33,7 +33,7 @@ import numpy as np
 
 from twin import fields as f
 from twin.control.mechanisms import NODE_MONITOR_GRACE_S, NOT_READY_TOLERATION_S
-from twin.infra.node_metrics import fill_node_metrics, fill_node_rows
+from twin.infra.node_metrics import fill_node_metrics
 from twin.rng import stream
 from twin.scenario.infrastructure import Infrastructure
 
@@ -345,9 +345,10 @@ class Cluster:
         """Fill nodes × NODE_METRICS from services × metrics, for one tick or (with a
         leading ticks axis) for ticks between which nothing else ran (a flow burst)."""
         share, counts = self.shares()
-        daemons = self._noise.normal(size=(*values.shape[:-2], 4, len(self.names)))
-        fill = fill_node_rows if values.ndim == 3 else fill_node_metrics
-        fill(
+        if values.ndim == 2:  # one tick
+            values, out = values[None], out[None]
+        daemons = self._noise.normal(size=(len(values), 4, len(self.names)))
+        fill_node_metrics(
             values,
             CPU_COL,
             MEM_COL,

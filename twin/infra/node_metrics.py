@@ -1,4 +1,4 @@
-"""One tick's node metrics as one compiled call.
+"""A flow burst's node metrics (one tick or several) as one compiled call.
 
 `Cluster.record` runs every tick of every env step; as a dozen numpy calls on arrays of a
 handful of nodes it cost tens of microseconds of dispatch for nanoseconds of work, a
@@ -34,10 +34,24 @@ def fill_node_metrics(
     daemons: np.ndarray,
     out: np.ndarray,
 ) -> None:
-    """Fill `out` (nodes × NODE_METRICS) from the tick's services × metrics `values` and
-    the nodes' state (schedulable as `Cluster.schedulable` says: not cordoned, not
-    NotReady, not down, no memory or disk pressure); `daemons` (4 × nodes) are the standard
-    normal draws behind the system daemons' noise."""
+    """Fill `out` (ticks × nodes × NODE_METRICS) from the ticks' services × metrics
+    `values` and the nodes' state, the same for every tick given (the ticks of one flow
+    burst, where nothing else runs between them; schedulable as `Cluster.schedulable` says:
+    not cordoned, not NotReady, not down, no memory or disk pressure); `daemons` (ticks × 4 ×
+    nodes) are the standard normal draws behind the system daemons' noise."""
+    for t in range(values.shape[0]):
+        _fill_tick(
+            values[t], cpu_col, mem_col, share, counts, down_since, not_ready, cordoned,
+            disk_pressure, steal, cpu_alloc, mem_pressure, mem_alloc, bound, io_s, loss,
+            oom_kills, daemons[t], out[t],
+        )  # fmt: skip
+
+
+@njit(cache=True, inline="always")
+def _fill_tick(
+    values, cpu_col, mem_col, share, counts, down_since, not_ready, cordoned, disk_pressure,
+    steal, cpu_alloc, mem_pressure, mem_alloc, bound, io_s, loss, oom_kills, daemons, out,
+):  # fmt: skip
     for j in range(out.shape[0]):
         alive = np.isnan(down_since[j])
         up = not not_ready[j]
@@ -66,36 +80,3 @@ def fill_node_metrics(
         out[j, 10] = io_s[j] * 1000.0 + 0.3 * abs(daemons[2, j])
         out[j, 11] = loss[j] + 1e-4 * abs(daemons[3, j])
         out[j, 12] = oom_kills[j]
-
-
-@njit(cache=True)
-def fill_node_rows(
-    values: np.ndarray,
-    cpu_col: int,
-    mem_col: int,
-    share: np.ndarray,
-    counts: np.ndarray,
-    down_since: np.ndarray,
-    not_ready: np.ndarray,
-    cordoned: np.ndarray,
-    disk_pressure: np.ndarray,
-    steal: np.ndarray,
-    cpu_alloc: np.ndarray,
-    mem_pressure: np.ndarray,
-    mem_alloc: np.ndarray,
-    bound: np.ndarray,
-    io_s: np.ndarray,
-    loss: np.ndarray,
-    oom_kills: np.ndarray,
-    daemons: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """`fill_node_metrics` for each of several ticks (`values`, `daemons` and `out` with a
-    leading ticks axis) whose node state is the same: the ticks of one flow burst, where
-    nothing runs between them, in one call rather than one call each."""
-    for t in range(values.shape[0]):
-        fill_node_metrics(
-            values[t], cpu_col, mem_col, share, counts, down_since, not_ready, cordoned,
-            disk_pressure, steal, cpu_alloc, mem_pressure, mem_alloc, bound, io_s, loss,
-            oom_kills, daemons[t], out[t],
-        )  # fmt: skip
