@@ -104,9 +104,9 @@ def _shard_worker(remote: Any, parent: Any, fns: CloudpickleWrapper) -> None:
 
 
 def _portable(exc: Exception) -> Exception:
-    """`exc` itself if it survives pickling, else a RuntimeError that names it."""
+    """`exc` itself if it can be sent down the pipe, else a RuntimeError that names it."""
     try:
-        pickle.loads(pickle.dumps(exc))
+        pickle.dumps(exc)
     except Exception:
         return RuntimeError(f"{type(exc).__name__}: {exc}")
     return exc

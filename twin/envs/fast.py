@@ -242,8 +242,9 @@ def node_update(block, cpu, mem, io_half_ms, drop_full, base, updates, warmup, b
     node's six signals from the interval's mean (non-finite: 0, or 1 for +inf), then either
     a warm-up step of the baseline (`updates` counts this one) or each node's badness."""
     k = block.shape[0]
+    m = np.empty(block.shape[2])
     for i in range(block.shape[1]):
-        m = np.zeros(block.shape[2])
+        m[:] = 0.0
         for t in range(k):
             for j in range(block.shape[2]):
                 m[j] += block[t, i, j]

@@ -40,8 +40,6 @@ class NodeWatch:
         self.badness = np.zeros(len(nodes))
         self.drained = np.zeros(len(nodes), bool)
         self._zone_index = np.array([self.zones.index(z) for z in self.zone_of], np.int64)
-        self._worst_of = b""  # the badness and drains `_kept` was worked out for
-        self._kept: tuple[int, float, int, float] = (-1, 0.0, -1, 0.0)
 
     @property
     def present(self) -> bool:
@@ -76,12 +74,6 @@ class NodeWatch:
         return (self.zones[zone], value) if zone >= 0 else (None, 0.0)
 
     def _worst(self) -> tuple[int, float, int, float]:
-        """Worked out once while badness and drains stay as they were: the observation
-        asks at every step, and the action masks again."""
-        state = self.badness.tobytes() + self.drained.tobytes()
-        if state != self._worst_of:
-            self._worst_of = state
-            self._kept = fast.worst_node_zone(
-                self.badness, self.drained, self._zone_index, len(self.zones)
-            )
-        return self._kept
+        """(node, its badness, zone, its badness), -1 where there is none: one compiled
+        call, asked by the observation and the action masks at every step."""
+        return fast.worst_node_zone(self.badness, self.drained, self._zone_index, len(self.zones))
