@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -46,3 +48,75 @@ def test_a_lognormal_too_narrow_for_a_float_is_a_step_not_a_division_by_zero(rat
     assert lognormal_cdf(0.049, mean, var) == 0.0
     assert lognormal_cdf(0.051, mean, var) == 1.0
     assert 0.0 <= lognormal_cdf(mean, mean, var) <= 1.0
+
+
+def _fanout_edges(costs):
+    """E rows and the caller's out-edge lists for one parallel caller with these calls:
+    (k, sync, mean cost, cost variance) each."""
+    from twin import fields as f
+
+    E = np.zeros((f.N_EDGE_FIELDS, len(costs)))
+    for e, (k, sync, mean, var) in enumerate(costs):
+        E[f.E_K, e], E[f.E_SYNC, e], E[f.E_COST, e], E[f.E_COST_VAR, e] = k, sync, mean, var
+        E[f.E_CDF_SQRT_S2, e] = 7.0  # stale scratch from an earlier tick must not leak in
+    return E, np.array([0, len(costs)]), np.arange(len(costs))
+
+
+def _fanout_by_lognormal_cdf(costs):
+    """fanout_moments as it was first written: every node asks lognormal_cdf for every call."""
+    from twin.flow.service import FANOUT_NODES
+
+    live = [(k, mean, var) for k, sync, mean, var in costs if sync > 0.0 and k > 0.0]
+    top = 0.0
+    for _, mean, var in live:
+        if mean > 0.0:
+            s2 = math.log(1.0 + var / (mean * mean))
+            top = max(top, mean * math.exp(5.2 * math.sqrt(s2) - 0.5 * s2))
+    h = top / FANOUT_NODES
+    r1 = r2 = r3 = 0.0
+    for i in range(FANOUT_NODES):
+        x = (i + 0.5) * h
+        prob = 1.0
+        for k, mean, var in live:
+            cdf = lognormal_cdf(x, mean, var)
+            whole = math.floor(k)
+            frac = k - whole
+            prob *= cdf**whole * (1.0 - frac + frac * cdf)
+        r1 += 1.0 - prob
+        r2 += 2.0 * x * (1.0 - prob)
+        r3 += 3.0 * x * x * (1.0 - prob)
+    r1, r2, r3 = r1 * h, r2 * h, r3 * h
+    return r1, max(r2 - r1 * r1, 0.0), r3 - 3.0 * r1 * r2 + 2.0 * r1**3
+
+
+@pytest.mark.parametrize(
+    "costs",
+    [
+        [(1.0, 1.0, 0.02, 1e-4), (1.0, 1.0, 0.05, 4e-4), (2.0, 1.0, 0.01, 2e-5)],
+        [(0.3, 1.0, 0.2, 0.01), (1.5, 1.0, 0.08, 1e-3), (1.0, 0.0, 9.0, 1.0)],  # k < 1, async
+        [(1.0, 1.0, 0.05, 0.0), (1.0, 1.0, 0.04, 1e-6)],  # a call with no spread: a step
+        [(1.0, 1.0, 0.05, 0.05 * 0.05 * 1e-20), (1.0, 1.0, 0.0, 0.0), (1.0, 1.0, 0.03, 1e-4)],
+    ],
+)
+def test_fanout_takes_each_calls_logarithms_once_with_the_same_result(costs):
+    from twin.flow.service import fanout_moments
+
+    E, out_ptr, out_idx = _fanout_edges(costs)
+    got = fanout_moments(0, E, out_ptr, out_idx)
+    assert got == pytest.approx(_fanout_by_lognormal_cdf(costs), rel=1e-12, abs=1e-300)
+
+
+def test_fanout_mean_is_the_slowest_calls_mean_by_monte_carlo():
+    from twin.flow.service import fanout_moments
+
+    costs = [(1.0, 1.0, 0.02, 1e-4), (1.0, 1.0, 0.03, 4e-4), (2.0, 1.0, 0.015, 5e-5)]
+    E, out_ptr, out_idx = _fanout_edges(costs)
+    mean, var, _ = fanout_moments(0, E, out_ptr, out_idx)
+    rng = np.random.default_rng(11)
+    draws = []
+    for k, _, m, v in costs:
+        s2 = np.log(1.0 + v / m**2)
+        draws.append(rng.lognormal(np.log(m) - s2 / 2, np.sqrt(s2), (int(k), 200_000)))
+    slowest = np.concatenate(draws).max(axis=0)
+    assert abs(mean - slowest.mean()) <= 5 * slowest.std() / np.sqrt(slowest.size) + 1e-4
+    assert var == pytest.approx(slowest.var(), rel=0.05)

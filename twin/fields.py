@@ -111,7 +111,11 @@ E_FORCED = 21  # -1 none, 0 forced closed, 1 forced open (an operator's action)
 E_COST = 22  # what one call costs its caller this tick (retries, back-off), seconds
 E_COST_VAR = 23  # its variance
 E_ATT_COST = 24  # what one attempt costs its caller (the callee's residence cut at the timeout)
-N_EDGE_FIELDS = 25
+# a parallel caller's scratch: E_COST's lognormal by its moments, worked out once a tick
+E_CDF_LOGMEAN = 25  # log of its mean
+E_CDF_HALF_S2 = 26  # half its log-variance σ²
+E_CDF_SQRT_S2 = 27  # σ; 0 where the cdf takes lognormal_cdf's general path (a step)
+N_EDGE_FIELDS = 28
 
 BREAKER_STATES = ("closed", "open", "half_open")
 

@@ -33,6 +33,9 @@ from twin.fields import (
     E_BR_STATE,
     E_BR_THRESH,
     E_BR_WINDOW,
+    E_CDF_HALF_S2,
+    E_CDF_LOGMEAN,
+    E_CDF_SQRT_S2,
     E_COST,
     E_COST_VAR,
     E_FORCED,
@@ -66,6 +69,7 @@ from twin.flow.queueing import (
     erlang_c,
     fit_shifted_lognormal,
     lognormal_cdf,
+    norm_sf,
     own_time_moments,
 )
 
@@ -308,15 +312,22 @@ FANOUT_NODES = 48  # quadrature points over the slowest branch's range
 def _all_done_by(
     x: float, s: int, E: np.ndarray, out_ptr: np.ndarray, out_idx: np.ndarray
 ) -> float:
-    """P(every parallel call of s has returned by x): a call made k ≥ 1 times returns when
-    its slowest copy does; one made by a share k < 1 of requests is absent otherwise."""
+    """P(every parallel call of s has returned by x > 0): a call made k ≥ 1 times returns
+    when its slowest copy does; one made by a share k < 1 of requests is absent otherwise.
+    Each call's cdf is lognormal_cdf's arithmetic with its per-call logarithms and root
+    taken once a tick (fanout_moments), since they are most of its cost at 48 nodes."""
+    lx = math.log(x)
     prob = 1.0
     for j in range(out_ptr[s], out_ptr[s + 1]):
         e = out_idx[j]
         k = E[E_K, e]
         if E[E_SYNC, e] <= 0.0 or k <= 0.0:
             continue
-        f = lognormal_cdf(x, E[E_COST, e], E[E_COST_VAR, e])
+        sq = E[E_CDF_SQRT_S2, e]
+        if sq > 0.0:
+            f = 1.0 - norm_sf((lx - E[E_CDF_LOGMEAN, e] + E[E_CDF_HALF_S2, e]) / sq)
+        else:
+            f = lognormal_cdf(x, E[E_COST, e], E[E_COST_VAR, e])
         whole = math.floor(k)
         frac = k - whole
         prob *= f**whole * (1.0 - frac + frac * f)
@@ -339,11 +350,16 @@ def fanout_moments(
             continue
         mean = E[E_COST, e]
         var = E[E_COST_VAR, e]
+        E[E_CDF_SQRT_S2, e] = 0.0
         if mean <= 0.0:
             continue
         s2 = math.log(1.0 + var / (mean * mean))
         high = mean * math.exp(5.2 * math.sqrt(s2) - 0.5 * s2)
         top = max(top, high)
+        if var > 1e-24 * mean * mean and s2 > 0.0:  # lognormal_cdf's lognormal path
+            E[E_CDF_LOGMEAN, e] = math.log(mean)
+            E[E_CDF_HALF_S2, e] = 0.5 * s2
+            E[E_CDF_SQRT_S2, e] = math.sqrt(s2)
     if top <= 0.0:
         return 0.0, 0.0, 0.0
     h = top / FANOUT_NODES
