@@ -12,6 +12,7 @@ from test_calibrate import NS, _telemetry
 
 from experiments.calibration import fault_free
 from experiments.calibration.check import observed, observed_period
+from experiments.calibration.fit import CalibrationError
 from firebreak.cli import main
 
 T0 = 1_674_982_159  # the first trace of `_telemetry`, unix seconds
@@ -55,9 +56,15 @@ def test_only_traces_between_faults_count(tmp_path: Path) -> None:
 
 
 def test_metric_minutes_near_an_injection_are_left_out() -> None:
-    frame = pd.DataFrame({"time": [0.0, 930.0, 950.0, 1000.0, 1300.0, 1301.0, float("nan")]})
+    frame = pd.DataFrame({"time": [0.0, 930.0, 950.0, 1000.0, 1300.0, 1301.0]})
     kept = fault_free.normal_minutes(frame, [1000.0])
     assert kept["time"].tolist() == [0.0, 930.0, 1301.0]  # from inject - 60 to inject + 300
+
+
+def test_a_metric_minute_without_a_time_is_refused_not_dropped(tmp_path: Path) -> None:
+    frame = pd.DataFrame({"pod": ["api-1", "api-2"], "time": [0.0, float("nan")]})
+    with pytest.raises(CalibrationError, match=r"metric/api-2_metric\.csv: TimeStamp: 1 row"):
+        fault_free.normal_minutes(frame, [1000.0], tmp_path / "metric")
 
 
 def test_check_against_a_day_of_incidents_from_the_cli(tmp_path: Path, capsys) -> None:
@@ -94,4 +101,17 @@ def test_a_bad_fault_list_names_the_file_and_field(
     code = main(["calibrate", str(fit), "-o", str(tmp_path / "c.yaml"), "--check", str(day)])
     err = capsys.readouterr().err
     assert code == 2 and "2023-01-29-fault_list.json" in err and field in err
+    assert "Traceback" not in err
+
+
+def test_a_day_with_an_untimed_metric_minute_names_the_file(tmp_path: Path, capsys) -> None:
+    fit, day = _telemetry(tmp_path / "construct"), _day(tmp_path)
+    path = next((day / "metric").glob("gateway-*_metric.csv"))
+    frame = pd.read_csv(path)
+    frame["TimeStamp"] = frame["TimeStamp"].astype(object)
+    frame.loc[1, "TimeStamp"] = "soon"
+    frame.to_csv(path, index=False)
+    code = main(["calibrate", str(fit), "-o", str(tmp_path / "c.yaml"), "--check", str(day)])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{path.name}: TimeStamp: 1 row(s) without a time" in err
     assert "Traceback" not in err

@@ -63,7 +63,7 @@ def observed_period(root: Path) -> tuple[dict[str, dict[str, float]], float, str
             )
         a = analyse(normal.spans)
         span_s, arrivals = normal.covered_s, normal.intervals
-        kept = fault_free.normal_minutes(metrics, injected)
+        kept = fault_free.normal_minutes(metrics, injected, root / "metric")
         note = (
             f"fault-free parts of {root}: {len(a.root_spans)} traces in {normal.windows} "
             f"windows before injections ({span_s:.0f} s), {len(kept)} of {len(metrics)} pod "

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.calibration.fit import CalibrationError
+from experiments.calibration.fit import TIME_COLUMN, CalibrationError
 from twin.scenario.trace_files import RawSpan
 
 FAULT_S = 180.0  # Nezha's faults last about three minutes (its README)
@@ -91,10 +91,22 @@ def normal_traces(spans: list[RawSpan], injected: list[float]) -> NormalTraces:
     return NormalTraces(kept, len(starts_by_window), covered, intervals)
 
 
-def normal_minutes(metrics: pd.DataFrame, injected: list[float]) -> pd.DataFrame:
-    """The pod-metric rows (with a `time` column, unix seconds) outside every fault."""
+def normal_minutes(
+    metrics: pd.DataFrame, injected: list[float], folder: Path | str = "metric"
+) -> pd.DataFrame:
+    """The pod-metric rows (with a `time` column, unix seconds) outside every fault. A row
+    without a time cannot be told from a fault's minutes: refused (CalibrationError naming
+    its file under `folder`) rather than dropped unseen."""
     t = metrics["time"].to_numpy(dtype=float)
+    untimed = ~np.isfinite(t)
+    if untimed.any():
+        first = int(np.flatnonzero(untimed)[0])
+        pod = metrics["pod"].iloc[first] if "pod" in metrics else "<pod>"
+        raise CalibrationError(
+            f"{folder}/{pod}_metric.csv: {TIME_COLUMN}: {int(untimed.sum())} row(s) without a "
+            "time; a day of faults needs every minute's time to leave the faults out"
+        )
     bad = np.zeros(len(t), dtype=bool)
     for inj in injected:
         bad |= (t >= inj - SCRAPE_S) & (t <= inj + FAULT_S + SETTLE_S)
-    return metrics[~bad & np.isfinite(t)]
+    return metrics[~bad]
