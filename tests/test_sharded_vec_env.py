@@ -140,3 +140,35 @@ def test_indices_are_read_as_a_list_would_and_the_pipes_stay_in_step(in_process)
         assert envs.get_attr("steps", [3, 0]) == [1, 1]
     finally:
         envs.close()
+
+
+class _Draws(_Counts):
+    """Renders an `rgb_array` frame that shows how many steps it took."""
+
+    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012 - gymnasium's class attribute
+
+    def __init__(self, render_mode="rgb_array"):
+        self.render_mode = render_mode
+
+    def render(self):
+        return np.full((2, 3, 3), self.steps, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_frames_come_back_in_env_order_as_one_process_renders_them(in_process):
+    fns = [_Draws] * 3
+    envs = ShardedVecEnv(fns, n_shards=2, in_process=in_process)
+    alone = DummyVecEnv(fns)
+    try:
+        for vec in (envs, alone):
+            vec.reset()
+            vec.step(np.zeros(3, dtype=int))
+            vec.env_method("step", 0, indices=[2])  # the last env is a step ahead
+        frames = envs.get_images()
+        expected = alone.get_images()
+        assert [f.tolist() for f in frames] == [f.tolist() for f in expected]
+        assert [int(f[0, 0, 0]) for f in frames] == [1, 1, 2]
+        np.testing.assert_array_equal(envs.render(), alone.render())  # the tiled picture
+    finally:
+        envs.close()
+        alone.close()

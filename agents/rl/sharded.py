@@ -47,6 +47,7 @@ class _Shard:
             "has_attr": lambda name: envs.has_attr(name),
             "is_wrapped": lambda d: envs.env_is_wrapped(d[0], indices=d[1]),
             "spaces": lambda _: (envs.observation_space, envs.action_space, envs.render_mode),
+            "get_images": lambda _: envs.get_images(),
         }
 
     def answer(self, command: str, data: Any) -> tuple[str, Any]:
@@ -325,6 +326,13 @@ class ShardedVecEnv(VecEnv):
         return self._gather(
             indices, "env_method", lambda local: (method_name, method_args, method_kwargs, local)
         )
+
+    def get_images(self) -> list[np.ndarray | None]:
+        """Each env's `render()` frame in env order (None for each when the envs do not
+        render `rgb_array`), as `DummyVecEnv` answers: what `render()` tiles."""
+        for shard in range(len(self._slices)):
+            self._send(shard, "get_images", None)
+        return [image for images in self._receive_all() for image in images]
 
     def env_is_wrapped(
         self, wrapper_class: type[gym.Wrapper], indices: VecEnvIndices = None
