@@ -174,7 +174,7 @@ class Simulation:
                 i, count, row, dt, S, E, order, src, dst, in_ptr, in_idx, out_ptr, out_idx,
                 ext, ext_int, draws, out, eout, dist, times, kev, scratch,
             )  # fmt: skip
-            last = done - 1
+            last = done - 1 if n_ev else done  # rows recorded before the events' handlers
             self._wire[row : row + done] = E[f.E_FAULT_LAT]  # set only at events: fixed in a burst
             if cluster is not None and last:
                 cluster.record(out[row : row + last], nout[row : row + last])
@@ -183,8 +183,8 @@ class Simulation:
                     self.tick_index = i + last
                     yield timeout(last * dt)
                 self._handle_kernel_events(n_ev)
-            if cluster is not None:
-                cluster.record(out[row + last], nout[row + last])
+                if cluster is not None:
+                    cluster.record(out[row + last], nout[row + last])
             i += done
             self.tick_index = i
             for hook in self.on_tick:
