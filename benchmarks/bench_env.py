@@ -87,6 +87,49 @@ def mask_times(steps: int = 2_000, seed: int = 0) -> dict:
     }
 
 
+def kernel_times(seed: int = 0, steps: int = 60, reps: int = 7) -> list[dict]:
+    """Microseconds a tick of the flow kernel alone (`flow_ticks`, no SimPy), per training
+    topology: each twin is taken `steps` random actions into an episode, then the ticks its
+    current chunk has inputs for are run `reps` times from that same state (best taken).
+    What the rest of a step costs is the env rate above less this times ticks a step."""
+    from twin.envs.remediation import TRAINING_TOPOLOGIES
+    from twin.flow.burst import flow_ticks
+
+    rows = []
+    for name in TRAINING_TOPOLOGIES:
+        env = make_remediation(topologies=(name,))
+        env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        for _ in range(steps):
+            env.step(int(rng.integers(env.action_space.n)))
+        sim, topo = env.sim, env.sim.topo
+        ticks, best = sim.chunk_size, float("inf")
+        for _ in range(reps):
+            S, E = sim.S.copy(), sim.E.copy()
+            out, eout, dist = (np.zeros_like(a) for a in (sim._out, sim._eout, sim._dist))
+            times, events = np.zeros_like(sim._times), np.zeros_like(sim._kernel_events)
+            scratch, i = np.zeros_like(sim._scratch), 0
+            start = time.perf_counter()
+            while i < ticks:
+                done, _ = flow_ticks(
+                    i, ticks - i, i, sim.dt, S, E, topo.order, topo.src, topo.dst,
+                    topo.in_ptr, topo.in_idx, topo.out_ptr, topo.out_idx, sim._ext,
+                    sim._ext_int, sim._draws, out, eout, dist, times, events, scratch,
+                )  # fmt: skip
+                i += done
+            best = min(best, time.perf_counter() - start)
+        rows.append(
+            {
+                "topology": name,
+                "services": topo.n_services,
+                "edges": topo.n_edges,
+                "ticks": int(ticks),
+                "us_per_tick": round(1e6 * best / ticks, 2),
+            }
+        )
+    return rows
+
+
 def bench(steps: int = 20_000, seed: int = 0) -> list[dict]:
     cases = [
         ("Remediation-v0 online-boutique", make_remediation(topologies=("online-boutique",)), 0),
@@ -139,8 +182,16 @@ def main(argv: list[str] | None = None) -> int:
         f"guardrail masks a step: {masks['check_each_us']:,.0f} us asked one action at a time, "
         f"{masks['permits_us']:,.0f} us in one batch ({masks['speedup_x']:.2f}x), same run"
     )
+    kernel = kernel_times(args.seed)
+    print("flow kernel alone (no SimPy), the training topologies, from a state mid-episode:")
+    for k in kernel:
+        print(
+            f"  {k['topology']:20s} {k['services']:3d} services {k['edges']:3d} edges "
+            f"{k['us_per_tick']:7.2f} us a tick"
+        )
     if args.json:
-        Path(args.json).write_text(json.dumps({"envs": rows, "masks": masks}, indent=2) + "\n")
+        doc = {"envs": rows, "masks": masks, "kernel": kernel}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 
 

@@ -95,3 +95,14 @@ def test_mask_bench_times_both_ways_on_the_same_run():
 
     out = mask_times(steps=50)
     assert out["steps"] == 50 and out["check_each_us"] > 0 and out["permits_us"] > 0
+
+
+def test_env_bench_times_the_kernel_alone_on_each_training_topology():
+    from benchmarks.bench_env import kernel_times
+    from twin.envs.remediation import TRAINING_TOPOLOGIES
+
+    rows = kernel_times(steps=3, reps=1)
+    assert [r["topology"] for r in rows] == list(TRAINING_TOPOLOGIES)
+    assert all(r["us_per_tick"] > 0 and r["ticks"] >= 16 for r in rows)
+    by_name = {r["topology"]: r for r in rows}
+    assert by_name["social-network"]["edges"] > by_name["online-boutique"]["edges"]
