@@ -83,7 +83,12 @@ X_SPILL_X = 63  # ratio of the geometric levels beyond it
 X_SPILL_RATE = 64  # completions per second that work those levels down
 P_SVC_K3 = 65  # third cumulant of the own service time per mean³ (its distribution's shape)
 P_CPU_IDLE = 66  # cores a ready replica burns with no requests (runtime threads, GC, probes)
-N_SERVICE_FIELDS = 67
+# the own-time quadrature's node factors (twin.flow.queueing.own_time_moments) depend on the
+# service-time cv alone: worked out when the cv is new, not at every service's every tick
+GH_N = 20  # its Gauss-Hermite nodes
+X_GH_CV = 67  # the cv the factors were worked out for (NaN: not yet)
+X_GH_FACTOR = 68  # first of GH_N rows: exp(σ·node − σ²/2), σ² = log(1 + cv²)
+N_SERVICE_FIELDS = X_GH_FACTOR + GH_N
 
 # --- per-edge rows ----------------------------------------------------------------------
 E_K = 0  # expected calls per caller request (per_request × probability)

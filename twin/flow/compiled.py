@@ -86,6 +86,7 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
     n = len(names)
     index = {name: i for i, name in enumerate(names)}
     S = np.zeros((f.N_SERVICE_FIELDS, n))
+    S[f.X_GH_CV] = np.nan  # the quadrature factors are worked out on first use
     for i, svc in enumerate(topo.services.values()):
         S[f.P_WORKERS, i] = svc.workers
         S[f.P_READY, i] = svc.replicas

@@ -13,6 +13,8 @@ import math
 import numpy as np
 from numba import njit
 
+from twin.fields import GH_N
+
 Z95 = 1.6448536269514722
 Z99 = 2.3263478740408408
 SQRT2 = math.sqrt(2.0)
@@ -20,7 +22,7 @@ SQRT_2PI = math.sqrt(2.0 * math.pi)
 MAX_RHO = 0.995  # the Erlang-C term is capped here; beyond it the fluid backlog takes over
 MAX_CPU_RHO = 0.98  # the CPU wait formula stops here; the cap on throughput does the rest
 CFS_PERIOD_S = 0.1  # the kernel's default cpu.cfs_period_us
-_GH = np.polynomial.hermite_e.hermegauss(20)
+_GH = np.polynomial.hermite_e.hermegauss(GH_N)
 GH_NODES = _GH[0]
 GH_WEIGHTS = _GH[1] / _GH[1].sum()  # expectations over a standard normal
 
@@ -85,8 +87,25 @@ def truncated_moments(
 
 
 @njit(cache=True)
+def quadrature_factors(cv: float, out: np.ndarray, row0: int, col: int) -> None:
+    """own_time_moments' node factors for this cv (they depend on nothing else), into
+    out[row0 + i, col]."""
+    sigma2 = math.log(1.0 + cv * cv)
+    sigma = math.sqrt(sigma2)
+    for i in range(GH_NODES.shape[0]):
+        out[row0 + i, col] = math.exp(sigma * GH_NODES[i] - 0.5 * sigma2)
+
+
+@njit(cache=True)
 def own_time_moments(
-    x_mean: float, cv: float, work_per_own: float, rho: float, k3_unit: float
+    x_mean: float,
+    cv: float,
+    work_per_own: float,
+    rho: float,
+    k3_unit: float,
+    factors: np.ndarray,
+    row0: int,
+    col: int,
 ) -> tuple[float, float, float]:
     """Mean, variance and third cumulant of a request's own time X plus its wait for CPU
     quota (the CFS bucket of the request fidelity). With no quota wait to speak of, X keeps its
@@ -96,7 +115,8 @@ def own_time_moments(
     plus one period's quota: D = max(0, V + S - period). V is the M/G/1 workload: 0 with
     probability 1 - rho, else exponential with mean E[S²] / (2 E[S] (1 - rho)). Given X,
     X + D is b, or b plus that exponential with probability pi; X is integrated by
-    Gauss-Hermite quadrature, so the correlation of X and D is kept."""
+    Gauss-Hermite quadrature, so the correlation of X and D is kept; its node factors for
+    this cv are factors[row0 + i, col] (quadrature_factors): X at node i is x_mean times it."""
     sigma2 = math.log(1.0 + cv * cv)
     sigma = math.sqrt(sigma2)
     rho = min(max(rho, 0.0), MAX_CPU_RHO)
@@ -111,7 +131,7 @@ def own_time_moments(
     e2 = 0.0
     e3 = 0.0
     for i in range(GH_NODES.shape[0]):
-        x = x_mean * math.exp(sigma * GH_NODES[i] - 0.5 * sigma2)
+        x = x_mean * factors[row0 + i, col]
         a = work_per_own * x - CFS_PERIOD_S
         b = x + max(a, 0.0)
         pi = rho if a >= 0.0 else rho * math.exp(a / m)

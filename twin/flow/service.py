@@ -55,6 +55,8 @@ from twin.fields import (
     P_SVC_CV,
     P_SVC_K3,
     P_SVC_MEAN,
+    X_GH_CV,
+    X_GH_FACTOR,
     X_SB_ERRP,
     X_SB_LAM,
     X_SB_MU,
@@ -71,6 +73,7 @@ from twin.flow.queueing import (
     lognormal_cdf,
     norm_sf,
     own_time_moments,
+    quadrature_factors,
 )
 
 EVENT_BREAKER = 0.0
@@ -166,7 +169,21 @@ def own_moments(s: int, S: np.ndarray) -> tuple[float, float, float]:
         share = min(per_req / base, 1.0)
         work_per_own = base * share / available / x_mean
         rho = S[X_SERVED_INT, s] * per_req / available
-    return own_time_moments(x_mean, S[P_SVC_CV, s], work_per_own, rho, S[P_SVC_K3, s])
+    cv = _current_factors(s, S)
+    return own_time_moments(
+        x_mean, cv, work_per_own, rho, S[P_SVC_K3, s], S, X_GH_FACTOR, s
+    )  # fmt: skip
+
+
+@njit(cache=True)
+def _current_factors(s: int, S: np.ndarray) -> float:
+    """Service s's quadrature factor rows for its cv (returned), worked out again only when
+    the cv is new."""
+    cv = S[P_SVC_CV, s]
+    if S[X_GH_CV, s] != cv:  # NaN (never worked out) or another cv
+        quadrature_factors(cv, S, X_GH_FACTOR, s)
+        S[X_GH_CV, s] = cv
+    return cv
 
 
 @njit(cache=True)
@@ -255,7 +272,10 @@ def standby_tick(
         work_per_own = min(per_req / base, 1.0) / cores
         rho = lam * per_req / cores
         cpu_cap = cores / per_req
-    own, var, k3 = own_time_moments(base, S[P_SVC_CV, s], work_per_own, rho, S[P_SVC_K3, s])
+    cv = _current_factors(s, S)
+    own, var, k3 = own_time_moments(
+        base, cv, work_per_own, rho, S[P_SVC_K3, s], S, X_GH_FACTOR, s
+    )  # fmt: skip
     hold = max(own + calls, 1e-9)
     var += calls_var
     k3 += calls_k3
