@@ -285,3 +285,31 @@ def test_a_twin_failure_ends_the_episode_with_a_reproducer(monkeypatch, caplog):
     assert "twin failure" in caplog.text
     obs, _ = env.reset(seed=3)
     assert env.observation_space.contains(obs)
+
+
+def test_episodes_share_their_topologys_compiled_arrays_and_run_as_if_compiled_anew():
+    from twin.flow.engine import Simulation
+
+    env = make_remediation(topologies=["online-boutique"], episode_s=120.0, fault_start_s=(30, 60))
+    env.reset(seed=4)
+    first = env.sim.topo
+    rewards = [env.step(0)[1] for _ in range(5)]
+    env.reset(seed=4)
+    assert env.sim.topo is first  # the second episode did not compile the topology again
+    assert not first.base_services.flags.writeable  # shared, so nobody may write to it
+    assert [env.step(0)[1] for _ in range(5)] == rewards
+    fresh = Simulation(env.scenario)  # compiled from the scenario alone
+    np.testing.assert_array_equal(fresh.topo.base_services, first.base_services)
+    np.testing.assert_array_equal(fresh.topo.order, first.order)
+
+
+def test_a_compiled_topology_of_another_topology_is_refused():
+    from twin.envs.distribution import topology
+    from twin.flow.compiled import compile_topology
+    from twin.flow.inputs import prepare_inputs
+
+    env = make_remediation(topologies=["online-boutique"])
+    env.reset(seed=1)
+    other = env.scenario.model_copy(update={"topology": topology("sock-shop")})
+    with pytest.raises(ValueError, match="compiled from another topology"):
+        prepare_inputs(env.scenario, compile_topology(other))

@@ -32,8 +32,11 @@ from twin.envs.encoding import (
     ServiceStatics,
 )
 from twin.fields import M
+from twin.flow.compiled import CompiledTopology, compile_topology
 from twin.flow.engine import Simulation
+from twin.flow.inputs import prepare_inputs
 from twin.scenario.schema import Scenario
+from twin.scenario.topology import Topology
 
 log = logging.getLogger(__name__)
 
@@ -196,10 +199,13 @@ class TwinEnv(gym.Env):
         except ValueError as exc:
             raise EnvConfigError(str(exc)) from None
         self.sim: Simulation | None = None
+        # compiled topologies by (topology, tick, entries): episodes redraw the traffic and
+        # the fault, never the topology (frozen, loaded once), so its arrays are built once
+        self._compiled: dict[tuple, tuple[Topology, CompiledTopology]] = {}
 
     # -- episode -----------------------------------------------------------------------
     def _start(self, scenario: Scenario) -> None:
-        sim = Simulation(scenario)
+        sim = Simulation(scenario, inputs=prepare_inputs(scenario, self._compiled_of(scenario)))
         if sim.n_ticks > sim.chunk_size:
             raise EnvConfigError(
                 f"episode_s: {scenario.duration:g} s at a {scenario.tick:g} s tick is "
@@ -227,6 +233,17 @@ class TwinEnv(gym.Env):
         self.slo = StepSlo()
         # nonfinite: telemetry values the twin produced as NaN/inf, left out (a twin bug)
         self.stats = {"actions": 0, "refused": 0, "nonfinite": 0, "twin_failures": 0}
+
+    def _compiled_of(self, scenario: Scenario) -> CompiledTopology:
+        """The scenario's compiled topology, built the first time this env meets its
+        topology, tick and entry services (the same object is kept: an id is never reused
+        while its topology is held here)."""
+        entries = tuple(c.entry for c in scenario.workload.classes)
+        key = (id(scenario.topology), float(scenario.tick), entries)
+        hit = self._compiled.get(key)
+        if hit is None or hit[0] is not scenario.topology:
+            hit = self._compiled[key] = (scenario.topology, compile_topology(scenario))
+        return hit[1]
 
     def _check_running(self) -> None:
         if self.sim is None:

@@ -27,11 +27,16 @@ class RunInputs:
     class_intensity: np.ndarray  # n_ticks × classes, the Poisson mean behind each count
 
 
-def prepare_inputs(scenario: Scenario) -> RunInputs:
-    """Compile the topology and draw the workload (from the seed's `workload` stream)."""
+def prepare_inputs(scenario: Scenario, topo: CompiledTopology | None = None) -> RunInputs:
+    """Compile the topology (unless `topo`, compiled from this scenario's topology, tick and
+    entry services, is given: it is read-only, so runs may share it) and draw the workload
+    (from the seed's `workload` stream)."""
     dt = float(scenario.tick)
     n_ticks = int(math.ceil(scenario.duration / dt - 1e-9))
-    topo = compile_topology(scenario)
+    if topo is None:
+        topo = compile_topology(scenario)
+    elif topo.names != tuple(scenario.topology.services):
+        raise ValueError("topo was compiled from another topology than the scenario's")
     workload = scenario.workload
     rates = rate_curves(workload, n_ticks, dt)
     intensity, arrivals = sample_intensity_and_arrivals(
