@@ -313,3 +313,27 @@ def test_a_compiled_topology_of_another_topology_is_refused():
     other = env.scenario.model_copy(update={"topology": topology("sock-shop")})
     with pytest.raises(ValueError, match="compiled from another topology"):
         prepare_inputs(env.scenario, compile_topology(other))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_gymnasiums_vector_api_steps_the_envs_as_single_envs(mode):
+    short = {"episode_s": 120.0, "fault_start_s": (30.0, 60.0), "topologies": ["sock-shop"]}
+    vec = gym.make_vec(REMEDIATION_ID, num_envs=2, vectorization_mode=mode, **short)
+    singles = [gym.make(REMEDIATION_ID, **short) for _ in range(2)]
+    try:
+        obs, _ = vec.reset(seed=21)  # env i is seeded 21 + i
+        for i, env in enumerate(singles):
+            np.testing.assert_array_equal(obs[i], env.reset(seed=21 + i)[0])
+        masks = vec.call("action_masks")
+        for i, env in enumerate(singles):
+            np.testing.assert_array_equal(masks[i], env.unwrapped.action_masks())
+        for action in (0, 3, 1):
+            obs, rewards, *_ = vec.step(np.array([action, action]))
+            for i, env in enumerate(singles):
+                single_obs, single_reward, *_ = env.step(action)
+                np.testing.assert_array_equal(obs[i], single_obs)
+                assert rewards[i] == single_reward
+    finally:
+        vec.close()
+        for env in singles:
+            env.close()
