@@ -79,6 +79,29 @@ def _rates(steps: int, start: float, cpu: float) -> dict[str, float]:
     return {"steps_per_s": steps / wall, "steps_per_cpu_s": steps / used if used > 0 else 0.0}
 
 
+def _worker_meter(envs) -> Any:
+    """The envs' `ShardedVecEnv` when they step in shard workers (their CPU time can be
+    asked), else None."""
+    from agents.rl.sharded import ShardedVecEnv
+
+    inner = envs.unwrapped
+    return inner if isinstance(inner, ShardedVecEnv) and inner.n_workers else None
+
+
+def _with_workers(rates: dict[str, Any], steps: int, here_s: float, meter, before: float):
+    """`rates` counting the shard workers' CPU seconds too (so per CPU second is the whole
+    work's cost), and how busy this process and the workers were over the wall time."""
+    wall = steps / rates["steps_per_s"]
+    workers_s = meter.worker_cpu_seconds() - before
+    total = here_s + workers_s
+    return {
+        **rates,
+        "steps_per_cpu_s": steps / total if total > 0 else 0.0,
+        "busy_here": here_s / wall,
+        "busy_workers": workers_s / (wall * meter.n_workers),
+    }
+
+
 def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> dict[str, float]:
     """Raw steps/s of the training's VecEnv under seeded random actions (no policy)."""
     envs = make_envs(config, config.n_envs, config.seed)
@@ -87,11 +110,16 @@ def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> dict[str, float]
         envs.reset()
         n = envs.action_space.n
         rounds = max(steps // config.n_envs, 1)
+        meter = _worker_meter(envs)
+        before = meter.worker_cpu_seconds() if meter else 0.0
         start, cpu = time.perf_counter(), time.process_time()
         for _ in range(rounds):
             envs.step(rng.integers(n, size=config.n_envs))
+        here_s = time.process_time() - cpu
         rates = _rates(rounds * config.n_envs, start, cpu)
-        if _in_other_processes(config):
+        if meter is not None:
+            rates = _with_workers(rates, rounds * config.n_envs, here_s, meter, before)
+        elif _in_other_processes(config):
             rates["steps_per_cpu_s"] = None
         return rates
     finally:
@@ -100,7 +128,8 @@ def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> dict[str, float]
 
 def _in_other_processes(config: TrainConfig) -> bool:
     """Whether the envs step in worker processes (then this process's CPU time is not
-    what the work cost, and no per-CPU-second rate is given)."""
+    what the work cost: shard workers report theirs, SB3's subprocess workers do not, and
+    no per-CPU-second rate is given for them)."""
     return config.vec_env_used in ("subproc", "shards") and config.n_envs > 1
 
 
@@ -151,15 +180,21 @@ def train_rate(config: TrainConfig, fast: bool, eval_episodes: int = 0) -> dict[
                 learning.enter_context(frozen_heap())
             model.learn(1)  # warm-up: one rollout and update (lazy imports, first calls)
             warm = model.num_timesteps
+            meter = _worker_meter(envs)
+            before = meter.worker_cpu_seconds() if meter else 0.0
             began, cpu = time.perf_counter(), time.process_time()
             model.learn(config.steps, callback=timer, reset_num_timesteps=False)
             wall = time.perf_counter() - began
-            rates = _rates(model.num_timesteps - warm, began, cpu)
+            here_s = time.process_time() - cpu
+            done = model.num_timesteps - warm
+            rates = _rates(done, began, cpu)
+            if meter is not None:
+                rates = _with_workers(rates, done, here_s, meter, before)
     finally:
         envs.close()
     row = {"steps": int(model.num_timesteps - warm), **rates}
     row["rollout_share"] = timer.seconds / wall
-    if _in_other_processes(config):
+    if meter is None and _in_other_processes(config):
         row["steps_per_cpu_s"] = None
     if eval_episodes:
         row["eval_return"] = _eval_return(model, config, eval_episodes)
@@ -231,6 +266,9 @@ def bench(
         }
         for key, env_key in (("steps_per_s", "env"), ("steps_per_cpu_s", "env")):
             row.update(_summary(key, runs[i], base, raw[env_key][key]))
+        for key in ("busy_here", "busy_workers"):
+            if all(key in x for x in runs[i]):
+                row[key] = statistics.median(x[key] for x in runs[i])
         if "eval_return" in runs[i][-1]:
             row["eval_return"] = runs[i][-1]["eval_return"]
         rows.append(row)
@@ -259,19 +297,29 @@ def _num(value: float | None, width: int, fmt: str) -> str:
     return f"{'-':>{width}s}" if value is None else f"{value:{width}{fmt}}"
 
 
+def _busy(rate: dict[str, Any]) -> str:
+    """'this process / each worker' busy over the wall time, where shard workers stepped."""
+    if "busy_here" not in rate:
+        return f"{'-':>9s}"
+    return f"{rate['busy_here']:.0%}/{rate['busy_workers']:.0%}".rjust(9)
+
+
 def report(result: dict[str, Any]) -> str:
     """The tables as text: per wall second (what a user waits) and per CPU second of this
-    process (what the work costs, steadier when other processes share the cores)."""
-    lines = [f"{'raw environment (Remediation-v0)':34s} {'steps/s':>9s} {'per CPU-s':>9s}"]
+    process and its shard workers (what the work costs, steadier when other processes
+    share the cores); 'busy' is how much of the wall time this process and each worker ran."""
+    lines = [
+        f"{'raw environment (Remediation-v0)':34s} {'steps/s':>9s} {'per CPU-s':>9s} {'busy':>9s}"
+    ]
     for name, rate in result["raw"].items():
         cpu = _num(rate["steps_per_cpu_s"], 9, ",.0f")
-        lines.append(f"{name:34s} {rate['steps_per_s']:9,.0f} {cpu}")
+        lines.append(f"{name:34s} {rate['steps_per_s']:9,.0f} {cpu} {_busy(rate)}")
     lines.append("")
     has_eval = any("eval_return" in r for r in result["training"])
     lines.append(
         f"{'algo':13s} {'case':26s} {'envs':>10s} {'thr':>3s} {'steps/s':>8s} "
         f"{'x base':>6s} {'x env':>5s} {'per CPU-s':>9s} {'x base':>6s} {'x env':>5s} "
-        f"{'rollout':>7s}" + (f" {'eval return':>11s}" if has_eval else "")
+        f"{'rollout':>7s} {'busy':>9s}" + (f" {'eval return':>11s}" if has_eval else "")
     )
     for r in result["training"]:
         envs = f"{r['n_envs']} {r['vec_env']}"
@@ -280,7 +328,7 @@ def report(result: dict[str, Any]) -> str:
             f"{r['steps_per_s']:8,.0f} {_num(r['vs_baseline_s'], 6, '.2f')} "
             f"{_num(r['vs_env_s'], 5, '.2f')} {_num(r['steps_per_cpu_s'], 9, ',.0f')} "
             f"{_num(r['vs_baseline_cpu_s'], 6, '.2f')} {_num(r['vs_env_cpu_s'], 5, '.2f')} "
-            f"{r['rollout_share']:7.0%}"
+            f"{r['rollout_share']:7.0%} {_busy(r)}"
         )
         if "eval_return" in r:
             line += f" {r['eval_return']:11.2f}"
@@ -290,7 +338,8 @@ def report(result: dict[str, Any]) -> str:
     lines.append(
         f"\n{result['steps']:,} timed steps per case, median of {result['repeats']} "
         "interleaved repeats; 'x base' is the median ratio to the baseline measured in the "
-        "same repeat, 'x env' the ratio to one raw env"
+        "same repeat, 'x env' the ratio to one raw env; 'busy' is this process / each shard "
+        "worker's CPU time over the wall time"
     )
     lines.append(
         f"target >= {TARGET_PPO_STEPS_PER_S:,.0f} end-to-end PPO steps/s: {best:,.0f} {verdict}"

@@ -39,6 +39,9 @@ def test_request_bench_pieces_run_and_compare_like_with_like():
 
 
 def test_train_bench_measures_both_algorithms_against_the_same_run_baseline():
+    import pytest
+
+    from agents.rl.hyperparams import usable_cores
     from benchmarks.bench_train import ALGOS, bench, report
 
     short = {"episode_s": 300.0, "fault_start_s": [60.0, 90.0], "topologies": ["online-boutique"]}
@@ -56,12 +59,18 @@ def test_train_bench_measures_both_algorithms_against_the_same_run_baseline():
         (a, c) for a in ALGOS for c in ("baseline", "defaults", "defaults, envs in process")
     }
     assert "VecEnv (16 x dummy)" in result["raw"]
-    for name, rate in result["raw"].items():  # worker processes: no per-CPU-second rate here
-        assert (rate["steps_per_cpu_s"] is None) == ("shards" in name)
+    for name, rate in result["raw"].items():  # shard workers' CPU time counts too
+        assert rate["steps_per_cpu_s"] > 0
+        assert ("busy_workers" in rate) == ("shards" in name)
     for r in rows:
-        assert r["steps_per_s"] > 0
-        # envs in worker processes: this process's CPU time is not the work's cost
-        assert (r["steps_per_cpu_s"] is None) == (r["vec_env"] == "shards")
+        assert r["steps_per_s"] > 0 and r["steps_per_cpu_s"] > 0
+        if r["vec_env"] == "shards":  # each CPU second of this process and its workers
+            workers = min(r["n_envs"], usable_cores()) - 1
+            assert 0 < r["busy_here"] <= 1.2 and 0 < r["busy_workers"] <= 1.2
+            cpu_per_wall = r["busy_here"] + r["busy_workers"] * workers
+            assert r["steps_per_cpu_s"] == pytest.approx(r["steps_per_s"] / cpu_per_wall)
+        else:
+            assert "busy_here" not in r
         assert 0 < r["rollout_share"] <= 1
         assert r["vs_env_s"] == r["steps_per_s"] / result["raw"]["env"]["steps_per_s"]
         if r["case"] == "baseline":

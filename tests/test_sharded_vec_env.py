@@ -172,3 +172,17 @@ def test_frames_come_back_in_env_order_as_one_process_renders_them(in_process):
     finally:
         envs.close()
         alone.close()
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_workers_report_the_cpu_seconds_they_used(in_process):
+    envs = _envs(ShardedVecEnv, n_envs=4, n_shards=2, in_process=in_process)
+    try:
+        assert envs.n_workers == (1 if in_process else 2)
+        envs.reset()
+        before = envs.worker_cpu_seconds()
+        for _ in range(20):
+            envs.step(np.zeros(4, dtype=int))
+        assert envs.worker_cpu_seconds() > before > 0.0
+    finally:
+        envs.close()

@@ -18,6 +18,7 @@ import itertools
 import multiprocessing as mp
 import operator
 import pickle
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,6 +50,7 @@ class _Shard:
             "is_wrapped": lambda d: envs.env_is_wrapped(d[0], indices=d[1]),
             "spaces": lambda _: (envs.observation_space, envs.action_space, envs.render_mode),
             "get_images": lambda _: envs.get_images(),
+            "cpu": lambda _: time.process_time(),
         }
 
     def answer(self, command: str, data: Any) -> tuple[str, Any]:
@@ -330,6 +332,19 @@ class ShardedVecEnv(VecEnv):
         return self._gather(
             indices, "env_method", lambda local: (method_name, method_args, method_kwargs, local)
         )
+
+    @property
+    def n_workers(self) -> int:
+        """Worker processes (shards not stepped in this process)."""
+        return sum(process is not None for process in self._processes)
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU seconds the worker processes have used so far, all together (a shard stepped
+        in this process counts in this process's own CPU time, not here)."""
+        workers = [k for k, process in enumerate(self._processes) if process is not None]
+        for shard in workers:
+            self._send(shard, "cpu", None)
+        return float(sum(self._receive_all(workers)))
 
     def get_images(self) -> list[np.ndarray | None]:
         """Each env's `render()` frame in env order (None for each when the envs do not
