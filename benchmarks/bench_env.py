@@ -90,7 +90,8 @@ def mask_times(steps: int = 2_000, seed: int = 0) -> dict:
 def kernel_times(seed: int = 0, steps: int = 60, reps: int = 7) -> list[dict]:
     """Microseconds a tick of the flow kernel alone (`flow_ticks`, no SimPy), per training
     topology: each twin is taken `steps` random actions into an episode, then the ticks its
-    current chunk has inputs for are run `reps` times from that same state (best taken).
+    current chunk has inputs for (the episode's, at most) are run `reps` times from that
+    same state (best taken).
     What the rest of a step costs is the env rate above less this times ticks a step."""
     from twin.envs.remediation import TRAINING_TOPOLOGIES
     from twin.flow.burst import flow_ticks
@@ -103,7 +104,7 @@ def kernel_times(seed: int = 0, steps: int = 60, reps: int = 7) -> list[dict]:
         for _ in range(steps):
             env.step(int(rng.integers(env.action_space.n)))
         sim, topo = env.sim, env.sim.topo
-        ticks, best = sim.chunk_size, float("inf")
+        ticks, best = min(sim.chunk_size, sim.n_ticks), float("inf")
         for _ in range(reps):
             S, E = sim.S.copy(), sim.E.copy()
             out, eout, dist = (np.zeros_like(a) for a in (sim._out, sim._eout, sim._dist))

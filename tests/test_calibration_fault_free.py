@@ -62,9 +62,19 @@ def test_metric_minutes_near_an_injection_are_left_out() -> None:
 
 
 def test_a_metric_minute_without_a_time_is_refused_not_dropped(tmp_path: Path) -> None:
-    frame = pd.DataFrame({"pod": ["api-1", "api-2"], "time": [0.0, float("nan")]})
-    with pytest.raises(CalibrationError, match=r"metric/api-2_metric\.csv: TimeStamp: 1 row"):
+    nan = float("nan")
+    frame = pd.DataFrame(
+        {
+            "file": ["a-1_metric.csv", "b-1_metric.csv.gz", "b-1_metric.csv.gz", "c_metric.csv"],
+            "time": [0.0, nan, 60.0, nan],
+        }
+    )
+    with pytest.raises(CalibrationError) as caught:
         fault_free.normal_minutes(frame, [1000.0], tmp_path / "metric")
+    assert str(caught.value).startswith(
+        f"{tmp_path / 'metric'}/b-1_metric.csv.gz: TimeStamp: 1 of its 2 rows have no time "
+        "(and 1 in other files)"
+    )
 
 
 def test_check_against_a_day_of_incidents_from_the_cli(tmp_path: Path, capsys) -> None:
@@ -113,5 +123,5 @@ def test_a_day_with_an_untimed_metric_minute_names_the_file(tmp_path: Path, caps
     frame.to_csv(path, index=False)
     code = main(["calibrate", str(fit), "-o", str(tmp_path / "c.yaml"), "--check", str(day)])
     err = capsys.readouterr().err
-    assert code == 2 and f"{path.name}: TimeStamp: 1 row(s) without a time" in err
+    assert code == 2 and f"{path.name}: TimeStamp: 1 of its {len(frame)} rows have no time;" in err
     assert "Traceback" not in err

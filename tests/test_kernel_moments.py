@@ -102,8 +102,7 @@ def test_fanout_takes_each_calls_logarithms_once_with_the_same_result(costs):
     from twin.flow.service import fanout_moments
 
     E, out_ptr, out_idx = _fanout_edges(costs)
-    got = fanout_moments(0, E, out_ptr, out_idx)
-    assert got == pytest.approx(_fanout_by_lognormal_cdf(costs), rel=1e-12, abs=1e-300)
+    assert fanout_moments(0, E, out_ptr, out_idx) == _fanout_by_lognormal_cdf(costs)  # exactly
 
 
 def test_fanout_mean_is_the_slowest_calls_mean_by_monte_carlo():
@@ -124,25 +123,25 @@ def test_fanout_mean_is_the_slowest_calls_mean_by_monte_carlo():
 
 def test_own_time_quadrature_factors_follow_the_service_time_cv():
     from twin import fields as f
-    from twin.flow.queueing import GH_NODES, own_time_moments
+    from twin.flow.queueing import own_time_moments, quadrature_factors
     from twin.flow.service import own_moments
 
     S = np.zeros((f.N_SERVICE_FIELDS, 1))
-    S[f.X_GH_CV] = np.nan  # as a compiled topology starts
+    S[f.X_GH_CV] = -1.0  # as a compiled topology starts
     S[f.P_READY], S[f.P_SVC_MEAN], S[f.F_LAT_FACTOR], S[f.X_THROTTLE] = 2.0, 0.08, 1.0, 1.0
     S[f.P_CPU_PER_REQ], S[f.F_CPU_FACTOR], S[f.P_CPU_LIMIT] = 0.06, 1.0, 0.5
     S[f.X_SERVED_INT], S[f.P_SVC_K3] = 9.0, 2.0
 
     def fresh(cv: float) -> tuple[float, float, float]:
-        s2 = math.log(1.0 + cv * cv)
-        factors = np.exp(math.sqrt(s2) * GH_NODES - 0.5 * s2)[:, None]
+        factors = np.zeros((f.GH_N, 1))
+        quadrature_factors(cv, factors, 0, 0)
         work = 0.08 * 0.75 / 1.0 / 0.08  # base × share / cores left / mean own time
         rho = 9.0 * 0.06 / 1.0
         return own_time_moments(0.08, cv, work, rho, 2.0, factors, 0, 0)
 
-    for cv in (1.2, 1.2, 0.4, 2.5):  # the same cv again, then new ones
+    for cv in (1.2, 1.2, 0.4, 0.0, 2.5):  # the same cv again, then new ones (0 included)
         S[f.P_SVC_CV] = cv
-        got = own_moments(0, S)
-        assert got == pytest.approx(fresh(cv), rel=1e-12)
+        assert own_moments(0, S) == fresh(cv)  # exactly: the factors of this cv, not the last
         assert S[f.X_GH_CV, 0] == cv
+    got = own_moments(0, S)
     assert got[1] > 0.0 and got[0] > 0.08  # the quota wait adds to the own time

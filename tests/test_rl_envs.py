@@ -303,7 +303,7 @@ def test_episodes_share_their_topologys_compiled_arrays_and_run_as_if_compiled_a
     np.testing.assert_array_equal(fresh.topo.order, first.order)
 
 
-def test_a_compiled_topology_of_another_topology_is_refused():
+def test_a_compiled_topology_of_another_topology_or_tick_is_refused():
     from twin.envs.distribution import topology
     from twin.flow.compiled import compile_topology
     from twin.flow.inputs import prepare_inputs
@@ -311,8 +311,14 @@ def test_a_compiled_topology_of_another_topology_is_refused():
     env = make_remediation(topologies=["online-boutique"])
     env.reset(seed=1)
     other = env.scenario.model_copy(update={"topology": topology("sock-shop")})
-    with pytest.raises(ValueError, match="compiled from another topology"):
+    with pytest.raises(ValueError, match="compiled for other services than the scenario's"):
         prepare_inputs(env.scenario, compile_topology(other))
+    coarser = env.scenario.model_copy(update={"tick": 2.0 * env.scenario.tick})
+    with pytest.raises(ValueError, match="compiled for other tick than the scenario's"):
+        prepare_inputs(env.scenario, compile_topology(coarser))
+    shared = compile_topology(env.scenario)
+    prepare_inputs(env.scenario, shared)
+    assert not any(array.flags.writeable for array in shared.arrays())
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])

@@ -86,7 +86,7 @@ P_CPU_IDLE = 66  # cores a ready replica burns with no requests (runtime threads
 # the own-time quadrature's node factors (twin.flow.queueing.own_time_moments) depend on the
 # service-time cv alone: worked out when the cv is new, not at every service's every tick
 GH_N = 20  # its Gauss-Hermite nodes
-X_GH_CV = 67  # the cv the factors were worked out for (NaN: not yet)
+X_GH_CV = 67  # the cv the factors were worked out for (-1: not yet; a cv is never negative)
 X_GH_FACTOR = 68  # first of GH_N rows: exp(σ·node − σ²/2), σ² = log(1 + cv²)
 N_SERVICE_FIELDS = X_GH_FACTOR + GH_N
 

@@ -17,16 +17,25 @@ import sys
 from pathlib import Path
 
 TWIN_ROOT = Path(__file__).resolve().parent
-COMPILED_FOLDERS = ("flow", "envs")
+COMPILED_FOLDERS = ("flow", "envs", "infra")
+# modules compiled code reads at compile time: `fields.py` names the state matrices' rows
+# and sizes the loops over them, so machine code cached against another layout would read
+# and write the wrong rows, past the matrices' ends (numba does not check bounds)
+COMPILED_CONSTANTS = ("fields.py",)
+
+
+def compiled_sources(root: Path = TWIN_ROOT) -> list[Path]:
+    """The modules whose bytes key the cache: the compiled folders' and the constants'."""
+    paths = [path for folder in COMPILED_FOLDERS for path in sorted((root / folder).glob("*.py"))]
+    return paths + [root / name for name in COMPILED_CONSTANTS]
 
 
 def source_digest(root: Path = TWIN_ROOT) -> str:
-    """A short digest of every module in the compiled folders (names and bytes)."""
+    """A short digest of every compiled source (names relative to `root`, and bytes)."""
     digest = hashlib.sha256()
-    for folder in COMPILED_FOLDERS:
-        for path in sorted((root / folder).glob("*.py")):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    for path in compiled_sources(root):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
 
 

@@ -100,11 +100,15 @@ def normal_minutes(
     t = metrics["time"].to_numpy(dtype=float)
     untimed = ~np.isfinite(t)
     if untimed.any():
-        first = int(np.flatnonzero(untimed)[0])
-        pod = metrics["pod"].iloc[first] if "pod" in metrics else "<pod>"
+        files = metrics["file"] if "file" in metrics else pd.Series("<pod metrics>", metrics.index)
+        name = files[untimed].iloc[0]
+        here = int((untimed & (files == name).to_numpy()).sum())
+        rows = int((files == name).sum())
+        others = int(untimed.sum()) - here
+        more = f" (and {others} in other files)" if others else ""
         raise CalibrationError(
-            f"{folder}/{pod}_metric.csv: {TIME_COLUMN}: {int(untimed.sum())} row(s) without a "
-            "time; a day of faults needs every minute's time to leave the faults out"
+            f"{folder}/{name}: {TIME_COLUMN}: {here} of its {rows} rows have no time{more}; a "
+            "day of faults needs every minute's time to leave the faults out"
         )
     bad = np.zeros(len(t), dtype=bool)
     for inj in injected:

@@ -71,8 +71,11 @@ def pod_metrics(root: Path) -> pd.DataFrame:
     folder = _folder(root, "metric")
     if folder is None:
         return pd.DataFrame(
-            columns=["service", "pod", "cpu", "memory", "load", "cpu_limit", "memory_limit", "time"]
-        )
+            columns=[
+                "service", "pod", "cpu", "memory", "load", "cpu_limit", "memory_limit", "time",
+                "file",
+            ]
+        )  # fmt: skip
     rows = []
     for path in sorted(folder.glob("*_metric.csv*")):
         try:
@@ -108,6 +111,7 @@ def pod_metrics(root: Path) -> pd.DataFrame:
                     "time": pd.to_numeric(frame[TIME_COLUMN], errors="coerce")
                     if TIME_COLUMN in frame
                     else np.nan,
+                    "file": path.name,  # where a row came from, for messages
                 }
             )
         )

@@ -53,6 +53,15 @@ class CompiledTopology:
     out_idx: np.ndarray
     base_services: np.ndarray  # N_SERVICE_FIELDS × n
     base_edges: np.ndarray  # N_EDGE_FIELDS × m
+    tick: float  # the scenario's tick (breaker windows are at least one)
+    entries: tuple[str, ...]  # its classes' entry services (they lead the order)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """Every array it holds (made read-only where runs share it)."""
+        return (
+            self.order, self.src, self.dst, self.in_ptr, self.in_idx, self.out_ptr,
+            self.out_idx, self.base_services, self.base_edges,
+        )  # fmt: skip
 
     @property
     def n_services(self) -> int:
@@ -86,7 +95,7 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
     n = len(names)
     index = {name: i for i, name in enumerate(names)}
     S = np.zeros((f.N_SERVICE_FIELDS, n))
-    S[f.X_GH_CV] = np.nan  # the quadrature factors are worked out on first use
+    S[f.X_GH_CV] = -1.0  # no cv: the quadrature factors are worked out on first use
     for i, svc in enumerate(topo.services.values()):
         S[f.P_WORKERS, i] = svc.workers
         S[f.P_READY, i] = svc.replicas
@@ -137,11 +146,11 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
     E[f.E_FORCED] = -1.0
     in_ptr, in_idx = _csr(dst, n)
     out_ptr, out_idx = _csr(src, n)
-    entries = [c.entry for c in scenario.workload.classes]
+    entries = tuple(c.entry for c in scenario.workload.classes)
     return CompiledTopology(
         names=names,
         edges=tuple((c.source, c.target) for c in topo.calls),
-        order=evaluation_order(topo, entries),
+        order=evaluation_order(topo, list(entries)),
         src=src,
         dst=dst,
         in_ptr=in_ptr,
@@ -150,6 +159,8 @@ def compile_topology(scenario: Scenario) -> CompiledTopology:
         out_idx=out_idx,
         base_services=S,
         base_edges=E,
+        tick=float(scenario.tick),
+        entries=entries,
     )
 
 

@@ -35,8 +35,8 @@ def prepare_inputs(scenario: Scenario, topo: CompiledTopology | None = None) -> 
     n_ticks = int(math.ceil(scenario.duration / dt - 1e-9))
     if topo is None:
         topo = compile_topology(scenario)
-    elif topo.names != tuple(scenario.topology.services):
-        raise ValueError("topo was compiled from another topology than the scenario's")
+    else:
+        _check_compiled_for(topo, scenario)
     workload = scenario.workload
     rates = rate_curves(workload, n_ticks, dt)
     intensity, arrivals = sample_intensity_and_arrivals(
@@ -45,6 +45,22 @@ def prepare_inputs(scenario: Scenario, topo: CompiledTopology | None = None) -> 
     entry = np.zeros((len(workload.classes), topo.n_services))
     for i, cls in enumerate(workload.classes):
         entry[i, topo.service_index(cls.entry)] = 1.0
-    for array in (topo.base_services, topo.base_edges, rates, arrivals, entry, intensity):
+    for array in (*topo.arrays(), rates, arrivals, entry, intensity):
         array.setflags(write=False)
     return RunInputs(scenario, topo, rates, arrivals, entry, intensity)
+
+
+def _check_compiled_for(topo: CompiledTopology, scenario: Scenario) -> None:
+    """ValueError unless `topo` was compiled from this scenario's services, calls, tick and
+    entry services (what compile_topology reads; the parameters behind the same names are
+    the caller's to keep the same: the env compiles each frozen topology object once)."""
+    calls = tuple((c.source, c.target) for c in scenario.topology.calls)
+    entries = tuple(c.entry for c in scenario.workload.classes)
+    for what, have, want in (
+        ("services", topo.names, tuple(scenario.topology.services)),
+        ("calls", topo.edges, calls),
+        ("tick", topo.tick, float(scenario.tick)),
+        ("entry services", topo.entries, entries),
+    ):
+        if have != want:
+            raise ValueError(f"topo was compiled for other {what} than the scenario's")

@@ -18,9 +18,9 @@ top-down, `responses` bottom-up), each calling per-service stages that numba inl
 Those two loops are compiled without reference counting (`_nrt=False`: they never
 allocate an array), since the inlined stages' array arguments otherwise cost 5-40% of the
 tick in refcount calls and plain calls cost as much in argument passing (measured against
-the single-function tick, 2026-12-04). The tick allocates nothing. Numba's disk cache
-follows this file only: after editing a stage or a helper, touch this file (or clear
-__pycache__) so the tick is compiled anew.
+the single-function tick, 2026-12-04). The tick allocates nothing. Numba's disk cache is
+keyed by every compiled source and `twin/fields.py` together (twin/jit_cache.py), so an
+edit to a stage, a helper or a row's number compiles the tick anew.
 """
 
 from __future__ import annotations

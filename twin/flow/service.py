@@ -157,7 +157,8 @@ def cpu_available(s: int, S: np.ndarray) -> float:
 
 @njit(cache=True)
 def own_moments(s: int, S: np.ndarray) -> tuple[float, float, float]:
-    """Own time plus CPU-quota wait of service s under its current slowdowns and load."""
+    """Own time plus CPU-quota wait of service s under its current slowdowns and load.
+    Writes S's quadrature factor rows for s when its cv is new (so S must be writable)."""
     base = S[P_SVC_MEAN, s] * S[F_LAT_FACTOR, s]
     x_mean = base * S[X_THROTTLE, s]
     per_req = S[P_CPU_PER_REQ, s] * S[F_CPU_FACTOR, s]
@@ -180,7 +181,7 @@ def _current_factors(s: int, S: np.ndarray) -> float:
     """Service s's quadrature factor rows for its cv (returned), worked out again only when
     the cv is new."""
     cv = S[P_SVC_CV, s]
-    if S[X_GH_CV, s] != cv:  # NaN (never worked out) or another cv
+    if S[X_GH_CV, s] != cv:  # -1 (never worked out) or another cv
         quadrature_factors(cv, S, X_GH_FACTOR, s)
         S[X_GH_CV, s] = cv
     return cv
@@ -257,7 +258,8 @@ def standby_tick(
     """The standby deployment of s in another cluster, on the service's declared profile
     (no fault on the primary touches it): own time with its CPU-quota wait at its load, the
     same calls as the primary, an Erlang-C wait on its own pool, plus the cross-cluster
-    penalty. Sets its residence fit and error probability; returns (mean, var, k3)."""
+    penalty. Sets its residence fit and error probability (and, when the cv is new, the
+    quadrature factor rows); returns (mean, var, k3)."""
     base = S[P_SVC_MEAN, s]
     per_req = S[P_CPU_PER_REQ, s]
     replicas = S[A_SB_REPLICAS, s]
