@@ -88,10 +88,12 @@ def _worker_meter(envs) -> Any:
     return inner if isinstance(inner, ShardedVecEnv) and inner.n_workers else None
 
 
-def _with_workers(rates: dict[str, Any], steps: int, here_s: float, meter, before: float):
-    """`rates` counting the shard workers' CPU seconds too (so per CPU second is the whole
-    work's cost), and how busy this process and the workers were over the wall time."""
+def _with_workers(rates: dict[str, Any], steps: int, meter, before: float):
+    """`rates` (this process's, from `_rates`) counting the shard workers' CPU seconds too
+    (so per CPU second is the whole work's cost), and how busy this process and the workers
+    were over the wall time."""
     wall = steps / rates["steps_per_s"]
+    here_s = steps / rates["steps_per_cpu_s"] if rates["steps_per_cpu_s"] else 0.0
     workers_s = meter.worker_cpu_seconds() - before
     total = here_s + workers_s
     return {
@@ -115,10 +117,9 @@ def vec_env_rate(config: TrainConfig, steps: int, seed: int) -> dict[str, float]
         start, cpu = time.perf_counter(), time.process_time()
         for _ in range(rounds):
             envs.step(rng.integers(n, size=config.n_envs))
-        here_s = time.process_time() - cpu
         rates = _rates(rounds * config.n_envs, start, cpu)
         if meter is not None:
-            rates = _with_workers(rates, rounds * config.n_envs, here_s, meter, before)
+            rates = _with_workers(rates, rounds * config.n_envs, meter, before)
         elif _in_other_processes(config):
             rates["steps_per_cpu_s"] = None
         return rates
@@ -185,11 +186,10 @@ def train_rate(config: TrainConfig, fast: bool, eval_episodes: int = 0) -> dict[
             began, cpu = time.perf_counter(), time.process_time()
             model.learn(config.steps, callback=timer, reset_num_timesteps=False)
             wall = time.perf_counter() - began
-            here_s = time.process_time() - cpu
             done = model.num_timesteps - warm
             rates = _rates(done, began, cpu)
             if meter is not None:
-                rates = _with_workers(rates, done, here_s, meter, before)
+                rates = _with_workers(rates, done, meter, before)
     finally:
         envs.close()
     row = {"steps": int(model.num_timesteps - warm), **rates}
