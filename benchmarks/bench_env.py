@@ -22,6 +22,7 @@ from agents.rl.envs import make_autoscale, make_remediation
 from twin.flow.engine import Simulation
 
 TARGET_STEPS_PER_S = 2000.0
+TARGET_VECTOR_STEPS_PER_S = 20_000.0  # issue T18: a vectorised env, on this machine's cores
 
 
 def _env_rate(env, steps: int, seed: int, masks: bool) -> tuple[float, list]:
@@ -131,6 +132,50 @@ def kernel_times(seed: int = 0, steps: int = 60, reps: int = 7) -> list[dict]:
     return rows
 
 
+def mix_budget(kernel: list[dict], steps: int = 4_000, seed: int = 0) -> dict:
+    """What a step of the registered Remediation-v0 (the training mix: topologies drawn
+    uniformly, episodes of equal length) costs in CPU, and how much of it the flow kernel
+    alone takes (`kernel`'s mean us a tick times ticks a step; best-of timings, so a lower
+    bound). Against it, the CPU a step may cost for `TARGET_VECTOR_STEPS_PER_S` on this
+    machine's cores: what is left beside the kernel is what every other part of a step
+    (faults, autoscalers, cluster, actions, guardrails, observation, reward) would have to
+    fit in, were the whole step one compiled call."""
+    from agents.rl.hyperparams import usable_cores
+    from agents.rl.train import make_env
+    from twin.envs.remediation import TRAINING_TOPOLOGIES
+
+    if sorted(k["topology"] for k in kernel) != sorted(TRAINING_TOPOLOGIES):
+        raise ValueError("mix_budget: needs the kernel timed on every training topology")
+    env = make_env("firebreak/Remediation-v0")
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    n = env.action_space.n
+    warm_up = 600  # five episodes: compiled code and topologies loaded before timing
+    for i in range(warm_up + steps):
+        if i == warm_up:
+            cpu = time.process_time()
+        _, _, terminated, truncated, _ = env.step(int(rng.integers(n)))
+        if terminated or truncated:
+            env.reset()
+    step_us = 1e6 * (time.process_time() - cpu) / steps
+    ticks = int(round(env.unwrapped.decision_s / env.unwrapped.scenario.tick))
+    env.close()
+    kernel_us = ticks * float(np.mean([k["us_per_tick"] for k in kernel]))
+    cores = usable_cores()
+    budget_us = 1e6 * cores / TARGET_VECTOR_STEPS_PER_S
+    return {
+        "steps": steps,
+        "ticks_per_step": ticks,
+        "step_cpu_us": round(step_us, 1),
+        "kernel_us": round(kernel_us, 1),
+        "rest_us": round(step_us - kernel_us, 1),
+        "cores": cores,
+        "budget_us": round(budget_us, 1),
+        "left_beside_kernel_us": round(budget_us - kernel_us, 1),
+        "kernel_only_ceiling_steps_per_s": round(1e6 * cores / kernel_us, 0),
+    }
+
+
 def bench(steps: int = 20_000, seed: int = 0) -> list[dict]:
     cases = [
         ("Remediation-v0 online-boutique", make_remediation(topologies=("online-boutique",)), 0),
@@ -190,8 +235,20 @@ def main(argv: list[str] | None = None) -> int:
             f"  {k['topology']:20s} {k['services']:3d} services {k['edges']:3d} edges "
             f"{k['us_per_tick']:7.2f} us a tick"
         )
+    mix = mix_budget(kernel, max(args.steps // 5, 200), args.seed)
+    print(
+        f"training mix (Remediation-v0 as registered): a step costs {mix['step_cpu_us']:,.0f} us "
+        f"of CPU, the flow kernel alone {mix['kernel_us']:,.0f} us of it "
+        f"({mix['ticks_per_step']} ticks at the topologies' mean)"
+    )
+    print(
+        f"target >= {TARGET_VECTOR_STEPS_PER_S:,.0f} vectorised steps/s on {mix['cores']} "
+        f"core(s): {mix['budget_us']:,.0f} us of CPU a step, {mix['left_beside_kernel_us']:,.0f} "
+        f"us of it beside the kernel for what now costs {mix['rest_us']:,.0f} us; the kernel "
+        f"alone caps it at {mix['kernel_only_ceiling_steps_per_s']:,.0f} steps/s"
+    )
     if args.json:
-        doc = {"envs": rows, "masks": masks, "kernel": kernel}
+        doc = {"envs": rows, "masks": masks, "kernel": kernel, "mix": mix}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 0
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from agents.rl.envs import REMEDIATION_ID
 from agents.rl.train import (
+    SHARDED,
     TrainConfig,
     fast_distributions,
     frozen_heap,
@@ -47,6 +48,9 @@ BASELINE: dict[str, Any] = {"n_envs": 4, "vec_env": "dummy", "threads": 1, "fast
 DEFAULTS: dict[str, Any] = {"fast": True}  # TrainConfig's own defaults otherwise
 # the defaults with every env in this process (`--vec-env dummy`; the default on one core)
 IN_PROCESS: dict[str, Any] = {**DEFAULTS, "vec_env": "dummy"}
+# the defaults with the shards stepped in lock-step by SB3's own rollout loop (`--vec-env
+# shards`, the default before parallel rollouts: the same weights as in process)
+LOCK_STEP: dict[str, Any] = {**DEFAULTS, "vec_env": "shards"}
 ALGOS = ("ppo", "maskable-ppo")
 
 
@@ -131,7 +135,7 @@ def _in_other_processes(config: TrainConfig) -> bool:
     """Whether the envs step in worker processes (then this process's CPU time is not
     what the work cost: shard workers report theirs, SB3's subprocess workers do not, and
     no per-CPU-second rate is given for them)."""
-    return config.vec_env_used in ("subproc", "shards") and config.n_envs > 1
+    return config.vec_env_used in ("subproc", *SHARDED) and config.n_envs > 1
 
 
 def _rollout_timer():
@@ -218,6 +222,7 @@ def cases(long: bool) -> list[tuple[str, str, dict[str, Any]]]:
     for algo in ALGOS:
         out.append((algo, "baseline", BASELINE))
         out.append((algo, "defaults", DEFAULTS))
+        out.append((algo, "defaults, lock-step shards", LOCK_STEP))
         out.append((algo, "defaults, envs in process", IN_PROCESS))
         if long:
             out.append((algo, "defaults, 2 torch threads", {**DEFAULTS, "threads": 2}))
@@ -240,7 +245,8 @@ def bench(
         "env": env_rate(env_steps, seed, False, env_kwargs),
         "env + action_masks": env_rate(env_steps, seed, True, env_kwargs),
     }
-    for settings in (IN_PROCESS, DEFAULTS):
+    in_process = config_for("ppo", steps, seed, IN_PROCESS, **extra)
+    for settings in (IN_PROCESS, LOCK_STEP):  # no policy: parallel steps as shards do
         config = config_for("ppo", steps, seed, settings, **extra)
         name = f"VecEnv ({config.n_envs} x {config.vec_env_used})"
         raw[name] = vec_env_rate(config, env_steps, seed)
@@ -272,7 +278,39 @@ def bench(
         if "eval_return" in runs[i][-1]:
             row["eval_return"] = runs[i][-1]["eval_return"]
         rows.append(row)
-    return {"raw": raw, "training": rows, "steps": steps, "repeats": repeats}
+    bound = bounds(raw[f"VecEnv ({in_process.n_envs} x dummy)"], rows)
+    return {"raw": raw, "training": rows, "steps": steps, "repeats": repeats, "bound": bound}
+
+
+def bounds(vec_env: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The most end-to-end PPO steps/s each way of using this machine's cores could reach
+    with this run's costs, from in-process PPO (its CPU a step, split by its rollout share
+    into collecting and updating) and the raw in-process VecEnv (the envs' share of
+    collecting; the rest is the policy's calls and SB3's loop):
+    lock-step (`shards`): the update and the policy's calls overlap no env stepping, the
+    envs split evenly over the cores; parallel rollouts: only the update is serial, the
+    whole of collecting splits evenly. Upper bounds: they assume perfect balance and no
+    cost for the messages. None without both measurements."""
+    from agents.rl.hyperparams import usable_cores
+
+    trained = next(
+        (r for r in rows if r["algo"] == "ppo" and r["case"] == "defaults, envs in process"), None
+    )
+    if trained is None or not trained.get("steps_per_cpu_s") or not vec_env["steps_per_cpu_s"]:
+        return None
+    step_us = 1e6 / trained["steps_per_cpu_s"]
+    collect_us = step_us * trained["rollout_share"]
+    env_us = min(1e6 / vec_env["steps_per_cpu_s"], collect_us)
+    update_us = step_us - collect_us
+    cores = usable_cores()
+    return {
+        "cores": cores,
+        "env_us": env_us,
+        "policy_us": collect_us - env_us,
+        "update_us": update_us,
+        "lock_step": 1e6 / (update_us + collect_us - env_us + env_us / cores),
+        "parallel": 1e6 / (update_us + collect_us / cores),
+    }
 
 
 def _summary(key: str, runs: list[dict], base: list[dict], env: float) -> dict[str, Any]:
@@ -344,6 +382,14 @@ def report(result: dict[str, Any]) -> str:
     lines.append(
         f"target >= {TARGET_PPO_STEPS_PER_S:,.0f} end-to-end PPO steps/s: {best:,.0f} {verdict}"
     )
+    bound = result.get("bound")
+    if bound is not None:
+        lines.append(
+            f"upper bounds on {bound['cores']} core(s) at this run's costs (a step: env "
+            f"{bound['env_us']:,.0f} us, policy calls {bound['policy_us']:,.0f}, update "
+            f"{bound['update_us']:,.0f}): lock-step {bound['lock_step']:,.0f} PPO steps/s, "
+            f"parallel rollouts {bound['parallel']:,.0f}"
+        )
     return "\n".join(lines)
 
 

@@ -284,12 +284,12 @@ def test_envs_are_split_over_the_cores_by_default_where_there_are_several(monkey
         monkeypatch.setattr(hyperparams, "usable_cores", lambda: cores)
         return TrainConfig(algo, REMEDIATION_ID, 64, Path("unused"), **kw)
 
-    assert config("ppo", 2).vec_env_used == "shards"
-    assert config("maskable-ppo", 4).vec_env_used == "shards"
+    assert config("ppo", 2).vec_env_used == "parallel"
+    assert config("maskable-ppo", 4).vec_env_used == "parallel"
     assert config("ppo", 1).vec_env_used == "dummy"
     one_env = config("ppo", 2, n_envs=1)
     assert one_env.vec_env_used == "dummy"
-    assert replace(one_env, n_envs=16).vec_env_used == "shards"  # worked out when asked
+    assert replace(one_env, n_envs=16).vec_env_used == "parallel"  # worked out when asked
     assert replace(one_env, algo="dqn", n_envs=4).vec_env_used == "dummy"
     assert config("dqn", 2).vec_env_used == "dummy"
     assert config("ppo", 2, vec_env="subproc").vec_env_used == "subproc"

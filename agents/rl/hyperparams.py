@@ -48,11 +48,13 @@ def default_n_envs(algo: str) -> int:
 
 def default_vec_env(algo: str, n_envs: int) -> str:
     """Where `algo`'s envs step unless told otherwise: split over this process and one
-    worker per further core when there are several cores and envs (PPO on two cores:
-    1.43x the in-process envs' steps/s in the same `bench_train` run), else all in this
-    process. DQN keeps its few envs here: its gradient steps, not its envs, are the cost."""
+    worker per further core when there are several cores and envs, each shard collecting
+    its slice's share of every rollout with its own copy of the policy (`parallel`; see
+    `agents.rl.parallel_ppo` and `benchmarks.bench_train` for what it gains over lock-step
+    `shards`), else all in this process. DQN keeps its few envs here: its gradient steps,
+    not its envs, are the cost."""
     if algo != "dqn" and n_envs > 1 and usable_cores() > 1:
-        return "shards"
+        return "parallel"
     return "dummy"
 
 

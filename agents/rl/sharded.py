@@ -40,6 +40,7 @@ class _Shard:
         from stable_baselines3.common.vec_env import DummyVecEnv
 
         envs = self.envs = DummyVecEnv(list(fns))
+        self.policy: Any = None  # a copy of the learner's policy, for whole-rollout pieces
         self.handlers: dict[str, Callable[[Any], Any]] = {
             "step": lambda actions: (*envs.step(actions), list(envs.reset_infos)),
             "reset": lambda data: _reset(envs, *data),
@@ -51,7 +52,26 @@ class _Shard:
             "spaces": lambda _: (envs.observation_space, envs.action_space, envs.render_mode),
             "get_images": lambda _: envs.get_images(),
             "cpu": lambda _: time.process_time(),
+            "policy": lambda d: self._set_policy(d[0].var, d[1]),
+            "rollout": lambda d: self._rollout(*d),
         }
+
+    def _set_policy(self, spec: tuple[type, dict[str, Any]], seed: int) -> None:
+        from agents.rl.rollouts import build_policy
+
+        self.policy = build_policy(spec, seed)
+
+    def _rollout(self, policy: Any, *args: Any) -> dict[str, Any]:
+        """A piece of a rollout (`rollouts.collect_piece`) under `policy`: the learner's own
+        in this process, else its weights, loaded into this worker's copy."""
+        from agents.rl.rollouts import collect_piece, load_weights
+
+        if isinstance(policy, dict):
+            if self.policy is None:
+                raise RuntimeError("rollout: no policy was handed to this worker first")
+            load_weights(self.policy, policy)
+            policy = self.policy
+        return collect_piece(self.envs, policy, *args)
 
     def answer(self, command: str, data: Any) -> tuple[str, Any]:
         try:
@@ -149,6 +169,7 @@ class ShardedVecEnv(VecEnv):
         self._remotes: list[Any] = []
         self._processes: list[Any] = []
         self._owed: list[int] = []  # replies each shard still owes (read before anything new)
+        self._policy: Any = None  # the policy the workers hold a copy of (`collect_rollout`)
         self.closed = False
         try:
             for k, part in enumerate(self._slices):
@@ -332,6 +353,40 @@ class ShardedVecEnv(VecEnv):
         return self._gather(
             indices, "env_method", lambda local: (method_name, method_args, method_kwargs, local)
         )
+
+    def collect_rollout(
+        self,
+        policy: Any,
+        seed: int,
+        last_obs: np.ndarray,
+        last_starts: np.ndarray,
+        n_steps: int,
+        gamma: float,
+        masked: bool,
+    ) -> dict[str, Any]:
+        """`n_steps` steps of every env, each shard stepping its slice through all of them
+        with its own copy of `policy` (the shard in this process with `policy` itself), all
+        shards at once; the pieces merged in env order (`rollouts.merge_pieces`). A worker
+        gets the policy's class and parameters the first time it meets `policy` (its
+        sampling stream seeded from `seed` and its shard), then its weights each call."""
+        from agents.rl.rollouts import merge_pieces, weights_of
+
+        if self._policy is not policy:
+            spec = CloudpickleWrapper((type(policy), policy._get_constructor_parameters()))
+            for shard, process in enumerate(self._processes):
+                if process is not None:
+                    stream = int(np.random.SeedSequence([seed, shard]).generate_state(1)[0])
+                    self._ask(shard, "policy", (spec, stream))
+            self._policy = policy
+        weights = weights_of(policy) if self.n_workers else None
+        order = sorted(range(len(self._slices)), key=lambda k: self._processes[k] is None)
+        for shard in order:  # the workers first, so they step while this process does
+            part = self._slices[shard]
+            mine = policy if self._processes[shard] is None else weights
+            self._send(
+                shard, "rollout", (mine, last_obs[part], last_starts[part], n_steps, gamma, masked)
+            )
+        return merge_pieces(self._receive_all())
 
     @property
     def n_workers(self) -> int:

@@ -34,7 +34,8 @@ class TrainingError(FirebreakError):
 
 MIN_EVAL_GAP = 1_000  # env steps between two evaluations at least (unless eval_freq says)
 # envs in this process, one process per env, or split over one worker process per core
-VEC_ENVS = ("dummy", "subproc", "shards")
+VEC_ENVS = ("dummy", "subproc", "shards", "parallel")
+SHARDED = ("shards", "parallel")  # the envs split over worker processes (`ShardedVecEnv`)
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,11 @@ class TrainConfig:
             raise TrainingError(
                 f"--vec-env: unknown {self.vec_env!r} (choices: {', '.join(VEC_ENVS)})"
             )
+        if self.vec_env == "parallel" and self.algo == "dqn":
+            raise TrainingError(
+                "--vec-env: parallel collects PPO's rollouts; DQN learns between vector steps "
+                "(use shards to split its envs over the cores)"
+            )
         hyperparams.check(self.algo, self.hyperparams)
         if self.warm_start is not None:
             from agents.rl.warm_start import TEACHERS
@@ -103,7 +109,13 @@ class TrainConfig:
                 raise TrainingError(f"--warm-start-epochs: must be >= 1, got {self.warm_epochs}")
 
 
-def _algo_class(algo: str):
+def _algo_class(algo: str, vec_env: str = "dummy"):
+    """SB3's class for `algo`; PPO's and maskable PPO's that collect each rollout over the
+    shards in parallel for `--vec-env parallel` (`agents.rl.parallel_ppo`)."""
+    if vec_env == "parallel" and algo in ("ppo", "maskable-ppo"):
+        from agents.rl.parallel_ppo import ParallelMaskablePPO, ParallelPPO
+
+        return ParallelPPO if algo == "ppo" else ParallelMaskablePPO
     if algo == "maskable-ppo":
         from sb3_contrib import MaskablePPO
 
@@ -175,7 +187,7 @@ def make_envs(config: TrainConfig, n_envs: int, seed: int):
     where = config.vec_env_used
     if where == "subproc" and n_envs > 1:
         vec_env_cls = SubprocVecEnv
-    elif where == "shards" and n_envs > 1:
+    elif where in SHARDED and n_envs > 1:
         vec_env_cls = ShardedVecEnv
         vec_env_kwargs = {"n_shards": min(n_envs, hyperparams.usable_cores())}
     envs = make_vec_env(
@@ -191,7 +203,7 @@ def make_envs(config: TrainConfig, n_envs: int, seed: int):
 
 def make_model(config: TrainConfig, envs, tensorboard_log: str | None = None):
     """The SB3 model `config` describes on `envs` (defaults plus checked overrides)."""
-    return _algo_class(config.algo)(
+    return _algo_class(config.algo, config.vec_env_used)(
         "MlpPolicy",
         envs,
         seed=config.seed,

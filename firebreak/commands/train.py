@@ -104,8 +104,11 @@ def register(subparsers) -> None:
     p.add_argument(
         "--vec-env",
         default=None,
-        help="dummy (envs in this process), subproc (one process each) or shards (split over "
-        "one worker process per core); default: the trainer's",
+        help="dummy (envs in this process), subproc (one process each), shards (split over "
+        "one worker process per core, stepped in lock-step: the same weights as dummy) or "
+        "parallel (split so, each worker collecting its share of a rollout with its own copy "
+        "of the policy: same seed, same weights, but not dummy's); default: parallel for PPO "
+        "on several cores, else dummy",
     )
     p.add_argument("--env-kwargs", default=None, help="JSON env settings, e.g. '{\"top_k\": 5}'")
     p.add_argument(
