@@ -87,7 +87,10 @@ def test_train_bench_measures_both_algorithms_against_the_same_run_baseline():
     in_process = next(r for r in rows if r["algo"] == "ppo" and r["case"].endswith("in process"))
     step_us = 1e6 / in_process["steps_per_cpu_s"]
     assert bound["env_us"] + bound["policy_us"] + bound["update_us"] == pytest.approx(step_us)
-    assert bound["parallel"] >= bound["lock_step"] > 0
+    update, policy, env = bound["update_us"], bound["policy_us"], bound["env_us"]
+    cores = bound["cores"]
+    assert bound["lock_step"] == pytest.approx(1e6 / (update + policy + env / cores))
+    assert bound["parallel"] == pytest.approx(1e6 / (update + (policy + env) / cores))
     text = report(result)
     assert "maskable-ppo" in text and "end-to-end PPO steps/s" in text
     assert "lock-step" in text and "parallel rollouts" in text

@@ -67,14 +67,16 @@ def test_each_piece_is_what_its_envs_did_under_the_policy(masked):
             )
         new_obs, rewards, dones, infos = replay.step(piece["actions"][t].ravel())
         np.testing.assert_array_equal(piece["dones"][t], dones)
+        np.testing.assert_array_equal(piece["rewards"][t], rewards)  # as callbacks see them
         for i, info in enumerate(infos):
-            expected = rewards[i]
+            expected = rewards[i]  # the buffer's: a time limit's bootstrapped
             if dones[i] and info.get("TimeLimit.truncated"):
                 truncated += 1
                 with torch.no_grad():
                     terminal = model.policy.obs_to_tensor(info["terminal_observation"])[0]
                     expected += model.gamma * model.policy.predict_values(terminal)[0].item()
-            assert piece["rewards"][t, i] == pytest.approx(expected, rel=1e-5, abs=1e-6)
+                assert piece["returns"][t, i] != rewards[i]
+            assert piece["returns"][t, i] == pytest.approx(expected, rel=1e-5, abs=1e-6)
         if t + 1 < 16:
             np.testing.assert_array_equal(piece["obs"][t + 1], new_obs)
             np.testing.assert_array_equal(piece["starts"][t + 1], dones)
@@ -90,11 +92,14 @@ def test_each_piece_is_what_its_envs_did_under_the_policy(masked):
 
 
 class _Record(BaseCallback):
-    """Records the timesteps and done counts at each step; stops after `stop_after` calls."""
+    """Records the timesteps, done counts, rewards and action shapes at each step; stops
+    after `stop_after` calls."""
 
     def __init__(self, stop_after: int | None = None) -> None:
         super().__init__()
-        self.seen: list[tuple[int, int]] = []
+        self.seen: list[tuple] = []
+        self.running = np.zeros(0)
+        self.episode_sums: list[tuple[float, float]] = []  # (callbacks' rewards, Monitor's)
         self.rollouts = 0
         self.stop_after = stop_after
 
@@ -102,7 +107,14 @@ class _Record(BaseCallback):
         self.rollouts += 1
 
     def _on_step(self) -> bool:
-        self.seen.append((self.num_timesteps, int(np.sum(self.locals["dones"]))))
+        loc = self.locals
+        dones = int(loc["dones"].sum())
+        self.seen.append((self.num_timesteps, dones, loc["actions"].shape, loc["rewards"].dtype))
+        self.running = self.running + loc["rewards"] if len(self.seen) > 1 else loc["rewards"]
+        for i, info in enumerate(loc["infos"]):  # Monitor sums the envs' own rewards
+            if "episode" in info:
+                self.episode_sums.append((float(self.running[i]), info["episode"]["r"]))
+                self.running[i] = 0.0
         return self.stop_after is None or len(self.seen) < self.stop_after
 
 
@@ -112,7 +124,7 @@ def test_learning_sees_the_same_callbacks_and_episodes_as_lock_step(algo):
     episodes end: the envs are seeded alike and episodes last a fixed count of steps),
     episode statistics; a callback that stops learning stops it."""
     base = MaskablePPO if algo is ParallelMaskablePPO else PPO
-    records = {}
+    records, shown = {}, {}
     for cls, vec in ((base, DummyVecEnv), (algo, ShardedVecEnv)):
         envs = _envs(vec, **({"n_shards": 2} if vec is ShardedVecEnv else {}))
         try:
@@ -120,18 +132,31 @@ def test_learning_sees_the_same_callbacks_and_episodes_as_lock_step(algo):
             record = _Record()
             model.learn(128, callback=record)
             records[cls] = (record.seen, record.rollouts, len(model.ep_info_buffer))
+            shown[cls] = record.episode_sums
         finally:
             envs.close()
     assert records[base] == records[algo]
+    # the rewards callbacks see are the envs' own (they add up to Monitor's episode returns),
+    # never the buffer's, whose last step of an episode is bootstrapped
+    for cls in (base, algo):
+        assert len(shown[cls]) == 8
+        for seen, monitor in shown[cls]:
+            assert seen == pytest.approx(monitor, abs=1e-4)
     assert records[algo][1] == 2 and records[algo][2] == 8  # 2 rollouts, 8 episodes ended
-    envs = _envs(ShardedVecEnv, n_shards=2)
-    try:
-        model = algo("MlpPolicy", envs, **_hyper())
-        record = _Record(stop_after=5)
-        model.learn(128, callback=record)
-        assert model.num_timesteps == 5 * 4 and record.rollouts == 0
-    finally:
-        envs.close()
+    last_obs = []
+    for stop_after in (None, 5):  # the same seed: the same first rollout
+        envs = _envs(ShardedVecEnv, n_shards=2)
+        try:
+            model = algo("MlpPolicy", envs, **_hyper())
+            record = _Record(stop_after=stop_after)
+            model.learn(64, callback=record)
+            last_obs.append(model._last_obs)
+        finally:
+            envs.close()
+    assert model.num_timesteps == 5 * 4 and record.rollouts == 0
+    # the envs ran the whole piece before the stop: the learner's last observation is where
+    # they are, as after the whole rollout
+    np.testing.assert_array_equal(last_obs[0], last_obs[1])
 
 
 def _digest(config_kw, tmp_path, name):
@@ -149,7 +174,10 @@ def _digest(config_kw, tmp_path, name):
     return train(config)["policy_sha256"]
 
 
-def test_parallel_rollouts_train_the_same_weights_for_the_same_seed(tmp_path):
+def test_parallel_rollouts_train_the_same_weights_for_the_same_seed(tmp_path, monkeypatch):
+    from agents.rl import hyperparams
+
+    monkeypatch.setattr(hyperparams, "usable_cores", lambda: 2)  # a worker, on any machine
     one = _digest({"algo": "maskable-ppo", "vec_env": "parallel"}, tmp_path, "a")
     again = _digest({"algo": "maskable-ppo", "vec_env": "parallel"}, tmp_path, "b")
     other_seed = _digest({"algo": "maskable-ppo", "vec_env": "parallel", "seed": 1}, tmp_path, "c")
@@ -183,14 +211,42 @@ class _NaNs(gym.Env):
         return np.full(2, value, np.float32), 0.0, False, False, {}
 
 
+class _Finite(_NaNs):
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, False, False, {}
+
+
 def test_a_non_finite_step_in_a_worker_is_raised_here():
-    envs = ShardedVecEnv([_NaNs, _NaNs], n_shards=2, in_process=True)
+    envs = ShardedVecEnv([_Finite, _NaNs], n_shards=2, in_process=True)  # the worker's NaNs
     try:
         model = ParallelPPO("MlpPolicy", envs, n_steps=8, batch_size=16, device="cpu")
         with pytest.raises(RolloutError, match="non-finite observation"):
             model.learn(16)
     finally:
         envs.close()
+
+
+def test_what_the_pieces_cannot_do_falls_back_or_is_refused():
+    """Another wrapper than VecCheckNan (it would be bypassed): SB3's own loop, so the same
+    weights as lock-step; masks asked of envs without them: SB3's error, by name."""
+    from stable_baselines3.common.vec_env import VecCheckNan, VecNormalize
+
+    from agents.rl.parallel_ppo import _workers_of
+
+    envs = _envs(ShardedVecEnv, n_shards=2)
+    try:
+        assert _workers_of(VecCheckNan(envs)) is envs
+        assert _workers_of(VecNormalize(envs)) is None
+        assert _workers_of(VecCheckNan(VecNormalize(envs))) is None
+    finally:
+        envs.close()
+    plain = ShardedVecEnv([_Finite, _Finite], n_shards=2)
+    try:
+        model = ParallelMaskablePPO("MlpPolicy", plain, n_steps=8, batch_size=16, device="cpu")
+        with pytest.raises(ValueError, match="does not support action masking"):
+            model.learn(16)
+    finally:
+        plain.close()
 
 
 def test_parallel_is_for_ppo_and_the_default_on_several_cores(monkeypatch, tmp_path):

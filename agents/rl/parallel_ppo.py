@@ -23,34 +23,71 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium import spaces
 from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.utils import obs_as_tensor
 
 
 def _workers_of(env) -> Any:
-    """The `ShardedVecEnv` under `env` when it has worker processes, else None."""
+    """The `ShardedVecEnv` under `env` when it has worker processes and no wrapper between
+    them but `VecCheckNan` (whose checks the pieces repeat where the envs step; another
+    wrapper, such as VecNormalize, would be bypassed), else None."""
+    from stable_baselines3.common.vec_env import VecCheckNan, VecEnvWrapper
+
     from agents.rl.sharded import ShardedVecEnv
 
-    inner = env.unwrapped
-    return inner if isinstance(inner, ShardedVecEnv) and inner.n_workers else None
+    while isinstance(env, VecEnvWrapper):
+        if not isinstance(env, VecCheckNan):
+            return None
+        env = env.venv
+    return env if isinstance(env, ShardedVecEnv) and env.n_workers else None
+
+
+def _refuse_unsupported(model, masked: bool, env) -> None:
+    """What SB3's loop handles and the pieces do not: refused by name, not run wrongly."""
+    if not isinstance(model.action_space, spaces.Discrete | spaces.MultiDiscrete):
+        raise ValueError(
+            f"parallel rollouts: need a discrete action space, got {model.action_space}"
+        )
+    if model.use_sde:
+        raise ValueError("parallel rollouts: state-dependent exploration (use_sde) is unsupported")
+    if masked:
+        from sb3_contrib.common.maskable.utils import is_masking_supported
+
+        if not is_masking_supported(env):
+            raise ValueError(
+                "Environment does not support action masking. Consider using ActionMasker wrapper"
+            )
+
+
+def _stream_seed(model) -> int:
+    """The seed the workers' sampling streams derive from: the model's, or fresh entropy
+    for an unseeded model (which is not meant to repeat)."""
+    if model.seed is not None:
+        return int(model.seed)
+    return int(np.random.SeedSequence().entropy % 2**32)
 
 
 def _collect_in_parallel(model, env, callback, rollout_buffer, n_rollout_steps, masked) -> bool:
     """`collect_rollouts` with the shards collecting at once (see the module docstring)."""
     sharded = _workers_of(env)
+    _refuse_unsupported(model, masked, env)
     model.policy.set_training_mode(False)
     rollout_buffer.reset()
     callback.on_rollout_start()
     piece = sharded.collect_rollout(
         model.policy,
-        int(model.seed or 0),
+        _stream_seed(model),
         model._last_obs,
         np.asarray(model._last_episode_starts, dtype=bool),
         n_rollout_steps,
         float(model.gamma),
         masked,
     )
+    # where the envs now are, even if a callback stops learning part way through the piece
+    model._last_obs = piece["last_obs"]
+    model._last_episode_starts = piece["last_starts"]
     for t in range(n_rollout_steps):
         model.num_timesteps += env.num_envs
         infos, dones = piece["infos"][t], piece["dones"][t]
@@ -61,7 +98,7 @@ def _collect_in_parallel(model, env, callback, rollout_buffer, n_rollout_steps, 
                 "infos": infos,
                 "dones": dones,
                 "new_obs": new_obs,
-                "rewards": piece["rewards"][t],
+                "rewards": piece["rewards"][t],  # as the envs gave them, as SB3 shows them
                 "actions": piece["actions"][t],
                 "values": piece["values"][t],
                 "log_probs": piece["log_probs"][t],
@@ -71,17 +108,18 @@ def _collect_in_parallel(model, env, callback, rollout_buffer, n_rollout_steps, 
             return False
         model._update_info_buffer(infos, dones)
         extra = {"action_masks": piece["masks"][t]} if masked else {}
+        actions = piece["actions"][t]
+        if isinstance(model.action_space, spaces.Discrete):
+            actions = actions.reshape(-1, 1)  # as SB3's loop reshapes them
         rollout_buffer.add(
             piece["obs"][t],
-            piece["actions"][t],
-            piece["rewards"][t],
+            actions,
+            piece["returns"][t],
             piece["starts"][t],
             torch.from_numpy(piece["values"][t]),
             torch.from_numpy(piece["log_probs"][t]),
             **extra,
         )
-    model._last_obs = piece["last_obs"]
-    model._last_episode_starts = piece["last_starts"]
     with torch.no_grad():
         values = model.policy.predict_values(obs_as_tensor(model._last_obs, model.device))
     rollout_buffer.compute_returns_and_advantage(last_values=values, dones=piece["last_starts"])

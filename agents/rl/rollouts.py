@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-PIECE_FIELDS = ("obs", "actions", "rewards", "starts", "values", "log_probs", "dones")
+# rewards: as the envs gave them (what callbacks see); returns: with a time limit's
+# bootstrap added (what the buffer stores, as SB3's loop adds it)
+PIECE_FIELDS = ("obs", "actions", "rewards", "returns", "starts", "values", "log_probs", "dones")
 
 
 class RolloutError(ValueError):
@@ -63,7 +65,8 @@ def collect_piece(
 ) -> dict[str, Any]:
     """`n_steps` steps of `envs` (a VecEnv over this shard's slice) under `policy`, from
     `last_obs` (and whether each env's episode had just started): arrays shaped (n_steps,
-    n_envs, ...), each step's infos, and where the envs end (`last_obs`, `last_starts`)."""
+    n_envs, ...) (actions as the policy gave them), each step's infos, and where the envs
+    end (`last_obs`, `last_starts`)."""
     import torch
     from stable_baselines3.common.utils import obs_as_tensor
 
@@ -84,6 +87,7 @@ def collect_piece(
         actions = actions.cpu().numpy()
         new_obs, rewards, dones, infos = envs.step(actions)
         _check_finite(new_obs, rewards)
+        keep["rewards"].append(rewards.copy())
         for idx, done in enumerate(dones):  # a time limit is not a terminal state
             terminal = infos[idx].get("terminal_observation")
             if done and terminal is not None and infos[idx].get("TimeLimit.truncated", False):
@@ -91,8 +95,8 @@ def collect_piece(
                     value = policy.predict_values(policy.obs_to_tensor(terminal)[0])[0]
                 rewards[idx] += gamma * value
         keep["obs"].append(obs)
-        keep["actions"].append(actions.reshape(n, -1))
-        keep["rewards"].append(rewards)
+        keep["actions"].append(actions)
+        keep["returns"].append(rewards)
         keep["starts"].append(starts)
         keep["values"].append(values.cpu().numpy().reshape(n))
         keep["log_probs"].append(log_probs.cpu().numpy().reshape(n))
