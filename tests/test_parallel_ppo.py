@@ -18,7 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from agents.rl.envs import REMEDIATION_ID
 from agents.rl.parallel_ppo import ParallelMaskablePPO, ParallelPPO
-from agents.rl.rollouts import RolloutError
+from agents.rl.rollouts import PieceAsk, RolloutError
 from agents.rl.sharded import ShardedVecEnv
 from agents.rl.train import TrainConfig, TrainingError, make_env, train
 
@@ -52,7 +52,8 @@ def test_each_piece_is_what_its_envs_did_under_the_policy(masked):
         model = cls("MlpPolicy", envs, **_hyper())
         obs = envs.reset()
         starts = np.ones(envs.num_envs, dtype=bool)
-        piece = envs.collect_rollout(model.policy, SEED, obs, starts, 16, model.gamma, masked)
+        ask = PieceAsk(16, model.gamma, masked)
+        piece = envs.collect_rollout(model.policy, SEED, obs, starts, ask)
     finally:
         envs.close()
     replay = _envs(DummyVecEnv)

@@ -28,6 +28,8 @@ from sb3_contrib import MaskablePPO
 from stable_baselines3 import PPO
 from stable_baselines3.common.utils import obs_as_tensor
 
+from agents.rl.rollouts import PieceAsk
+
 
 def _workers_of(env) -> Any:
     """The `ShardedVecEnv` under `env` when it has worker processes and no wrapper between
@@ -81,9 +83,7 @@ def _collect_in_parallel(model, env, callback, rollout_buffer, n_rollout_steps, 
         _stream_seed(model),
         model._last_obs,
         np.asarray(model._last_episode_starts, dtype=bool),
-        n_rollout_steps,
-        float(model.gamma),
-        masked,
+        PieceAsk(n_rollout_steps, float(model.gamma), masked),
     )
     # where the envs now are, even if a callback stops learning part way through the piece
     model._last_obs = piece["last_obs"]

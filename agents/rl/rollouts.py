@@ -11,6 +11,7 @@ episode statistics, the buffer) it does afterwards, from the piece's `infos` and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,22 +55,27 @@ def load_weights(policy, weights: dict[str, np.ndarray]) -> None:
     policy.load_state_dict({name: torch.from_numpy(value) for name, value in weights.items()})
 
 
+@dataclass(frozen=True)
+class PieceAsk:
+    """What every shard is asked for: `n_steps` steps, bootstrapping time limits with
+    `gamma`, asking the envs for action masks when `masked`."""
+
+    n_steps: int
+    gamma: float
+    masked: bool
+
+
 def collect_piece(
-    envs,
-    policy,
-    last_obs: np.ndarray,
-    last_starts: np.ndarray,
-    n_steps: int,
-    gamma: float,
-    masked: bool,
+    envs, policy, last_obs: np.ndarray, last_starts: np.ndarray, ask: PieceAsk
 ) -> dict[str, Any]:
-    """`n_steps` steps of `envs` (a VecEnv over this shard's slice) under `policy`, from
-    `last_obs` (and whether each env's episode had just started): arrays shaped (n_steps,
-    n_envs, ...) (actions as the policy gave them), each step's infos, and where the envs
-    end (`last_obs`, `last_starts`)."""
+    """`ask.n_steps` steps of `envs` (a VecEnv over this shard's slice) under `policy`,
+    from `last_obs` (and whether each env's episode had just started): arrays shaped
+    (n_steps, n_envs, ...) (actions as the policy gave them), each step's infos, and where
+    the envs end (`last_obs`, `last_starts`)."""
     import torch
     from stable_baselines3.common.utils import obs_as_tensor
 
+    n_steps, gamma, masked = ask.n_steps, ask.gamma, ask.masked
     policy.set_training_mode(False)
     n = envs.num_envs
     keep: dict[str, list[Any]] = {name: [] for name in PIECE_FIELDS}

@@ -355,20 +355,14 @@ class ShardedVecEnv(VecEnv):
         )
 
     def collect_rollout(
-        self,
-        policy: Any,
-        seed: int,
-        last_obs: np.ndarray,
-        last_starts: np.ndarray,
-        n_steps: int,
-        gamma: float,
-        masked: bool,
+        self, policy: Any, seed: int, last_obs: np.ndarray, last_starts: np.ndarray, ask: Any
     ) -> dict[str, Any]:
-        """`n_steps` steps of every env, each shard stepping its slice through all of them
-        with its own copy of `policy` (the shard in this process with `policy` itself), all
-        shards at once; the pieces merged in env order (`rollouts.merge_pieces`). A worker
-        gets the policy's class and parameters the first time it meets `policy` (its
-        sampling stream seeded from `seed` and its shard), then its weights each call."""
+        """`ask.n_steps` steps of every env (`ask`: a `rollouts.PieceAsk`), each shard
+        stepping its slice through all of them with its own copy of `policy` (the shard in
+        this process with `policy` itself), all shards at once; the pieces merged in env
+        order (`rollouts.merge_pieces`). A worker gets the policy's class and parameters the
+        first time it meets `policy` (its sampling stream seeded from `seed` and its shard),
+        then its weights each call."""
         from agents.rl.rollouts import merge_pieces, weights_of
 
         if self._policy is not policy:
@@ -383,9 +377,7 @@ class ShardedVecEnv(VecEnv):
         for shard in order:  # the workers first, so they step while this process does
             part = self._slices[shard]
             mine = policy if self._processes[shard] is None else weights
-            self._send(
-                shard, "rollout", (mine, last_obs[part], last_starts[part], n_steps, gamma, masked)
-            )
+            self._send(shard, "rollout", (mine, last_obs[part], last_starts[part], ask))
         return merge_pieces(self._receive_all())
 
     @property
