@@ -22,8 +22,8 @@ PIECE_FIELDS = ("obs", "actions", "rewards", "returns", "starts", "values", "log
 
 
 class RolloutError(ValueError):
-    """A piece cannot be collected as asked (a non-finite observation or reward; the envs
-    do not mask actions)."""
+    """A step of a piece returned a non-finite observation or reward (as `VecCheckNan`
+    would refuse it)."""
 
 
 def build_policy(spec: tuple[type, dict[str, Any]], seed: int):
